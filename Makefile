@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEMO_DIR ?= data/demo
+DEMO_MODEL ?= lstm
+
+.PHONY: install demo test lint clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	rm -rf $(DEMO_DIR)
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok demo-data
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok expand
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok split --val-ratio 0.1
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok featurize
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok vocab --k 64
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok tokenize --k 64
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_MODEL) --k 64
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --model $(DEMO_MODEL) --k 64
+
+test: $(INSTALLED)
+	$(BIN)/pytest -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

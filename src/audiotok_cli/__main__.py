@@ -1,0 +1,3 @@
+from audiotok_cli.cli import main
+
+main()

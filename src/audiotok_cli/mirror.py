@@ -1,0 +1,137 @@
+"""Read a local mirror of the hub dataset `agkphysics/AudioSet`, in either of its layouts.
+
+- parquet (revision `main`): `data/{source}/*.parquet` with columns `video_id`, `audio`
+  (struct of FLAC `bytes` and `path`), `labels` (MIDs), `human_labels`.
+- tar (legacy revision `LEGACY_REVISION`): `data/{source}NN.tar` holding `audio/{source}/{ytid}.flac`,
+  labels in the segment CSVs `data/*_segments.csv`.
+
+Both stream: memory is bounded by one Parquet row batch or one tar member.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.store import SOURCES
+
+LAYOUTS = ("parquet", "tar")
+LEGACY_REVISION = "5a2fa42a1506470d275a47ff8e1fdac5b364e6ef"
+SEGMENT_CSVS = {
+    "bal_train": "balanced_train_segments.csv",
+    "unbal_train": "unbalanced_train_segments.csv",
+    "eval": "eval_segments.csv",
+}
+YTID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PARQUET_BATCH_ROWS = 32
+
+
+@dataclass(frozen=True)
+class MirrorClip:
+    ytid: str
+    flac: bytes
+    mids: tuple[str, ...]
+
+
+def data_dir(mirror_dir: Path) -> Path:
+    return mirror_dir / "data"
+
+
+def detect_layout(mirror_dir: Path) -> str:
+    """`parquet` or `tar`, from the files the mirror holds."""
+    root = data_dir(mirror_dir)
+    if any(root.glob("*/*.parquet")):
+        return "parquet"
+    if any(root.glob("*.tar")):
+        return "tar"
+    raise MissingInputError(
+        f"no Parquet or tar files under {root}; run `audiotok fetch` (or `audiotok demo-data`) first"
+    )
+
+
+def source_files(mirror_dir: Path, source: str, layout: str) -> list[Path]:
+    """The mirror's data files for one source, in name order."""
+    root = data_dir(mirror_dir)
+    if layout == "parquet":
+        return sorted((root / source).glob("*.parquet"))
+    pattern = re.compile(rf"^{re.escape(source)}\d+\.tar$")
+    return sorted(p for p in root.glob("*.tar") if pattern.match(p.name))
+
+
+def available_sources(mirror_dir: Path, layout: str) -> list[str]:
+    """The AudioSet sources the mirror holds files for."""
+    return [source for source in SOURCES if source_files(mirror_dir, source, layout)]
+
+
+def iter_clips(
+    path: Path, source: str, layout: str, segments: dict[str, tuple[str, ...]]
+) -> Iterator[MirrorClip]:
+    """Clips of one mirror file; tar clips take their labels from `segments`."""
+    try:
+        if layout == "parquet":
+            yield from _iter_parquet(path)
+        else:
+            yield from _iter_tar(path, segments)
+    except (tarfile.TarError, EOFError, OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"{path} is truncated or corrupt ({exc}); delete it and download it again with `audiotok fetch`"
+        ) from None
+
+
+def _iter_parquet(path: Path) -> Iterator[MirrorClip]:
+    parquet = pq.ParquetFile(path)
+    missing = {"video_id", "audio", "labels"} - set(parquet.schema_arrow.names)
+    if missing:
+        raise DataError(f"{path} lacks columns {sorted(missing)}; is it an AudioSet Parquet file?")
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=["video_id", "audio", "labels"]):
+        for row in batch.to_pylist():
+            yield MirrorClip(
+                _checked_ytid(row["video_id"], path),
+                row["audio"]["bytes"],
+                tuple(row["labels"] or ()),
+            )
+
+
+def _iter_tar(path: Path, segments: dict[str, tuple[str, ...]]) -> Iterator[MirrorClip]:
+    with tarfile.open(path, mode="r|") as archive:
+        for member in archive:
+            if not member.isfile() or not member.name.endswith(".flac"):
+                continue
+            ytid = _checked_ytid(Path(member.name).stem, path)
+            handle = archive.extractfile(member)
+            payload = handle.read() if handle else b""
+            if len(payload) != member.size:
+                raise EOFError(f"member {member.name} ends early")
+            yield MirrorClip(ytid, payload, segments.get(ytid, ()))
+
+
+def _checked_ytid(ytid: str, path: Path) -> str:
+    """YouTube IDs become file names: refuse anything that could escape the audio directory."""
+    if not isinstance(ytid, str) or not YTID_PATTERN.match(ytid):
+        raise DataError(f"{path} holds an invalid YouTube ID {ytid!r}; the file is not AudioSet data")
+    return ytid
+
+
+def read_segments(mirror_dir: Path, source: str) -> dict[str, tuple[str, ...]]:
+    """YTID -> MIDs from a segment CSV (three `#` lines, then `YTID, start, end, "mid,mid"`)."""
+    path = data_dir(mirror_dir) / SEGMENT_CSVS[source]
+    if not path.exists():
+        raise MissingInputError(f"{path} is missing: tar mirrors take labels from it; fetch it again")
+    labels: dict[str, tuple[str, ...]] = {}
+    with path.open(newline="") as handle:
+        rows = csv.reader((line for line in handle if not line.startswith("#")), skipinitialspace=True)
+        for number, row in enumerate(rows, start=4):
+            if not row:
+                continue
+            if len(row) != 4:
+                raise DataError(f"{path}:{number}: expected 4 fields, found {len(row)}")
+            labels[row[0]] = tuple(mid for mid in row[3].split(",") if mid)
+    return labels

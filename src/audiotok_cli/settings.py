@@ -1,0 +1,198 @@
+"""One settings model for every stage: defaults < `.env` < `AUDIOTOK_*` environment < CLI flags.
+
+Nested groups use `__` in the environment: `AUDIOTOK_AUDIO__N_MELS=128`. Validation rejects
+inconsistent values with one line naming the setting, so a bad value never reaches a stage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from audiotok_cli.errors import SettingsError
+
+ENV_PREFIX = "AUDIOTOK_"
+ENV_FILE = ".env"
+ModelKind = Literal["simple", "lstm", "bert"]
+
+
+class PathSettings(BaseModel):
+    """Where each stage reads and writes; unset paths live under `data_dir`."""
+
+    mirror_dir: Path | None = Field(None, description="Local mirror of the hub dataset repo.")
+    audio_dir: Path | None = Field(None, description="Expanded audio files, one folder per source.")
+    store: Path | None = Field(None, description="The Zarr v3 store every stage talks through.")
+    runs_dir: Path | None = Field(None, description="Training runs: checkpoints and reports.")
+
+
+class AudioSettings(BaseModel):
+    """Log-mel front end (the seed's librosa settings)."""
+
+    sample_rate: int = Field(22050, gt=0, description="Audio is resampled to this rate (Hz).")
+    n_fft: int = Field(1024, gt=0, description="STFT window length in samples.")
+    hop_length: int = Field(512, gt=0, description="STFT hop in samples.")
+    n_mels: int = Field(64, gt=0, description="Mel bands per frame.")
+    normalize: bool = Field(False, description="Scale each clip's log-mel to [0, 1].")
+    clip_seconds: float = Field(10.0, gt=0, description="Longest audio kept per clip; sets max frames.")
+    features_name: str = Field("logmel", min_length=1, description="Store group for the features.")
+    clips_per_shard: int = Field(256, gt=0, description="Clips per Zarr shard: the unit of work.")
+    clips_per_chunk: int = Field(16, gt=0, description="Clips per inner chunk (random-read unit).")
+
+    @property
+    def max_frames(self) -> int:
+        """Frames of a full clip with librosa's centred STFT: 1 + samples // hop."""
+        return 1 + round(self.clip_seconds * self.sample_rate) // self.hop_length
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AudioSettings:
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length {self.hop_length} > n_fft {self.n_fft} skips samples")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise ValueError(
+                f"n_mels {self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of n_fft "
+                f"{self.n_fft}; lower n_mels or raise n_fft"
+            )
+        if self.clips_per_shard % self.clips_per_chunk:
+            raise ValueError("clips_per_shard must be a multiple of clips_per_chunk")
+        return self
+
+
+class SplitSettings(BaseModel):
+    val_ratio: float = Field(0.1, gt=0, lt=1, description="Share of training clips held out.")
+
+
+class VocabSettings(BaseModel):
+    """FAISS k-means over training-split frames."""
+
+    n_clusters: int = Field(64, ge=2, description="Vocabulary size k (number of centroids).")
+    niter: int = Field(20, gt=0, description="k-means iterations.")
+    max_points_per_centroid: int = Field(256, gt=0, description="Frames sampled per centroid.")
+    init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start.")
+
+    @property
+    def name(self) -> str:
+        return f"k{self.n_clusters}"
+
+
+class ModelSettings(BaseModel):
+    kind: ModelKind = Field("lstm", description="Token model: simple, lstm or bert.")
+    vocab_size: int | None = Field(None, description="Must equal vocab.n_clusters when set.")
+    embed_dim: int = Field(128, gt=0, description="Token embedding size (simple, lstm).")
+    hidden_size: int = Field(128, gt=0, description="Hidden size (lstm, bert).")
+    num_layers: int = Field(2, gt=0, description="Layers (lstm, bert).")
+    num_heads: int = Field(4, gt=0, description="Attention heads (bert).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout probability.")
+
+
+class TrainSettings(BaseModel):
+    epochs: int = Field(15, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    run_name: str | None = Field(None, description="Run folder name; default {model}-{vocab}.")
+
+
+class Settings(BaseSettings):
+    """Every setting of every stage, validated together."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=ENV_FILE,
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(Path("data"), description="Root of every default path.")
+    seed: int = Field(0, description="Seed for splits, k-means and training.")
+    log_level: str = Field("WARNING", description="Python logging level.")
+    paths: PathSettings = PathSettings()
+    audio: AudioSettings = AudioSettings()
+    split: SplitSettings = SplitSettings()
+    vocab: VocabSettings = VocabSettings()
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+
+    @model_validator(mode="after")
+    def _vocab_matches_model(self) -> Settings:
+        size = self.model.vocab_size
+        if size is not None and size != self.vocab.n_clusters:
+            raise ValueError(
+                f"model.vocab_size {size} != vocab.n_clusters {self.vocab.n_clusters}; "
+                "they must be equal (or leave model.vocab_size unset)"
+            )
+        return self
+
+    @property
+    def mirror_dir(self) -> Path:
+        return self.paths.mirror_dir or self.data_dir / "mirror"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.paths.audio_dir or self.data_dir / "audio"
+
+    @property
+    def store_path(self) -> Path:
+        return self.paths.store or self.data_dir / "audiotok.zarr"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.paths.runs_dir or self.data_dir / "runs"
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings with `overrides` (from CLI flags) on top; raise SettingsError on bad values."""
+    try:
+        return Settings(**prune_none(overrides or {}))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {where}: {message}") from None
+
+
+def prune_none(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset CLI flags (None) so they do not mask env or `.env` values."""
+    pruned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = prune_none(value)
+            if value:
+                pruned[key] = value
+        elif value is not None:
+            pruned[key] = value
+    return pruned
+
+
+def setting_sources(settings: Settings, overrides: dict[str, Any] | None = None) -> list[dict]:
+    """Each setting's dotted name, effective value and origin: cli, env, .env or default."""
+    cli = flatten(prune_none(overrides or {}))
+    dotenv = {k.upper(): v for k, v in dotenv_values(ENV_FILE).items()} if Path(ENV_FILE).exists() else {}
+    rows = []
+    for name, value in flatten(settings.model_dump(mode="json")).items():
+        env_name = ENV_PREFIX + name.replace(".", "__").upper()
+        if name in cli:
+            origin = "cli"
+        elif env_name in {k.upper() for k in os.environ}:
+            origin = "env"
+        elif env_name in dotenv:
+            origin = ".env"
+        else:
+            origin = "default"
+        rows.append({"name": name, "value": value, "source": origin, "env": env_name})
+    return rows
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

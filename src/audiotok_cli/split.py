@@ -1,0 +1,39 @@
+"""`split`: a deterministic train/val split from a seeded hash of each YouTube ID.
+
+A clip's split depends only on (seed, ytid, val_ratio), so appending clips never reshuffles old ones.
+The official `eval` source is always the test split, so results compare with published AudioSet mAP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from audiotok_cli.settings import Settings
+from audiotok_cli.store import SPLITS, Store, source_code, split_code
+
+
+@dataclass
+class SplitResult:
+    counts: dict[str, int]
+    val_ratio: float
+    seed: int
+
+
+def hash_unit(ytid: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, ytid)."""
+    digest = hashlib.blake2b(f"{seed}:{ytid}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def split(settings: Settings) -> SplitResult:
+    store = Store.open(settings.store_path)
+    ratio, seed = settings.split.val_ratio, settings.seed
+    draws = np.fromiter((hash_unit(y, seed) for y in store.ytids()), dtype=np.float64, count=store.n_clips)
+    codes = np.where(draws < ratio, split_code("val"), split_code("train")).astype(np.uint8)
+    codes[store.sources() == source_code("eval")] = split_code("test")
+    store.set_splits(codes, {"val_ratio": ratio, "seed": seed})
+    counts = {name: int((codes == split_code(name)).sum()) for name in SPLITS[1:]}
+    return SplitResult(counts, ratio, seed)

@@ -1,0 +1,53 @@
+"""Shared fixtures: real demo mirrors, real stores, and a CLI runner with an isolated environment."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from audiotok_cli.cli import app
+from audiotok_cli.demo import DemoResult, write_demo_mirror
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test runs in its own directory with no AUDIOTOK_* variables from the outside."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AUDIOTOK_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUDIOTOK_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def small_mirrors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoResult]:
+    """One small demo mirror per layout, written once per session (copy before changing one)."""
+    mirrors = {}
+    for layout in ("parquet", "tar"):
+        root = tmp_path_factory.mktemp(f"mirror-{layout}")
+        mirrors[layout] = write_demo_mirror(root, layout=layout, clips=48, seconds=4.0, seed=7)
+    return mirrors
+
+
+def flac_bytes(samples: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="FLAC", subtype="PCM_24")
+    return buffer.getvalue()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audiotok_cli.errors import SettingsError
+from audiotok_cli.settings import load_settings
+
+
+def test_defaults_follow_the_seed_and_derive_paths(tmp_path):
+    settings = load_settings()
+    assert (settings.audio.sample_rate, settings.audio.n_fft, settings.audio.hop_length) == (
+        22050,
+        1024,
+        512,
+    )
+    assert settings.audio.n_mels == 64
+    assert settings.store_path == tmp_path / "data" / "audiotok.zarr"
+    assert settings.audio.max_frames == 431  # 1 + 220500 // 512: a full 10 s clip
+
+
+def test_precedence_cli_over_env_over_dotenv_over_default(monkeypatch):
+    Path(".env").write_text("AUDIOTOK_AUDIO__N_MELS=32\nAUDIOTOK_VOCAB__NITER=7\nAUDIOTOK_SEED=3\n")
+    monkeypatch.setenv("AUDIOTOK_AUDIO__N_MELS", "48")
+    settings = load_settings({"seed": 9})
+    assert settings.audio.n_mels == 48  # env beats .env
+    assert settings.vocab.niter == 7  # .env beats default
+    assert settings.seed == 9  # cli beats .env
+
+
+def test_unset_cli_flags_do_not_mask_env(monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_VOCAB__N_CLUSTERS", "32")
+    assert load_settings({"vocab": {"n_clusters": None}}).vocab.n_clusters == 32
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"model": {"vocab_size": 100}, "vocab": {"n_clusters": 64}},
+            "model.vocab_size 100 != vocab.n_clusters 64",
+        ),
+        ({"audio": {"hop_length": 2048}}, "hop_length 2048 > n_fft 1024"),
+        ({"audio": {"n_mels": 600}}, "n_mels 600 exceeds the 513 FFT bins"),
+        ({"split": {"val_ratio": 1.5}}, "split.val_ratio"),
+        ({"split": {"val_ratio": 0}}, "split.val_ratio"),
+    ],
+)
+def test_inconsistent_settings_are_rejected_in_one_line(overrides, message):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(overrides)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_cli_reports_bad_settings_with_exit_3(cli, monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_MODEL__VOCAB_SIZE", "100")
+    result = cli("train", "--k", "64")
+    assert result.exit_code == 3
+    assert "model.vocab_size 100 != vocab.n_clusters 64" in result.stderr
+
+
+def test_config_shows_where_each_value_came_from(cli, monkeypatch):
+    Path(".env").write_text("AUDIOTOK_VOCAB__NITER=7\n")
+    monkeypatch.setenv("AUDIOTOK_AUDIO__N_MELS", "48")
+    result = cli("--seed", "5", "config", "--json")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["audio.n_mels"]["source"] == "env" and rows["audio.n_mels"]["value"] == 48
+    assert rows["vocab.niter"]["source"] == ".env" and rows["vocab.niter"]["value"] == 7
+    assert rows["seed"]["source"] == "cli" and rows["seed"]["value"] == 5
+    assert rows["audio.n_fft"]["source"] == "default"
+    assert rows["vocab.n_clusters"]["env"] == "AUDIOTOK_VOCAB__N_CLUSTERS"
+
+
+def test_env_example_lists_every_setting():
+    from audiotok_cli.settings import Settings, flatten
+
+    example = (Path(__file__).parents[1] / ".env.example").read_text()
+    for name in flatten(Settings().model_dump()):
+        assert "AUDIOTOK_" + name.replace(".", "__").upper() in example, name

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
+from audiotok_cli.labels import N_CLASSES
+from audiotok_cli.settings import load_settings
+from audiotok_cli.split import split
+from audiotok_cli.store import PENDING, Store
+
+
+def _labels(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, N_CLASSES)) < 0.01
+
+
+def test_clips_append_and_lookup_by_ytid(tmp_path):
+    store = Store.open_or_create(tmp_path / "s.zarr")
+    labels = _labels(5)
+    store.append_clips([f"id{i:08d}xx" for i in range(3)], "bal_train", labels[:3])
+    store.append_clips(["evalAAAAAAA", "evalBBBBBBB"], "eval", labels[3:])
+    reopened = Store.open(tmp_path / "s.zarr")
+    assert reopened.n_clips == 5
+    assert reopened.row_of["evalBBBBBBB"] == 4
+    assert np.array_equal(reopened.labels(), labels)
+    assert list(reopened.sources()) == [0, 0, 0, 2, 2]
+
+
+def test_padded_sets_write_whole_shards_and_grow(tmp_path):
+    store = Store.open_or_create(tmp_path / "s.zarr")
+    store.append_clips([f"clip{i:07d}" for i in range(10)], "bal_train", _labels(10))
+    padded = store.create_padded(
+        "features",
+        "f",
+        frame_shape=(6, 3),
+        dtype="float32",
+        fill_value=0.0,
+        rows_per_shard=4,
+        rows_per_chunk=2,
+        attrs={"settings": {}},
+    )
+    assert padded.n_shards == 3 and padded.shard_rows(2) == slice(8, 10)
+    data = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    padded.write_shard(1, data, np.array([6, 5, 4, 3], dtype=np.int32))
+    lengths = padded.all_lengths()
+    assert list(lengths) == [PENDING] * 4 + [6, 5, 4, 3] + [PENDING] * 2
+    assert np.array_equal(padded.read_shard(1)[0], data)
+    store.append_clips(["late0000000"], "eval", _labels(1))
+    padded.grow(store.n_clips)
+    assert padded.n_rows == 11 and padded.all_lengths()[10] == PENDING
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        store.create_padded(
+            "features",
+            "f",
+            frame_shape=(6, 3),
+            dtype="float32",
+            fill_value=0.0,
+            rows_per_shard=4,
+            rows_per_chunk=2,
+            attrs={},
+        )
+
+
+def test_store_refuses_other_format_versions(tmp_path):
+    store = Store.open_or_create(tmp_path / "s.zarr")
+    store.root.attrs["format_version"] = 99
+    with pytest.raises(MismatchError, match="format_version 99"):
+        Store.open(tmp_path / "s.zarr")
+
+
+def test_missing_store_names_the_fix(tmp_path):
+    with pytest.raises(MissingInputError, match="audiotok expand"):
+        Store.open(tmp_path / "nowhere.zarr")
+
+
+def test_split_is_deterministic_stable_under_appends_and_keeps_eval_as_test():
+    settings = load_settings({"split": {"val_ratio": 0.2}})
+    store = Store.open_or_create(settings.store_path)
+    store.append_clips([f"t{i:010d}" for i in range(400)], "bal_train", _labels(400))
+    store.append_clips([f"e{i:010d}" for i in range(50)], "eval", _labels(50))
+    first = split(settings)
+    codes_before = Store.open(settings.store_path).splits().copy()
+    assert first.counts["test"] == 50
+    assert 50 <= first.counts["val"] <= 110  # ~20% of 400
+    store = Store.open(settings.store_path)
+    store.append_clips([f"n{i:010d}" for i in range(100)], "unbal_train", _labels(100))
+    split(settings)
+    codes_after = Store.open(settings.store_path).splits()
+    assert np.array_equal(codes_after[:450], codes_before)
+    other_seed = split(load_settings({"split": {"val_ratio": 0.2}, "seed": 1}))
+    assert not np.array_equal(Store.open(settings.store_path).splits()[:450], codes_before)
+    assert other_seed.counts["test"] == 50
