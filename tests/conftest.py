@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from typer.testing import CliRunner
 
 from audiotok_cli.cli import app
@@ -45,9 +42,3 @@ def small_mirrors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoRes
         root = tmp_path_factory.mktemp(f"mirror-{layout}")
         mirrors[layout] = write_demo_mirror(root, layout=layout, clips=48, seconds=4.0, seed=7)
     return mirrors
-
-
-def flac_bytes(samples: np.ndarray, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, rate, format="FLAC", subtype="PCM_24")
-    return buffer.getvalue()

@@ -39,7 +39,8 @@ def decode(source: Path | bytes, sample_rate: int, name: str = "") -> np.ndarray
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
         samples, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise DataError(f"cannot decode {label}: {exc}; re-run `audiotok expand` for it") from None
+        reason = getattr(exc, "error_string", None) or str(exc)
+        raise DataError(f"cannot decode {label} ({reason}); re-run `audiotok expand` for it") from None
     if samples.shape[0] == 0:
         raise DataError(f"{label} holds no audio samples; re-run `audiotok expand` for it")
     if samples.shape[1] == 2:

@@ -172,22 +172,11 @@ def expand_cmd(
 
     layout = layout or detect_layout(settings.mirror_dir)
     results = expand(settings, source or available_sources(settings.mirror_dir, layout), layout, overwrite)
-    table = Table(
-        "source",
-        "layout",
-        "files done",
-        "files skipped",
-        "clips added",
-        "clips skipped",
-        "unlabeled",
-    )
     for r in results:
-        table.add_row(
-            r.source,
-            r.layout,
-            *map(str, (r.files_done, r.files_skipped, r.clips_added, r.clips_skipped, r.unlabeled)),
+        console.print(
+            f"{r.source} ({r.layout}): {r.files_done} files expanded, {r.files_skipped} files skipped; "
+            f"{r.clips_added} clips added, {r.clips_skipped} already in the store, {r.unlabeled} unlabeled"
         )
-    console.print(table)
     for r in results:
         if r.unknown_mids:
             err_console.print(

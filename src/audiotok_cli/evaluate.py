@@ -34,7 +34,7 @@ def evaluate(settings: Settings, run: str | None = None) -> EvalReport:
     device = pick_device(settings.train.device)
     model.to(device)
     lengths = tokens.all_lengths()
-    train_labels = store.labels()[split_rows(store, lengths, "train")]
+    train_prior = store.label_prior(split_rows(store, lengths, "train"))
     results = {}
     for split in ("val", "test"):
         rows = split_rows(store, lengths, split)
@@ -42,7 +42,7 @@ def evaluate(settings: Settings, run: str | None = None) -> EvalReport:
             continue
         labels, scores = predict(model, store, tokens, rows, settings.train.batch_size, device)
         metrics = classification_metrics(labels, scores)
-        metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_labels, len(labels)))
+        metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_prior, len(labels)))
         results[split] = metrics
     report = {
         "run": str(directory),

@@ -29,6 +29,6 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
-def prior_scores(train_labels: np.ndarray, n_clips: int) -> np.ndarray:
+def prior_scores(label_prior: np.ndarray, n_clips: int) -> np.ndarray:
     """The label-prior baseline: every clip scored with the train-split class frequencies."""
-    return np.broadcast_to(train_labels.mean(axis=0), (n_clips, train_labels.shape[1]))
+    return np.broadcast_to(label_prior, (n_clips, len(label_prior)))

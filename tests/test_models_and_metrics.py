@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from audiotok_cli.labels import N_CLASSES
+from audiotok_cli.metrics import classification_metrics, mean_average_precision, prior_scores
+from audiotok_cli.models import CLS_ID, PAD_ID, build_model, reverse_valid, to_model_ids
+from audiotok_cli.settings import ModelSettings
+
+
+def _model(kind: str, max_frames: int = 431):
+    settings = ModelSettings(kind=kind, embed_dim=16, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
+    from audiotok_cli.models import model_spec
+
+    torch.manual_seed(0)
+    return build_model(model_spec(settings, n_tokens=8, max_frames=max_frames)).eval()
+
+
+def test_special_ids_never_collide_with_centroids():
+    stored = torch.tensor([[0, 7, 3, -1, -1]])
+    ids = to_model_ids(stored)
+    assert ids.tolist() == [[2, 9, 5, PAD_ID, PAD_ID]]
+    assert PAD_ID != CLS_ID and min(ids[0, :3].tolist()) > max(PAD_ID, CLS_ID)
+
+
+def test_reverse_valid_reverses_within_length_only():
+    x = torch.arange(10).view(2, 5, 1)
+    out = reverse_valid(x, torch.tensor([3, 5])).squeeze(-1)
+    assert out.tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]
+
+
+@pytest.mark.parametrize("kind", ["simple", "lstm", "bert"])
+def test_padding_never_changes_a_prediction(kind):
+    model = _model(kind)
+    tokens = torch.randint(0, 8, (3, 20))
+    lengths = torch.tensor([20, 12, 5])
+    stored = torch.where(torch.arange(20) < lengths.unsqueeze(1), tokens, -1)
+    with torch.no_grad():
+        short = model(to_model_ids(stored), lengths)
+        padded = model(to_model_ids(torch.cat([stored, torch.full((3, 30), -1)], dim=1)), lengths)
+        alone = model(to_model_ids(stored[2:, :5]), lengths[2:])
+    assert short.shape == (3, N_CLASSES)
+    assert torch.allclose(short, padded, atol=1e-5)
+    assert torch.allclose(short[2:], alone, atol=1e-5)
+
+
+def test_bert_sees_every_frame_of_a_full_clip():
+    model = _model("bert", max_frames=431)
+    assert model.bert.config.max_position_embeddings >= 431 + 1
+    ids = to_model_ids(torch.randint(0, 8, (1, 431)))
+    with torch.no_grad():
+        base = model(ids, torch.tensor([431]))
+        ids[0, -1] = 2 + (ids[0, -1] - 2 + 1) % 8  # change only the last frame
+        changed = model(ids, torch.tensor([431]))
+    assert not torch.allclose(base, changed)
+
+
+def test_map_averages_only_classes_with_positives():
+    labels = np.zeros((4, N_CLASSES), dtype=bool)
+    labels[[0, 1], 0] = True
+    labels[[2], 1] = True
+    scores = np.zeros((4, N_CLASSES))
+    scores[:, 0] = [0.9, 0.8, 0.1, 0.2]  # AP 1.0
+    scores[:, 1] = [0.9, 0.1, 0.5, 0.2]  # positive ranked 2nd: AP 0.5
+    assert mean_average_precision(labels, scores) == pytest.approx(0.75)
+    metrics = classification_metrics(labels, scores)
+    assert metrics["n_classes"] == 2 and metrics["n_clips"] == 4
+
+
+def test_label_prior_map_equals_mean_prevalence():
+    rng = np.random.default_rng(0)
+    labels = rng.random((200, N_CLASSES)) < 0.05
+    train = rng.random((300, N_CLASSES)) < 0.05
+    prior = mean_average_precision(labels, prior_scores(train.mean(axis=0), len(labels)))
+    present = labels.any(axis=0)
+    assert prior == pytest.approx(labels[:, present].mean(axis=0).mean())
