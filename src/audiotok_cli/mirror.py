@@ -48,22 +48,45 @@ def data_dir(mirror_dir: Path) -> Path:
 def detect_layout(mirror_dir: Path) -> str:
     """`parquet` or `tar`, from the files the mirror holds."""
     root = data_dir(mirror_dir)
-    if any(root.glob("*/*.parquet")):
-        return "parquet"
-    if any(root.glob("*.tar")):
-        return "tar"
+    paths = [p.relative_to(mirror_dir).as_posix() for p in [*root.glob("*/*.parquet"), *root.glob("*.tar")]]
+    layout = layout_of(paths)
+    if layout:
+        return layout
     raise MissingInputError(
         f"no Parquet or tar files under {root}; run `audiotok fetch` (or `audiotok demo-data`) first"
     )
 
 
-def source_files(mirror_dir: Path, source: str, layout: str) -> list[Path]:
-    """The mirror's data files for one source, in name order."""
-    root = data_dir(mirror_dir)
+def is_source_file(path: str, source: str, layout: str) -> bool:
+    """Whether a repo-relative path (`data/...`) is one of `source`'s data files in `layout`."""
     if layout == "parquet":
-        return sorted((root / source).glob("*.parquet"))
-    pattern = re.compile(rf"^{re.escape(source)}\d+\.tar$")
-    return sorted(p for p in root.glob("*.tar") if pattern.match(p.name))
+        return re.fullmatch(rf"data/{re.escape(source)}/[^/]+\.parquet", path) is not None
+    return re.fullmatch(rf"data/{re.escape(source)}\d+\.tar", path) is not None
+
+
+def is_metadata_file(path: str) -> bool:
+    """The ontology and segment CSVs: small files every layout needs beside the audio."""
+    return (
+        path in ("ontology.json", "data/ontology.json")
+        or re.fullmatch(r"data/\w+_segments\.csv", path) is not None
+    )
+
+
+def layout_of(paths: list[str]) -> str | None:
+    """`parquet` or `tar` from repo-relative paths, or None when neither kind of data file is there."""
+    for layout in LAYOUTS:
+        if any(is_source_file(p, s, layout) for p in paths for s in SOURCES):
+            return layout
+    return None
+
+
+def source_files(mirror_dir: Path, source: str, layout: str) -> list[Path]:
+    """The mirror's data files for one source, in name order (the order `--shards` indexes)."""
+    root = data_dir(mirror_dir)
+    candidates = root.glob(f"{source}/*.parquet" if layout == "parquet" else "*.tar")
+    return sorted(
+        p for p in candidates if is_source_file(p.relative_to(mirror_dir).as_posix(), source, layout)
+    )
 
 
 def available_sources(mirror_dir: Path, layout: str) -> list[str]:

@@ -1,0 +1,264 @@
+"""`fetch`: download AudioSet from the Hugging Face hub into the local mirror, resumable and verified.
+
+`huggingface_hub` lists the repo (sizes and LFS sha256) and downloads each file; its own partial-file
+resume and atomic move mean an interrupted download never leaves a file that looks complete. Each
+file is then checked against the hub's hash and recorded in a manifest, so reruns skip verified files
+without hashing terabytes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.hf_api import RepoFile
+from tqdm.auto import tqdm
+
+from audiotok_cli.errors import MissingInputError, NetworkError, SettingsError
+from audiotok_cli.mirror import is_metadata_file, is_source_file, layout_of
+from audiotok_cli.progress import progress
+from audiotok_cli.settings import Settings
+
+DEFAULT_REPO = "agkphysics/AudioSet"
+MANIFEST = ".audiotok-fetch.json"
+HASH_BLOCK = 8 * 2**20
+_TRANSPORT_ERRORS = (httpx2.HTTPError, OSError)
+
+
+@dataclass
+class FetchPlan:
+    layout: str
+    todo: list[RepoFile]
+    done: list[RepoFile]
+    missing_bytes: int
+    free_bytes: int
+
+
+@dataclass
+class FetchResult:
+    plan: FetchPlan
+    fetched: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    bytes_fetched: int = 0
+
+
+def parse_shards(text: str | None) -> set[int] | None:
+    """`0-49`, `3`, or `0-9,20-29` -> file indices (inclusive ranges)."""
+    if not text:
+        return None
+    shards: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match or (match[2] and int(match[2]) < int(match[1])):
+            raise SettingsError(f"invalid --shards {text!r}; use ranges like 0-49 or 0-9,20")
+        shards.update(range(int(match[1]), int(match[2] or match[1]) + 1))
+    return shards
+
+
+def endpoint() -> str | None:
+    """HF_ENDPOINT, read at call time (the hub client reads it once, at import)."""
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def list_repo(repo_id: str, revision: str) -> list[RepoFile]:
+    api = HfApi(endpoint=endpoint())
+    try:
+        entries = api.list_repo_tree(
+            repo_id, repo_type="dataset", revision=revision, recursive=True, expand=False
+        )
+        return [entry for entry in entries if isinstance(entry, RepoFile)]
+    except RepositoryNotFoundError:
+        raise MissingInputError(
+            f"dataset repo {repo_id!r} not found on {api.endpoint}; check --repo"
+        ) from None
+    except RevisionNotFoundError:
+        raise MissingInputError(f"revision {revision!r} not found in {repo_id}; check --revision") from None
+    except (*_TRANSPORT_ERRORS, HfHubHTTPError) as exc:
+        raise NetworkError(
+            f"cannot reach the hub at {api.endpoint} ({type(exc).__name__}: {exc}); check the connection, "
+            "or point HF_ENDPOINT at a reachable mirror"
+        ) from None
+
+
+def plan_fetch(
+    settings: Settings, repo_id: str, revision: str, sources: list[str], shards: set[int] | None
+) -> FetchPlan:
+    """What to download: the metadata, and each source's data files (those in `shards`, by index)."""
+    files = list_repo(repo_id, revision)
+    layout = layout_of([f.path for f in files])
+    if layout is None:
+        raise MissingInputError(f"{repo_id}@{revision} holds no AudioSet Parquet or tar files")
+    chosen = [f for f in files if is_metadata_file(f.path)]
+    for source in sources:
+        source_files = sorted(
+            (f for f in files if is_source_file(f.path, source, layout)), key=lambda f: f.path
+        )
+        if not source_files:
+            raise MissingInputError(f"{repo_id}@{revision} has no {layout} files for source {source!r}")
+        chosen += [f for i, f in enumerate(source_files) if shards is None or i in shards]
+    manifest = _load_manifest(settings.mirror_dir)
+    done = [f for f in chosen if _is_verified(settings.mirror_dir, f, manifest)]
+    todo = [f for f in chosen if f not in done]
+    missing = sum(f.size for f in todo)  # conservative: a partial download counts in full
+    return FetchPlan(layout, todo, done, missing, free_bytes(settings.mirror_dir))
+
+
+def fetch(
+    settings: Settings,
+    sources: list[str],
+    *,
+    repo_id: str = DEFAULT_REPO,
+    revision: str = "main",
+    shards: str | None = None,
+    workers: int = 4,
+    max_gb: float | None = None,
+    dry_run: bool = False,
+) -> FetchResult:
+    plan = plan_fetch(settings, repo_id, revision, sources, parse_shards(shards))
+    result = FetchResult(plan)
+    if dry_run or not plan.todo:
+        return result
+    if max_gb is not None and plan.missing_bytes > max_gb * 1e9:
+        raise SettingsError(
+            f"fetch needs {plan.missing_bytes / 1e9:.2f} GB, over --max-gb {max_gb}; use --shards"
+        )
+    if plan.missing_bytes > plan.free_bytes:
+        raise SettingsError(
+            f"fetch needs {plan.missing_bytes / 1e9:.2f} GB but {settings.mirror_dir} has "
+            f"{plan.free_bytes / 1e9:.2f} GB free; free space or fetch fewer --shards"
+        )
+    lock = threading.Lock()
+    with progress("fetch (bytes)", plan.missing_bytes) as advance:
+        bytes_bar = _forwarding_tqdm(advance)
+
+        def one(entry: RepoFile) -> None:
+            ok = _download_verified(settings.mirror_dir, repo_id, revision, entry, bytes_bar)
+            with lock:
+                (result.fetched if ok else result.failed).append(entry.path)
+                if ok:
+                    result.bytes_fetched += entry.size
+                    _record(settings.mirror_dir, entry)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(one, plan.todo))
+    return result
+
+
+def _download_verified(mirror: Path, repo_id: str, revision: str, entry: RepoFile, bar: type[tqdm]) -> bool:
+    """Download one file, check its hash; on mismatch delete it and try once more."""
+    for attempt in range(2):
+        try:
+            path = hf_hub_download(
+                repo_id,
+                entry.path,
+                repo_type="dataset",
+                revision=revision,
+                local_dir=mirror,
+                endpoint=endpoint(),
+                force_download=attempt > 0,
+                tqdm_class=bar,
+            )
+        except (*_TRANSPORT_ERRORS, HfHubHTTPError) as exc:
+            raise NetworkError(
+                f"downloading {entry.path} failed ({type(exc).__name__}: {exc}); run fetch again to resume, "
+                "or point HF_ENDPOINT at a reachable mirror"
+            ) from None
+        if _matches_hub(Path(path), entry):
+            return True
+        Path(path).unlink()
+    return False
+
+
+def _forwarding_tqdm(advance: Callable[[int], None]) -> type[tqdm]:
+    """A silent tqdm class for the hub client that forwards byte counts to our one rich bar."""
+
+    class Forwarding(tqdm):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            advance(int(kwargs.get("initial") or 0))  # bytes a resumed download already has
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            advance(int(n or 0))
+            return None
+
+    return Forwarding
+
+
+def expected_hash(entry: RepoFile) -> tuple[str, str]:
+    """(algorithm, digest): LFS files carry sha256; small files their git blob sha1."""
+    return ("sha256", entry.lfs.sha256) if entry.lfs else ("git-sha1", entry.blob_id)
+
+
+def file_hash(path: Path, algorithm: str) -> str:
+    digest = hashlib.sha256() if algorithm == "sha256" else hashlib.sha1()
+    if algorithm == "git-sha1":
+        digest.update(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _matches_hub(path: Path, entry: RepoFile) -> bool:
+    algorithm, wanted = expected_hash(entry)
+    return path.stat().st_size == entry.size and file_hash(path, algorithm) == wanted
+
+
+def _manifest_path(mirror: Path) -> Path:
+    return mirror / MANIFEST
+
+
+def _load_manifest(mirror: Path) -> dict[str, dict]:
+    path = _manifest_path(mirror)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _record(mirror: Path, entry: RepoFile) -> None:
+    """Note a verified file (hash, size, mtime) so reruns skip it without hashing it again."""
+    manifest = _load_manifest(mirror)
+    stat = (mirror / entry.path).stat()
+    manifest[entry.path] = {
+        "hash": expected_hash(entry)[1],
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+    tmp = _manifest_path(mirror).with_suffix(".partial")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, _manifest_path(mirror))
+
+
+def _is_verified(mirror: Path, entry: RepoFile, manifest: dict[str, dict]) -> bool:
+    path = mirror / entry.path
+    if not path.exists():
+        return False
+    stat = path.stat()
+    known = manifest.get(entry.path)
+    if known and known == {
+        "hash": expected_hash(entry)[1],
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }:
+        return True
+    if stat.st_size == entry.size and _matches_hub(path, entry):  # e.g. fetched by another tool
+        _record(mirror, entry)
+        return True
+    return False
+
+
+def free_bytes(folder: Path) -> int:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
