@@ -1,6 +1,7 @@
 """A small HTTP server on 127.0.0.1 that speaks the part of the Hugging Face hub API that
 `huggingface_hub` uses to list a dataset repo and download its files, serving a local folder.
 
+- `GET /api/datasets/{repo}/revision/{rev}`: the repo info.
 - `GET /api/datasets/{repo}/tree/{rev}[/{path}]`: the file tree with sizes, git blob ids and LFS
   sha256 for `.parquet`/`.tar` files, paginated with a `Link: <...>; rel="next"` header.
 - `HEAD|GET /datasets/{repo}/resolve/{rev}/{path}`: small files are served directly with `ETag`
@@ -82,9 +83,13 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             path = unquote(url.path)
             with hub.lock:
                 hub.requests.append((self.command, path, self.headers.get("Range")))
+            info = f"/api/datasets/{hub.repo_id}/revision/"
             tree = f"/api/datasets/{hub.repo_id}/tree/"
             resolve = f"/datasets/{hub.repo_id}/resolve/"
-            if path.startswith(tree):
+            if path.startswith(info):
+                body = {"id": hub.repo_id, "sha": COMMIT, "private": False, "tags": []}
+                self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+            elif path.startswith(tree):
                 self._tree(path[len(tree) :], parse_qs(url.query))
             elif path.startswith(resolve):
                 self._resolve(path[len(resolve) :].split("/", 1)[1], head)
@@ -106,8 +111,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             page = entries[cursor : cursor + hub.page_size]
             headers = {"Content-Type": "application/json"}
             if cursor + hub.page_size < len(entries):
-                nxt = f"{hub.url}{urlsplit(self.path).path}?recursive=True&expand=False&cursor={cursor + hub.page_size}"
-                headers["Link"] = f'<{nxt}>; rel="next"'
+                query = f"recursive=True&expand=False&cursor={cursor + hub.page_size}"
+                headers["Link"] = f'<{hub.url}{urlsplit(self.path).path}?{query}>; rel="next"'
             self._send(200, json.dumps(page).encode(), headers)
 
         def _resolve(self, path: str, head: bool) -> None:

@@ -70,7 +70,10 @@ def test_every_stage_through_the_cli(cli, layout):
     assert "prior mAP" in table.stdout and "test" in table.stdout
 
     info = json.loads(cli("info", "--json").stdout)
-    assert info["n_clips"] == 64 and info["tokens"][0]["done"] == 64
+    assert info["store"]["n_clips"] == 64 and info["store"]["tokens"][0]["done"] == 64
+    mirror = info["mirror"]["sources"]
+    assert mirror["bal_train"]["clips"] == 48 and mirror["eval"]["clips"] == 16
+    assert info["mirror"]["layout"] == layout
 
 
 def test_bert_trains_and_evaluates_through_the_cli(cli):

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audiotok_cli import __version__
-from audiotok_cli.errors import AudiotokError
+from audiotok_cli.errors import AudiotokError, DataError
 from audiotok_cli.settings import Settings, load_settings, setting_sources
 
 console = Console()
@@ -368,15 +368,37 @@ def eval_cmd(
     console.print(f"report: {report.report_path}")
 
 
-def info_cmd(ctx: typer.Context, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """What the store holds: clips per source and split, features, vocabularies and tokens."""
-    settings = _settings(ctx, paths=_paths(store))
-    from audiotok_cli.info import describe_store
+def info_cmd(
+    ctx: typer.Context, store: StoreOpt = None, mirror_dir: MirrorOpt = None, as_json: JsonOpt = False
+) -> None:
+    """What the mirror and the store hold: files and clips per source, splits, features, vocab, tokens."""
+    from audiotok_cli.info import describe
 
-    info = describe_store(settings)
+    settings = _settings(ctx, paths=_paths(store, mirror_dir))
+    info = describe(settings)
     if as_json:
         console.print_json(json.dumps(info, default=str))
         return
+    stored = info["store"]
+    if info["mirror"]:
+        mirror = info["mirror"]
+        table = Table(
+            "source",
+            "files",
+            "clips",
+            "GB",
+            "clips in store",
+            title=f"mirror {mirror['path']} ({mirror['layout']})",
+        )
+        for source, m in mirror["sources"].items():
+            in_store = sum((stored or {}).get("clips", {}).get(source, {}).values())
+            table.add_row(source, str(m["files"]), str(m["clips"]), f"{m['bytes'] / 1e9:.3f}", str(in_store))
+        console.print(table)
+    if stored:
+        _render_store(stored)
+
+
+def _render_store(info: dict[str, Any]) -> None:
     console.print(f"[bold]{info['store']}[/] (format {info['format_version']}): {info['n_clips']} clips")
     table = Table("source", "unassigned", "train", "val", "test", title="clips")
     for source, counts in info["clips"].items():
@@ -399,6 +421,95 @@ def info_cmd(ctx: typer.Context, store: StoreOpt = None, as_json: JsonOpt = Fals
     console.print(groups)
 
 
+def fetch_cmd(
+    ctx: typer.Context,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", help="bal_train, unbal_train or eval; repeatable [default: bal_train, eval]."
+        ),
+    ] = None,
+    shards: Annotated[
+        str | None, typer.Option("--shards", help="File indices per source, e.g. 0-49 or 0-9,20.")
+    ] = None,
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo.")] = "agkphysics/AudioSet",
+    revision: Annotated[
+        str, typer.Option("--revision", help="Branch, tag or commit (legacy tar layout: 5a2fa42...).")
+    ] = "main",
+    workers: Annotated[int, typer.Option("--workers", help="Parallel downloads.")] = 4,
+    max_gb: Annotated[
+        float | None, typer.Option("--max-gb", help="Refuse to download more than this.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be downloaded, and free disk.")
+    ] = False,
+    mirror_dir: MirrorOpt = None,
+) -> None:
+    """Download AudioSet from the Hugging Face hub into the mirror: resumable, sha256-verified."""
+    from audiotok_cli.fetch import fetch
+
+    settings = _settings(ctx, paths=_paths(mirror=mirror_dir))
+    result = fetch(
+        settings,
+        source or ["bal_train", "eval"],
+        repo_id=repo,
+        revision=revision,
+        shards=shards,
+        workers=workers,
+        max_gb=max_gb,
+        dry_run=dry_run,
+    )
+    plan = result.plan
+    if dry_run:
+        table = Table(
+            "file", "GB", title=f"{repo}@{revision} ({plan.layout}): {len(plan.todo)} files to fetch"
+        )
+        for entry in plan.todo:
+            table.add_row(entry.path, f"{entry.size / 1e9:.3f}")
+        console.print(table)
+        console.print(
+            f"would fetch {len(plan.todo)} files, {plan.missing_bytes / 1e9:.3f} GB; "
+            f"{len(plan.done)} already complete; {plan.free_bytes / 1e9:.1f} GB free in {settings.mirror_dir}"
+        )
+        return
+    console.print(
+        f"fetched {len(result.fetched)} files ({result.bytes_fetched / 1e9:.3f} GB), "
+        f"skipped {len(plan.done)} complete, failed {len(result.failed)} "
+        f"({plan.layout}, {settings.mirror_dir})"
+    )
+    if result.failed:
+        raise DataError(
+            f"{len(result.failed)} files failed sha256 verification twice and were deleted: "
+            f"{', '.join(result.failed)}; run fetch again"
+        )
+
+
+def prune_cmd(
+    ctx: typer.Context,
+    source: SourceOpt = None,
+    shards: Annotated[
+        str | None, typer.Option("--shards", help="File indices, as numbered by fetch.")
+    ] = None,
+    with_audio: Annotated[
+        bool, typer.Option("--with-audio", help="Also delete those clips' expanded audio.")
+    ] = False,
+    mirror_dir: MirrorOpt = None,
+    audio_dir: AudioDirOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Delete mirror files whose clips are all featurized (and only those), to free disk."""
+    from audiotok_cli.prune import prune
+
+    settings = _settings(ctx, paths=_paths(store, mirror_dir, audio_dir))
+    result = prune(settings, source or ["bal_train", "unbal_train", "eval"], shards, with_audio)
+    console.print(
+        f"pruned {len(result.deleted)} mirror files ({result.bytes_freed / 1e9:.3f} GB); "
+        f"kept {len(result.kept)} with clips not yet featurized"
+    )
+    for path, pending in result.kept.items():
+        console.print(f"  kept {path}: {pending} clips not featurized")
+
+
 def config_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Effective settings and where each came from: cli, env, .env or default."""
     settings = _settings(ctx)
@@ -413,6 +524,7 @@ def config_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 COMMANDS: dict[str, Callable] = {
+    "fetch": fetch_cmd,
     "demo-data": demo_data_cmd,
     "expand": expand_cmd,
     "split": split_cmd,
@@ -423,6 +535,7 @@ COMMANDS: dict[str, Callable] = {
     "eval": eval_cmd,
     "info": info_cmd,
     "config": config_cmd,
+    "prune": prune_cmd,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_cli_errors(_command))

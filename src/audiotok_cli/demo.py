@@ -141,6 +141,7 @@ def write_demo_mirror(
     clips: int = 320,
     seconds: float = 10.0,
     seed: int = 0,
+    clips_per_file: int = CLIPS_PER_FILE,
     overwrite: bool = False,
 ) -> DemoResult:
     """Write a synthetic mirror of `agkphysics/AudioSet` under `mirror_dir` (deterministic in seed)."""
@@ -161,8 +162,8 @@ def write_demo_mirror(
         rows = [_demo_row(rng, seconds) for _ in range(count)]
         result.labels[source] = {row["video_id"]: tuple(row["labels"]) for row in rows}
         writer = _write_parquet if layout == "parquet" else _write_tar
-        for index, start in enumerate(range(0, count, CLIPS_PER_FILE)):
-            result.files.append(writer(root, source, index, rows[start : start + CLIPS_PER_FILE]))
+        for index, start in enumerate(range(0, count, clips_per_file)):
+            result.files.append(writer(root, source, index, rows[start : start + clips_per_file]))
         if layout == "tar":
             missing = [_demo_row(rng, seconds, audio=False) for _ in range(int(count * MISSING_AUDIO_SHARE))]
             _write_segments(root / SEGMENT_CSVS[source], rows + missing)

@@ -1,8 +1,10 @@
 """`fetch`: download AudioSet from the Hugging Face hub into the local mirror, resumable and verified.
 
-`huggingface_hub` lists the repo (sizes and LFS sha256) and downloads each file; its own partial-file
-resume and atomic move mean an interrupted download never leaves a file that looks complete. Each
-file is then checked against the hub's hash and recorded in a manifest, so reruns skip verified files
+`huggingface_hub` lists the repo (sizes and LFS sha256), resolves each file (following the hub's
+redirect to its CDN) and downloads it with its ranged, retrying `http_get`. `hf_hub_download` is
+not used: current releases delete a partial download on failure, and a 2.7 GB tar shard must
+survive a crash. Bytes go to a partial file outside the mirror; a file is moved into
+the mirror only after its hash matches the hub's, then recorded in a manifest so reruns skip it
 without hashing terabytes again.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -18,20 +21,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.file_download import http_get
 from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
 from audiotok_cli.errors import MissingInputError, NetworkError, SettingsError
-from audiotok_cli.mirror import is_metadata_file, is_source_file, layout_of
+from audiotok_cli.mirror import is_metadata_file, is_source_file, layout_of, source_files
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import Settings
 
 DEFAULT_REPO = "agkphysics/AudioSet"
 MANIFEST = ".audiotok-fetch.json"
+PARTIAL_DIR = ".audiotok-partial"
 HASH_BLOCK = 8 * 2**20
 _TRANSPORT_ERRORS = (httpx2.HTTPError, OSError)
 
@@ -74,6 +81,7 @@ def endpoint() -> str | None:
 def list_repo(repo_id: str, revision: str) -> list[RepoFile]:
     api = HfApi(endpoint=endpoint())
     try:
+        api.dataset_info(repo_id, revision=revision)  # one quick request: fails fast when offline
         entries = api.list_repo_tree(
             repo_id, repo_type="dataset", revision=revision, recursive=True, expand=False
         )
@@ -100,14 +108,15 @@ def plan_fetch(
     if layout is None:
         raise MissingInputError(f"{repo_id}@{revision} holds no AudioSet Parquet or tar files")
     chosen = [f for f in files if is_metadata_file(f.path)]
+    listing = {}
     for source in sources:
-        source_files = sorted(
-            (f for f in files if is_source_file(f.path, source, layout)), key=lambda f: f.path
-        )
-        if not source_files:
+        hub_files = sorted((f for f in files if is_source_file(f.path, source, layout)), key=lambda f: f.path)
+        if not hub_files:
             raise MissingInputError(f"{repo_id}@{revision} has no {layout} files for source {source!r}")
-        chosen += [f for i, f in enumerate(source_files) if shards is None or i in shards]
-    manifest = _load_manifest(settings.mirror_dir)
+        listing[source] = [f.path for f in hub_files]
+        chosen += [f for i, f in enumerate(hub_files) if shards is None or i in shards]
+    _record_listing(settings.mirror_dir, listing)
+    manifest = _load_manifest(settings.mirror_dir)["files"]
     done = [f for f in chosen if _is_verified(settings.mirror_dir, f, manifest)]
     todo = [f for f in chosen if f not in done]
     missing = sum(f.size for f in todo)  # conservative: a partial download counts in full
@@ -125,6 +134,7 @@ def fetch(
     max_gb: float | None = None,
     dry_run: bool = False,
 ) -> FetchResult:
+    _route_hub_logs()
     plan = plan_fetch(settings, repo_id, revision, sources, parse_shards(shards))
     result = FetchResult(plan)
     if dry_run or not plan.todo:
@@ -156,28 +166,58 @@ def fetch(
 
 
 def _download_verified(mirror: Path, repo_id: str, revision: str, entry: RepoFile, bar: type[tqdm]) -> bool:
-    """Download one file, check its hash; on mismatch delete it and try once more."""
+    """Download one file, check its hash, move it into place; on mismatch start over once."""
     for attempt in range(2):
         try:
-            path = hf_hub_download(
-                repo_id,
-                entry.path,
-                repo_type="dataset",
-                revision=revision,
-                local_dir=mirror,
-                endpoint=endpoint(),
-                force_download=attempt > 0,
-                tqdm_class=bar,
-            )
+            partial = _download_partial(mirror, repo_id, revision, entry, bar, restart=attempt > 0)
         except (*_TRANSPORT_ERRORS, HfHubHTTPError) as exc:
             raise NetworkError(
                 f"downloading {entry.path} failed ({type(exc).__name__}: {exc}); run fetch again to resume, "
                 "or point HF_ENDPOINT at a reachable mirror"
             ) from None
-        if _matches_hub(Path(path), entry):
+        if _matches_hub(partial, entry):
+            (mirror / entry.path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, mirror / entry.path)
             return True
-        Path(path).unlink()
+    partial.unlink()
     return False
+
+
+def _download_partial(
+    mirror: Path, repo_id: str, revision: str, entry: RepoFile, bar: type[tqdm], restart: bool
+) -> Path:
+    """Append the missing bytes of `entry` to its partial file with the hub client's own ranged GET.
+
+    Partial files live apart from the mirror, under a name no reader looks at, so an interrupted
+    download never looks complete, and the next run continues where this one stopped.
+    """
+    url = hf_hub_url(repo_id, entry.path, repo_type="dataset", revision=revision, endpoint=endpoint())
+    location = get_hf_file_metadata(url, endpoint=endpoint()).location  # stops at a CDN redirect
+    partial = mirror / PARTIAL_DIR / f"{entry.path}.part"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    if restart or (partial.exists() and partial.stat().st_size > entry.size):
+        partial.unlink(missing_ok=True)
+    same_host = urlsplit(location).netloc == urlsplit(url).netloc
+    with partial.open("r+b" if partial.exists() else "wb") as handle:
+        handle.seek(0, os.SEEK_END)  # not append mode: the client seeks back if a server ignores Range
+        http_get(
+            location,
+            handle,
+            resume_size=handle.tell(),
+            headers=build_hf_headers() if same_host else None,  # never send a token to a CDN
+            expected_size=entry.size,
+            displayed_filename=entry.path,
+            tqdm_class=bar,
+        )
+    return partial
+
+
+def _route_hub_logs() -> None:
+    """huggingface_hub adds its own stderr handler at import; let its records reach ours instead,
+    filtered by audiotok's --log-level."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_logger.handlers.clear()
+    hub_logger.setLevel(logging.NOTSET)
 
 
 def _forwarding_tqdm(advance: Callable[[int], None]) -> type[tqdm]:
@@ -221,22 +261,51 @@ def _manifest_path(mirror: Path) -> Path:
 
 
 def _load_manifest(mirror: Path) -> dict[str, dict]:
+    """`files`: verified files (hash, size, mtime); `listing`: each source's hub files in shard order."""
     path = _manifest_path(mirror)
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text()) if path.exists() else {"files": {}, "listing": {}}
+
+
+def _save_manifest(mirror: Path, manifest: dict[str, dict]) -> None:
+    mirror.mkdir(parents=True, exist_ok=True)
+    tmp = _manifest_path(mirror).with_suffix(".partial")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, _manifest_path(mirror))
+
+
+def _record_listing(mirror: Path, listing: dict[str, list[str]]) -> None:
+    manifest = _load_manifest(mirror)
+    manifest["listing"].update(listing)
+    _save_manifest(mirror, manifest)
+
+
+def forget(mirror: Path, paths: list[str]) -> None:
+    """Drop deleted files from the manifest (see `prune`)."""
+    manifest = _load_manifest(mirror)
+    for path in paths:
+        manifest["files"].pop(path, None)
+    _save_manifest(mirror, manifest)
+
+
+def shard_paths(mirror: Path, source: str, layout: str, shards: set[int] | None) -> list[Path]:
+    """Local files of `source` selected by hub shard index (as `fetch --shards` numbered them)."""
+    listed = _load_manifest(mirror)["listing"].get(source) or [
+        p.relative_to(mirror).as_posix() for p in source_files(mirror, source, layout)
+    ]
+    chosen = [mirror / path for i, path in enumerate(listed) if shards is None or i in shards]
+    return [path for path in chosen if path.exists()]
 
 
 def _record(mirror: Path, entry: RepoFile) -> None:
-    """Note a verified file (hash, size, mtime) so reruns skip it without hashing it again."""
+    """Note a verified file so reruns skip it without hashing it again."""
     manifest = _load_manifest(mirror)
     stat = (mirror / entry.path).stat()
-    manifest[entry.path] = {
+    manifest["files"][entry.path] = {
         "hash": expected_hash(entry)[1],
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
     }
-    tmp = _manifest_path(mirror).with_suffix(".partial")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, _manifest_path(mirror))
+    _save_manifest(mirror, manifest)
 
 
 def _is_verified(mirror: Path, entry: RepoFile, manifest: dict[str, dict]) -> bool:

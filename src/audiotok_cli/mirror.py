@@ -89,6 +89,17 @@ def source_files(mirror_dir: Path, source: str, layout: str) -> list[Path]:
     )
 
 
+def clip_ids(path: Path, layout: str) -> list[str]:
+    """YouTube IDs in one mirror file, without decoding audio (Parquet: one column; tar: headers)."""
+    try:
+        if layout == "parquet":
+            return pq.read_table(path, columns=["video_id"]).column("video_id").to_pylist()
+        with tarfile.open(path) as archive:
+            return [Path(m.name).stem for m in archive if m.isfile() and m.name.endswith(".flac")]
+    except (tarfile.TarError, EOFError, OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path} is truncated or corrupt ({exc}); delete it and fetch it again") from None
+
+
 def available_sources(mirror_dir: Path, layout: str) -> list[str]:
     """The AudioSet sources the mirror holds files for."""
     return [source for source in SOURCES if source_files(mirror_dir, source, layout)]
