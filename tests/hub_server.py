@@ -10,7 +10,7 @@
 - `GET /cdn/{path}`: file bytes, honouring `Range: bytes=N-`.
 
 Faults for tests: `drop[path] = (after_bytes, times)` cuts the connection mid-file; `corrupt[path] =
-times` flips one byte of the body.
+times` flips one byte of the body; `slow` paces every body.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -32,6 +33,7 @@ class FakeHub:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.drop: dict[str, tuple[int, int]] = {}
         self.corrupt: dict[str, int] = {}
+        self.slow = 0.0  # seconds per 64 KiB of file body, to interrupt a download half-way
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self.server.server_address[1]
@@ -173,6 +175,13 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.close()
                 return
-            self.wfile.write(body)
+            try:
+                for start in range(0, len(body), 2**16):
+                    self.wfile.write(body[start : start + 2**16])
+                    if hub.slow:
+                        self.wfile.flush()
+                        time.sleep(hub.slow)
+            except (BrokenPipeError, ConnectionResetError):  # the client went away (Ctrl-C tests)
+                self.close_connection = True
 
     return Handler

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from audiotok_cli.demo import write_demo_mirror
@@ -142,3 +148,32 @@ def test_prune_deletes_only_files_whose_clips_are_all_featurized(cli, hub):
     assert remaining == ["03.parquet"]
     refetch = cli("fetch", "--source", "bal_train", "--shards", "0", "--dry-run")
     assert "would fetch 1 files" in refetch.stdout  # pruned files are no longer counted as complete
+
+
+def test_ctrl_c_mid_download_leaves_no_complete_looking_file_and_a_rerun_finishes(cli, hub, tmp_path):
+    hub.slow = 0.05
+    env = {**os.environ, "HF_ENDPOINT": hub.url}
+    small_chunks = "import huggingface_hub.constants as c; c.DOWNLOAD_CHUNK_SIZE = 2**16; "
+    command = [sys.executable, "-c", small_chunks + "from audiotok_cli.cli import main; main()"]
+    process = subprocess.Popen(
+        [*command, "fetch", "--source", "eval"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    partials = _mirror() / ".audiotok-partial"
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 0 for p in partials.rglob("*.part") if p.is_file()):
+        assert time.monotonic() < deadline and process.poll() is None, "no download started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr
+    for path in hub.files():
+        local = _mirror() / path
+        assert not local.exists() or local.read_bytes() == (hub.root / path).read_bytes(), path
+    assert any(p.stat().st_size > 0 for p in partials.rglob("*.part"))
+
+    hub.slow = 0.0
+    result = cli("fetch", "--source", "eval")
+    assert result.exit_code == 0, result.output
+    for path in [p for p in hub.files() if p.startswith("data/eval/") or p == "ontology.json"]:
+        assert (_mirror() / path).read_bytes() == (hub.root / path).read_bytes(), path
+    assert not any(partials.rglob("*.part"))

@@ -148,9 +148,9 @@ def fetch(
             f"fetch needs {plan.missing_bytes / 1e9:.2f} GB but {settings.mirror_dir} has "
             f"{plan.free_bytes / 1e9:.2f} GB free; free space or fetch fewer --shards"
         )
-    lock = threading.Lock()
+    lock, stop = threading.Lock(), threading.Event()
     with progress("fetch (bytes)", plan.missing_bytes) as advance:
-        bytes_bar = _forwarding_tqdm(advance)
+        bytes_bar = _forwarding_tqdm(advance, stop)
 
         def one(entry: RepoFile) -> None:
             ok = _download_verified(settings.mirror_dir, repo_id, revision, entry, bytes_bar)
@@ -161,7 +161,12 @@ def fetch(
                     _record(settings.mirror_dir, entry)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(one, plan.todo))
+            try:
+                list(pool.map(one, plan.todo))
+            except KeyboardInterrupt:  # Ctrl-C: stop every download at its next chunk; partials stay
+                stop.set()
+                pool.shutdown(cancel_futures=True)
+                raise
     return result
 
 
@@ -220,8 +225,9 @@ def _route_hub_logs() -> None:
     hub_logger.setLevel(logging.NOTSET)
 
 
-def _forwarding_tqdm(advance: Callable[[int], None]) -> type[tqdm]:
-    """A silent tqdm class for the hub client that forwards byte counts to our one rich bar."""
+def _forwarding_tqdm(advance: Callable[[int], None], stop: threading.Event) -> type[tqdm]:
+    """A silent tqdm class for the hub client that forwards byte counts to our one rich bar, and
+    interrupts its download when `stop` is set."""
 
     class Forwarding(tqdm):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -230,6 +236,8 @@ def _forwarding_tqdm(advance: Callable[[int], None]) -> type[tqdm]:
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
+            if stop.is_set():
+                raise KeyboardInterrupt
             advance(int(n or 0))
             return None
 
