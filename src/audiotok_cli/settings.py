@@ -173,12 +173,13 @@ def setting_sources(settings: Settings, overrides: dict[str, Any] | None = None)
     """Each setting's dotted name, effective value and origin: cli, env, .env or default."""
     cli = flatten(prune_none(overrides or {}))
     dotenv = {k.upper(): v for k, v in dotenv_values(ENV_FILE).items()} if Path(ENV_FILE).exists() else {}
+    environment = {k.upper() for k in os.environ}
     rows = []
     for name, value in flatten(settings.model_dump(mode="json")).items():
         env_name = ENV_PREFIX + name.replace(".", "__").upper()
         if name in cli:
             origin = "cli"
-        elif env_name in {k.upper() for k in os.environ}:
+        elif env_name in environment:
             origin = "env"
         elif env_name in dotenv:
             origin = ".env"

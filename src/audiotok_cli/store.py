@@ -120,9 +120,6 @@ class PaddedSet:
         rows = self.shard_rows(shard)
         return self.data[rows], self.lengths[rows]
 
-    def update_attrs(self, **values: Any) -> None:
-        self.group.attrs.update(values)
-
 
 class Store:
     """A handle on the store; open with `Store.open` or `Store.create`."""
@@ -246,14 +243,6 @@ class Store:
     @property
     def split_settings(self) -> dict[str, Any] | None:
         return self._clips.attrs.get("split_settings")
-
-    def rows_where(self, splits: tuple[str, ...] = (), sources: tuple[str, ...] = ()) -> np.ndarray:
-        mask = np.ones(self.n_clips, dtype=bool)
-        if splits:
-            mask &= np.isin(self.splits(), [split_code(s) for s in splits])
-        if sources:
-            mask &= np.isin(self.sources(), [source_code(s) for s in sources])
-        return np.flatnonzero(mask)
 
     # -- padded per-clip sets (features, tokens) -------------------------------------------
     def has(self, kind: str, name: str) -> bool:
