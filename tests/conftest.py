@@ -42,3 +42,20 @@ def small_mirrors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoRes
         root = tmp_path_factory.mktemp(f"mirror-{layout}")
         mirrors[layout] = write_demo_mirror(root, layout=layout, clips=48, seconds=4.0, seed=7)
     return mirrors
+
+
+@pytest.fixture
+def featurized(small_mirrors):
+    """Settings of a store with the small parquet mirror expanded, split and featurized (k=16)."""
+    from audiotok_cli.expand import expand
+    from audiotok_cli.featurize import featurize
+    from audiotok_cli.settings import load_settings
+    from audiotok_cli.split import split
+
+    settings = load_settings(
+        {"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}, "vocab": {"n_clusters": 16}}
+    )
+    expand(settings, ["bal_train", "eval"])
+    split(settings)
+    featurize(settings)
+    return settings

@@ -7,21 +7,9 @@ from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsEr
 from audiotok_cli.expand import expand
 from audiotok_cli.featurize import featurize
 from audiotok_cli.settings import load_settings
-from audiotok_cli.split import split
 from audiotok_cli.store import Store
 from audiotok_cli.tokenize import open_tokens, tokenize
 from audiotok_cli.vocab import build_vocab
-
-
-@pytest.fixture
-def featurized(small_mirrors):
-    settings = load_settings(
-        {"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}, "vocab": {"n_clusters": 16}}
-    )
-    expand(settings, ["bal_train", "eval"])
-    split(settings)
-    featurize(settings)
-    return settings
 
 
 def test_vocab_needs_a_split_first(small_mirrors):

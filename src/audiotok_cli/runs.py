@@ -1,4 +1,9 @@
-"""Training runs on disk: `{runs_dir}/{name}/model.safetensors` (weights, never pickles) + `run.json`."""
+"""Training runs on disk, in safetensors (never pickles):
+
+{runs_dir}/{name}/model.safetensors   weights of the best val-mAP epoch (what `eval` scores)
+{runs_dir}/{name}/last.safetensors    weights and optimizer state after the last finished epoch
+{runs_dir}/{name}/run.json            model spec, inputs, history; `complete` once every epoch ran
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from audiotok_cli.progress import progress
 from audiotok_cli.settings import Settings
 from audiotok_cli.store import PaddedSet, Store
 
-WEIGHTS, RECORD, REPORT = "model.safetensors", "run.json", "eval.json"
+WEIGHTS, CHECKPOINT, RECORD, REPORT = "model.safetensors", "last.safetensors", "run.json", "eval.json"
 
 
 def run_dir(settings: Settings, name: str | None = None) -> Path:
@@ -33,19 +38,45 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_run(directory: Path, model: nn.Module, record: dict[str, Any]) -> None:
-    """Weights first, then the record, each replaced atomically: a run with a record is whole."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{WEIGHTS}.partial"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, directory / WEIGHTS)
-    write_json(directory / RECORD, record)
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def save_best(directory: Path, model: nn.Module) -> None:
+    _save_tensors(directory / WEIGHTS, model.state_dict())
+
+
+def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Weights and optimizer state, flattened to named tensors (`optim.{param}.{key}`)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        tensors |= {f"optim.{index}.{key}": torch.as_tensor(value) for key, value in state.items()}
+    _save_tensors(directory / CHECKPOINT, tensors)
+
+
+def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    tensors = load_file(directory / CHECKPOINT)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def read_record(directory: Path) -> dict[str, Any] | None:
+    path = directory / RECORD
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def load_run(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
     if not (directory / RECORD).exists() or not (directory / WEIGHTS).exists():
         raise MissingInputError(f"no trained run at {directory}; run `audiotok train` first or pass --run")
-    record = json.loads((directory / RECORD).read_text())
+    record = read_record(directory)
     model = build_model(record["model"])
     model.load_state_dict(load_file(directory / WEIGHTS))
     return model, record

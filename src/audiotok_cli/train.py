@@ -14,9 +14,20 @@ from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsEr
 from audiotok_cli.metrics import mean_average_precision
 from audiotok_cli.models import build_model, init_head_bias, model_spec
 from audiotok_cli.progress import progress
-from audiotok_cli.runs import RECORD, pick_device, predict, run_dir, save_run, write_json
+from audiotok_cli.runs import (
+    CHECKPOINT,
+    RECORD,
+    load_checkpoint,
+    pick_device,
+    predict,
+    read_record,
+    run_dir,
+    save_best,
+    save_checkpoint,
+    write_json,
+)
 from audiotok_cli.settings import Settings
-from audiotok_cli.store import PaddedSet, Store, split_code
+from audiotok_cli.store import PaddedSet, Store, fingerprint, split_code
 from audiotok_cli.tokenize import open_tokens
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,7 @@ def split_rows(store: Store, lengths: np.ndarray, split: str) -> np.ndarray:
 
 
 def train(settings: Settings, overwrite: bool = False) -> TrainResult:
+    """Train, or resume an interrupted run with the same settings from its last finished epoch."""
     store = Store.open(settings.store_path)
     tokens = open_tokens(store, settings)
     n_tokens = int(tokens.attrs["n_clusters"])
@@ -43,9 +55,6 @@ def train(settings: Settings, overwrite: bool = False) -> TrainResult:
         raise MismatchError(
             f"model.vocab_size {settings.model.vocab_size} != the {n_tokens} tokens of {tokens.name!r}"
         )
-    directory = run_dir(settings)
-    if (directory / RECORD).exists() and not overwrite:
-        raise OutputExistsError(f"run {directory} already exists; pass --overwrite or --run-name")
     lengths = tokens.all_lengths()
     train_rows, val_rows = split_rows(store, lengths, "train"), split_rows(store, lengths, "val")
     if not train_rows.any():
@@ -55,15 +64,66 @@ def train(settings: Settings, overwrite: bool = False) -> TrainResult:
             f"no tokenized val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
         )
     spec = model_spec(settings.model, n_tokens, tokens.data.shape[1])
+    directory = run_dir(settings)
+    record = _start_record(settings, tokens, spec, store)
+    history = _resumable_history(directory, record, overwrite)
     device = pick_device(settings.train.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = build_model(spec)
         init_head_bias(model, store.label_prior(train_rows))
         model.to(device)
-        history = _fit(settings, store, tokens, model, train_rows, val_rows, device, directory, spec)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=settings.train.learning_rate, weight_decay=settings.train.weight_decay
+        )
+        if history:
+            load_checkpoint(directory, model, optimizer)
+            log.info("resuming %s after epoch %d", directory, len(history))
+        _fit(
+            settings,
+            store,
+            tokens,
+            model,
+            optimizer,
+            (train_rows, val_rows),
+            device,
+            directory,
+            record,
+            history,
+        )
     best = max(history, key=lambda epoch: epoch["val_mAP"])
     return TrainResult(directory, best["epoch"], best["val_mAP"], history)
+
+
+def _start_record(settings: Settings, tokens: PaddedSet, spec: dict, store: Store) -> dict:
+    """What makes a run: a rerun resumes only a run whose `resume_key` matches."""
+    train = settings.train.model_dump(exclude={"device", "run_name"})
+    inputs = {"spec": spec, "train": train, "seed": settings.seed, "split": store.split_settings}
+    return {
+        "model": spec,
+        "tokens": tokens.name,
+        "vocab_fingerprint": tokens.attrs["vocab_fingerprint"],
+        "store": str(settings.store_path),
+        "settings": settings.model_dump(mode="json"),
+        "resume_key": fingerprint({**inputs, "vocab": tokens.attrs["vocab_fingerprint"]}),
+        "history": [],
+        "best_epoch": None,
+        "complete": False,
+    }
+
+
+def _resumable_history(directory: Path, record: dict, overwrite: bool) -> list[dict]:
+    """Epochs already done by an interrupted run with these settings ([] for a fresh run)."""
+    previous = read_record(directory)
+    if previous is None or overwrite:
+        return []
+    if previous.get("complete"):
+        raise OutputExistsError(f"run {directory} already exists; pass --overwrite or --run-name")
+    if previous.get("resume_key") != record["resume_key"] or not (directory / CHECKPOINT).exists():
+        raise MismatchError(
+            f"run {directory} was interrupted but made with other settings; pass --overwrite or --run-name"
+        )
+    return previous["history"]
 
 
 def _fit(
@@ -71,20 +131,22 @@ def _fit(
     store: Store,
     tokens: PaddedSet,
     model: torch.nn.Module,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    rows: tuple[np.ndarray, np.ndarray],
     device: torch.device,
     directory: Path,
-    spec: dict,
-) -> list[dict]:
-    """Epochs of AdamW + BCE; the weights of the best val-mAP epoch are saved as they happen."""
+    record: dict,
+    history: list[dict],
+) -> None:
+    """Epochs of AdamW + BCE from where `history` stops. Each epoch draws its randomness from
+    (seed, epoch), so a resumed run matches an uninterrupted one; after each epoch the best weights,
+    the checkpoint and then the record are written."""
     cfg = settings.train
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    train_rows, val_rows = rows
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    rng = np.random.default_rng(settings.seed)
-    history: list[dict] = []
-    best = -1.0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        rng = np.random.default_rng([settings.seed, epoch])
+        torch.manual_seed(settings.seed * 100_003 + epoch)
         model.train()
         total, batches = 0.0, 0
         with progress(f"epoch {epoch}/{cfg.epochs}", int(train_rows.sum())) as advance:
@@ -98,22 +160,14 @@ def _fit(
                 advance(len(batch.rows))
         labels, scores = predict(model, store, tokens, val_rows, cfg.batch_size, device)
         val_map = mean_average_precision(labels, scores)
-        history.append({"epoch": epoch, "train_loss": total / max(batches, 1), "val_mAP": val_map})
         log.info("epoch %d: loss %.4f, val mAP %.4f", epoch, total / max(batches, 1), val_map)
-        if val_map > best:
-            best = val_map
-            save_run(directory, model, _record(settings, tokens, spec, history))
-    write_json(directory / RECORD, _record(settings, tokens, spec, history))  # full history
-    return history
-
-
-def _record(settings: Settings, tokens: PaddedSet, spec: dict, history: list[dict]) -> dict:
-    return {
-        "model": spec,
-        "tokens": tokens.name,
-        "vocab_fingerprint": tokens.attrs["vocab_fingerprint"],
-        "store": str(settings.store_path),
-        "settings": settings.model_dump(mode="json"),
-        "best_epoch": max(history, key=lambda e: e["val_mAP"])["epoch"],
-        "history": history,
-    }
+        if not history or val_map > max(e["val_mAP"] for e in history):
+            save_best(directory, model)
+        history.append({"epoch": epoch, "train_loss": total / max(batches, 1), "val_mAP": val_map})
+        save_checkpoint(directory, model, optimizer)
+        record |= {
+            "history": history,
+            "best_epoch": max(history, key=lambda e: e["val_mAP"])["epoch"],
+            "complete": epoch == cfg.epochs,
+        }
+        write_json(directory / RECORD, record)
