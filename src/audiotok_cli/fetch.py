@@ -149,7 +149,7 @@ def fetch(
             f"{plan.free_bytes / 1e9:.2f} GB free; free space or fetch fewer --shards"
         )
     lock, stop = threading.Lock(), threading.Event()
-    with progress("fetch (bytes)", plan.missing_bytes) as advance:
+    with progress("fetch", plan.missing_bytes, unit="bytes") as advance:
         bytes_bar = _forwarding_tqdm(advance, stop)
 
         def one(entry: RepoFile) -> None:

@@ -8,24 +8,27 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 stderr_console = Console(stderr=True)
 
 
 @contextmanager
-def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A bar for one loop; yields `advance(n)`."""
+def progress(description: str, total: int | None, unit: str = "items") -> Iterator[Callable[[int], None]]:
+    """A bar for one loop; yields `advance(n)`. With `unit="bytes"` it shows sizes and speed."""
+    counts = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        *counts,
         TaskProgressColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
