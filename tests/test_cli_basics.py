@@ -36,6 +36,13 @@ def test_missing_mirror_names_the_fix(cli):
     assert "audiotok fetch" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["expand", "featurize", "fetch", "prune"])
+def test_unknown_source_is_refused_with_the_choices(cli, command):
+    result = cli(command, "--source", "bal-train")
+    assert result.exit_code == 3
+    assert "unknown source 'bal-train'; choose from bal_train, unbal_train, eval" in result.stderr
+
+
 def test_version(cli):
     result = cli("--version")
     assert result.exit_code == 0

@@ -168,10 +168,8 @@ def expand_cmd(
     """Hub mirror files -> {audio_dir}/{source}/{ytid[:2]}/{ytid}.flac, and clips + labels in the store."""
     settings = _settings(ctx, paths=_paths(store, mirror_dir, audio_dir))
     from audiotok_cli.expand import expand
-    from audiotok_cli.mirror import available_sources, detect_layout
 
-    layout = layout or detect_layout(settings.mirror_dir)
-    results = expand(settings, source or available_sources(settings.mirror_dir, layout), layout, overwrite)
+    results = expand(settings, source, layout, overwrite)
     for r in results:
         console.print(
             f"{r.source} ({r.layout}): {r.files_done} files expanded, {r.files_skipped} files skipped; "

@@ -14,12 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from audiotok_cli.audio import audio_path, write_atomic
-from audiotok_cli.errors import MissingInputError
+from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.labels import class_index
-from audiotok_cli.mirror import detect_layout, iter_clips, read_segments, source_files
+from audiotok_cli.mirror import (
+    LAYOUTS,
+    available_sources,
+    detect_layout,
+    iter_clips,
+    read_segments,
+    source_files,
+)
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import Settings
-from audiotok_cli.store import Store
+from audiotok_cli.store import Store, checked_sources
 
 log = logging.getLogger(__name__)
 ROWS_PER_COMMIT = 512
@@ -57,11 +64,15 @@ class _PendingRows:
 
 
 def expand(
-    settings: Settings, sources: list[str], layout: str | None = None, overwrite: bool = False
+    settings: Settings, sources: list[str] | None = None, layout: str | None = None, overwrite: bool = False
 ) -> list[ExpandResult]:
-    """Expand each source of the mirror into `settings.audio_dir` and record its clips."""
-    mirror = settings.mirror_dir
-    layout = layout or detect_layout(mirror)
+    """Expand each source (default: every source the mirror holds) into `settings.audio_dir` and
+    record its clips; the layout is detected unless given."""
+    checked_sources(sources or [])
+    if layout not in (None, *LAYOUTS):
+        raise SettingsError(f"invalid layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    layout = layout or detect_layout(settings.mirror_dir)
+    sources = sources or available_sources(settings.mirror_dir, layout)
     store = Store.open_or_create(settings.store_path)
     return [_expand_source(settings, store, source, layout, overwrite) for source in sources]
 

@@ -16,7 +16,7 @@ from audiotok_cli.audio import LogMel, audio_path, decode
 from audiotok_cli.errors import DataError, MissingInputError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, Settings
-from audiotok_cli.store import PENDING, SOURCES, PaddedSet, Store, require_same
+from audiotok_cli.store import PENDING, SOURCES, PaddedSet, Store, checked_sources, require_same
 
 log = logging.getLogger(__name__)
 FEATURE_DTYPE = "float16"
@@ -53,6 +53,7 @@ def open_features(store: Store, audio: AudioSettings) -> PaddedSet:
 def featurize(
     settings: Settings, sources: list[str] | None = None, overwrite: bool = False
 ) -> FeaturizeResult:
+    sources = checked_sources(sources or list(SOURCES))
     store = Store.open(settings.store_path)
     audio = settings.audio
     if store.n_clips == 0:
@@ -72,7 +73,7 @@ def featurize(
     else:
         features = open_features(store, audio)
         features.grow(store.n_clips)
-    wanted = np.isin(store.sources(), [SOURCES.index(s) for s in (sources or SOURCES)])
+    wanted = np.isin(store.sources(), [SOURCES.index(s) for s in sources])
     todo = wanted & (features.all_lengths() == PENDING)
     result = FeaturizeResult(audio.features_name, clips_already_done=int((wanted & ~todo).sum()))
     shards = sorted({row // features.rows_per_shard for row in np.flatnonzero(todo)})

@@ -35,6 +35,7 @@ from audiotok_cli.errors import MissingInputError, NetworkError, SettingsError
 from audiotok_cli.mirror import is_metadata_file, is_source_file, layout_of, source_files
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import Settings
+from audiotok_cli.store import checked_sources
 
 DEFAULT_REPO = "agkphysics/AudioSet"
 MANIFEST = ".audiotok-fetch.json"
@@ -134,6 +135,7 @@ def fetch(
     max_gb: float | None = None,
     dry_run: bool = False,
 ) -> FetchResult:
+    checked_sources(sources)
     _route_hub_logs()
     plan = plan_fetch(settings, repo_id, revision, sources, parse_shards(shards))
     result = FetchResult(plan)

@@ -13,7 +13,7 @@ from audiotok_cli.featurize import open_features
 from audiotok_cli.fetch import forget, parse_shards, shard_paths
 from audiotok_cli.mirror import clip_ids, detect_layout
 from audiotok_cli.settings import Settings
-from audiotok_cli.store import Store
+from audiotok_cli.store import Store, checked_sources
 
 
 @dataclass
@@ -27,6 +27,7 @@ class PruneResult:
 def prune(
     settings: Settings, sources: list[str], shards: str | None = None, with_audio: bool = False
 ) -> PruneResult:
+    checked_sources(sources)
     mirror = settings.mirror_dir
     layout = detect_layout(mirror)
     store = Store.open(settings.store_path)

@@ -27,7 +27,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from audiotok_cli import __version__
-from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
+from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError, SettingsError
 from audiotok_cli.labels import N_CLASSES
 
 FORMAT_VERSION = 1
@@ -36,6 +36,14 @@ SPLITS = ("unassigned", "train", "val", "test")
 CLIP_ROWS_PER_CHUNK = 4096
 PENDING = -1
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def checked_sources(names: list[str]) -> list[str]:
+    """Refuse source names other than AudioSet's three."""
+    for name in names:
+        if name not in SOURCES:
+            raise SettingsError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
+    return names
 
 
 def split_code(name: str) -> int:
