@@ -32,6 +32,7 @@ def test_padded_sets_write_whole_shards_and_grow(tmp_path):
     padded = store.create_padded(
         "features",
         "f",
+        n_rows=store.n_clips,
         frame_shape=(6, 3),
         dtype="float32",
         fill_value=0.0,
@@ -52,6 +53,7 @@ def test_padded_sets_write_whole_shards_and_grow(tmp_path):
         store.create_padded(
             "features",
             "f",
+            n_rows=store.n_clips,
             frame_shape=(6, 3),
             dtype="float32",
             fill_value=0.0,

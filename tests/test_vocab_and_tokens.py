@@ -7,6 +7,7 @@ from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsEr
 from audiotok_cli.expand import expand
 from audiotok_cli.featurize import featurize
 from audiotok_cli.settings import load_settings
+from audiotok_cli.split import split
 from audiotok_cli.store import Store
 from audiotok_cli.tokenize import open_tokens, tokenize
 from audiotok_cli.vocab import build_vocab
@@ -73,3 +74,29 @@ def test_tokens_from_a_rebuilt_vocab_are_refused(featurized):
     with pytest.raises(MismatchError, match="tokenize --overwrite"):
         open_tokens(Store.open(featurized.store_path), featurized)
     assert tokenize(featurized, overwrite=True).clips_done == 48
+
+
+def test_clips_appended_after_tokenizing_wait_for_featurize_without_breaking_later_stages(featurized):
+    from audiotok_cli.labels import N_CLASSES
+    from audiotok_cli.train import train
+
+    build_vocab(featurized)
+    tokenize(featurized)
+    store = Store.open(featurized.store_path)
+    store.append_clips(
+        [f"late{i:07d}" for i in range(20)], "unbal_train", np.zeros((20, N_CLASSES), dtype=bool)
+    )
+    split(featurized)
+    featurized_train = int((Store.open(featurized.store_path).splits()[:48] == 1).sum())
+    assert build_vocab(featurized, overwrite=True).n_train_clips == featurized_train
+    quick = load_settings(
+        {
+            **_overrides(featurized),
+            "vocab": {"n_clusters": 16},
+            "model": {"kind": "simple"},
+            "train": {"epochs": 1},
+        }
+    )
+    tokenize(quick, overwrite=True)
+    assert len(train(quick).history) == 1
+    assert Store.open(featurized.store_path).padded("tokens", "k16", fix="").n_rows == 48

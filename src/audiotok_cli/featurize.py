@@ -62,6 +62,7 @@ def featurize(
         features = store.create_padded(
             "features",
             audio.features_name,
+            n_rows=store.n_clips,
             frame_shape=(audio.max_frames, audio.n_mels),
             dtype=FEATURE_DTYPE,
             fill_value=0.0,

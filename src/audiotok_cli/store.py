@@ -230,8 +230,8 @@ class Store:
     def label_prior(self, rows: np.ndarray) -> np.ndarray:
         """Per-class share of positives among the selected rows (a mask), read chunk by chunk."""
         counts = np.zeros(N_CLASSES, dtype=np.int64)
-        for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK):
-            span = slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))
+        for start in range(0, len(rows), CLIP_ROWS_PER_CHUNK):
+            span = slice(start, min(start + CLIP_ROWS_PER_CHUNK, len(rows)))
             counts += self.labels(span)[rows[span]].sum(axis=0)
         return counts / max(int(rows.sum()), 1)
 
@@ -264,6 +264,7 @@ class Store:
         kind: str,
         name: str,
         *,
+        n_rows: int,
         frame_shape: tuple[int, ...],
         dtype: str,
         fill_value: float | int,
@@ -272,22 +273,23 @@ class Store:
         attrs: dict[str, Any],
         overwrite: bool = False,
     ) -> PaddedSet:
-        """Create (or, with overwrite, replace) a padded set sized for every clip in the store."""
+        """Create (or, with overwrite, replace) a padded set of `n_rows` clip rows."""
         parent = self.root[kind]
         if name in parent and not overwrite:
             raise OutputExistsError(f"{kind} {name!r} already exists in {self.path}; pass --overwrite")
         group = parent.create_group(name, overwrite=True)
-        n = self.n_clips
         group.create_array(
             "data",
-            shape=(n, *frame_shape),
+            shape=(n_rows, *frame_shape),
             dtype=dtype,
             chunks=(rows_per_chunk, *frame_shape),
             shards=(rows_per_shard, *frame_shape),
             fill_value=fill_value,
             compressors=_COMPRESSOR,
         )
-        group.create_array("lengths", shape=(n,), dtype="int32", chunks=(rows_per_shard,), fill_value=PENDING)
+        group.create_array(
+            "lengths", shape=(n_rows,), dtype="int32", chunks=(rows_per_shard,), fill_value=PENDING
+        )
         group.attrs.update({**attrs, "rows_per_shard": rows_per_shard, **_stamp()})
         return PaddedSet(group, rows_per_shard)
 

@@ -60,6 +60,7 @@ def tokenize(settings: Settings, overwrite: bool = False) -> TokenizeResult:
         tokens = store.create_padded(
             "tokens",
             name,
+            n_rows=features.n_rows,
             frame_shape=(features.data.shape[1],),
             dtype=token_dtype(len(centroids)),
             fill_value=PAD_TOKEN,

@@ -42,8 +42,8 @@ class TrainResult:
 
 
 def split_rows(store: Store, lengths: np.ndarray, split: str) -> np.ndarray:
-    """Mask of the split's clips that have tokens."""
-    return (store.splits() == split_code(split)) & (lengths > 0)
+    """Mask of the split's clips that have tokens (clips appended since tokenizing are left out)."""
+    return (store.splits(slice(0, len(lengths))) == split_code(split)) & (lengths > 0)
 
 
 def train(settings: Settings, overwrite: bool = False) -> TrainResult:

@@ -36,7 +36,8 @@ def build_vocab(settings: Settings, overwrite: bool = False) -> VocabResult:
     store = Store.open(settings.store_path)
     features = open_features(store, settings.audio)
     k = settings.vocab.n_clusters
-    train = (store.splits() == split_code("train")) & (features.all_lengths() > 0)
+    lengths = features.all_lengths()  # clips appended since featurizing have no row here yet
+    train = (store.splits(slice(0, len(lengths))) == split_code("train")) & (lengths > 0)
     if not train.any():
         raise MissingInputError(
             f"no featurized train-split clips in {store.path}; run `audiotok split` and `audiotok featurize`"
