@@ -89,3 +89,14 @@ def test_featurize_refuses_features_made_with_other_settings(tmp_path, cli):
     assert "features 'logmel' was made with n_mels 64 (wanted 32)" in result.stderr
     assert cli("featurize", "--n-mels", "32", "--overwrite").exit_code == 0
     assert Store.open(settings.store_path).padded("features", "logmel", fix="").data.shape[2] == 32
+
+
+def test_cli_names_the_undecodable_file_and_keeps_going(cli):
+    settings = load_settings()
+    _store_with_clips(
+        settings, {"good0000000": flac_bytes(_tone(2.0, 48000, 1), 48000), "bad00000000": b"x" * 500}
+    )
+    result = cli("featurize")
+    assert result.exit_code == 0
+    assert "1 clips featurized" in result.stdout
+    assert "1 clips failed and stay pending" in result.stderr and "bad00000000.flac" in result.stderr

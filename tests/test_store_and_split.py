@@ -92,3 +92,20 @@ def test_split_is_deterministic_stable_under_appends_and_keeps_eval_as_test():
     other_seed = split(load_settings({"split": {"val_ratio": 0.2}, "seed": 1}))
     assert not np.array_equal(Store.open(settings.store_path).splits()[:450], codes_before)
     assert other_seed.counts["test"] == 50
+
+
+@pytest.mark.parametrize("layout", ["parquet", "tar"])
+def test_demo_data_is_deterministic_in_its_seed(tmp_path, layout):
+    from audiotok_cli.demo import write_demo_mirror
+
+    def files(root):
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+
+    first = write_demo_mirror(tmp_path / "a", layout=layout, clips=10, seconds=1.0, seed=4)
+    again = write_demo_mirror(tmp_path / "b", layout=layout, clips=10, seconds=1.0, seed=4)
+    other = write_demo_mirror(tmp_path / "c", layout=layout, clips=10, seconds=1.0, seed=5)
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    assert first.labels == again.labels and first.labels != other.labels
+    assert all(len(mids) >= 1 for clips in first.labels.values() for mids in clips.values())
