@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from audio_helpers import flac_bytes
-from audiotok_cli.audio import LogMel, audio_path, decode, write_atomic
+from audiotok_cli.atomic import write_atomic
+from audiotok_cli.audio import LogMel, audio_path, decode
 from audiotok_cli.errors import DataError, MismatchError
 from audiotok_cli.featurize import featurize
 from audiotok_cli.labels import N_CLASSES

@@ -8,7 +8,6 @@ Decoding uses soundfile + soxr directly, a cheap stereo mix and a mel matrix bui
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import librosa
@@ -23,14 +22,6 @@ from audiotok_cli.settings import AudioSettings
 def audio_path(audio_dir: Path, source: str, ytid: str) -> Path:
     """`{audio_dir}/{source}/{ytid[:2]}/{ytid}.flac`: two-character folders keep directories small."""
     return audio_dir / source / ytid[:2] / f"{ytid}.flac"
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write via a temporary name and rename, so a crash never leaves a truncated file in place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
 
 
 def decode(source: Path | bytes, sample_rate: int, name: str = "") -> np.ndarray:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import MismatchError
 from audiotok_cli.metrics import classification_metrics, mean_average_precision, prior_scores
-from audiotok_cli.runs import REPORT, load_run, pick_device, predict, run_dir, write_json
+from audiotok_cli.runs import REPORT, load_run, pick_device, predict, run_dir
 from audiotok_cli.settings import Settings
 from audiotok_cli.store import Store
 from audiotok_cli.train import split_rows

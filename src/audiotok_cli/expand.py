@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audiotok_cli.audio import audio_path, write_atomic
+from audiotok_cli.atomic import write_atomic
+from audiotok_cli.audio import audio_path
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.labels import class_index
 from audiotok_cli.mirror import (

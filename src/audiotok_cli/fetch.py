@@ -31,6 +31,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
+from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import MissingInputError, NetworkError, SettingsError
 from audiotok_cli.mirror import is_metadata_file, is_source_file, layout_of, source_files
 from audiotok_cli.progress import progress
@@ -277,10 +278,7 @@ def _load_manifest(mirror: Path) -> dict[str, dict]:
 
 
 def _save_manifest(mirror: Path, manifest: dict[str, dict]) -> None:
-    mirror.mkdir(parents=True, exist_ok=True)
-    tmp = _manifest_path(mirror).with_suffix(".partial")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, _manifest_path(mirror))
+    write_json(_manifest_path(mirror), manifest)
 
 
 def _record_listing(mirror: Path, listing: dict[str, list[str]]) -> None:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from audiotok_cli.atomic import replacing
 from audiotok_cli.batches import iter_batches
 from audiotok_cli.errors import MissingInputError
 from audiotok_cli.models import build_model
@@ -32,17 +32,9 @@ def run_dir(settings: Settings, name: str | None = None) -> Path:
     return settings.runs_dir / (name or settings.train.run_name or default)
 
 
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(values, indent=2))
-    os.replace(tmp, path)
-
-
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
 
 
 def save_best(directory: Path, model: nn.Module) -> None:

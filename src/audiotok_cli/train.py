@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audiotok_cli.atomic import write_json
 from audiotok_cli.batches import iter_batches
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
 from audiotok_cli.metrics import mean_average_precision
@@ -24,7 +25,6 @@ from audiotok_cli.runs import (
     run_dir,
     save_best,
     save_checkpoint,
-    write_json,
 )
 from audiotok_cli.settings import Settings
 from audiotok_cli.store import PaddedSet, Store, fingerprint, split_code
