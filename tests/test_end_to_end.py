@@ -69,6 +69,11 @@ def test_every_stage_through_the_cli(cli, layout):
     table = cli("eval", "--model", "simple", "--k", "16")
     assert "prior mAP" in table.stdout and "test" in table.stdout
 
+    assert cli("split", "--val-ratio", "0.3").exit_code == 0
+    resplit = cli("eval", "--model", "simple", "--k", "16")
+    assert resplit.exit_code == 6 and "its val clips may be training clips" in resplit.stderr
+    assert cli("split", "--val-ratio", "0.2").exit_code == 0
+
     info = json.loads(cli("info", "--json").stdout)
     assert info["store"]["n_clips"] == 64 and info["store"]["tokens"][0]["done"] == 64
     mirror = info["mirror"]["sources"]

@@ -76,6 +76,16 @@ def test_tokens_from_a_rebuilt_vocab_are_refused(featurized):
     assert tokenize(featurized, overwrite=True).clips_done == 48
 
 
+def test_tokens_of_a_vocabulary_built_on_another_split_are_refused(featurized):
+    build_vocab(featurized)
+    tokenize(featurized)
+    split(load_settings({**_overrides(featurized), "split": {"val_ratio": 0.3}}))
+    with pytest.raises(MismatchError, match=r"split \{'val_ratio': 0.1, 'seed': 0\}.*vocab --overwrite"):
+        open_tokens(Store.open(featurized.store_path), featurized)
+    split(featurized)  # back to the split the vocabulary was built on
+    assert open_tokens(Store.open(featurized.store_path), featurized).n_rows == 48
+
+
 def test_clips_appended_after_tokenizing_wait_for_featurize_without_breaking_later_stages(featurized):
     from audiotok_cli.labels import N_CLASSES
     from audiotok_cli.train import train

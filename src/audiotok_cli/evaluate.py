@@ -32,6 +32,11 @@ def evaluate(settings: Settings, run: str | None = None) -> EvalReport:
             f"run {directory} was trained on other tokens than {record['tokens']!r} now holds; "
             "train it again with --overwrite"
         )
+    if record["split_settings"] != store.split_settings:
+        raise MismatchError(
+            f"run {directory} was trained on split {record['split_settings']}, the store now holds "
+            f"{store.split_settings}: its val clips may be training clips; train again with --overwrite"
+        )
     device = pick_device(settings.train.device)
     model.to(device)
     lengths = tokens.all_lengths()

@@ -32,7 +32,8 @@ def token_dtype(n_clusters: int) -> str:
 
 
 def open_tokens(store: Store, settings: Settings) -> PaddedSet:
-    """The token set of the configured vocabulary, checked against that vocabulary."""
+    """The token set of the configured vocabulary, checked against that vocabulary and the split
+    it was clustered on (a vocabulary built before a re-split has seen today's val frames)."""
     name = settings.vocab.name
     tokens = store.padded(
         "tokens",
@@ -45,6 +46,12 @@ def open_tokens(store: Store, settings: Settings) -> PaddedSet:
         tokens.attrs,
         {"vocab_fingerprint": vocab_attrs["fingerprint"]},
         fix="the vocabulary was rebuilt since; run `audiotok tokenize --overwrite`",
+    )
+    require_same(
+        f"vocab {name!r}",
+        {"split": vocab_attrs["split_settings"]},
+        {"split": store.split_settings},
+        fix="the clips were split again since; run `audiotok vocab --overwrite`, then `tokenize --overwrite`",
     )
     return tokens
 

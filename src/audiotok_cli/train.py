@@ -103,6 +103,7 @@ def _start_record(settings: Settings, tokens: PaddedSet, spec: dict, store: Stor
         "model": spec,
         "tokens": tokens.name,
         "vocab_fingerprint": tokens.attrs["vocab_fingerprint"],
+        "split_settings": store.split_settings,
         "store": str(settings.store_path),
         "settings": settings.model_dump(mode="json"),
         "resume_key": fingerprint({**inputs, "vocab": tokens.attrs["vocab_fingerprint"]}),
