@@ -119,8 +119,10 @@ def plan_fetch(
         chosen += [f for i, f in enumerate(hub_files) if shards is None or i in shards]
     _record_listing(settings.mirror_dir, listing)
     manifest = _load_manifest(settings.mirror_dir)["files"]
-    done = [f for f in chosen if _is_verified(settings.mirror_dir, f, manifest)]
-    todo = [f for f in chosen if f not in done]
+    done: list[RepoFile] = []
+    todo: list[RepoFile] = []
+    for entry in chosen:
+        (done if _is_verified(settings.mirror_dir, entry, manifest) else todo).append(entry)
     missing = sum(f.size for f in todo)  # conservative: a partial download counts in full
     return FetchPlan(layout, todo, done, missing, free_bytes(settings.mirror_dir))
 
@@ -304,15 +306,16 @@ def shard_paths(mirror: Path, source: str, layout: str, shards: set[int] | None)
     return [path for path in chosen if path.exists()]
 
 
+def _manifest_entry(mirror: Path, entry: RepoFile) -> dict:
+    """How the manifest knows a verified file: the hub's hash and the local size and mtime."""
+    stat = (mirror / entry.path).stat()
+    return {"hash": expected_hash(entry)[1], "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def _record(mirror: Path, entry: RepoFile) -> None:
     """Note a verified file so reruns skip it without hashing it again."""
     manifest = _load_manifest(mirror)
-    stat = (mirror / entry.path).stat()
-    manifest["files"][entry.path] = {
-        "hash": expected_hash(entry)[1],
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-    }
+    manifest["files"][entry.path] = _manifest_entry(mirror, entry)
     _save_manifest(mirror, manifest)
 
 
@@ -320,15 +323,9 @@ def _is_verified(mirror: Path, entry: RepoFile, manifest: dict[str, dict]) -> bo
     path = mirror / entry.path
     if not path.exists():
         return False
-    stat = path.stat()
-    known = manifest.get(entry.path)
-    if known and known == {
-        "hash": expected_hash(entry)[1],
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-    }:
+    if manifest.get(entry.path) == _manifest_entry(mirror, entry):
         return True
-    if stat.st_size == entry.size and _matches_hub(path, entry):  # e.g. fetched by another tool
+    if path.stat().st_size == entry.size and _matches_hub(path, entry):  # e.g. fetched by another tool
         _record(mirror, entry)
         return True
     return False

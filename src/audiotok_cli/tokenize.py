@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from audiotok_cli.errors import MismatchError
 from audiotok_cli.featurize import open_features
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import Settings
@@ -61,8 +60,12 @@ def tokenize(settings: Settings, overwrite: bool = False) -> TokenizeResult:
     features = open_features(store, settings.audio)
     name = settings.vocab.name
     centroids, vocab_attrs = store.read_vocab(name)
-    if vocab_attrs["features_settings"] != features.attrs["settings"]:
-        raise MismatchError(f"vocab {name!r} was built from other features; run `audiotok vocab --overwrite`")
+    require_same(
+        f"vocab {name!r}",
+        {"features": vocab_attrs["features_settings"]},
+        {"features": features.attrs["settings"]},
+        fix="it was built from other features; run `audiotok vocab --overwrite`",
+    )
     if overwrite or not store.has("tokens", name):
         tokens = store.create_padded(
             "tokens",

@@ -91,8 +91,13 @@ def train(settings: Settings, overwrite: bool = False) -> TrainResult:
             record,
             history,
         )
-    best = max(history, key=lambda epoch: epoch["val_mAP"])
+    best = _best(history)
     return TrainResult(directory, best["epoch"], best["val_mAP"], history)
+
+
+def _best(history: list[dict]) -> dict:
+    """The epoch with the highest val mAP (the first of equals)."""
+    return max(history, key=lambda epoch: epoch["val_mAP"])
 
 
 def _start_record(settings: Settings, tokens: PaddedSet, spec: dict, store: Store) -> dict:
@@ -162,13 +167,13 @@ def _fit(
         labels, scores = predict(model, store, tokens, val_rows, cfg.batch_size, device)
         val_map = mean_average_precision(labels, scores)
         log.info("epoch %d: loss %.4f, val mAP %.4f", epoch, total / max(batches, 1), val_map)
-        if not history or val_map > max(e["val_mAP"] for e in history):
+        if not history or val_map > _best(history)["val_mAP"]:
             save_best(directory, model)
         history.append({"epoch": epoch, "train_loss": total / max(batches, 1), "val_mAP": val_map})
         save_checkpoint(directory, model, optimizer)
         record |= {
             "history": history,
-            "best_epoch": max(history, key=lambda e: e["val_mAP"])["epoch"],
+            "best_epoch": _best(history)["epoch"],
             "complete": epoch == cfg.epochs,
         }
         write_json(directory / RECORD, record)
