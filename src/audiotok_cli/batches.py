@@ -28,7 +28,7 @@ def iter_batches(
     rng: np.random.Generator | None = None,
 ) -> Iterator[Batch]:
     """Batches of the selected rows (a boolean mask); shuffled shard and row order when `rng` is given."""
-    shards = sorted({row // tokens.rows_per_shard for row in np.flatnonzero(rows)})
+    shards = tokens.shards_with(rows)
     if rng is not None:
         shards = list(rng.permutation(shards))
     carry: list[tuple[np.ndarray, ...]] = []

@@ -77,7 +77,7 @@ def featurize(
     wanted = np.isin(store.sources(), [SOURCES.index(s) for s in sources])
     todo = wanted & (features.all_lengths() == PENDING)
     result = FeaturizeResult(audio.features_name, clips_already_done=int((wanted & ~todo).sum()))
-    shards = sorted({row // features.rows_per_shard for row in np.flatnonzero(todo)})
+    shards = features.shards_with(todo)
     log_mel = LogMel(audio)
     with progress(f"featurize {audio.features_name}", int(todo.sum())) as advance:
         for shard in shards:

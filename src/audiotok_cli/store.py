@@ -109,6 +109,10 @@ class PaddedSet:
         start = shard * self.rows_per_shard
         return slice(start, min(start + self.rows_per_shard, self.n_rows))
 
+    def shards_with(self, rows: np.ndarray) -> list[int]:
+        """The shards that hold any of the selected rows (a boolean mask), in order."""
+        return [int(shard) for shard in np.unique(np.flatnonzero(rows) // self.rows_per_shard)]
+
     def grow(self, n_rows: int) -> None:
         """Make room for clips appended to the store since this set was created."""
         if n_rows > self.n_rows:

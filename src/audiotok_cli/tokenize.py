@@ -92,7 +92,7 @@ def tokenize(settings: Settings, overwrite: bool = False) -> TokenizeResult:
     todo = (feature_lengths >= 0) & (token_lengths == PENDING)
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    shards = sorted({row // tokens.rows_per_shard for row in np.flatnonzero(todo)})
+    shards = tokens.shards_with(todo)
     with progress(f"tokenize {name}", int(todo.sum())) as advance:
         for shard in shards:
             advance(tokenize_shard(index, features, tokens, shard))

@@ -69,7 +69,7 @@ def sample_frames(features: PaddedSet, rows: np.ndarray, budget: int, rng: np.ra
     total = int(lengths[rows].sum())
     keep = min(1.0, budget / max(total, 1))
     parts = []
-    shards = sorted({row // features.rows_per_shard for row in np.flatnonzero(rows)})
+    shards = features.shards_with(rows)
     with progress("sample frames", len(shards)) as advance:
         for shard in shards:
             span = features.shard_rows(shard)
