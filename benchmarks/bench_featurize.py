@@ -17,8 +17,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from audiotok_cli.audio import LogMel, decode
-from audiotok_cli.demo import DEMO_CLASSES, synthesize_clip
+from audiotok_cli.audio.logmel import LogMel, decode
+from audiotok_cli.audioset.demo import DEMO_CLASSES, synthesize_clip
 from audiotok_cli.settings import AudioSettings
 
 

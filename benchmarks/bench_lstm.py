@@ -13,13 +13,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from audiotok_cli.models import LSTMClassifier
+from audiotok_cli.training.models.ids import N_SPECIAL
+from audiotok_cli.training.models.lstm import LSTMClassifier
 
 
 class PackedLSTM(nn.Module):
     def __init__(self, n_tokens: int, hidden: int, layers: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(n_tokens + 2, hidden, padding_idx=0)
+        self.embed = nn.Embedding(n_tokens + N_SPECIAL, hidden, padding_idx=0)
         self.lstm = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * hidden, 527)
 
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    ids = torch.randint(2, 66, (args.batch, args.frames))
+    ids = torch.randint(N_SPECIAL, N_SPECIAL + 64, (args.batch, args.frames))
     lengths = torch.full((args.batch,), args.frames)
     lengths[-3:] = torch.tensor(
         [args.frames * 2 // 3, args.frames // 2, args.frames // 3]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from audiotok_cli.audioset.demo import DemoResult, write_demo_mirror
 from audiotok_cli.cli import app
-from audiotok_cli.demo import DemoResult, write_demo_mirror
 
 
 @pytest.fixture(autouse=True)
@@ -47,15 +47,15 @@ def small_mirrors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoRes
 @pytest.fixture
 def featurized(small_mirrors):
     """Settings of a store with the small parquet mirror expanded, split and featurized (k=16)."""
-    from audiotok_cli.expand import expand
-    from audiotok_cli.featurize import featurize
     from audiotok_cli.settings import load_settings
-    from audiotok_cli.split import split
+    from audiotok_cli.stages.expand import expand
+    from audiotok_cli.stages.featurize import featurize
+    from audiotok_cli.stages.split import split
 
     settings = load_settings(
         {"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}, "vocab": {"n_clusters": 16}}
     )
-    expand(settings, ["bal_train", "eval"])
-    split(settings)
-    featurize(settings)
+    expand(settings.resolved_paths, ["bal_train", "eval"])
+    split(settings.store_path, settings.split, settings.seed)
+    featurize(settings.store_path, settings.audio_dir, settings.audio, settings.features)
     return settings

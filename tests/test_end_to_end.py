@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from audiotok_cli.labels import class_index
+from audiotok_cli.audioset.classes import class_index
 from audiotok_cli.settings import load_settings
 from audiotok_cli.store import SOURCES, Store
-from audiotok_cli.tokenize import open_tokens
 
 
 @pytest.mark.parametrize("layout", ["parquet", "tar"])
@@ -39,9 +38,9 @@ def test_every_stage_through_the_cli(cli, layout):
 
     assert cli("vocab", "--k", "16").exit_code == 0
     again = cli("vocab", "--k", "16")
-    assert again.exit_code == 7 and "vocab 'k16' already exists" in again.stderr
+    assert again.exit_code == 7 and "vocab 'logmel-k16' already exists" in again.stderr
     assert cli("tokenize", "--k", "16").exit_code == 0
-    tokens = open_tokens(Store.open(settings.store_path), settings)
+    tokens = Store.open(settings.store_path).tokens()
     ids, lengths = tokens.data[:], tokens.all_lengths()
     valid = np.arange(ids.shape[1]) < lengths[:, None]
     assert ids[valid].min() >= 0 and ids[valid].max() < 16 and (ids[~valid] == -1).all()
@@ -49,7 +48,7 @@ def test_every_stage_through_the_cli(cli, layout):
     mismatch = cli("train", "--k", "16", "--vocab-size", "32")
     assert mismatch.exit_code == 3 and "model.vocab_size 32 != vocab.n_clusters 16" in mismatch.stderr
     no_tokens = cli("train", "--k", "32")
-    assert no_tokens.exit_code == 4 and "no tokens 'k32'" in no_tokens.stderr
+    assert no_tokens.exit_code == 4 and "no tokens with k=32" in no_tokens.stderr
     resumed = cli("tokenize", "--k", "16")
     assert resumed.exit_code == 0 and "0 clips tokenized, 64 already done" in resumed.stdout
     changed = cli("featurize", "--n-mels", "32")
@@ -61,7 +60,7 @@ def test_every_stage_through_the_cli(cli, layout):
     assert trained.exit_code == 0, trained.output
     report = cli("eval", "--model", "simple", "--k", "16", "--json")
     assert report.exit_code == 0
-    splits = json.loads(report.stdout)
+    splits = json.loads(report.stdout)["splits"]
     assert set(splits) == {"val", "test"}
     test = splits["test"]
     assert test["n_clips"] == 16
@@ -95,8 +94,9 @@ def test_bert_trains_and_evaluates_through_the_cli(cli):
         "train", "--model", "bert", "--k", "8", "--epochs", "1", "--hidden-size", "32", "--num-heads", "2"
     )
     assert trained.exit_code == 0, trained.output
-    record = json.loads((load_settings().runs_dir / "bert-k8" / "run.json").read_text())
+    record = json.loads((load_settings().runs_dir / "bert-logmel-k8" / "run.json").read_text())
     assert record["model"]["kind"] == "bert" and record["model"]["max_frames"] == 431
+    assert record["format"] == 2 and record["inputs"]["tokens"] == "logmel-k8"
     assert cli("eval", "--model", "bert", "--k", "8").exit_code == 0
     again = cli("train", "--model", "bert", "--k", "8")
     assert again.exit_code == 7 and "--overwrite" in again.stderr
@@ -104,7 +104,7 @@ def test_bert_trains_and_evaluates_through_the_cli(cli):
 
 def _generator_labels(mirror_dir, layout):
     """The labels the demo generator wrote, read back from the mirror's own files."""
-    from audiotok_cli.mirror import iter_clips, read_segments, source_files
+    from audiotok_cli.audioset.mirror import iter_clips, read_segments, source_files
 
     labels = {}
     for source in ("bal_train", "eval"):

@@ -8,12 +8,13 @@ import soundfile as sf
 
 from audio_helpers import flac_bytes
 from audiotok_cli.atomic import write_atomic
-from audiotok_cli.audio import LogMel, audio_path, decode
+from audiotok_cli.audio.logmel import LogMel, audio_path, decode
+from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.errors import DataError, MismatchError
-from audiotok_cli.featurize import featurize
-from audiotok_cli.labels import N_CLASSES
 from audiotok_cli.settings import AudioSettings, load_settings
+from audiotok_cli.stages.featurize import featurize
 from audiotok_cli.store import PENDING, Store
+from store_helpers import new_store
 
 
 def _tone(seconds: float, rate: int, channels: int, freq: float = 440.0) -> np.ndarray:
@@ -22,8 +23,12 @@ def _tone(seconds: float, rate: int, channels: int, freq: float = 440.0) -> np.n
     return mono if channels == 1 else np.stack([mono, mono], axis=1)
 
 
+def _featurize(settings, **kwargs):
+    return featurize(settings.store_path, settings.audio_dir, settings.audio, settings.features, **kwargs)
+
+
 def _store_with_clips(settings, clips: dict[str, bytes]) -> Store:
-    store = Store.open_or_create(settings.store_path)
+    store = new_store(settings.store_path)
     for ytid, payload in clips.items():
         write_atomic(audio_path(settings.audio_dir, "bal_train", ytid), payload)
     store.append_clips(list(clips), "bal_train", np.zeros((len(clips), N_CLASSES), dtype=bool))
@@ -56,16 +61,16 @@ def test_log_mel_frame_count_and_tone_band():
 
 
 def test_featurize_pads_short_clips_records_lengths_and_resumes(tmp_path):
-    settings = load_settings({"audio": {"clips_per_shard": 4, "clips_per_chunk": 2}})
+    settings = load_settings({"features": {"clips_per_shard": 4, "clips_per_chunk": 2}})
     clips = {
         f"clip{i:07d}": flac_bytes(_tone(10.0 if i % 3 else 4.0, 48000, 1 + i % 2), 48000) for i in range(6)
     }
     clips["broken00000"] = b"garbage" * 100
     _store_with_clips(settings, clips)
-    first = featurize(settings)
+    first = _featurize(settings)
     assert first.clips_done == 6
     assert len(first.failures) == 1 and "broken00000.flac" in first.failures[0]
-    features = Store.open(settings.store_path).padded("features", "logmel", fix="")
+    features = Store.open(settings.store_path).features("logmel")
     lengths = features.all_lengths()
     assert list(lengths) == [1 + 4 * 22050 // 512, 431, 431, 1 + 4 * 22050 // 512, 431, 431, PENDING]
     data = features.data[0]
@@ -73,23 +78,23 @@ def test_featurize_pads_short_clips_records_lengths_and_resumes(tmp_path):
 
     fixed = flac_bytes(_tone(10.0, 44100, 1), 44100)
     write_atomic(audio_path(settings.audio_dir, "bal_train", "broken00000"), fixed)
-    second = featurize(settings)
+    second = _featurize(settings)
     assert second.clips_done == 1 and second.clips_already_done == 6 and not second.failures
     assert second.shards_written == 1  # only the shard that held the pending clip
-    assert Store.open(settings.store_path).padded("features", "logmel", fix="").all_lengths()[6] == 431
+    assert Store.open(settings.store_path).features("logmel").all_lengths()[6] == 431
 
 
 def test_featurize_refuses_features_made_with_other_settings(tmp_path, cli):
     settings = load_settings()
     _store_with_clips(settings, {"clip0000000": flac_bytes(_tone(2.0, 48000, 1), 48000)})
-    featurize(settings)
+    _featurize(settings)
     with pytest.raises(MismatchError, match="n_mels 64 \\(wanted 32\\)"):
-        featurize(load_settings({"audio": {"n_mels": 32}}))
+        _featurize(load_settings({"audio": {"n_mels": 32}}))
     result = cli("featurize", "--n-mels", "32")
     assert result.exit_code == 6
     assert "features 'logmel' was made with n_mels 64 (wanted 32)" in result.stderr
     assert cli("featurize", "--n-mels", "32", "--overwrite").exit_code == 0
-    assert Store.open(settings.store_path).padded("features", "logmel", fix="").data.shape[2] == 32
+    assert Store.open(settings.store_path).features("logmel").data.shape[2] == 32
 
 
 def test_cli_names_the_undecodable_file_and_keeps_going(cli):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from audiotok_cli.demo import write_demo_mirror
-from audiotok_cli.mirror import LEGACY_REVISION
+from audiotok_cli.audioset.demo import write_demo_mirror
+from audiotok_cli.audioset.mirror import LEGACY_REVISION
 from audiotok_cli.settings import load_settings
 from hub_server import FakeHub
 
@@ -111,7 +111,7 @@ def test_a_file_corrupt_twice_is_deleted_and_reported(cli, hub):
 def test_refuses_what_does_not_fit(cli, hub, monkeypatch):
     capped = cli("fetch", "--source", "bal_train", "--max-gb", "0.000001")
     assert capped.exit_code == 3 and "over --max-gb 1e-06" in capped.stderr
-    monkeypatch.setattr("audiotok_cli.fetch.free_bytes", lambda folder: 1000)
+    monkeypatch.setattr("audiotok_cli.audioset.fetch.free_bytes", lambda folder: 1000)
     full = cli("fetch", "--source", "bal_train")
     assert full.exit_code == 3 and "GB free; free space or fetch fewer --shards" in full.stderr
     assert not (_mirror() / "data").exists()

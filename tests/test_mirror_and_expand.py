@@ -6,12 +6,12 @@ import tarfile
 import numpy as np
 import pytest
 
-from audiotok_cli.audio import audio_path
+from audiotok_cli.audio.logmel import audio_path
+from audiotok_cli.audioset.classes import class_index
+from audiotok_cli.audioset.mirror import iter_clips, read_segments
 from audiotok_cli.errors import DataError
-from audiotok_cli.expand import expand
-from audiotok_cli.labels import class_index
-from audiotok_cli.mirror import iter_clips, read_segments
 from audiotok_cli.settings import load_settings
+from audiotok_cli.stages.expand import expand
 from audiotok_cli.store import SOURCES, Store
 
 
@@ -35,7 +35,7 @@ def test_segment_csv_with_comments_spaces_and_quoted_labels(tmp_path):
 def test_expand_writes_every_clip_and_its_labels(small_mirrors, layout, tmp_path):
     demo = small_mirrors[layout]
     settings = load_settings({"paths": {"mirror_dir": demo.mirror_dir}})
-    results = expand(settings, ["bal_train", "eval"])
+    results = expand(settings.resolved_paths, ["bal_train", "eval"])
     assert [r.clips_added for r in results] == [
         len(demo.labels["bal_train"]),
         len(demo.labels["eval"]),
@@ -52,9 +52,9 @@ def test_expand_writes_every_clip_and_its_labels(small_mirrors, layout, tmp_path
 
 def test_expand_rerun_skips_finished_files_and_keeps_rows(small_mirrors):
     settings = load_settings({"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}})
-    expand(settings, ["bal_train"])
+    expand(settings.resolved_paths, ["bal_train"])
     before = Store.open(settings.store_path).ytids()
-    again = expand(settings, ["bal_train"])[0]
+    again = expand(settings.resolved_paths, ["bal_train"])[0]
     assert again.files_done == 0 and again.files_skipped >= 1 and again.clips_added == 0
     assert list(Store.open(settings.store_path).ytids()) == list(before)
 

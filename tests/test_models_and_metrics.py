@@ -4,25 +4,37 @@ import numpy as np
 import pytest
 import torch
 
-from audiotok_cli.labels import N_CLASSES
-from audiotok_cli.metrics import classification_metrics, mean_average_precision, prior_scores
-from audiotok_cli.models import CLS_ID, PAD_ID, build_model, reverse_valid, to_model_ids
-from audiotok_cli.settings import ModelSettings
+from audiotok_cli.audioset.classes import N_CLASSES
+from audiotok_cli.training.metrics import classification_metrics, mean_average_precision, prior_scores
+from audiotok_cli.training.models import build_model
+from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID, to_model_ids
+from audiotok_cli.training.models.lstm import reverse_valid
+from audiotok_cli.training.models.spec import ModelSpec
 
 
 def _model(kind: str, max_frames: int = 431):
-    settings = ModelSettings(kind=kind, embed_dim=16, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
-    from audiotok_cli.models import model_spec
-
+    spec = ModelSpec(
+        kind=kind,
+        n_tokens=8,
+        max_frames=max_frames,
+        embed_dim=16,
+        hidden_size=16,
+        num_layers=2,
+        num_heads=2,
+        dropout=0.0,
+    )
     torch.manual_seed(0)
-    return build_model(model_spec(settings, n_tokens=8, max_frames=max_frames)).eval()
+    return build_model(spec).eval()
 
 
 def test_special_ids_never_collide_with_centroids():
+    specials = [PAD_ID, CLS_ID, MASK_ID, SEP_ID]
+    assert sorted(specials) == list(range(N_SPECIAL))  # four distinct ids, all below the first centroid
     stored = torch.tensor([[0, 7, 3, -1, -1]])
     ids = to_model_ids(stored)
-    assert ids.tolist() == [[2, 9, 5, PAD_ID, PAD_ID]]
-    assert PAD_ID != CLS_ID and min(ids[0, :3].tolist()) > max(PAD_ID, CLS_ID)
+    assert ids.tolist() == [[4, 11, 7, PAD_ID, PAD_ID]]
+    every_centroid = to_model_ids(torch.arange(1024))
+    assert every_centroid.min() == N_SPECIAL and not set(every_centroid.tolist()) & set(specials)
 
 
 def test_reverse_valid_reverses_within_length_only():
@@ -52,7 +64,7 @@ def test_bert_sees_every_frame_of_a_full_clip():
     ids = to_model_ids(torch.randint(0, 8, (1, 431)))
     with torch.no_grad():
         base = model(ids, torch.tensor([431]))
-        ids[0, -1] = 2 + (ids[0, -1] - 2 + 1) % 8  # change only the last frame
+        ids[0, -1] = N_SPECIAL + (ids[0, -1] - N_SPECIAL + 1) % 8  # change only the last frame
         changed = model(ids, torch.tensor([431]))
     assert not torch.allclose(base, changed)
 

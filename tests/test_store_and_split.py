@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 
+from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
-from audiotok_cli.labels import N_CLASSES
-from audiotok_cli.settings import load_settings
-from audiotok_cli.split import split
-from audiotok_cli.store import PENDING, Store
+from audiotok_cli.settings import AudioSettings, load_settings
+from audiotok_cli.stages.split import split
+from audiotok_cli.store import PENDING, FeaturesRecord, Store
+from store_helpers import new_store
 
 
 def _labels(n: int, seed: int = 0) -> np.ndarray:
@@ -15,7 +17,7 @@ def _labels(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_clips_append_and_lookup_by_ytid(tmp_path):
-    store = Store.open_or_create(tmp_path / "s.zarr")
+    store = new_store(tmp_path / "s.zarr")
     labels = _labels(5)
     store.append_clips([f"id{i:08d}xx" for i in range(3)], "bal_train", labels[:3])
     store.append_clips(["evalAAAAAAA", "evalBBBBBBB"], "eval", labels[3:])
@@ -27,21 +29,12 @@ def test_clips_append_and_lookup_by_ytid(tmp_path):
 
 
 def test_padded_sets_write_whole_shards_and_grow(tmp_path):
-    store = Store.open_or_create(tmp_path / "s.zarr")
+    store = new_store(tmp_path / "s.zarr")
     store.append_clips([f"clip{i:07d}" for i in range(10)], "bal_train", _labels(10))
-    padded = store.create_padded(
-        "features",
-        "f",
-        n_rows=store.n_clips,
-        frame_shape=(6, 3),
-        dtype="float32",
-        fill_value=0.0,
-        rows_per_shard=4,
-        rows_per_chunk=2,
-        attrs={"settings": {}},
-    )
+    record = FeaturesRecord(audio=AudioSettings(n_mels=3), max_frames=6, rows_per_shard=4)
+    padded = store.create_features("f", record, n_rows=store.n_clips, rows_per_chunk=2, overwrite=False)
     assert padded.n_shards == 3 and padded.shard_rows(2) == slice(8, 10)
-    data = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    data = np.arange(4 * 6 * 3, dtype=np.float16).reshape(4, 6, 3)
     padded.write_shard(1, data, np.array([6, 5, 4, 3], dtype=np.int32))
     lengths = padded.all_lengths()
     assert list(lengths) == [PENDING] * 4 + [6, 5, 4, 3] + [PENDING] * 2
@@ -50,23 +43,18 @@ def test_padded_sets_write_whole_shards_and_grow(tmp_path):
     padded.grow(store.n_clips)
     assert padded.n_rows == 11 and padded.all_lengths()[10] == PENDING
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        store.create_padded(
-            "features",
-            "f",
-            n_rows=store.n_clips,
-            frame_shape=(6, 3),
-            dtype="float32",
-            fill_value=0.0,
-            rows_per_shard=4,
-            rows_per_chunk=2,
-            attrs={},
-        )
+        store.create_features("f", record, n_rows=store.n_clips, rows_per_chunk=2, overwrite=False)
 
 
 def test_store_refuses_other_format_versions(tmp_path):
-    store = Store.open_or_create(tmp_path / "s.zarr")
-    store.root.attrs["format_version"] = 99
+    new_store(tmp_path / "s.zarr")
+    root = zarr.open_group(tmp_path / "s.zarr", mode="r+")
+    root.attrs["audiotok"] = {**root.attrs["audiotok"], "format_version": 99}
     with pytest.raises(MismatchError, match="format_version 99"):
+        Store.open(tmp_path / "s.zarr")
+    del root.attrs["audiotok"]
+    root.attrs["format_version"] = 1  # how format 1 recorded it
+    with pytest.raises(MismatchError, match="format_version 1, this audiotok reads 2; rebuild it"):
         Store.open(tmp_path / "s.zarr")
 
 
@@ -77,26 +65,26 @@ def test_missing_store_names_the_fix(tmp_path):
 
 def test_split_is_deterministic_stable_under_appends_and_keeps_eval_as_test():
     settings = load_settings({"split": {"val_ratio": 0.2}})
-    store = Store.open_or_create(settings.store_path)
+    store = new_store(settings.store_path)
     store.append_clips([f"t{i:010d}" for i in range(400)], "bal_train", _labels(400))
     store.append_clips([f"e{i:010d}" for i in range(50)], "eval", _labels(50))
-    first = split(settings)
+    first = split(settings.store_path, settings.split, settings.seed)
     codes_before = Store.open(settings.store_path).splits().copy()
     assert first.counts["test"] == 50
     assert 50 <= first.counts["val"] <= 110  # ~20% of 400
     store = Store.open(settings.store_path)
     store.append_clips([f"n{i:010d}" for i in range(100)], "unbal_train", _labels(100))
-    split(settings)
+    split(settings.store_path, settings.split, settings.seed)
     codes_after = Store.open(settings.store_path).splits()
     assert np.array_equal(codes_after[:450], codes_before)
-    other_seed = split(load_settings({"split": {"val_ratio": 0.2}, "seed": 1}))
+    other_seed = split(settings.store_path, settings.split, seed=1)
     assert not np.array_equal(Store.open(settings.store_path).splits()[:450], codes_before)
     assert other_seed.counts["test"] == 50
 
 
 @pytest.mark.parametrize("layout", ["parquet", "tar"])
 def test_demo_data_is_deterministic_in_its_seed(tmp_path, layout):
-    from audiotok_cli.demo import write_demo_mirror
+    from audiotok_cli.audioset.demo import write_demo_mirror
 
     def files(root):
         return {

@@ -4,54 +4,58 @@ import numpy as np
 import pytest
 
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
-from audiotok_cli.expand import expand
-from audiotok_cli.featurize import featurize
-from audiotok_cli.settings import load_settings
-from audiotok_cli.split import split
+from audiotok_cli.settings import SplitSettings, VocabSettings, load_settings
+from audiotok_cli.stages.expand import expand
+from audiotok_cli.stages.featurize import featurize
+from audiotok_cli.stages.split import split
+from audiotok_cli.stages.tokenize import tokenize
+from audiotok_cli.stages.vocab import build_vocab
 from audiotok_cli.store import Store
-from audiotok_cli.tokenize import open_tokens, tokenize
-from audiotok_cli.vocab import build_vocab
+
+
+def _vocab(settings, overwrite: bool = False, seed: int = 0, **vocab):
+    options = VocabSettings(**{"n_clusters": 16, **vocab})
+    return build_vocab(settings.store_path, options, seed, overwrite=overwrite)
+
+
+def _split(settings, val_ratio: float = 0.1):
+    return split(settings.store_path, SplitSettings(val_ratio=val_ratio), settings.seed)
 
 
 def test_vocab_needs_a_split_first(small_mirrors):
     settings = load_settings({"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}})
-    expand(settings, ["bal_train"])
-    featurize(settings)
+    expand(settings.resolved_paths, ["bal_train"])
+    featurize(settings.store_path, settings.audio_dir, settings.audio, settings.features)
     with pytest.raises(MissingInputError, match="audiotok split"):
-        build_vocab(settings)
+        _vocab(settings)
 
 
 def test_vocab_is_trained_on_train_frames_and_records_its_inputs(featurized):
-    result = build_vocab(featurized)
+    result = _vocab(featurized)
+    assert result.name == "logmel-k16"
     store = Store.open(featurized.store_path)
-    centroids, attrs = store.read_vocab("k16")
-    assert centroids.shape == (16, 64) and np.isfinite(centroids).all()
-    assert attrs["n_train_clips"] == result.n_train_clips == int((store.splits() == 1).sum())
-    assert attrs["features_settings"]["n_mels"] == 64 and attrs["split_settings"]["val_ratio"] == 0.1
+    vocab = store.vocab()
+    assert vocab.centroids.shape == (16, 64) and np.isfinite(vocab.centroids).all()
+    record = vocab.record
+    assert record.n_train_clips == result.n_train_clips == int((store.splits() == 1).sum())
+    assert record.features == "logmel" and record.audio.n_mels == 64 and record.split.val_ratio == 0.1
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        build_vocab(featurized)
+        _vocab(featurized)
 
 
 def test_kmeans_plus_plus_start_beats_random_start(featurized):
-    plus = build_vocab(featurized).inertia
-    random = build_vocab(
-        load_settings({**_overrides(featurized), "vocab": {"n_clusters": 16, "init": "random"}}),
-        overwrite=True,
-    ).inertia
+    plus = _vocab(featurized).inertia
+    random = _vocab(featurized, overwrite=True, init="random").inertia
     assert plus <= random * 1.02
 
 
-def _overrides(settings):
-    return {"paths": {"mirror_dir": settings.mirror_dir}}
-
-
 def test_tokens_are_nearest_centroids_and_padding_is_kept(featurized):
-    build_vocab(featurized)
-    tokenize(featurized)
+    _vocab(featurized)
+    tokenize(featurized.store_path)
     store = Store.open(featurized.store_path)
-    centroids, _ = store.read_vocab("k16")
-    tokens = open_tokens(store, featurized)
-    features = store.padded("features", "logmel", fix="")
+    centroids = store.vocab().centroids
+    tokens = store.tokens()
+    features = store.features("logmel")
     ids, lengths = tokens.read_shard(0)
     frames, feature_lengths = features.read_shard(0)
     assert np.array_equal(lengths, feature_lengths)
@@ -65,48 +69,39 @@ def test_tokens_are_nearest_centroids_and_padding_is_kept(featurized):
 
 
 def test_tokens_from_a_rebuilt_vocab_are_refused(featurized):
-    build_vocab(featurized)
-    tokenize(featurized)
-    build_vocab(
-        load_settings({**_overrides(featurized), "vocab": {"n_clusters": 16, "niter": 3}, "seed": 5}),
-        overwrite=True,
-    )
+    _vocab(featurized)
+    tokenize(featurized.store_path)
+    _vocab(featurized, overwrite=True, niter=3, seed=5)
     with pytest.raises(MismatchError, match="tokenize --overwrite"):
-        open_tokens(Store.open(featurized.store_path), featurized)
-    assert tokenize(featurized, overwrite=True).clips_done == 48
+        Store.open(featurized.store_path).tokens()
+    assert tokenize(featurized.store_path, overwrite=True).clips_done == 48
 
 
 def test_tokens_of_a_vocabulary_built_on_another_split_are_refused(featurized):
-    build_vocab(featurized)
-    tokenize(featurized)
-    split(load_settings({**_overrides(featurized), "split": {"val_ratio": 0.3}}))
+    _vocab(featurized)
+    tokenize(featurized.store_path)
+    _split(featurized, val_ratio=0.3)
     with pytest.raises(MismatchError, match=r"split \{'val_ratio': 0.1, 'seed': 0\}.*vocab --overwrite"):
-        open_tokens(Store.open(featurized.store_path), featurized)
-    split(featurized)  # back to the split the vocabulary was built on
-    assert open_tokens(Store.open(featurized.store_path), featurized).n_rows == 48
+        Store.open(featurized.store_path).tokens()
+    _split(featurized)  # back to the split the vocabulary was built on
+    assert Store.open(featurized.store_path).tokens().n_rows == 48
 
 
 def test_clips_appended_after_tokenizing_wait_for_featurize_without_breaking_later_stages(featurized):
-    from audiotok_cli.labels import N_CLASSES
-    from audiotok_cli.train import train
+    from audiotok_cli.audioset.classes import N_CLASSES
+    from audiotok_cli.settings import ModelSettings, TrainSettings
+    from audiotok_cli.training.loop import train
 
-    build_vocab(featurized)
-    tokenize(featurized)
-    store = Store.open(featurized.store_path)
-    store.append_clips(
-        [f"late{i:07d}" for i in range(20)], "unbal_train", np.zeros((20, N_CLASSES), dtype=bool)
-    )
-    split(featurized)
+    _vocab(featurized)
+    tokenize(featurized.store_path)
+    with Store.writing(featurized.store_path, "test") as store:
+        store.append_clips(
+            [f"late{i:07d}" for i in range(20)], "unbal_train", np.zeros((20, N_CLASSES), dtype=bool)
+        )
+    _split(featurized)
     featurized_train = int((Store.open(featurized.store_path).splits()[:48] == 1).sum())
-    assert build_vocab(featurized, overwrite=True).n_train_clips == featurized_train
-    quick = load_settings(
-        {
-            **_overrides(featurized),
-            "vocab": {"n_clusters": 16},
-            "model": {"kind": "simple"},
-            "train": {"epochs": 1},
-        }
-    )
-    tokenize(quick, overwrite=True)
-    assert len(train(quick).history) == 1
-    assert Store.open(featurized.store_path).padded("tokens", "k16", fix="").n_rows == 48
+    assert _vocab(featurized, overwrite=True).n_train_clips == featurized_train
+    tokenize(featurized.store_path, overwrite=True)
+    run = train(featurized.resolved_paths, ModelSettings(kind="simple"), TrainSettings(epochs=1), seed=0)
+    assert len(run.history) == 1
+    assert Store.open(featurized.store_path).tokens().n_rows == 48

@@ -3,7 +3,8 @@
 Exit codes (documented in the README):
     0 success, 1 unexpected bug, 2 usage error (Typer),
     3 invalid settings, 4 missing input, 5 corrupt or unreadable data,
-    6 artifact made with other settings, 7 output exists (use --overwrite), 8 network.
+    6 artifact made with other settings, 7 output exists (use --overwrite), 8 network,
+    9 busy: another audiotok process is writing the same store, mirror or run.
 """
 
 from __future__ import annotations
@@ -49,3 +50,9 @@ class NetworkError(AudiotokError):
     """The hub or another remote could not be reached."""
 
     exit_code = 8
+
+
+class BusyError(AudiotokError):
+    """Another process holds the writer lock of the store, mirror or run folder."""
+
+    exit_code = 9

@@ -19,6 +19,11 @@ from rich.progress import (
 )
 
 stderr_console = Console(stderr=True)
+_shown = {"bars": True}  # `--quiet` hides every bar of the command it runs
+
+
+def show_bars(shown: bool) -> None:
+    _shown["bars"] = shown
 
 
 @contextmanager
@@ -34,6 +39,7 @@ def progress(description: str, total: int | None, unit: str = "items") -> Iterat
         TimeRemainingColumn(),
         console=stderr_console,
         transient=False,
+        disable=not _shown["bars"],
     )
     with bar:
         task = bar.add_task(description, total=total)

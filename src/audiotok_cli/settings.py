@@ -7,18 +7,23 @@ inconsistent values with one line naming the setting, so a bad value never reach
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audiotok_cli.errors import SettingsError
+from audiotok_cli.training.models import MODEL_NAMES
 
 ENV_PREFIX = "AUDIOTOK_"
 ENV_FILE = ".env"
-ModelKind = Literal["simple", "lstm", "bert"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # store groups and run folders: no '/', no '..'
 
 
 class PathSettings(BaseModel):
@@ -30,8 +35,19 @@ class PathSettings(BaseModel):
     runs_dir: Path | None = Field(None, description="Training runs: checkpoints and reports.")
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Resolved paths, for library functions that touch several of them."""
+
+    mirror_dir: Path
+    audio_dir: Path
+    store: Path
+    runs_dir: Path
+
+
 class AudioSettings(BaseModel):
-    """Log-mel front end (the seed's librosa settings)."""
+    """Log-mel front end (the seed's librosa settings): everything that determines feature values,
+    recorded with the features and the runs trained on them."""
 
     sample_rate: int = Field(22050, gt=0, description="Audio is resampled to this rate (Hz).")
     n_fft: int = Field(1024, gt=0, description="STFT window length in samples.")
@@ -39,9 +55,6 @@ class AudioSettings(BaseModel):
     n_mels: int = Field(64, gt=0, description="Mel bands per frame.")
     normalize: bool = Field(False, description="Scale each clip's log-mel to [0, 1].")
     clip_seconds: float = Field(10.0, gt=0, description="Longest audio kept per clip; sets max frames.")
-    features_name: str = Field("logmel", min_length=1, description="Store group for the features.")
-    clips_per_shard: int = Field(256, gt=0, description="Clips per Zarr shard: the unit of work.")
-    clips_per_chunk: int = Field(16, gt=0, description="Clips per inner chunk (random-read unit).")
 
     @property
     def max_frames(self) -> int:
@@ -57,6 +70,18 @@ class AudioSettings(BaseModel):
                 f"n_mels {self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of n_fft "
                 f"{self.n_fft}; lower n_mels or raise n_fft"
             )
+        return self
+
+
+class FeaturesSettings(BaseModel):
+    """Where `featurize` writes in the store, and how its arrays are cut into shards."""
+
+    name: str = Field("logmel", pattern=f"^{NAME_PATTERN}$", description="Store group for the features.")
+    clips_per_shard: int = Field(256, gt=0, description="Clips per Zarr shard: the unit of work.")
+    clips_per_chunk: int = Field(16, gt=0, description="Clips per inner chunk (random-read unit).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeaturesSettings:
         if self.clips_per_shard % self.clips_per_chunk:
             raise ValueError("clips_per_shard must be a multiple of clips_per_chunk")
         return self
@@ -72,15 +97,11 @@ class VocabSettings(BaseModel):
     n_clusters: int = Field(64, ge=2, description="Vocabulary size k (number of centroids).")
     niter: int = Field(20, gt=0, description="k-means iterations.")
     max_points_per_centroid: int = Field(256, gt=0, description="Frames sampled per centroid.")
-    init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start.")
-
-    @property
-    def name(self) -> str:
-        return f"k{self.n_clusters}"
+    init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
 
 
 class ModelSettings(BaseModel):
-    kind: ModelKind = Field("lstm", description="Token model: simple, lstm or bert.")
+    kind: str = Field("lstm", description=f"Model family: {', '.join(MODEL_NAMES)}.")
     vocab_size: int | None = Field(None, description="Must equal vocab.n_clusters when set.")
     embed_dim: int = Field(128, gt=0, description="Token embedding size (simple, lstm).")
     hidden_size: int = Field(128, gt=0, description="Hidden size (lstm, bert).")
@@ -88,14 +109,30 @@ class ModelSettings(BaseModel):
     num_heads: int = Field(4, gt=0, description="Attention heads (bert).")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout probability.")
 
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        if kind not in MODEL_NAMES:
+            raise ValueError(f"unknown model {kind!r}; choose from {', '.join(MODEL_NAMES)}")
+        return kind
+
 
 class TrainSettings(BaseModel):
-    epochs: int = Field(15, gt=0)
-    batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    run_name: str | None = Field(None, description="Run folder name; default {model}-{vocab}.")
+    epochs: int = Field(15, gt=0, description="Passes over the train split.")
+    batch_size: int = Field(32, gt=0, description="Clips per optimizer step.")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    run_name: str | None = Field(
+        None, pattern=f"^{NAME_PATTERN}$", description="Run folder name; default {model}-{vocab}."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, device):
+            raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps")
+        return device
 
 
 class Settings(BaseSettings):
@@ -109,14 +146,22 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="Root of every default path.")
-    seed: int = Field(0, description="Seed for splits, k-means and training.")
-    log_level: str = Field("WARNING", description="Python logging level.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed for splits, k-means and training.")
+    log_level: str = Field("WARNING", description=f"Logging level: {', '.join(LOG_LEVELS)}.")
     paths: PathSettings = PathSettings()
     audio: AudioSettings = AudioSettings()
+    features: FeaturesSettings = FeaturesSettings()
     split: SplitSettings = SplitSettings()
     vocab: VocabSettings = VocabSettings()
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.upper() not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}; choose from {', '.join(LOG_LEVELS)}")
+        return level.upper()
 
     @model_validator(mode="after")
     def _vocab_matches_model(self) -> Settings:
@@ -129,20 +174,30 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def resolved_paths(self) -> Paths:
+        """Every path, unset ones under `data_dir`."""
+        return Paths(
+            mirror_dir=self.paths.mirror_dir or self.data_dir / "mirror",
+            audio_dir=self.paths.audio_dir or self.data_dir / "audio",
+            store=self.paths.store or self.data_dir / "audiotok.zarr",
+            runs_dir=self.paths.runs_dir or self.data_dir / "runs",
+        )
+
+    @property
     def mirror_dir(self) -> Path:
-        return self.paths.mirror_dir or self.data_dir / "mirror"
+        return self.resolved_paths.mirror_dir
 
     @property
     def audio_dir(self) -> Path:
-        return self.paths.audio_dir or self.data_dir / "audio"
+        return self.resolved_paths.audio_dir
 
     @property
     def store_path(self) -> Path:
-        return self.paths.store or self.data_dir / "audiotok.zarr"
+        return self.resolved_paths.store
 
     @property
     def runs_dir(self) -> Path:
-        return self.paths.runs_dir or self.data_dir / "runs"
+        return self.resolved_paths.runs_dir
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

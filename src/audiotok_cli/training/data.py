@@ -1,4 +1,5 @@
-"""Stream token batches from the store, shard by shard: memory is bounded by a shard, not the split."""
+"""Stream token batches from the store, shard by shard (memory is bounded by a shard, not the
+split), and score them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from audiotok_cli.models import to_model_ids
-from audiotok_cli.store import PaddedSet, Store
+from audiotok_cli.progress import progress
+from audiotok_cli.store import Store, TokenSet
+from audiotok_cli.training.models.ids import to_model_ids
 
 
 @dataclass
@@ -22,7 +24,7 @@ class Batch:
 
 def iter_batches(
     store: Store,
-    tokens: PaddedSet,
+    tokens: TokenSet,
     rows: np.ndarray,
     batch_size: int,
     rng: np.random.Generator | None = None,
@@ -59,3 +61,26 @@ def _batch(ids: np.ndarray, lengths: np.ndarray, labels: np.ndarray, rows: np.nd
         labels=torch.from_numpy(labels.astype(np.float32)),
         rows=rows,
     )
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    store: Store,
+    tokens: TokenSet,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and sigmoid scores of the selected rows, in row order."""
+    model.eval()
+    labels, scores, order = [], [], []
+    with progress("predict", int(rows.sum())) as advance:
+        for batch in iter_batches(store, tokens, rows, batch_size):
+            logits = model(batch.ids.to(device), batch.lengths.to(device))
+            scores.append(torch.sigmoid(logits).float().cpu().numpy())
+            labels.append(batch.labels.numpy())
+            order.append(batch.rows)
+            advance(len(batch.rows))
+    sort = np.argsort(np.concatenate(order))
+    return np.concatenate(labels)[sort].astype(bool), np.concatenate(scores)[sort]

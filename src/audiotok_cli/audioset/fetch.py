@@ -11,10 +11,8 @@ without hashing terabytes again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -31,15 +29,14 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
-from audiotok_cli.atomic import write_json
+from audiotok_cli.audioset.classes import checked_sources
+from audiotok_cli.audioset.manifest import load_manifest, parse_shards, record_listing, save_manifest
+from audiotok_cli.audioset.mirror import is_metadata_file, is_source_file, layout_of
 from audiotok_cli.errors import MissingInputError, NetworkError, SettingsError
-from audiotok_cli.mirror import is_metadata_file, is_source_file, layout_of, source_files
 from audiotok_cli.progress import progress
-from audiotok_cli.settings import Settings
-from audiotok_cli.store import checked_sources
+from audiotok_cli.store.lock import WriterLock
 
 DEFAULT_REPO = "agkphysics/AudioSet"
-MANIFEST = ".audiotok-fetch.json"
 PARTIAL_DIR = ".audiotok-partial"
 HASH_BLOCK = 8 * 2**20
 _TRANSPORT_ERRORS = (httpx2.HTTPError, OSError)
@@ -57,22 +54,13 @@ class FetchPlan:
 @dataclass
 class FetchResult:
     plan: FetchPlan
+    mirror_dir: Path
+    repo_id: str
+    revision: str
+    dry_run: bool
     fetched: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     bytes_fetched: int = 0
-
-
-def parse_shards(text: str | None) -> set[int] | None:
-    """`0-49`, `3`, or `0-9,20-29` -> file indices (inclusive ranges)."""
-    if not text:
-        return None
-    shards: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match or (match[2] and int(match[2]) < int(match[1])):
-            raise SettingsError(f"invalid --shards {text!r}; use ranges like 0-49 or 0-9,20")
-        shards.update(range(int(match[1]), int(match[2] or match[1]) + 1))
-    return shards
 
 
 def endpoint() -> str | None:
@@ -102,7 +90,7 @@ def list_repo(repo_id: str, revision: str) -> list[RepoFile]:
 
 
 def plan_fetch(
-    settings: Settings, repo_id: str, revision: str, sources: list[str], shards: set[int] | None
+    mirror_dir: Path, repo_id: str, revision: str, sources: list[str], shards: set[int] | None
 ) -> FetchPlan:
     """What to download: the metadata, and each source's data files (those in `shards`, by index)."""
     files = list_repo(repo_id, revision)
@@ -117,18 +105,18 @@ def plan_fetch(
             raise MissingInputError(f"{repo_id}@{revision} has no {layout} files for source {source!r}")
         listing[source] = [f.path for f in hub_files]
         chosen += [f for i, f in enumerate(hub_files) if shards is None or i in shards]
-    _record_listing(settings.mirror_dir, listing)
-    manifest = _load_manifest(settings.mirror_dir)["files"]
+    record_listing(mirror_dir, listing)
+    manifest = load_manifest(mirror_dir)["files"]
     done: list[RepoFile] = []
     todo: list[RepoFile] = []
     for entry in chosen:
-        (done if _is_verified(settings.mirror_dir, entry, manifest) else todo).append(entry)
+        (done if _is_verified(mirror_dir, entry, manifest) else todo).append(entry)
     missing = sum(f.size for f in todo)  # conservative: a partial download counts in full
-    return FetchPlan(layout, todo, done, missing, free_bytes(settings.mirror_dir))
+    return FetchPlan(layout, todo, done, missing, free_bytes(mirror_dir))
 
 
 def fetch(
-    settings: Settings,
+    mirror_dir: Path,
     sources: list[str],
     *,
     repo_id: str = DEFAULT_REPO,
@@ -138,10 +126,25 @@ def fetch(
     max_gb: float | None = None,
     dry_run: bool = False,
 ) -> FetchResult:
+    """Download the chosen sources' files (and the metadata) into `mirror_dir`, under its lock."""
     checked_sources(sources)
     _route_hub_logs()
-    plan = plan_fetch(settings, repo_id, revision, sources, parse_shards(shards))
-    result = FetchResult(plan)
+    with WriterLock(mirror_dir, "fetch"):
+        return _fetch(mirror_dir, sources, repo_id, revision, parse_shards(shards), workers, max_gb, dry_run)
+
+
+def _fetch(
+    mirror_dir: Path,
+    sources: list[str],
+    repo_id: str,
+    revision: str,
+    shards: set[int] | None,
+    workers: int,
+    max_gb: float | None,
+    dry_run: bool,
+) -> FetchResult:
+    plan = plan_fetch(mirror_dir, repo_id, revision, sources, shards)
+    result = FetchResult(plan, mirror_dir, repo_id, revision, dry_run)
     if dry_run or not plan.todo:
         return result
     if max_gb is not None and plan.missing_bytes > max_gb * 1e9:
@@ -150,7 +153,7 @@ def fetch(
         )
     if plan.missing_bytes > plan.free_bytes:
         raise SettingsError(
-            f"fetch needs {plan.missing_bytes / 1e9:.2f} GB but {settings.mirror_dir} has "
+            f"fetch needs {plan.missing_bytes / 1e9:.2f} GB but {mirror_dir} has "
             f"{plan.free_bytes / 1e9:.2f} GB free; free space or fetch fewer --shards"
         )
     lock, stop = threading.Lock(), threading.Event()
@@ -158,12 +161,12 @@ def fetch(
         bytes_bar = _forwarding_tqdm(advance, stop)
 
         def one(entry: RepoFile) -> None:
-            ok = _download_verified(settings.mirror_dir, repo_id, revision, entry, bytes_bar)
+            ok = _download_verified(mirror_dir, repo_id, revision, entry, bytes_bar)
             with lock:
                 (result.fetched if ok else result.failed).append(entry.path)
                 if ok:
                     result.bytes_fetched += entry.size
-                    _record(settings.mirror_dir, entry)
+                    _record(mirror_dir, entry)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             try:
@@ -269,43 +272,6 @@ def _matches_hub(path: Path, entry: RepoFile) -> bool:
     return path.stat().st_size == entry.size and file_hash(path, algorithm) == wanted
 
 
-def _manifest_path(mirror: Path) -> Path:
-    return mirror / MANIFEST
-
-
-def _load_manifest(mirror: Path) -> dict[str, dict]:
-    """`files`: verified files (hash, size, mtime); `listing`: each source's hub files in shard order."""
-    path = _manifest_path(mirror)
-    return json.loads(path.read_text()) if path.exists() else {"files": {}, "listing": {}}
-
-
-def _save_manifest(mirror: Path, manifest: dict[str, dict]) -> None:
-    write_json(_manifest_path(mirror), manifest)
-
-
-def _record_listing(mirror: Path, listing: dict[str, list[str]]) -> None:
-    manifest = _load_manifest(mirror)
-    manifest["listing"].update(listing)
-    _save_manifest(mirror, manifest)
-
-
-def forget(mirror: Path, paths: list[str]) -> None:
-    """Drop deleted files from the manifest (see `prune`)."""
-    manifest = _load_manifest(mirror)
-    for path in paths:
-        manifest["files"].pop(path, None)
-    _save_manifest(mirror, manifest)
-
-
-def shard_paths(mirror: Path, source: str, layout: str, shards: set[int] | None) -> list[Path]:
-    """Local files of `source` selected by hub shard index (as `fetch --shards` numbered them)."""
-    listed = _load_manifest(mirror)["listing"].get(source) or [
-        p.relative_to(mirror).as_posix() for p in source_files(mirror, source, layout)
-    ]
-    chosen = [mirror / path for i, path in enumerate(listed) if shards is None or i in shards]
-    return [path for path in chosen if path.exists()]
-
-
 def _manifest_entry(mirror: Path, entry: RepoFile) -> dict:
     """How the manifest knows a verified file: the hub's hash and the local size and mtime."""
     stat = (mirror / entry.path).stat()
@@ -314,9 +280,9 @@ def _manifest_entry(mirror: Path, entry: RepoFile) -> dict:
 
 def _record(mirror: Path, entry: RepoFile) -> None:
     """Note a verified file so reruns skip it without hashing it again."""
-    manifest = _load_manifest(mirror)
+    manifest = load_manifest(mirror)
     manifest["files"][entry.path] = _manifest_entry(mirror, entry)
-    _save_manifest(mirror, manifest)
+    save_manifest(mirror, manifest)
 
 
 def _is_verified(mirror: Path, entry: RepoFile, manifest: dict[str, dict]) -> bool:

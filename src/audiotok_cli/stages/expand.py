@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from audiotok_cli.atomic import write_atomic
-from audiotok_cli.audio import audio_path
-from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.labels import class_index
-from audiotok_cli.mirror import (
+from audiotok_cli.audio.logmel import audio_path
+from audiotok_cli.audioset.classes import checked_sources, class_index
+from audiotok_cli.audioset.mirror import (
     LAYOUTS,
     available_sources,
     detect_layout,
@@ -25,9 +24,10 @@ from audiotok_cli.mirror import (
     read_segments,
     source_files,
 )
+from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.progress import progress
-from audiotok_cli.settings import Settings
-from audiotok_cli.store import Store, checked_sources
+from audiotok_cli.settings import Paths
+from audiotok_cli.store import Store
 
 log = logging.getLogger(__name__)
 ROWS_PER_COMMIT = 512
@@ -65,36 +65,34 @@ class _PendingRows:
 
 
 def expand(
-    settings: Settings, sources: list[str] | None = None, layout: str | None = None, overwrite: bool = False
+    paths: Paths, sources: list[str] | None = None, layout: str | None = None, overwrite: bool = False
 ) -> list[ExpandResult]:
-    """Expand each source (default: every source the mirror holds) into `settings.audio_dir` and
-    record its clips; the layout is detected unless given."""
+    """Expand each source (default: every source the mirror holds) into `paths.audio_dir` and
+    record its clips, creating the store if needed; the layout is detected unless given."""
     checked_sources(sources or [])
     if layout not in (None, *LAYOUTS):
         raise SettingsError(f"invalid layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    layout = layout or detect_layout(settings.mirror_dir)
-    sources = sources or available_sources(settings.mirror_dir, layout)
-    store = Store.open_or_create(settings.store_path)
-    return [_expand_source(settings, store, source, layout, overwrite) for source in sources]
+    layout = layout or detect_layout(paths.mirror_dir)
+    sources = sources or available_sources(paths.mirror_dir, layout)
+    with Store.writing(paths.store, "expand", create=True) as store:
+        return [_expand_source(paths, store, source, layout, overwrite) for source in sources]
 
 
-def _expand_source(
-    settings: Settings, store: Store, source: str, layout: str, overwrite: bool
-) -> ExpandResult:
-    files = source_files(settings.mirror_dir, source, layout)
+def _expand_source(paths: Paths, store: Store, source: str, layout: str, overwrite: bool) -> ExpandResult:
+    files = source_files(paths.mirror_dir, source, layout)
     if not files:
         raise MissingInputError(
-            f"the {layout} mirror at {settings.mirror_dir} has no files for source {source!r}; "
+            f"the {layout} mirror at {paths.mirror_dir} has no files for source {source!r}; "
             f"fetch it with `audiotok fetch --source {source}`"
         )
-    segments = read_segments(settings.mirror_dir, source) if layout == "tar" else {}
+    segments = read_segments(paths.mirror_dir, source) if layout == "tar" else {}
     result = ExpandResult(source, layout)
     done = set() if overwrite else set(store.expanded_files(source))
     todo = [path for path in files if path.name not in done]
     result.files_skipped = len(files) - len(todo)
     with progress(f"expand {source}", len(todo)) as advance:
         for path in todo:
-            _expand_file(settings, store, source, layout, path, segments, overwrite, result)
+            _expand_file(paths.audio_dir, store, source, layout, path, segments, overwrite, result)
             store.mark_expanded(source, path.name)
             result.files_done += 1
             advance(1)
@@ -104,7 +102,7 @@ def _expand_source(
 
 
 def _expand_file(
-    settings: Settings,
+    audio_dir: Path,
     store: Store,
     source: str,
     layout: str,
@@ -119,7 +117,7 @@ def _expand_file(
     added: set[str] = set()
     try:
         for clip in iter_clips(path, source, layout, segments):
-            target = audio_path(settings.audio_dir, source, clip.ytid)
+            target = audio_path(audio_dir, source, clip.ytid)
             if overwrite or not target.exists():
                 write_atomic(target, clip.flac)
             if clip.ytid in seen or clip.ytid in added:

@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from audiotok_cli.audioset.classes import class_index
+from audiotok_cli.audioset.mirror import LAYOUTS, SEGMENT_CSVS, data_dir
 from audiotok_cli.errors import OutputExistsError, SettingsError
-from audiotok_cli.labels import class_index
-from audiotok_cli.mirror import LAYOUTS, SEGMENT_CSVS, data_dir
+from audiotok_cli.store.lock import WriterLock
 
 Synth = Callable[[np.random.Generator, int, int], np.ndarray]
 YTID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
@@ -149,6 +150,13 @@ def write_demo_mirror(
         raise SettingsError(f"invalid layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if clips < 8:
         raise SettingsError(f"--clips {clips} is too few; the demo needs at least 8")
+    with WriterLock(mirror_dir, "demo-data"):
+        return _write_mirror(mirror_dir, layout, clips, seconds, seed, clips_per_file, overwrite)
+
+
+def _write_mirror(
+    mirror_dir: Path, layout: str, clips: int, seconds: float, seed: int, clips_per_file: int, overwrite: bool
+) -> DemoResult:
     root = data_dir(mirror_dir)
     if root.exists():
         if not overwrite:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.errors import DataError, MissingInputError
-from audiotok_cli.store import SOURCES
 
 LAYOUTS = ("parquet", "tar")
 LEGACY_REVISION = "5a2fa42a1506470d275a47ff8e1fdac5b364e6ef"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from audiotok_cli.audio import audio_path
-from audiotok_cli.featurize import open_features
-from audiotok_cli.fetch import forget, parse_shards, shard_paths
-from audiotok_cli.mirror import clip_ids, detect_layout
-from audiotok_cli.settings import Settings
-from audiotok_cli.store import Store, checked_sources
+from audiotok_cli.audio.logmel import audio_path
+from audiotok_cli.audioset.classes import checked_sources
+from audiotok_cli.audioset.manifest import forget, parse_shards, shard_paths
+from audiotok_cli.audioset.mirror import clip_ids, detect_layout
+from audiotok_cli.settings import Paths
+from audiotok_cli.store import Store, WriterLock
 
 
 @dataclass
@@ -25,17 +25,36 @@ class PruneResult:
 
 
 def prune(
-    settings: Settings, sources: list[str], shards: str | None = None, with_audio: bool = False
+    paths: Paths,
+    sources: list[str],
+    shards: str | None = None,
+    with_audio: bool = False,
+    features: str | None = None,
 ) -> PruneResult:
+    """Delete the mirror files (and with `with_audio` their clips' audio) of `sources` whose clips
+    all have frames in `features` (default: the store's only features), under the store's and the
+    mirror's locks."""
     checked_sources(sources)
-    mirror = settings.mirror_dir
+    mirror = paths.mirror_dir
     layout = detect_layout(mirror)
-    store = Store.open(settings.store_path)
-    lengths = open_features(store, settings.audio).all_lengths()
-    row_of = store.row_of
+    with Store.writing(paths.store, "prune") as store, WriterLock(mirror, "prune"):
+        lengths = store.features(features).all_lengths()
+        return _prune(paths, store.row_of, lengths, sources, layout, parse_shards(shards), with_audio)
+
+
+def _prune(
+    paths: Paths,
+    row_of: dict[str, int],
+    lengths: np.ndarray,
+    sources: list[str],
+    layout: str,
+    shards: set[int] | None,
+    with_audio: bool,
+) -> PruneResult:
+    mirror = paths.mirror_dir
     result = PruneResult()
     for source in sources:
-        for path in shard_paths(mirror, source, layout, parse_shards(shards)):
+        for path in shard_paths(mirror, source, layout, shards):
             ytids = clip_ids(path, layout)
             rows = np.array([row_of.get(ytid, -1) for ytid in ytids], dtype=np.int64)
             featurized = (rows >= 0) & (rows < len(lengths))
@@ -48,7 +67,7 @@ def prune(
             result.deleted.append(path)
             if with_audio:
                 for ytid in ytids:
-                    audio_path(settings.audio_dir, source, ytid).unlink(missing_ok=True)
+                    audio_path(paths.audio_dir, source, ytid).unlink(missing_ok=True)
                 result.audio_deleted += len(ytids)
     forget(mirror, [p.relative_to(mirror).as_posix() for p in result.deleted])
     return result

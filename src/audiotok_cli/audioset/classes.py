@@ -1,4 +1,5 @@
-"""AudioSet's 527-class label space (the official `class_labels_indices.csv`, shipped as package data).
+"""AudioSet's 527-class label space (the official `class_labels_indices.csv`, shipped as package
+data) and its three sources.
 
 The seed used the 543 ontology nodes; published AudioSet mAP is over these 527 classes, so every
 multi-hot vector in audiotok has exactly this index.
@@ -13,9 +14,18 @@ from importlib import resources
 
 import numpy as np
 
-from audiotok_cli.errors import DataError
+from audiotok_cli.errors import DataError, SettingsError
 
 N_CLASSES = 527
+SOURCES = ("bal_train", "unbal_train", "eval")  # the dataset's three parts, in store code order
+
+
+def checked_sources(names: list[str]) -> list[str]:
+    """Refuse source names other than AudioSet's three."""
+    for name in names:
+        if name not in SOURCES:
+            raise SettingsError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
+    return names
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,19 @@ def _lookup(mids: tuple[str, ...]) -> dict[str, int]:
     return {mid: i for i, mid in enumerate(mids)}
 
 
+def class_index_csv() -> str:
+    """The official `class_labels_indices.csv`, as shipped."""
+    return resources.files("audiotok_cli.audioset").joinpath("data/class_labels_indices.csv").read_text()
+
+
 @cache
 def class_index() -> ClassIndex:
-    text = resources.files("audiotok_cli").joinpath("data/class_labels_indices.csv").read_text()
+    return parse_class_index(class_index_csv())
+
+
+def parse_class_index(text: str) -> ClassIndex:
+    """A class index from the CSV's text; refused unless it is the 527 classes in index order."""
     rows = list(csv.DictReader(text.splitlines()))
     if len(rows) != N_CLASSES or [int(r["index"]) for r in rows] != list(range(N_CLASSES)):
-        raise DataError("packaged class_labels_indices.csv is damaged; reinstall audiotok")
+        raise DataError("a class_labels_indices.csv is damaged: it must list the 527 classes in order")
     return ClassIndex(tuple(r["mid"] for r in rows), tuple(r["display_name"] for r in rows))

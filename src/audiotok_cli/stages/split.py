@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from audiotok_cli.settings import Settings
-from audiotok_cli.store import SPLITS, Store, source_code, split_code
+from audiotok_cli.settings import SplitSettings
+from audiotok_cli.store import SPLITS, SplitRecord, Store, source_code, split_code
 
 
 @dataclass
@@ -28,12 +29,14 @@ def hash_unit(ytid: str, seed: int) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def split(settings: Settings) -> SplitResult:
-    store = Store.open(settings.store_path)
-    ratio, seed = settings.split.val_ratio, settings.seed
-    draws = np.fromiter((hash_unit(y, seed) for y in store.ytids()), dtype=np.float64, count=store.n_clips)
-    codes = np.where(draws < ratio, split_code("val"), split_code("train")).astype(np.uint8)
-    codes[store.sources() == source_code("eval")] = split_code("test")
-    store.set_splits(codes, {"val_ratio": ratio, "seed": seed})
+def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
+    with Store.writing(store_path, "split") as store:
+        ratio = settings.val_ratio
+        draws = np.fromiter(
+            (hash_unit(y, seed) for y in store.ytids()), dtype=np.float64, count=store.n_clips
+        )
+        codes = np.where(draws < ratio, split_code("val"), split_code("train")).astype(np.uint8)
+        codes[store.sources() == source_code("eval")] = split_code("test")
+        store.set_splits(codes, SplitRecord(val_ratio=ratio, seed=seed))
     counts = {name: int((codes == split_code(name)).sum()) for name in SPLITS[1:]}
     return SplitResult(counts, ratio, seed)

@@ -1,0 +1,188 @@
+"""The Typer app and the one place where every command is wrapped: options that work before or
+after the command (`--data-dir`, `--seed`, `--log-level`), `--json` and `--quiet`, logging and
+seeding, and the mapping of library errors to one red line on stderr and an exit code (errors.py).
+
+A command module declares a function that parses its options, builds settings with
+`command_settings`, calls one library function and returns its result; `@command` renders it.
+Library modules are imported inside commands: torch, transformers and librosa take seconds to
+import, and `audiotok info` or `--help` should not wait for them.
+"""
+
+import dataclasses
+import functools
+import inspect
+import json
+import logging
+import random
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from audiotok_cli import __version__
+from audiotok_cli.cli.options import option
+from audiotok_cli.errors import AudiotokError
+from audiotok_cli.progress import show_bars
+from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
+
+console = Console(soft_wrap=True)  # piped output is never hard-wrapped
+err_console = Console(stderr=True, soft_wrap=True)
+app = typer.Typer(
+    name="audiotok",
+    help="Audio-token research on AudioSet: log-mel frames -> FAISS vocabulary -> token models -> mAP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no `<bool>` on flags, brackets in help text stay text
+    context_settings={"help_option_names": ["--help", "-h"]},
+)
+COMMANDS: dict[str, Callable[..., Any]] = {}
+
+DataDirOpt = Annotated[
+    Path | None,
+    option("--data-dir", help="Root of every default path (env AUDIOTOK_DATA_DIR).", default="data"),
+]
+SeedOpt = Annotated[int | None, option("--seed", help="Seed for splits, k-means and training.", default="0")]
+LogLevelOpt = Annotated[
+    str | None,
+    option("--log-level", help=f"Logging level: {', '.join(LOG_LEVELS)}.", default="WARNING"),
+]
+_GLOBAL_OPTIONS = {"data_dir": DataDirOpt, "seed": SeedOpt, "log_level": LogLevelOpt}
+_OUTPUT_OPTIONS = {
+    "as_json": Annotated[bool, typer.Option("--json", help="Print the result as JSON alone on stdout.")],
+    "quiet": Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing but errors; no progress bars.")
+    ],
+}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"audiotok {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    data_dir: DataDirOpt = None,
+    seed: SeedOpt = None,
+    log_level: LogLevelOpt = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Keep the root options; the command's own copies of them, if given, win (see `command`)."""
+    ctx.obj = {"data_dir": data_dir, "seed": seed, "log_level": log_level}
+
+
+_running: ContextVar[typer.Context] = ContextVar("audiotok_command")
+
+
+def command_settings(**groups: Any) -> Settings:
+    """Settings with the root options and this command's flags on top of env and `.env`."""
+    ctx = _running.get()
+    overrides = {**ctx.find_root().obj, **groups}
+    ctx.meta["overrides"] = overrides
+    return load_settings(overrides)
+
+
+def cli_overrides() -> dict[str, Any]:
+    """The flags the running command passed to `command_settings` (for `config`)."""
+    return _running.get().meta.get("overrides", {})
+
+
+def quiet_or_json() -> bool:
+    """Whether the running command prints nothing but its result's JSON or nothing at all."""
+    return _running.get().meta["audiotok.silent"]
+
+
+def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[[Callable], Callable]:
+    """Register `function` as command `name`: its return value is rendered with `render`, or
+    printed as JSON with `--json`, or not at all with `--quiet`."""
+
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(function, eval_str=True)
+        extra = {**_GLOBAL_OPTIONS, **_OUTPUT_OPTIONS}
+        defaults = {"as_json": False, "quiet": False}
+        parameters = [
+            inspect.Parameter("_ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+            *signature.parameters.values(),
+            *(
+                inspect.Parameter(
+                    key, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(key), annotation=kind
+                )
+                for key, kind in extra.items()
+            ),
+        ]
+
+        @functools.wraps(function)
+        def wrapper(_ctx: typer.Context, **kwargs: Any) -> None:
+            root_options = {key: kwargs.pop(key) for key in _GLOBAL_OPTIONS}
+            as_json, quiet = kwargs.pop("as_json"), kwargs.pop("quiet")
+            ctx = _ctx
+            _running.set(ctx)
+            ctx.meta["audiotok.silent"] = as_json or quiet
+            show_bars(not quiet)
+            obj = ctx.find_root().obj
+            obj.update({key: value for key, value in root_options.items() if value is not None})
+            try:
+                _configure(load_settings(obj))
+                result = function(**kwargs)
+                if as_json:
+                    sys.stdout.write(json.dumps(result, indent=2, default=_jsonable) + "\n")
+                elif not quiet and render is not None:
+                    render(result)
+            except AudiotokError as exc:
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                err_console.print(
+                    "[bold red]interrupted[/]: finished work is kept; run the command again to resume"
+                )
+                raise typer.Exit(130) from None
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        app.command(name)(wrapper)
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def _configure(settings: Settings) -> None:
+    """Logging and global seeds, once per command (torch is seeded locally by `train`)."""
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+    random.seed(settings.seed)
+    np.random.seed(settings.seed)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON for what results hold: dataclasses, pydantic records, paths, sets."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set):
+        return sorted(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def main() -> None:
+    app()

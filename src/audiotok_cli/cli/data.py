@@ -1,0 +1,181 @@
+"""Commands that bring AudioSet in and clear it out: fetch, demo-data, expand, prune."""
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from audiotok_cli.audioset.mirror import LAYOUTS
+from audiotok_cli.cli.app import command, command_settings, console, err_console
+from audiotok_cli.cli.options import (
+    AudioDirOpt,
+    FeaturesOpt,
+    MirrorOpt,
+    OverwriteOpt,
+    SourceOpt,
+    StoreOpt,
+    option,
+)
+from audiotok_cli.errors import DataError
+
+LayoutChoice = f"One of {', '.join(LAYOUTS)}."
+
+
+def _render_fetch(result) -> None:
+    plan = result.plan
+    if result.dry_run:
+        table = Table(
+            "file",
+            "GB",
+            title=f"{result.repo_id}@{result.revision} ({plan.layout}): {len(plan.todo)} files to fetch",
+        )
+        for entry in plan.todo:
+            table.add_row(entry.path, f"{entry.size / 1e9:.3f}")
+        console.print(table)
+        console.print(
+            f"would fetch {len(plan.todo)} files, {plan.missing_bytes / 1e9:.3f} GB; "
+            f"{len(plan.done)} already complete; {plan.free_bytes / 1e9:.1f} GB free in {result.mirror_dir}"
+        )
+        return
+    console.print(
+        f"fetched {len(result.fetched)} files ({result.bytes_fetched / 1e9:.3f} GB), "
+        f"skipped {len(plan.done)} complete, failed {len(result.failed)} ({plan.layout}, {result.mirror_dir})"
+    )
+
+
+@command("fetch", render=_render_fetch)
+def fetch_cmd(
+    source: Annotated[
+        list[str] | None,
+        option("--source", help="bal_train, unbal_train or eval; repeatable.", default="bal_train, eval"),
+    ] = None,
+    shards: Annotated[
+        str | None,
+        option("--shards", help="File indices per source, e.g. 0-49 or 0-9,20.", default="all"),
+    ] = None,
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo.")] = "agkphysics/AudioSet",
+    revision: Annotated[
+        str, typer.Option("--revision", help="Branch, tag or commit (legacy tar layout: 5a2fa42...).")
+    ] = "main",
+    workers: Annotated[int, typer.Option("--workers", help="Parallel downloads.", min=1)] = 4,
+    max_gb: Annotated[
+        float | None,
+        option("--max-gb", help="Refuse to download more than this.", default="no limit"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be downloaded, and free disk.")
+    ] = False,
+    mirror_dir: MirrorOpt = None,
+):
+    """Download AudioSet from the Hugging Face hub into the mirror: resumable, sha256-verified."""
+    from audiotok_cli.audioset.fetch import fetch
+
+    settings = command_settings(paths={"mirror_dir": mirror_dir})
+    result = fetch(
+        settings.mirror_dir,
+        source or ["bal_train", "eval"],
+        repo_id=repo,
+        revision=revision,
+        shards=shards,
+        workers=workers,
+        max_gb=max_gb,
+        dry_run=dry_run,
+    )
+    if result.failed:
+        _render_fetch(result)
+        raise DataError(
+            f"{len(result.failed)} files failed sha256 verification twice and were deleted: "
+            f"{', '.join(result.failed)}; run fetch again"
+        )
+    return result
+
+
+@command(
+    "demo-data",
+    render=lambda r: console.print(
+        f"wrote a {r.layout} demo mirror to {r.mirror_dir}: "
+        + ", ".join(f"{len(v)} {k}" for k, v in r.labels.items())
+        + f" clips in {len(r.files)} files"
+    ),
+)
+def demo_data_cmd(
+    layout: Annotated[str, typer.Option("--layout", help=LayoutChoice)] = "parquet",
+    clips: Annotated[int, typer.Option("--clips", help="Clips with audio, across bal_train and eval.")] = 320,
+    seconds: Annotated[float, typer.Option("--seconds", help="Length of a full clip.")] = 10.0,
+    mirror_dir: MirrorOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Write the synthetic demo dataset: a mirror of agkphysics/AudioSet in the hub's own layout."""
+    from audiotok_cli.audioset.demo import write_demo_mirror
+
+    settings = command_settings(paths={"mirror_dir": mirror_dir})
+    return write_demo_mirror(
+        settings.mirror_dir,
+        layout=layout,
+        clips=clips,
+        seconds=seconds,
+        seed=settings.seed,
+        overwrite=overwrite,
+    )
+
+
+def _render_expand(results) -> None:
+    for r in results:
+        console.print(
+            f"{r.source} ({r.layout}): {r.files_done} files expanded, {r.files_skipped} files skipped; "
+            f"{r.clips_added} clips added, {r.clips_skipped} already in the store, {r.unlabeled} unlabeled"
+        )
+    for r in results:
+        if r.unknown_mids:
+            err_console.print(
+                f"[yellow]{r.source}: ignored labels outside the 527 classes: {sorted(r.unknown_mids)}"
+            )
+
+
+@command("expand", render=_render_expand)
+def expand_cmd(
+    source: SourceOpt = None,
+    layout: Annotated[str | None, option("--layout", help=LayoutChoice, default="detected")] = None,
+    mirror_dir: MirrorOpt = None,
+    audio_dir: AudioDirOpt = None,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Hub mirror files -> {audio_dir}/{source}/{ytid[:2]}/{ytid}.flac, and clips + labels in the store."""
+    from audiotok_cli.stages.expand import expand
+
+    settings = command_settings(paths={"mirror_dir": mirror_dir, "audio_dir": audio_dir, "store": store})
+    return expand(settings.resolved_paths, source, layout, overwrite)
+
+
+def _render_prune(result) -> None:
+    console.print(
+        f"pruned {len(result.deleted)} mirror files ({result.bytes_freed / 1e9:.3f} GB); "
+        f"kept {len(result.kept)} with clips not yet featurized"
+    )
+    for path, pending in result.kept.items():
+        console.print(f"  kept {escape(str(path))}: {pending} clips not featurized")
+
+
+@command("prune", render=_render_prune)
+def prune_cmd(
+    source: SourceOpt = None,
+    shards: Annotated[
+        str | None, option("--shards", help="File indices, as numbered by fetch.", default="all")
+    ] = None,
+    with_audio: Annotated[
+        bool, typer.Option("--with-audio", help="Also delete those clips' expanded audio.")
+    ] = False,
+    features: FeaturesOpt = None,
+    mirror_dir: MirrorOpt = None,
+    audio_dir: AudioDirOpt = None,
+    store: StoreOpt = None,
+):
+    """Delete mirror files whose clips are all featurized (and only those), to free disk."""
+    from audiotok_cli.stages.prune import prune
+
+    settings = command_settings(paths={"mirror_dir": mirror_dir, "audio_dir": audio_dir, "store": store})
+    return prune(
+        settings.resolved_paths, source or ["bal_train", "unbal_train", "eval"], shards, with_audio, features
+    )

@@ -1,0 +1,50 @@
+"""Options shared by several commands. Options bound to a setting default to None (so env and `.env`
+still apply) and show the setting's own default and description in `--help`."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+
+from audiotok_cli.audioset.classes import SOURCES
+
+
+def option(*flags: str, help: str, default: str) -> Any:
+    """A `typer.Option` whose value defaults to None (unset) and whose help shows what unset means."""
+    return typer.Option(*flags, help=f"{help}  [default: {default}]", show_default=False)
+
+
+def setting(group: type[BaseModel], field: str, *flags: str) -> Any:
+    """An option for `group.field`: its help and shown default come from the setting itself."""
+    info = group.model_fields[field]
+    default = info.default
+    shown = (
+        "unset" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+    )
+    return option(*flags, help=info.description or field, default=shown)
+
+
+def _path(flag: str, default: str, what: str) -> Any:
+    return Annotated[Path | None, option(flag, help=what, default=default)]
+
+
+StoreOpt = _path("--store", "DATA_DIR/audiotok.zarr", "The Zarr v3 store every stage talks through.")
+MirrorOpt = _path("--mirror-dir", "DATA_DIR/mirror", "Local mirror of the hub dataset repo.")
+AudioDirOpt = _path("--audio-dir", "DATA_DIR/audio", "Expanded audio files, one folder per source.")
+RunsOpt = _path("--runs-dir", "DATA_DIR/runs", "Training runs: one folder each.")
+SourceOpt = Annotated[
+    list[str] | None,
+    option("--source", help=f"One of {', '.join(SOURCES)}; repeatable.", default="all"),
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace this stage's finished output.")]
+
+# Which vocabulary (and so which tokens) a stage reads: by name, or by k and features.
+VocabOpt = Annotated[
+    str | None,
+    option("--vocab", help="Vocabulary (and tokens) by name, e.g. logmel-k64.", default="the only one"),
+]
+PickKOpt = Annotated[int | None, option("--k", help="Choose the vocabulary of this size.", default="any")]
+FeaturesOpt = Annotated[
+    str | None, option("--features", help="Features group by name.", default="the only one")
+]

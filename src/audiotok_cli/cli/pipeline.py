@@ -1,0 +1,126 @@
+"""Commands of the per-clip pipeline: split, featurize, vocab, tokenize."""
+
+from typing import Annotated
+
+from rich.markup import escape
+
+from audiotok_cli.cli.app import command, command_settings, console, err_console
+from audiotok_cli.cli.options import (
+    AudioDirOpt,
+    FeaturesOpt,
+    OverwriteOpt,
+    PickKOpt,
+    SourceOpt,
+    StoreOpt,
+    VocabOpt,
+    setting,
+)
+from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings, VocabSettings
+
+
+@command(
+    "split",
+    render=lambda r: console.print(
+        f"split (val_ratio {r.val_ratio:.2f}, seed {r.seed}): "
+        + ", ".join(f"{count} {name}" for name, count in r.counts.items())
+    ),
+)
+def split_cmd(
+    val_ratio: Annotated[float | None, setting(SplitSettings, "val_ratio", "--val-ratio")] = None,
+    store: StoreOpt = None,
+):
+    """Deterministic train/val split (seeded hash of each ytid); the eval source is the test split."""
+    from audiotok_cli.stages.split import split
+
+    settings = command_settings(paths={"store": store}, split={"val_ratio": val_ratio})
+    return split(settings.store_path, settings.split, settings.seed)
+
+
+def _render_featurize(result) -> None:
+    console.print(
+        f"features {result.name!r}: {result.clips_done} clips featurized, "
+        f"{result.clips_already_done} already done, {result.shards_written} shards written"
+    )
+    if result.failures:
+        err_console.print(
+            f"[yellow]{len(result.failures)} clips failed and stay pending; "
+            f"first: {escape(result.failures[0])}"
+        )
+
+
+@command("featurize", render=_render_featurize)
+def featurize_cmd(
+    source: SourceOpt = None,
+    sample_rate: Annotated[int | None, setting(AudioSettings, "sample_rate", "--sample-rate")] = None,
+    n_fft: Annotated[int | None, setting(AudioSettings, "n_fft", "--n-fft")] = None,
+    hop_length: Annotated[int | None, setting(AudioSettings, "hop_length", "--hop-length")] = None,
+    n_mels: Annotated[int | None, setting(AudioSettings, "n_mels", "--n-mels")] = None,
+    clip_seconds: Annotated[float | None, setting(AudioSettings, "clip_seconds", "--clip-seconds")] = None,
+    normalize: Annotated[
+        bool | None, setting(AudioSettings, "normalize", "--normalize/--no-normalize")
+    ] = None,
+    name: Annotated[str | None, setting(FeaturesSettings, "name", "--name")] = None,
+    audio_dir: AudioDirOpt = None,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Audio files -> log-mel frames in the store, shard by shard; reruns do only pending clips."""
+    from audiotok_cli.stages.featurize import featurize
+
+    audio = {
+        "sample_rate": sample_rate,
+        "n_fft": n_fft,
+        "hop_length": hop_length,
+        "n_mels": n_mels,
+        "clip_seconds": clip_seconds,
+        "normalize": normalize,
+    }
+    settings = command_settings(
+        paths={"store": store, "audio_dir": audio_dir}, audio=audio, features={"name": name}
+    )
+    return featurize(
+        settings.store_path, settings.audio_dir, settings.audio, settings.features, source, overwrite
+    )
+
+
+@command(
+    "vocab",
+    render=lambda r: console.print(
+        f"vocab {r.name!r}: {r.n_clusters} centroids from {r.n_frames} frames of "
+        f"{r.n_train_clips} train clips of {r.features!r}, inertia {r.inertia:.4g}"
+    ),
+)
+def vocab_cmd(
+    k: Annotated[int | None, setting(VocabSettings, "n_clusters", "--k")] = None,
+    niter: Annotated[int | None, setting(VocabSettings, "niter", "--niter")] = None,
+    init: Annotated[str | None, setting(VocabSettings, "init", "--init")] = None,
+    features: FeaturesOpt = None,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """FAISS k-means over train-split frames -> a vocabulary of k centroids named FEATURES-kK."""
+    from audiotok_cli.stages.vocab import build_vocab
+
+    settings = command_settings(paths={"store": store}, vocab={"n_clusters": k, "niter": niter, "init": init})
+    return build_vocab(settings.store_path, settings.vocab, settings.seed, features, overwrite)
+
+
+@command(
+    "tokenize",
+    render=lambda r: console.print(
+        f"tokens {r.name!r}: {r.clips_done} clips tokenized, {r.clips_already_done} already done"
+    ),
+)
+def tokenize_cmd(
+    vocab: VocabOpt = None,
+    k: PickKOpt = None,
+    features: FeaturesOpt = None,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Every featurized clip -> the sequence of its frames' nearest centroid ids."""
+    from audiotok_cli.stages.tokenize import tokenize
+    from audiotok_cli.store import Pick
+
+    settings = command_settings(paths={"store": store})
+    return tokenize(settings.store_path, Pick(vocab, k, features), overwrite)

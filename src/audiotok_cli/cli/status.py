@@ -1,0 +1,81 @@
+"""Commands that only read: info (what the mirror and store hold) and config (effective settings)."""
+
+import json
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from audiotok_cli.cli.app import cli_overrides, command, command_settings, console
+from audiotok_cli.cli.options import MirrorOpt, StoreOpt
+from audiotok_cli.settings import setting_sources
+
+
+def _render_info(info: dict[str, Any]) -> None:
+    stored = info["store"]
+    if info["mirror"]:
+        mirror = info["mirror"]
+        table = Table(
+            "source",
+            "files",
+            "clips",
+            "GB",
+            "clips in store",
+            title=f"mirror {mirror['path']} ({mirror['layout']})",
+        )
+        for source, m in mirror["sources"].items():
+            in_store = sum((stored or {}).get("clips", {}).get(source, {}).values())
+            table.add_row(source, str(m["files"]), str(m["clips"]), f"{m['bytes'] / 1e9:.3f}", str(in_store))
+        console.print(table)
+        for m in mirror["sources"].values():
+            for path, problem in m["damaged"].items():
+                console.print(f"[yellow]damaged mirror file {escape(path)}: {escape(problem)}")
+    if stored:
+        _render_store(stored)
+
+
+def _render_store(info: dict[str, Any]) -> None:
+    console.print(f"[bold]{info['store']}[/] (format {info['format_version']}): {info['n_clips']} clips")
+    table = Table("source", "unassigned", "train", "val", "test", title="clips")
+    for source, counts in info["clips"].items():
+        table.add_row(source, *(str(v) for v in counts.values()))
+    console.print(table)
+    groups = Table("kind", "name", "done", "pending", "made from", title="groups")
+    for g in info["features"]:
+        audio = g["record"]["audio"]
+        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), json.dumps(audio))
+    for g in info["vocab"]:
+        r = g["record"]
+        made = f"features {r['features']!r}: {r['n_frames']} frames, inertia {r['inertia']:.4g}"
+        groups.add_row("vocab", g["name"], str(r["n_clusters"]), "", made)
+    for g in info["tokens"]:
+        made = f"vocab {g['record']['vocab']!r}" + (
+            f" [red](stale: {escape(g['stale'])})" if g["stale"] else ""
+        )
+        groups.add_row("tokens", g["name"], str(g["done"]), str(g["pending"]), made)
+    for g in info["damaged"]:
+        groups.add_row(g["kind"], g["name"], "", "", f"[red]{escape(g['problem'])}")
+    console.print(groups)
+
+
+@command("info", render=_render_info)
+def info_cmd(store: StoreOpt = None, mirror_dir: MirrorOpt = None):
+    """What the mirror and the store hold: files and clips per source, splits, features, vocab, tokens."""
+    from audiotok_cli.stages.info import describe
+
+    settings = command_settings(paths={"store": store, "mirror_dir": mirror_dir})
+    return describe(settings.store_path, settings.mirror_dir)
+
+
+def _render_config(rows: list[dict[str, Any]]) -> None:
+    table = Table("setting", "value", "source", "environment variable")
+    for row in rows:
+        table.add_row(row["name"], str(row["value"]), row["source"], row["env"])
+    console.print(table)
+
+
+@command("config", render=_render_config)
+def config_cmd():
+    """Effective settings and where each came from: cli, env, .env or default."""
+    settings = command_settings()
+    return setting_sources(settings, cli_overrides())

@@ -1,0 +1,145 @@
+"""Commands that train and score models: train, eval."""
+
+from typing import Annotated
+
+from rich.table import Table
+
+from audiotok_cli.cli.app import command, command_settings, console, quiet_or_json
+from audiotok_cli.cli.options import (
+    FeaturesOpt,
+    OverwriteOpt,
+    PickKOpt,
+    RunsOpt,
+    StoreOpt,
+    VocabOpt,
+    option,
+    setting,
+)
+from audiotok_cli.settings import ModelSettings, TrainSettings
+
+ModelOpt = Annotated[str | None, setting(ModelSettings, "kind", "--model")]
+DeviceOpt = Annotated[str | None, setting(TrainSettings, "device", "--device")]
+BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-size")]
+
+
+def _epoch_line(entry: dict, total: int) -> None:
+    console.print(
+        f"epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, "
+        f"val mAP {entry['val_mAP']:.4f}, {entry['seconds']:.1f} s"
+    )
+
+
+@command(
+    "train",
+    render=lambda r: console.print(
+        f"trained {r.run_dir}: best val mAP {r.best_val_map:.4f} at epoch {r.best_epoch}"
+    ),
+)
+def train_cmd(
+    model: ModelOpt = None,
+    vocab: VocabOpt = None,
+    k: PickKOpt = None,
+    features: FeaturesOpt = None,
+    vocab_size: Annotated[int | None, setting(ModelSettings, "vocab_size", "--vocab-size")] = None,
+    epochs: Annotated[int | None, setting(TrainSettings, "epochs", "--epochs")] = None,
+    batch_size: BatchOpt = None,
+    learning_rate: Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr")] = None,
+    weight_decay: Annotated[float | None, setting(TrainSettings, "weight_decay", "--weight-decay")] = None,
+    embed_dim: Annotated[int | None, setting(ModelSettings, "embed_dim", "--embed-dim")] = None,
+    hidden_size: Annotated[int | None, setting(ModelSettings, "hidden_size", "--hidden-size")] = None,
+    num_layers: Annotated[int | None, setting(ModelSettings, "num_layers", "--num-layers")] = None,
+    num_heads: Annotated[int | None, setting(ModelSettings, "num_heads", "--num-heads")] = None,
+    dropout: Annotated[float | None, setting(ModelSettings, "dropout", "--dropout")] = None,
+    device: DeviceOpt = None,
+    run_name: Annotated[
+        str | None, option("--run-name", help="Run folder name.", default="MODEL-VOCAB")
+    ] = None,
+    store: StoreOpt = None,
+    runs_dir: RunsOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Train a token model (multi-label BCE over the 527 classes); keeps the best val-mAP epoch."""
+    settings = command_settings(
+        paths={"store": store, "runs_dir": runs_dir},
+        vocab={"n_clusters": k},
+        model={
+            "kind": model,
+            "vocab_size": vocab_size,
+            "embed_dim": embed_dim,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "num_heads": num_heads,
+            "dropout": dropout,
+        },
+        train={
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "weight_decay": weight_decay,
+            "device": device,
+            "run_name": run_name,
+        },
+    )
+    from audiotok_cli.store import Pick
+    from audiotok_cli.training.loop import train
+
+    return train(
+        settings.resolved_paths,
+        settings.model,
+        settings.train,
+        settings.seed,
+        Pick(vocab, k, features),
+        overwrite,
+        on_epoch=None if quiet_or_json() else _epoch_line,
+    )
+
+
+def _render_eval(report) -> None:
+    table = Table(
+        "split", "clips", "mAP", "prior mAP", "F1 micro", "F1 macro", "Hamming", title=str(report.run_dir)
+    )
+    for name, m in report.splits.items():
+        table.add_row(
+            name,
+            str(m["n_clips"]),
+            f"{m['mAP']:.4f}",
+            f"{m['prior_mAP']:.4f}",
+            f"{m['f1_micro']:.4f}",
+            f"{m['f1_macro']:.4f}",
+            f"{m['hamming_loss']:.5f}",
+        )
+    console.print(table)
+    console.print(f"report: {report.report_path}")
+
+
+@command("eval", render=_render_eval)
+def eval_cmd(
+    run: Annotated[str | None, option("--run", help="Run folder name.", default="the only match")] = None,
+    model: Annotated[
+        str | None, option("--model", help="Choose the run of this model family.", default="any")
+    ] = None,
+    vocab: VocabOpt = None,
+    k: PickKOpt = None,
+    features: FeaturesOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    store: StoreOpt = None,
+    runs_dir: RunsOpt = None,
+):
+    """mAP, F1 and Hamming loss on val and the official eval set, beside the label-prior baseline."""
+    settings = command_settings(
+        paths={"store": store, "runs_dir": runs_dir},
+        model={"kind": model},
+        train={"device": device, "batch_size": batch_size},
+    )
+    from audiotok_cli.store import Pick
+    from audiotok_cli.training.evaluate import evaluate
+
+    return evaluate(
+        settings.resolved_paths,
+        run,
+        model,
+        Pick(vocab, k, features),
+        settings.train.device,
+        settings.train.batch_size,
+    )

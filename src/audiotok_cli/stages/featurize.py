@@ -1,0 +1,116 @@
+"""`featurize`: audio files -> padded log-mel frames in the store, one whole shard at a time.
+
+A shard is the unit of work: its frames are written in one call (partial-shard writes re-read and
+rewrite the shard), then its lengths mark the clips done. Clips that fail to decode stay pending, are
+reported by file name, and are retried by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiotok_cli.audio.logmel import LogMel, audio_path, decode
+from audiotok_cli.audioset.classes import SOURCES, checked_sources
+from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.progress import progress
+from audiotok_cli.settings import AudioSettings, FeaturesSettings
+from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeaturizeResult:
+    name: str
+    clips_done: int = 0
+    clips_already_done: int = 0
+    shards_written: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def featurize(
+    store_path: Path,
+    audio_dir: Path,
+    audio: AudioSettings,
+    layout: FeaturesSettings,
+    sources: list[str] | None = None,
+    overwrite: bool = False,
+) -> FeaturizeResult:
+    """Featurize the pending clips of `sources` (default: all) into `features/{layout.name}`."""
+    sources = checked_sources(sources or list(SOURCES))
+    with Store.writing(store_path, "featurize") as store:
+        if store.n_clips == 0:
+            raise MissingInputError(f"store {store.path} holds no clips; run `audiotok expand` first")
+        features = _open_or_create(store, audio, layout, overwrite)
+        wanted = np.isin(store.sources(), [SOURCES.index(s) for s in sources])
+        todo = wanted & (features.all_lengths() == PENDING)
+        result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
+        log_mel = LogMel(audio)
+        with progress(f"featurize {features.name}", int(todo.sum())) as advance:
+            for shard in features.shards_with(todo):
+                rows = features.shard_rows(shard)
+                done, failures = featurize_shard(audio_dir, store, features, shard, todo[rows], log_mel)
+                result.clips_done += done
+                result.failures += failures
+                result.shards_written += 1
+                advance(done + len(failures))
+    for failure in result.failures:
+        log.warning(failure)
+    return result
+
+
+def _open_or_create(
+    store: Store, audio: AudioSettings, layout: FeaturesSettings, overwrite: bool
+) -> FeatureSet:
+    """The features group to fill: new, or an existing one made with exactly these audio settings."""
+    if overwrite or layout.name not in store.names("features"):
+        record = FeaturesRecord(
+            audio=audio, max_frames=audio.max_frames, rows_per_shard=layout.clips_per_shard
+        )
+        return store.create_features(layout.name, record, store.n_clips, layout.clips_per_chunk, overwrite)
+    features = store.features(layout.name)
+    require_same(
+        f"features {layout.name!r}",
+        features.record.audio.model_dump(),
+        audio.model_dump(),
+        fix="featurize again with --overwrite, under another --name, or with the settings it was made with",
+    )
+    features.grow(store.n_clips)
+    return features
+
+
+def featurize_shard(
+    audio_dir: Path,
+    store: Store,
+    features: FeatureSet,
+    shard: int,
+    todo: np.ndarray,
+    log_mel: LogMel,
+) -> tuple[int, list[str]]:
+    """Compute the `todo` clips of one shard and write the whole shard; returns (done, failures)."""
+    rows = features.shard_rows(shard)
+    if todo.all():
+        block = np.zeros((len(todo), *features.data.shape[1:]), dtype=features.data.dtype)
+        lengths = np.full(len(todo), PENDING, dtype=np.int32)
+    else:
+        block, lengths = features.read_shard(shard)
+    ytids, sources = store.ytids(rows), store.sources(rows)
+    failures = []
+    for offset in np.flatnonzero(todo):
+        path = audio_path(audio_dir, SOURCES[sources[offset]], ytids[offset])
+        try:
+            if not path.exists():
+                raise DataError(f"{path} is missing; run `audiotok expand` to restore it")
+            frames = log_mel(decode(path, log_mel.settings.sample_rate))
+        except DataError as exc:
+            failures.append(str(exc))
+            continue
+        block[offset] = 0
+        block[offset, : len(frames)] = frames
+        lengths[offset] = len(frames)
+    features.write_shard(shard, block, lengths)
+    return len(np.flatnonzero(todo)) - len(failures), failures

@@ -1,0 +1,73 @@
+"""`tokenize`: every featurized clip -> the sequence of its frames' nearest centroid ids (FAISS).
+
+Tokens live in `tokens/{vocab name}`, padded with -1 beside true lengths, and record the vocabulary's
+fingerprint: tokens from a rebuilt vocabulary are refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from audiotok_cli.progress import progress
+from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
+
+PAD_TOKEN = PENDING
+
+
+@dataclass
+class TokenizeResult:
+    name: str
+    clips_done: int
+    clips_already_done: int
+
+
+def tokenize(store_path: Path, pick: Pick | None = None, overwrite: bool = False) -> TokenizeResult:
+    """Tokenize every featurized clip with the vocabulary `pick` chooses (default: the only one)
+    into `tokens/{vocab}`; a rerun does only clips featurized since."""
+    with Store.writing(store_path, "tokenize") as store:
+        vocab = store.vocab(pick)
+        features = store.features(vocab.record.features)
+        require_same(
+            f"vocab {vocab.name!r}",
+            {"features": vocab.record.audio},
+            {"features": features.record.audio},
+            fix=f"features {features.name!r} were made again since; run `audiotok vocab --overwrite`",
+        )
+        store.require_split(f"vocab {vocab.name!r}", vocab.record.split, "audiotok vocab --overwrite")
+        if overwrite or vocab.name not in store.names("tokens"):
+            record = TokensRecord(
+                vocab=vocab.name,
+                vocab_fingerprint=vocab.record.fingerprint,
+                n_clusters=len(vocab.centroids),
+                features=features.name,
+                rows_per_shard=features.rows_per_shard,
+            )
+            tokens = store.create_tokens(vocab.name, record, features, overwrite)
+        else:
+            tokens = store.tokens(Pick(vocab.name))
+            tokens.grow(features.n_rows)
+        feature_lengths = features.all_lengths()
+        token_lengths = tokens.all_lengths()
+        todo = (feature_lengths >= 0) & (token_lengths == PENDING)
+        index = faiss.IndexFlatL2(vocab.centroids.shape[1])
+        index.add(np.ascontiguousarray(vocab.centroids, dtype=np.float32))
+        with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
+            for shard in tokens.shards_with(todo):
+                advance(tokenize_shard(index, features, tokens, shard))
+    return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
+
+
+def tokenize_shard(index: faiss.Index, features: FeatureSet, tokens: TokenSet, shard: int) -> int:
+    """Assign every valid frame of one shard its nearest centroid; write the whole token shard."""
+    frames, lengths = features.read_shard(shard)
+    valid = np.arange(frames.shape[1]) < lengths[:, None]
+    ids = np.full(valid.shape, PAD_TOKEN, dtype=tokens.data.dtype)
+    if valid.any():
+        _, nearest = index.search(np.ascontiguousarray(frames[valid], dtype=np.float32), 1)
+        ids[valid] = nearest[:, 0]
+    tokens.write_shard(shard, ids, lengths)
+    return int((lengths >= 0).sum())

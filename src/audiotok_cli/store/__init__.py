@@ -1,0 +1,43 @@
+"""The store: the Zarr layout, typed records of every group and the writer lock. Nothing outside
+this package reads or writes Zarr paths or attributes."""
+
+from audiotok_cli.store.layout import (
+    PENDING,
+    SOURCES,
+    SPLITS,
+    FeatureSet,
+    PaddedSet,
+    Pick,
+    Store,
+    TokenSet,
+    Vocab,
+    checked_sources,
+    fingerprint,
+    require_same,
+    source_code,
+    split_code,
+)
+from audiotok_cli.store.lock import WriterLock
+from audiotok_cli.store.records import FeaturesRecord, SplitRecord, TokensRecord, VocabRecord
+
+__all__ = [
+    "PENDING",
+    "SOURCES",
+    "SPLITS",
+    "FeatureSet",
+    "FeaturesRecord",
+    "PaddedSet",
+    "Pick",
+    "SplitRecord",
+    "Store",
+    "TokenSet",
+    "TokensRecord",
+    "Vocab",
+    "VocabRecord",
+    "WriterLock",
+    "checked_sources",
+    "fingerprint",
+    "require_same",
+    "source_code",
+    "split_code",
+]

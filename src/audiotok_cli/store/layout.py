@@ -1,0 +1,527 @@
+"""The one module that knows the Zarr v3 store layout (documented in docs/store.md).
+
+    audiotok.zarr/                    record: format_version, n_clips
+      clips/ytid|source|split|labels  one row per clip, keyed by YouTube ID
+      features/{name}/data|lengths    padded log-mel frames [clip, frame, mel] + true frame counts
+      vocab/{name}/centroids          k-means centroids [k, mel]
+      tokens/{name}/data|lengths      padded centroid ids [clip, frame] + true counts
+
+Per-clip arrays share the clip row index. Padded arrays are sharded along the clip axis; a shard
+(`rows_per_shard` rows) is the unit of work and of writing, so parallel workers own disjoint
+shards. A shard's `lengths` are written after its data: a length of -1 means "not done".
+Every group's record (records.py) is written after its arrays: without one, the group is incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import zarr
+from pydantic import BaseModel, ValidationError
+from zarr.codecs import BloscCodec
+
+from audiotok_cli.audioset.classes import N_CLASSES, SOURCES
+from audiotok_cli.errors import (
+    DataError,
+    MismatchError,
+    MissingInputError,
+    OutputExistsError,
+    SettingsError,
+)
+from audiotok_cli.settings import NAME_PATTERN
+from audiotok_cli.store.lock import WriterLock
+from audiotok_cli.store.records import (
+    RECORD_KEY,
+    ClipsRecord,
+    FeaturesRecord,
+    SplitRecord,
+    StoreRecord,
+    TokensRecord,
+    VocabRecord,
+)
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 2
+SPLITS = ("unassigned", "train", "val", "test")
+KINDS: dict[str, type[BaseModel]] = {"features": FeaturesRecord, "vocab": VocabRecord, "tokens": TokensRecord}
+CLIP_ROWS_PER_CHUNK = 4096
+PENDING = -1
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+R = TypeVar("R", bound=BaseModel)
+
+
+def checked_sources(names: list[str]) -> list[str]:
+    """Refuse source names other than AudioSet's three."""
+    for name in names:
+        if name not in SOURCES:
+            raise SettingsError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
+    return names
+
+
+def checked_name(kind: str, name: str) -> str:
+    """Group names become store paths: one plain segment, no '/', no '..'."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise SettingsError(
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (at most 64)"
+        )
+    return name
+
+
+def split_code(name: str) -> int:
+    return SPLITS.index(name)
+
+
+def source_code(name: str) -> int:
+    return SOURCES.index(name)
+
+
+def fingerprint(values: Any) -> str:
+    """Short stable hash of JSON-able values or an array, recorded so readers can spot staleness."""
+    if isinstance(values, np.ndarray):
+        payload = np.ascontiguousarray(values).tobytes()
+    else:
+        payload = json.dumps(values, sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def require_same(what: str, recorded: Mapping[str, Any], wanted: Mapping[str, Any], fix: str) -> None:
+    """Refuse an artifact whose recorded settings differ from the wanted ones, naming each key."""
+    diffs = [
+        f"{key} {recorded.get(key)!r} (wanted {wanted[key]!r})"
+        for key in wanted
+        if recorded.get(key) != wanted[key]
+    ]
+    if diffs:
+        raise MismatchError(f"{what} was made with {', '.join(diffs)}; {fix}")
+
+
+@dataclass
+class PaddedSet(Generic[R]):
+    """A named group of padded per-clip sequences (`data`) with their true `lengths`."""
+
+    group: zarr.Group
+    record: R
+    rows_per_shard: int
+
+    @property
+    def name(self) -> str:
+        return self.group.basename
+
+    @property
+    def data(self) -> zarr.Array:
+        return self.group["data"]
+
+    @property
+    def lengths(self) -> zarr.Array:
+        return self.group["lengths"]
+
+    @property
+    def n_rows(self) -> int:
+        return self.lengths.shape[0]
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_rows // self.rows_per_shard)
+
+    def shard_rows(self, shard: int) -> slice:
+        start = shard * self.rows_per_shard
+        return slice(start, min(start + self.rows_per_shard, self.n_rows))
+
+    def shards_with(self, rows: np.ndarray) -> list[int]:
+        """The shards that hold any of the selected rows (a boolean mask), in order."""
+        return [int(shard) for shard in np.unique(np.flatnonzero(rows) // self.rows_per_shard)]
+
+    def grow(self, n_rows: int) -> None:
+        """Make room for clips appended to the store since this set was created."""
+        if n_rows > self.n_rows:
+            self.data.resize((n_rows, *self.data.shape[1:]))
+            self.lengths.resize((n_rows,))
+
+    def all_lengths(self) -> np.ndarray:
+        return self.lengths[:]
+
+    def write_shard(self, shard: int, data: np.ndarray, lengths: np.ndarray) -> None:
+        """Write one whole shard: data first, then lengths, which mark the rows done."""
+        rows = self.shard_rows(shard)
+        self.data[rows] = data
+        self.lengths[rows] = lengths
+
+    def read_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.shard_rows(shard)
+        return self.data[rows], self.lengths[rows]
+
+
+@dataclass(frozen=True)
+class Pick:
+    """How a stage names its input group: by `name`, or by the k and features that made it."""
+
+    name: str | None = None
+    k: int | None = None
+    features: str | None = None
+
+    def matches(self, name: str, k: int | None, features: str | None) -> bool:
+        """Whether a group (or a run's input) of this name, k and features is one `pick` allows."""
+        return self.name in (None, name) and self.k in (None, k) and self.features in (None, features)
+
+    def describe(self) -> str:
+        parts = [f"k={self.k}"] * (self.k is not None) + [f"features {self.features!r}"] * bool(self.features)
+        return f" with {' and '.join(parts)}" if parts else ""
+
+
+FeatureSet = PaddedSet[FeaturesRecord]
+TokenSet = PaddedSet[TokensRecord]
+
+
+@dataclass
+class Vocab:
+    name: str
+    record: VocabRecord
+    centroids: np.ndarray
+
+
+class Store:
+    """A handle on the store: `Store.open` to read, `Store.writing` to write under the lock."""
+
+    def __init__(self, root: zarr.Group, path: Path) -> None:
+        self.root = root
+        self.path = path
+
+    # -- opening --------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, mode: str = "r+") -> Store:
+        if not (path / "zarr.json").exists():
+            raise MissingInputError(
+                f"no audiotok store at {path}; run `audiotok expand` first or pass --store"
+            )
+        root = zarr.open_group(path, mode=mode, zarr_format=3)
+        store = cls(root, path)
+        record = store._read_record(root, StoreRecord)
+        version = record.format_version if record else root.attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise MismatchError(
+                f"store {path} has format_version {version}, this audiotok reads "
+                f"{FORMAT_VERSION}; rebuild it with a fresh --store path"
+            )
+        return store
+
+    @classmethod
+    @contextmanager
+    def writing(cls, path: Path, command: str, create: bool = False) -> Iterator[Store]:
+        """The store under its writer lock; `create` makes an empty one where none is complete."""
+        with WriterLock(path, command):
+            yield cls._open_or_create(path) if create else cls.open(path)
+
+    @classmethod
+    def _open_or_create(cls, path: Path) -> Store:
+        if (path / "zarr.json").exists():
+            root = zarr.open_group(path, mode="r", zarr_format=3)
+            if RECORD_KEY in root.attrs or "format_version" in root.attrs:
+                return cls.open(path)
+            log.warning("recreating %s: its creation was interrupted before any clip was added", path)
+        root = zarr.open_group(path, mode="w", zarr_format=3)
+        clips = root.create_group("clips")
+        clips.create_array("ytid", shape=(0,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,))
+        for name in ("source", "split"):
+            clips.create_array(name, shape=(0,), dtype="uint8", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=0)
+        clips.create_array(
+            "labels",
+            shape=(0, N_CLASSES),
+            dtype="bool",
+            chunks=(CLIP_ROWS_PER_CHUNK, N_CLASSES),
+            fill_value=False,
+            compressors=_COMPRESSOR,
+        )
+        _write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS)))
+        for kind in KINDS:
+            root.create_group(kind)
+        _write_record(root, StoreRecord(format_version=FORMAT_VERSION))
+        return cls(root, path)
+
+    def _read_record(self, group: zarr.Group, model: type[R]) -> R | None:
+        try:
+            return model.model_validate(group.attrs[RECORD_KEY])
+        except (KeyError, ValidationError):
+            return None
+
+    # -- clips ----------------------------------------------------------------------------
+    @property
+    def record(self) -> StoreRecord:
+        return StoreRecord.model_validate(self.root.attrs[RECORD_KEY])
+
+    @property
+    def n_clips(self) -> int:
+        return self.record.n_clips
+
+    @property
+    def _clips(self) -> zarr.Group:
+        return self.root["clips"]
+
+    @property
+    def clips_record(self) -> ClipsRecord:
+        record = self._read_record(self._clips, ClipsRecord)
+        if record is None:
+            raise DataError(f"the clips record of {self.path} is damaged; rebuild the store with `expand`")
+        return record
+
+    def _column(self, name: str, rows: slice | None) -> np.ndarray:
+        return self._clips[name][rows if rows is not None else slice(0, self.n_clips)]
+
+    def ytids(self, rows: slice | None = None) -> np.ndarray:
+        return np.asarray(self._column("ytid", rows), dtype=object)
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """YouTube ID -> clip row."""
+        return {ytid: row for row, ytid in enumerate(self.ytids())}
+
+    def sources(self, rows: slice | None = None) -> np.ndarray:
+        return self._column("source", rows)
+
+    def splits(self, rows: slice | None = None) -> np.ndarray:
+        return self._column("split", rows)
+
+    def labels(self, rows: slice | None = None) -> np.ndarray:
+        return self._column("labels", rows)
+
+    def append_clips(self, ytids: list[str], source: str, labels: np.ndarray) -> None:
+        """Append clip rows; `n_clips` moves only after the rows are written (crash-safe)."""
+        if not ytids:
+            return
+        start, stop = self.n_clips, self.n_clips + len(ytids)
+        clips = self._clips
+        for name in ("ytid", "source", "split", "labels"):
+            array = clips[name]
+            if array.shape[0] < stop:
+                array.resize((stop, *array.shape[1:]))
+        clips["ytid"][start:stop] = np.asarray(ytids, dtype=str)
+        clips["source"][start:stop] = source_code(source)
+        clips["split"][start:stop] = split_code("unassigned")
+        clips["labels"][start:stop] = labels
+        _write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
+        self.__dict__.pop("row_of", None)
+
+    def label_prior(self, rows: np.ndarray) -> np.ndarray:
+        """Per-class share of positives among the selected rows (a mask), read chunk by chunk."""
+        counts = np.zeros(N_CLASSES, dtype=np.int64)
+        for start in range(0, len(rows), CLIP_ROWS_PER_CHUNK):
+            span = slice(start, min(start + CLIP_ROWS_PER_CHUNK, len(rows)))
+            counts += self.labels(span)[rows[span]].sum(axis=0)
+        return counts / max(int(rows.sum()), 1)
+
+    def expanded_files(self, source: str) -> list[str]:
+        """Mirror files whose clips are all on disk and in the store."""
+        return list(self.clips_record.expanded_files.get(source, []))
+
+    def mark_expanded(self, source: str, file_name: str) -> None:
+        record = self.clips_record
+        record.expanded_files[source] = sorted({*record.expanded_files.get(source, []), file_name})
+        _write_record(self._clips, record)
+
+    def set_splits(self, codes: np.ndarray, split: SplitRecord) -> None:
+        self._clips["split"][: self.n_clips] = codes
+        _write_record(self._clips, self.clips_record.model_copy(update={"split": split}))
+
+    @property
+    def split(self) -> SplitRecord | None:
+        return self.clips_record.split
+
+    def split_rows(self, lengths: np.ndarray, split: str) -> np.ndarray:
+        """Mask of the split's clips that are done in a padded set with these `lengths` (clips
+        appended since it was made have no row there and are left out)."""
+        return (self.splits(slice(0, len(lengths))) == split_code(split)) & (lengths > 0)
+
+    # -- named groups: features, vocab, tokens ----------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        """Complete groups of `kind` (those with a valid record), sorted."""
+        return sorted(name for name, group in self.root[kind].groups() if self._group_record(kind, group))
+
+    def damaged(self, kind: str) -> dict[str, str]:
+        """Groups of `kind` that no reader uses, each with the reason and the fix."""
+        return {
+            name: "incomplete (no valid record): its creation was interrupted; "
+            f"run `audiotok {_MAKER[kind]}` again to recreate it"
+            for name, group in self.root[kind].groups()
+            if self._group_record(kind, group) is None
+        }
+
+    def _group_record(self, kind: str, group: zarr.Group) -> BaseModel | None:
+        return self._read_record(group, KINDS[kind])
+
+    def choose(self, kind: str, pick: Pick | None = None) -> str:
+        """The group `pick` names, or else the only complete group it accepts.
+
+        Several candidates are refused with their names listed, so a stage never guesses.
+        """
+        pick = pick or Pick()
+        names = self.names(kind)
+        if pick.name is not None:
+            checked_name(kind, pick.name)
+            if pick.name not in names:
+                raise MissingInputError(
+                    f"no {kind} {pick.name!r} in {self.path} (it holds {_listing(names)}); "
+                    f"run `audiotok {_MAKER[kind]}` first"
+                )
+            return pick.name
+        records = {n: self._group_record(kind, self.root[kind][n]) for n in names}
+        candidates = [
+            n
+            for n, record in records.items()
+            if pick.matches(n, getattr(record, "n_clusters", None), getattr(record, "features", None))
+        ]
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise MissingInputError(
+                f"no {kind}{pick.describe()} in {self.path} (it holds {_listing(names)}); "
+                f"run `audiotok {_MAKER[kind]}` first"
+            )
+        raise SettingsError(
+            f"{len(candidates)} {kind}{pick.describe()} in {self.path}: {', '.join(candidates)}; "
+            f"choose one with {_OPTION[kind]}"
+        )
+
+    def _new_group(self, kind: str, name: str, overwrite: bool) -> zarr.Group:
+        """An empty group for `kind`/`name`; finished output is replaced only with `overwrite`,
+        an incomplete group always (nothing in it was ever marked usable)."""
+        self.check_free(kind, name, overwrite)
+        parent = self.root[kind]
+        if name in parent and name not in self.names(kind):
+            log.warning("replacing the incomplete %s %r in %s", kind, name, self.path)
+        return parent.create_group(name, overwrite=True)
+
+    def padded(self, kind: str, name: str) -> PaddedSet:
+        """A complete features or tokens group by name, without checking it against its inputs."""
+        name = self.choose(kind, Pick(name))
+        group = self.root[kind][name]
+        record = self._read_record(group, KINDS[kind])
+        return PaddedSet(group, record, record.rows_per_shard)
+
+    def _create_padded(
+        self,
+        kind: str,
+        name: str,
+        record: R,
+        *,
+        n_rows: int,
+        frame_shape: tuple[int, ...],
+        dtype: str,
+        fill_value: float | int,
+        rows_per_chunk: int,
+        overwrite: bool,
+    ) -> PaddedSet[R]:
+        rows_per_shard = record.rows_per_shard
+        group = self._new_group(kind, name, overwrite)
+        group.create_array(
+            "data",
+            shape=(n_rows, *frame_shape),
+            dtype=dtype,
+            chunks=(rows_per_chunk, *frame_shape),
+            shards=(rows_per_shard, *frame_shape),
+            fill_value=fill_value,
+            compressors=_COMPRESSOR,
+        )
+        group.create_array(
+            "lengths", shape=(n_rows,), dtype="int32", chunks=(rows_per_shard,), fill_value=PENDING
+        )
+        _write_record(group, record)
+        return PaddedSet(group, record, rows_per_shard)
+
+    def features(self, name: str | None = None) -> FeatureSet:
+        """Features by name, or the store's only features group."""
+        return self.padded("features", self.choose("features", Pick(name)))
+
+    def create_features(
+        self, name: str, record: FeaturesRecord, n_rows: int, rows_per_chunk: int, overwrite: bool
+    ) -> FeatureSet:
+        return self._create_padded(
+            "features",
+            name,
+            record,
+            n_rows=n_rows,
+            frame_shape=(record.max_frames, record.audio.n_mels),
+            dtype="float16",
+            fill_value=0.0,
+            rows_per_chunk=rows_per_chunk,
+            overwrite=overwrite,
+        )
+
+    def tokens(self, pick: Pick | None = None) -> TokenSet:
+        """Tokens as `pick` chooses them, checked against their vocabulary: tokens of a rebuilt
+        vocabulary, or of one clustered before the clips were split again, are refused."""
+        tokens = self.padded("tokens", self.choose("tokens", pick))
+        vocab = self.vocab_record(tokens.record.vocab)
+        require_same(
+            f"tokens {tokens.name!r}",
+            {"vocab_fingerprint": tokens.record.vocab_fingerprint},
+            {"vocab_fingerprint": vocab.fingerprint},
+            fix="the vocabulary was rebuilt since; run `audiotok tokenize --overwrite`",
+        )
+        self.require_split(f"vocab {tokens.record.vocab!r}", vocab.split, "audiotok vocab --overwrite")
+        return tokens
+
+    def require_split(self, what: str, recorded: SplitRecord, redo: str) -> None:
+        """Refuse an artifact made on another split of the clips: its val clips may be train clips."""
+        if recorded != self.split:
+            raise MismatchError(
+                f"{what} was made on split {recorded.model_dump()}, the store now holds "
+                f"{self.split.model_dump() if self.split else None}: its val clips may be training "
+                f"clips; run `{redo}`"
+            )
+
+    def create_tokens(self, name: str, record: TokensRecord, like: FeatureSet, overwrite: bool) -> TokenSet:
+        """Tokens row for row and shard for shard with the features they come from; -1 pads."""
+        return self._create_padded(
+            "tokens",
+            name,
+            record,
+            n_rows=like.n_rows,
+            frame_shape=(like.data.shape[1],),
+            dtype="int16" if record.n_clusters < 2**15 else "int32",
+            fill_value=PENDING,
+            rows_per_chunk=like.data.chunks[0],
+            overwrite=overwrite,
+        )
+
+    def vocab(self, pick: Pick | None = None) -> Vocab:
+        name = self.choose("vocab", pick)
+        group = self.root["vocab"][name]
+        return Vocab(name, self._read_record(group, VocabRecord), group["centroids"][:])
+
+    def vocab_record(self, name: str) -> VocabRecord:
+        """A vocabulary's record without reading its centroids."""
+        return self._read_record(self.root["vocab"][self.choose("vocab", Pick(name))], VocabRecord)
+
+    def check_free(self, kind: str, name: str, overwrite: bool) -> None:
+        """Refuse finished output up front, before the work that would replace it."""
+        checked_name(kind, name)
+        if name in self.names(kind) and not overwrite:
+            raise OutputExistsError(f"{kind} {name!r} already exists in {self.path}; pass --overwrite")
+
+    def write_vocab(self, name: str, centroids: np.ndarray, record: VocabRecord, overwrite: bool) -> Vocab:
+        group = self._new_group("vocab", name, overwrite)
+        group.create_array("centroids", data=centroids.astype(np.float32))
+        _write_record(group, record)
+        return Vocab(name, record, centroids)
+
+
+_MAKER = {"features": "featurize", "vocab": "vocab", "tokens": "tokenize"}
+_OPTION = {"features": "--features", "vocab": "--vocab", "tokens": "--vocab"}
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _write_record(group: zarr.Group, record: BaseModel) -> None:
+    group.attrs[RECORD_KEY] = record.model_dump(mode="json")

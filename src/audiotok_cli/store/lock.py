@@ -1,0 +1,110 @@
+"""One writer at a time: an advisory lock beside what is written (`{target}.lock`).
+
+The kernel's `flock` on that file is the lock, so it vanishes with its process however the process
+dies; the file's content names the holder (pid, host, command, start) for the refusal message and is
+emptied on release. A holder record left behind by a dead process on this host is taken over with a
+warning; one from another host is refused, since flock may not reach across hosts on every shared
+filesystem. Worker processes of one run write disjoint shards under their parent's lock and never
+take it themselves.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from pydantic import BaseModel, ValidationError
+
+from audiotok_cli.errors import BusyError
+
+log = logging.getLogger(__name__)
+
+
+class Holder(BaseModel):
+    pid: int
+    host: str
+    command: str
+    started: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} (`{self.command}`, started {self.started})"
+
+
+class WriterLock:
+    """`with WriterLock(path, "featurize"):` refuses with BusyError while another writer holds it."""
+
+    def __init__(self, target: Path, command: str) -> None:
+        self.target = target
+        self.path = target.with_name(f"{target.name}.lock")
+        self.command = command
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            who = holder.describe() if holder else "another process"
+            raise BusyError(
+                f"{self.target} is being written by {who}; wait for it to finish, then run again"
+            ) from None
+        previous = _read_holder(fd)
+        if previous is not None and previous.host != socket.gethostname():
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise BusyError(
+                f"{self.target} was locked by {previous.describe()}; if that run has ended, "
+                f"delete {self.path} and run again"
+            )
+        if previous is not None:
+            log.warning("taking over %s from %s, which is no longer running", self.path, previous.describe())
+        holder = Holder(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            command=self.command,
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.model_dump_json().encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._fd is None:
+            return
+        os.ftruncate(self._fd, 0)  # the file stays: deleting it would race with the next writer's open
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def holder_of(target: Path) -> Holder | None:
+    """Who holds (or, after a crash, last held) the lock on `target`; for messages and tests."""
+    path = target.with_name(f"{target.name}.lock")
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> Holder | None:
+    payload = os.pread(fd, 4096, 0)
+    if not payload:
+        return None
+    try:
+        return Holder.model_validate_json(payload)
+    except ValidationError:
+        return Holder(pid=-1, host="?", command=payload[:80].decode(errors="replace"), started="?")

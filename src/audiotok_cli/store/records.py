@@ -1,0 +1,77 @@
+"""Typed records: what each store group holds and what made it, one pydantic model per kind.
+
+A record lives under one attribute key of its group and is written last, after the group's arrays:
+a group without a valid record is incomplete (a crash mid-creation) and no reader uses it. Only
+`store/` reads and writes these; stages get and give record objects, never attribute dicts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+from audiotok_cli import __version__
+from audiotok_cli.settings import AudioSettings
+
+RECORD_KEY = "audiotok"
+
+
+class Stamp(BaseModel):
+    """Which audiotok wrote a group, and when."""
+
+    audiotok_version: str = __version__
+    written_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+class StoreRecord(BaseModel):
+    format_version: int
+    n_clips: int = Field(0, description="Clip rows in use; moves only after appended rows are written.")
+    created: Stamp = Field(default_factory=Stamp)
+
+
+class SplitRecord(BaseModel):
+    """The settings of the last `split`: every row's split follows from them and its ytid."""
+
+    val_ratio: float
+    seed: int
+
+
+class ClipsRecord(BaseModel):
+    sources: list[str]
+    splits: list[str]
+    split: SplitRecord | None = None
+    expanded_files: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per source, mirror files whose clips are all stored."
+    )
+
+
+class FeaturesRecord(BaseModel):
+    audio: AudioSettings
+    max_frames: int
+    rows_per_shard: int
+    made: Stamp = Field(default_factory=Stamp)
+
+
+class VocabRecord(BaseModel):
+    features: str
+    audio: AudioSettings = Field(description="The audio settings of those features.")
+    split: SplitRecord = Field(description="The split whose train frames were clustered.")
+    n_clusters: int
+    niter: int
+    init: str
+    seed: int
+    n_frames: int
+    n_train_clips: int
+    inertia: float
+    fingerprint: str = Field(description="Hash of the centroids: tokens and runs must match it.")
+    made: Stamp = Field(default_factory=Stamp)
+
+
+class TokensRecord(BaseModel):
+    vocab: str
+    vocab_fingerprint: str
+    n_clusters: int
+    features: str
+    rows_per_shard: int
+    made: Stamp = Field(default_factory=Stamp)

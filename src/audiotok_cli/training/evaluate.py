@@ -1,0 +1,87 @@
+"""`eval`: score a trained run on the val split and the official eval set (test), beside the
+label-prior baseline, and write the report as JSON next to the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from audiotok_cli.atomic import write_json
+from audiotok_cli.errors import MismatchError, MissingInputError, SettingsError
+from audiotok_cli.settings import Paths
+from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.data import predict
+from audiotok_cli.training.metrics import classification_metrics, mean_average_precision, prior_scores
+from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device
+
+
+@dataclass
+class EvalReport:
+    run_dir: Path
+    report_path: Path
+    splits: dict[str, dict]  # split -> metrics, with "prior_mAP"
+
+
+def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) -> Path:
+    """The run folder `name`, or else the only run of `model` on tokens `pick` accepts."""
+    if name is not None:
+        return runs_dir / name
+
+    def accepts(record: RunRecord) -> bool:
+        inputs = record.inputs
+        return model in (None, record.model.kind) and pick.matches(
+            inputs.tokens, record.model.n_tokens, inputs.features
+        )
+
+    runs = [directory for directory, record in find_runs(runs_dir) if accepts(record)]
+    if len(runs) == 1:
+        return runs[0]
+    if not runs:
+        raise MissingInputError(f"no trained run{pick.describe()} in {runs_dir}; run `audiotok train` first")
+    raise SettingsError(
+        f"{len(runs)} runs{pick.describe()} in {runs_dir}: {', '.join(r.name for r in runs)}; "
+        "choose one with --run"
+    )
+
+
+def evaluate(
+    paths: Paths,
+    run: str | None = None,
+    model: str | None = None,
+    pick: Pick | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+) -> EvalReport:
+    """Score the chosen run (see `choose_run`) on its own tokens in the store."""
+    directory = choose_run(paths.runs_dir, run, model, pick or Pick())
+    loaded = load_run(directory)
+    record = loaded.record
+    store = Store.open(paths.store)
+    tokens = store.tokens(Pick(record.inputs.tokens))
+    if tokens.record.vocab_fingerprint != record.inputs.vocab_fingerprint:
+        raise MismatchError(
+            f"run {directory} was trained on other tokens than {record.inputs.tokens!r} now holds; "
+            "train it again with --overwrite"
+        )
+    store.require_split(f"run {directory}", record.inputs.split, "audiotok train --overwrite")
+    target = pick_device(device)
+    loaded.model.to(target)
+    lengths = tokens.all_lengths()
+    train_prior = store.label_prior(store.split_rows(lengths, "train"))
+    results = {}
+    for split in ("val", "test"):
+        rows = store.split_rows(lengths, split)
+        if not rows.any():
+            continue
+        labels, scores = predict(loaded.model, store, tokens, rows, batch_size, target)
+        metrics = classification_metrics(labels, scores)
+        metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_prior, len(labels)))
+        results[split] = metrics
+    report = {
+        "run": str(directory),
+        "model": record.model.model_dump(),
+        "best_epoch": record.best_epoch,
+        "splits": results,
+    }
+    write_json(directory / REPORT, report)
+    return EvalReport(directory, directory / REPORT, results)
