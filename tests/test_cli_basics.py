@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from audiotok_cli.cli import COMMANDS
@@ -47,3 +50,103 @@ def test_version(cli):
     result = cli("--version")
     assert result.exit_code == 0
     assert result.stdout.startswith("audiotok ")
+
+
+def _option_help(text: str) -> dict[str, str]:
+    """`--flag` -> its whole help entry, continuation lines joined."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(r"^  (-\w, )?(--[\w-]+)", line)
+        if match:
+            current = match[2]
+            entries[current] = line
+        elif current and line.startswith("    "):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_every_default_and_no_bool_metavar(cli, command):
+    result = cli(command, "--help")
+    assert result.exit_code == 0 and "<bool>" not in result.output
+    for flag, entry in _option_help(result.output).items():
+        takes_value = re.search(r"<[\w\[\]| ,]+>", entry.split("  ")[1] if "  " in entry else entry)
+        if takes_value and flag != "--help":
+            assert "[default:" in entry, f"{command} {flag} shows no default: {entry}"
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "shown"),
+    [
+        ("train", "--model", "simple, lstm, bert.  [default: lstm]"),
+        ("train", "--device", "auto, cpu, cuda, cuda:N or mps.  [default: auto]"),
+        ("eval", "--device", "auto, cpu, cuda, cuda:N or mps.  [default: auto]"),
+        ("vocab", "--init", "kmeans++ or random.  [default: kmeans++]"),
+        ("vocab", "--k", "[default: 64]"),
+        ("expand", "--layout", "One of parquet, tar.  [default: detected]"),
+        ("demo-data", "--layout", "One of parquet, tar.  [default: parquet]"),
+        ("featurize", "--log-level", "DEBUG, INFO, WARNING, ERROR.  [default: WARNING]"),
+        ("featurize", "--normalize", "[default: false]"),
+        ("tokenize", "--vocab", "[default: the only one]"),
+    ],
+)
+def test_help_names_the_choices(cli, command, flag, shown):
+    entry = _option_help(cli(command, "--help").output)[flag]
+    assert " ".join(shown.split()) in " ".join(entry.split()), entry
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--device", "gpu"], "unknown device 'gpu'; choose auto, cpu, cuda, cuda:N or mps"),
+        (["train", "--device", "cuda"], "--device cuda, but torch sees no CUDA GPU here"),
+        (["eval", "--device", "cuda:0"], "--device cuda:0, but torch sees no CUDA GPU here"),
+        (["train", "--model", "gpt"], "unknown model 'gpt'; choose from simple, lstm, bert"),
+        (
+            ["info", "--log-level", "LOUD"],
+            "unknown log level 'LOUD'; choose from DEBUG, INFO, WARNING, ERROR",
+        ),
+        (["--log-level", "LOUD", "config"], "unknown log level 'LOUD'"),
+        (["split", "--seed", "-1"], "invalid setting seed: Input should be greater than or equal to 0"),
+        (["vocab", "--init", "best"], "invalid setting vocab.init"),
+        (["train", "--run-name", "a/b"], "invalid setting train.run_name"),
+    ],
+)
+def test_bad_option_values_are_one_line_settings_errors(cli, args, message):
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = cli(*args)
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_model_in_the_environment_is_refused_too(cli, monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_MODEL__KIND", "transformer")
+    result = cli("config")
+    assert result.exit_code == 3 and "unknown model 'transformer'" in result.stderr
+
+
+def test_root_options_work_after_the_command_and_win_there(cli):
+    result = cli("--seed", "3", "config", "--json", "--seed", "5", "--data-dir", "elsewhere")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["seed"]["value"] == 5 and rows["seed"]["source"] == "cli"
+    assert rows["data_dir"]["value"] == "elsewhere"
+
+
+def test_json_is_alone_on_stdout_and_quiet_prints_nothing(cli):
+    made = cli("demo-data", "--clips", "8", "--seconds", "1", "--json")
+    assert made.exit_code == 0
+    assert json.loads(made.stdout)["layout"] == "parquet"
+    expanded = cli("expand", "--quiet")
+    assert expanded.exit_code == 0 and expanded.stdout == "" and expanded.stderr == ""
+    split = cli("split", "--json")
+    assert json.loads(split.stdout)["counts"]["test"] == 2
+    assert cli("split", "-q").stdout == ""

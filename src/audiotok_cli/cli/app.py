@@ -24,17 +24,16 @@ import numpy as np
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 
 from audiotok_cli import __version__
 from audiotok_cli.cli.options import option
 from audiotok_cli.errors import AudiotokError
-from audiotok_cli.progress import show_bars
+from audiotok_cli.progress import show_bars, stderr_console
 from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
 
 console = Console(soft_wrap=True)  # piped output is never hard-wrapped
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = stderr_console  # the progress bars' console: lines print above a live bar
 app = typer.Typer(
     name="audiotok",
     help="Audio-token research on AudioSet: log-mel frames -> FAISS vocabulary -> token models -> mAP.",
@@ -161,14 +160,20 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
 
 def _configure(settings: Settings) -> None:
     """Logging and global seeds, once per command (torch is seeded locally by `train`)."""
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-        force=True,
-    )
+    logging.basicConfig(level=settings.log_level, handlers=[_LineHandler()], force=True)
     random.seed(settings.seed)
     np.random.seed(settings.seed)
+
+
+class _LineHandler(logging.Handler):
+    """Each log record as one whole line on stderr (never wrapped, so a path stays greppable)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = "dim" if record.levelno < logging.WARNING else "yellow"
+        if record.levelno > logging.WARNING:
+            style = "red"
+        level = f"[{style}]{record.levelname.lower()}:[/]"
+        err_console.print(f"{level} {escape(self.format(record))}", highlight=False)
 
 
 def _jsonable(value: Any) -> Any:

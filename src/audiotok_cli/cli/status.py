@@ -1,6 +1,5 @@
 """Commands that only read: info (what the mirror and store hold) and config (effective settings)."""
 
-import json
 from typing import Any
 
 from rich.markup import escape
@@ -42,20 +41,22 @@ def _render_store(info: dict[str, Any]) -> None:
     console.print(table)
     groups = Table("kind", "name", "done", "pending", "made from", title="groups")
     for g in info["features"]:
-        audio = g["record"]["audio"]
-        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), json.dumps(audio))
+        a = g["record"]["audio"]
+        made = f"{a['sample_rate']} Hz, n_fft {a['n_fft']}, hop {a['hop_length']}, {a['n_mels']} mels"
+        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), made)
     for g in info["vocab"]:
         r = g["record"]
         made = f"features {r['features']!r}: {r['n_frames']} frames, inertia {r['inertia']:.4g}"
         groups.add_row("vocab", g["name"], str(r["n_clusters"]), "", made)
     for g in info["tokens"]:
-        made = f"vocab {g['record']['vocab']!r}" + (
-            f" [red](stale: {escape(g['stale'])})" if g["stale"] else ""
-        )
+        made = f"vocab {g['record']['vocab']!r}" + (" [red](stale)" if g["stale"] else "")
         groups.add_row("tokens", g["name"], str(g["done"]), str(g["pending"]), made)
-    for g in info["damaged"]:
-        groups.add_row(g["kind"], g["name"], "", "", f"[red]{escape(g['problem'])}")
     console.print(groups)
+    for g in info["tokens"]:  # problems print as whole lines: a table cell would wrap the fix
+        if g["stale"]:
+            console.print(f"[red]stale tokens {g['name']!r}:[/] {escape(g['stale'])}")
+    for g in info["damaged"]:
+        console.print(f"[red]damaged {g['kind']} {g['name']!r}:[/] {escape(g['problem'])}")
 
 
 @command("info", render=_render_info)

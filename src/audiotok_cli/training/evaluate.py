@@ -53,6 +53,7 @@ def evaluate(
     batch_size: int = 32,
 ) -> EvalReport:
     """Score the chosen run (see `choose_run`) on its own tokens in the store."""
+    target = pick_device(device)
     directory = choose_run(paths.runs_dir, run, model, pick or Pick())
     loaded = load_run(directory)
     record = loaded.record
@@ -64,7 +65,6 @@ def evaluate(
             "train it again with --overwrite"
         )
     store.require_split(f"run {directory}", record.inputs.split, "audiotok train --overwrite")
-    target = pick_device(device)
     loaded.model.to(target)
     lengths = tokens.all_lengths()
     train_prior = store.label_prior(store.split_rows(lengths, "train"))

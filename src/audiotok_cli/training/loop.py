@@ -60,6 +60,7 @@ def train(
     from its last finished epoch."""
     if FAMILIES[model.kind].input != "tokens":
         raise SettingsError(f"model {model.kind!r} reads frames; this audiotok trains token models only")
+    device = pick_device(settings.device)
     store = Store.open(paths.store)
     tokens = store.tokens(pick)
     n_tokens = tokens.record.n_clusters
@@ -79,7 +80,6 @@ def train(
         n_tokens=n_tokens, max_frames=tokens.data.shape[1], **model.model_dump(exclude={"vocab_size"})
     )
     directory = paths.runs_dir / (settings.run_name or f"{model.kind}-{tokens.name}")
-    device = pick_device(settings.device)
     with WriterLock(directory, "train"):
         vocab = store.vocab(Pick(tokens.record.vocab))
         record = _start_record(paths, tokens, vocab.record.audio, store, spec, settings, seed)

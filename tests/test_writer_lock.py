@@ -1,0 +1,103 @@
+"""One writer at a time: a second writer is refused naming the holder, nothing is lost, and the
+lock of a killed process is taken over. Real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audiotok_cli.errors import BusyError
+from audiotok_cli.store import PENDING, Store
+from audiotok_cli.store.lock import WriterLock, holder_of
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "audiotok_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_lock(target: Path, process: subprocess.Popen) -> None:
+    """Until `process` holds the writer lock on `target` (it records itself once it does)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        holder = holder_of(target)
+        if holder is not None and holder.pid == process.pid:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the writer ended before it was caught holding the lock: {process.communicate()}")
+        time.sleep(0.02)
+    pytest.fail("the writer never took the lock")
+
+
+def _pending_features(store_path: Path, name: str) -> int:
+    return int((Store.open(store_path).features(name).all_lengths() == PENDING).sum())
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_nothing_is_lost(featurized, cli):
+    store_path = featurized.store_path
+    first = _start("featurize", "--name", "second", "--quiet")
+    try:
+        _wait_for_lock(store_path, first)
+        os.kill(first.pid, signal.SIGSTOP)  # hold it mid-work, lock taken
+        refused = cli("expand", "--mirror-dir", str(featurized.mirror_dir))
+        assert refused.exit_code == 9
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert f"is being written by pid {first.pid}" in lines[0] and "`featurize`" in lines[0]
+        assert "wait for it to finish" in lines[0]
+        assert cli("info").exit_code == 0  # readers are never blocked
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    store = Store.open(store_path)
+    assert store.n_clips == 48
+    assert (store.features("second").all_lengths() > 0).all()
+    assert holder_of(store_path) is None  # released: the file stays, empty
+    assert cli("expand", "--mirror-dir", str(featurized.mirror_dir)).exit_code == 0
+
+
+def test_the_lock_of_a_killed_writer_is_taken_over_with_a_warning(featurized, cli):
+    store_path = featurized.store_path
+    victim = _start("featurize", "--name", "second", "--quiet")
+    _wait_for_lock(store_path, victim)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert holder_of(store_path).pid == victim.pid  # its record is left behind
+
+    after = cli("featurize", "--name", "second")
+    assert after.exit_code == 0, after.output
+    assert f"taking over {store_path}.lock from pid {victim.pid}" in " ".join(after.stderr.split())
+    assert "which is no longer running" in after.stderr
+    assert _pending_features(store_path, "second") == 0
+    assert Store.open(store_path).features("second").all_lengths().min() > 0
+
+
+def test_a_lock_recorded_by_another_host_is_refused_with_the_file_to_delete(tmp_path):
+    target = tmp_path / "store.zarr"
+    lock = tmp_path / "store.zarr.lock"
+    lock.write_text('{"pid": 1, "host": "elsewhere", "command": "featurize", "started": "2026-01-01"}')
+    refusal = pytest.raises(BusyError, match=f"locked by pid 1 on elsewhere.*delete {lock}")
+    with refusal, WriterLock(target, "expand"):
+        pass
+    lock.write_text("")
+    with WriterLock(target, "expand"):
+        assert holder_of(target).command == "expand"
+    assert holder_of(target) is None
+
+
+def test_one_process_cannot_hold_the_same_lock_twice(tmp_path):
+    held = WriterLock(tmp_path / "run", "train")
+    refusal = pytest.raises(BusyError, match=f"pid {os.getpid()}")
+    with held, refusal, WriterLock(tmp_path / "run", "train"):
+        pass
