@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -122,6 +123,9 @@ def test_dry_run_lists_sizes_and_downloads_nothing(cli, hub):
     assert result.exit_code == 0
     assert "would fetch 3 files" in result.stdout and "GB free" in result.stdout  # 2 data + ontology.json
     assert not any(p.startswith("/cdn/") for _, p, _ in hub.requests)
+    plan = json.loads(cli("fetch", "--source", "eval", "--dry-run", "--json").stdout)["plan"]
+    assert sorted(entry["path"] for entry in plan["todo"])[-1] == "ontology.json"
+    assert plan["missing_bytes"] == sum(entry["size"] for entry in plan["todo"])
 
 
 def test_unreachable_hub_is_one_line_with_exit_8(cli, monkeypatch):
