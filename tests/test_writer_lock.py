@@ -3,6 +3,7 @@ lock of a killed process is taken over. Real processes, real signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,7 +56,9 @@ def test_a_second_writer_is_refused_naming_the_holder_and_nothing_is_lost(featur
         assert len(lines) == 1
         assert f"is being written by pid {first.pid}" in lines[0] and "`featurize`" in lines[0]
         assert "wait for it to finish" in lines[0]
-        assert cli("info").exit_code == 0  # readers are never blocked
+        info = cli("info", "--json")  # readers are never blocked, and see the writer
+        assert info.exit_code == 0
+        assert json.loads(info.stdout)["store"]["writer"]["pid"] == first.pid
     finally:
         os.kill(first.pid, signal.SIGCONT)
     _, stderr = first.communicate(timeout=120)
@@ -73,7 +76,9 @@ def test_the_lock_of_a_killed_writer_is_taken_over_with_a_warning(featurized, cl
     _wait_for_lock(store_path, victim)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    assert holder_of(store_path).pid == victim.pid  # its record is left behind
+    assert holder_of(store_path).pid == victim.pid  # its record is left behind ...
+    assert not holder_of(store_path).running()
+    assert json.loads(cli("info", "--json").stdout)["store"]["writer"] is None  # ... and known dead
 
     after = cli("featurize", "--name", "second")
     assert after.exit_code == 0, after.output

@@ -35,6 +35,11 @@ def _render_info(info: dict[str, Any]) -> None:
 
 def _render_store(info: dict[str, Any]) -> None:
     console.print(f"[bold]{info['store']}[/] (format {info['format_version']}): {info['n_clips']} clips")
+    if info["writer"]:
+        w = info["writer"]
+        console.print(
+            f"being written by pid {w['pid']} on {w['host']} (`{w['command']}`, since {w['started']})"
+        )
     table = Table("source", "unassigned", "train", "val", "test", title="clips")
     for source, counts in info["clips"].items():
         table.add_row(source, *(str(v) for v in counts.values()))

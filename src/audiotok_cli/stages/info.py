@@ -13,6 +13,7 @@ from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.audioset.mirror import available_sources, clip_ids, detect_layout, source_files
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError
 from audiotok_cli.store import SPLITS, Pick, Store
+from audiotok_cli.store.lock import holder_of
 
 
 def describe(store_path: Path, mirror_dir: Path) -> dict[str, Any]:
@@ -82,13 +83,14 @@ def describe_store(store_path: Path) -> dict[str, Any]:
         for kind in ("features", "vocab", "tokens")
         for name, problem in store.damaged(kind).items()
     ]
-    split = store.split
+    split, writer = store.split, holder_of(store_path)
     return {
         "store": str(store.path),
         "format_version": store.record.format_version,
         "n_clips": store.n_clips,
         "clips": clips,
         "split": split.model_dump() if split else None,
+        "writer": writer.model_dump() if writer and writer.running() else None,
         **groups,
     }
 

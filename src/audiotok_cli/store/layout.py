@@ -112,7 +112,10 @@ class PaddedSet(Generic[R]):
 
     group: zarr.Group
     record: R
-    rows_per_shard: int
+
+    @property
+    def rows_per_shard(self) -> int:
+        return self.record.rows_per_shard
 
     @property
     def name(self) -> str:
@@ -175,7 +178,12 @@ class Pick:
         return self.name in (None, name) and self.k in (None, k) and self.features in (None, features)
 
     def describe(self) -> str:
-        parts = [f"k={self.k}"] * (self.k is not None) + [f"features {self.features!r}"] * bool(self.features)
+        """How the pick narrows, for messages: ` with k=16 and features 'logmel'`, or nothing."""
+        parts = []
+        if self.k is not None:
+            parts.append(f"k={self.k}")
+        if self.features is not None:
+            parts.append(f"features {self.features!r}")
         return f" with {' and '.join(parts)}" if parts else ""
 
 
@@ -405,7 +413,7 @@ class Store:
         name = self.choose(kind, Pick(name))
         group = self.root[kind][name]
         record = self._read_record(group, KINDS[kind])
-        return PaddedSet(group, record, record.rows_per_shard)
+        return PaddedSet(group, record)
 
     def _create_padded(
         self,
@@ -435,7 +443,7 @@ class Store:
             "lengths", shape=(n_rows,), dtype="int32", chunks=(rows_per_shard,), fill_value=PENDING
         )
         _write_record(group, record)
-        return PaddedSet(group, record, rows_per_shard)
+        return PaddedSet(group, record)
 
     def features(self, name: str | None = None) -> FeatureSet:
         """Features by name, or the store's only features group."""

@@ -34,6 +34,18 @@ class Holder(BaseModel):
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} (`{self.command}`, started {self.started})"
 
+    def running(self) -> bool:
+        """Whether the holder still runs: known on this host; assumed on another."""
+        if self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, another user's
+            return True
+        return True
+
 
 class WriterLock:
     """`with WriterLock(path, "featurize"):` refuses with BusyError while another writer holds it."""
@@ -89,7 +101,7 @@ class WriterLock:
 
 
 def holder_of(target: Path) -> Holder | None:
-    """Who holds (or, after a crash, last held) the lock on `target`; for messages and tests."""
+    """Who holds the lock on `target` or, after a crash, last held it (see `Holder.running`)."""
     path = target.with_name(f"{target.name}.lock")
     if not path.exists():
         return None
