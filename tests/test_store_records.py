@@ -52,6 +52,8 @@ def test_a_vocabulary_killed_mid_creation_is_invisible_then_recreated(featurized
     ]
     shown = cli("info")
     assert shown.exit_code == 0 and "run `audiotok vocab` again" in shown.stdout
+    rows = [line for line in shown.stdout.splitlines() if "features" in line and "logmel" in line]
+    assert len(rows) == 1 and "22050 Hz, n_fft 1024, hop 512, 64 mels" in rows[0]  # piped: no wrap
     refused = cli("tokenize")
     assert refused.exit_code == 4 and "no vocab in" in refused.stderr
 

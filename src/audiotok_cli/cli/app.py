@@ -32,7 +32,8 @@ from audiotok_cli.errors import AudiotokError
 from audiotok_cli.progress import show_bars, stderr_console
 from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
 
-console = Console(soft_wrap=True)  # piped output is never hard-wrapped
+# piped output is never hard-wrapped: lines soft-wrap, tables keep their natural width
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 err_console = stderr_console  # the progress bars' console: lines print above a live bar
 app = typer.Typer(
     name="audiotok",
