@@ -10,7 +10,8 @@
 - `GET /cdn/{path}`: file bytes, honouring `Range: bytes=N-`.
 
 Faults for tests: `drop[path] = (after_bytes, times)` cuts the connection mid-file; `corrupt[path] =
-times` flips one byte of the body; `slow` paces every body.
+times` flips one byte of the body; `slow` paces every body; `held` (an Event) stops every body after
+its first 64 KiB until the test sets it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FakeHub:
         self.drop: dict[str, tuple[int, int]] = {}
         self.corrupt: dict[str, int] = {}
         self.slow = 0.0  # seconds per 64 KiB of file body, to interrupt a download half-way
+        self.held: threading.Event | None = None  # bodies wait after their first chunk until set
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self.server.server_address[1]
@@ -178,9 +180,11 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             try:
                 for start in range(0, len(body), 2**16):
                     self.wfile.write(body[start : start + 2**16])
-                    if hub.slow:
+                    if hub.slow or hub.held:
                         self.wfile.flush()
                         time.sleep(hub.slow)
+                    if hub.held is not None and start + 2**16 < len(body):  # more to come: hold it
+                        hub.held.wait(timeout=120)
             except (BrokenPipeError, ConnectionResetError):  # the client went away (Ctrl-C tests)
                 self.close_connection = True
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -155,7 +156,7 @@ def test_prune_deletes_only_files_whose_clips_are_all_featurized(cli, hub):
 
 
 def test_ctrl_c_mid_download_leaves_no_complete_looking_file_and_a_rerun_finishes(cli, hub, tmp_path):
-    hub.slow = 0.05
+    hub.held = threading.Event()  # every body stops after its first chunk: the download cannot finish
     env = {**os.environ, "HF_ENDPOINT": hub.url}
     small_chunks = "import huggingface_hub.constants as c; c.DOWNLOAD_CHUNK_SIZE = 2**16; "
     command = [sys.executable, "-c", small_chunks + "from audiotok_cli.cli import main; main()"]
@@ -168,6 +169,12 @@ def test_ctrl_c_mid_download_leaves_no_complete_looking_file_and_a_rerun_finishe
         assert time.monotonic() < deadline and process.poll() is None, "no download started"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
+    seen = []
+    while "stopping every download" not in "".join(seen):  # the child has taken in the Ctrl-C ...
+        line = process.stderr.readline()
+        assert line, f"the child ended without stopping its downloads: {''.join(seen)}"
+        seen.append(line)
+    hub.held.set()  # ... so the next chunk it reads makes it stop
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr
     for path in hub.files():
@@ -175,7 +182,7 @@ def test_ctrl_c_mid_download_leaves_no_complete_looking_file_and_a_rerun_finishe
         assert not local.exists() or local.read_bytes() == (hub.root / path).read_bytes(), path
     assert any(p.stat().st_size > 0 for p in partials.rglob("*.part"))
 
-    hub.slow = 0.0
+    hub.held = None
     result = cli("fetch", "--source", "eval")
     assert result.exit_code == 0, result.output
     for path in [p for p in hub.files() if p.startswith("data/eval/") or p == "ontology.json"]:

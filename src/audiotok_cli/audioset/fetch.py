@@ -38,6 +38,7 @@ from audiotok_cli.store.lock import WriterLock
 
 DEFAULT_REPO = "agkphysics/AudioSet"
 PARTIAL_DIR = ".audiotok-partial"
+log = logging.getLogger(__name__)
 HASH_BLOCK = 8 * 2**20
 _TRANSPORT_ERRORS = (httpx2.HTTPError, OSError)
 
@@ -173,6 +174,7 @@ def _fetch(
                 list(pool.map(one, plan.todo))
             except KeyboardInterrupt:  # Ctrl-C: stop every download at its next chunk; partials stay
                 stop.set()
+                log.warning("interrupted: stopping every download at its next chunk; partial files are kept")
                 pool.shutdown(cancel_futures=True)
                 raise
     return result
