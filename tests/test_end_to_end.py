@@ -46,7 +46,7 @@ def test_every_stage_through_the_cli(cli, layout):
     assert ids[valid].min() >= 0 and ids[valid].max() < 16 and (ids[~valid] == -1).all()
 
     mismatch = cli("train", "--k", "16", "--vocab-size", "32")
-    assert mismatch.exit_code == 3 and "model.vocab_size 32 != vocab.n_clusters 16" in mismatch.stderr
+    assert mismatch.exit_code == 3 and "model.vocab_size 32 != --k 16" in mismatch.stderr
     no_tokens = cli("train", "--k", "32")
     assert no_tokens.exit_code == 4 and "no tokens with k=32" in no_tokens.stderr
     resumed = cli("tokenize", "--k", "16")

@@ -69,7 +69,8 @@ def test_featurize_pads_short_clips_records_lengths_and_resumes(tmp_path):
     _store_with_clips(settings, clips)
     first = _featurize(settings)
     assert first.clips_done == 6
-    assert len(first.failures) == 1 and "broken00000.flac" in first.failures[0]
+    assert list(first.failures) == ["broken00000"] and "broken00000.flac" in first.failures["broken00000"]
+    assert Store.open(settings.store_path).features().record.failures == first.failures  # stored
     features = Store.open(settings.store_path).features("logmel")
     lengths = features.all_lengths()
     assert list(lengths) == [1 + 4 * 22050 // 512, 431, 431, 1 + 4 * 22050 // 512, 431, 431, PENDING]
@@ -81,7 +82,8 @@ def test_featurize_pads_short_clips_records_lengths_and_resumes(tmp_path):
     second = _featurize(settings)
     assert second.clips_done == 1 and second.clips_already_done == 6 and not second.failures
     assert second.shards_written == 1  # only the shard that held the pending clip
-    assert Store.open(settings.store_path).features("logmel").all_lengths()[6] == 431
+    features = Store.open(settings.store_path).features("logmel")
+    assert features.all_lengths()[6] == 431 and features.record.failures == {}
 
 
 def test_featurize_refuses_features_made_with_other_settings(tmp_path, cli):
@@ -97,12 +99,39 @@ def test_featurize_refuses_features_made_with_other_settings(tmp_path, cli):
     assert Store.open(settings.store_path).features("logmel").data.shape[2] == 32
 
 
-def test_cli_names_the_undecodable_file_and_keeps_going(cli):
+def _wav(samples: np.ndarray, rate: int = 48000) -> bytes:
+    out = io.BytesIO()
+    sf.write(out, samples, rate, format="WAV", subtype="FLOAT")
+    return out.getvalue()
+
+
+def test_bad_clips_fail_alone_are_stored_and_listed_and_the_command_exits_5(cli):
     settings = load_settings()
-    _store_with_clips(
-        settings, {"good0000000": flac_bytes(_tone(2.0, 48000, 1), 48000), "bad00000000": b"x" * 500}
-    )
+    nan = _tone(2.0, 48000, 1)
+    nan[1000] = np.nan
+    clips = {
+        "good0000000": flac_bytes(_tone(2.0, 48000, 1), 48000),
+        "bad00000000": b"x" * 500,
+        "nan00000000": _wav(nan),  # a float payload can hold NaN: librosa would refuse the whole shard
+        "inf00000000": _wav(np.full(48000, np.inf, dtype=np.float32)),
+        "tiny0000000": _wav(np.zeros(1, dtype=np.float32)),  # one sample: shorter than an STFT window
+        "good0000001": flac_bytes(_tone(3.0, 44100, 2), 44100),
+    }
+    _store_with_clips(settings, clips)
     result = cli("featurize")
-    assert result.exit_code == 0
-    assert "1 clips featurized" in result.stdout
-    assert "1 clips failed and stay pending" in result.stderr and "bad00000000.flac" in result.stderr
+    assert result.exit_code == 5
+    assert "2 clips featurized" in result.stdout
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "4 clips could not be featurized and stay pending" in error[0]
+    assert "`audiotok info` lists them" in error[0]
+    features = Store.open(settings.store_path).features()
+    failures = features.record.failures
+    assert sorted(failures) == ["bad00000000", "inf00000000", "nan00000000", "tiny0000000"]
+    assert "non-finite samples (NaN or inf)" in failures["nan00000000"]
+    assert "nan00000000.flac" in failures["nan00000000"] and "expand --repair" in failures["nan00000000"]
+    assert "fewer than one STFT window" in failures["tiny0000000"]
+    lengths = features.all_lengths()
+    assert (lengths[[0, 5]] > 0).all() and (lengths[1:5] == PENDING).all()  # the good clips were kept
+    info = cli("info")
+    assert "4 clips of features 'logmel' failed and stay pending:" in info.stdout
+    assert "nan00000000: " in info.stdout and "non-finite samples" in info.stdout

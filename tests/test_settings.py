@@ -38,10 +38,9 @@ def test_unset_cli_flags_do_not_mask_env(monkeypatch):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (
-            {"model": {"vocab_size": 100}, "vocab": {"n_clusters": 64}},
-            "model.vocab_size 100 != vocab.n_clusters 64",
-        ),
+        ({"train": {"learning_rate": float("inf")}}, "train.learning_rate: Input should be a finite number"),
+        ({"audio": {"clip_seconds": 1e7}}, "audio.clip_seconds: Input should be less than or equal to 600"),
+        ({"audio": {"clip_seconds": float("nan")}}, "audio.clip_seconds: Input should be a finite number"),
         ({"audio": {"hop_length": 2048}}, "hop_length 2048 > n_fft 1024"),
         ({"audio": {"n_mels": 600}}, "n_mels 600 exceeds the 513 FFT bins"),
         ({"split": {"val_ratio": 1.5}}, "split.val_ratio"),
@@ -59,7 +58,40 @@ def test_cli_reports_bad_settings_with_exit_3(cli, monkeypatch):
     monkeypatch.setenv("AUDIOTOK_MODEL__VOCAB_SIZE", "100")
     result = cli("train", "--k", "64")
     assert result.exit_code == 3
-    assert "model.vocab_size 100 != vocab.n_clusters 64" in result.stderr
+    assert "model.vocab_size 100 != --k 64" in result.stderr
+
+
+def test_vocab_size_is_checked_against_effective_values_and_only_by_train(cli, monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_MODEL__VOCAB_SIZE", "16")
+    assert cli("config").exit_code == 0  # commands without a model never look at it
+    assert cli("info").exit_code == 4  # (no store yet), not a settings error
+    assert cli("train", "--k", "16").exit_code == 4  # agrees with --k: on to the missing store
+
+
+@pytest.mark.parametrize(("where", "place"), [("env", "the environment"), (".env", ".env")])
+def test_a_nested_group_that_is_not_json_is_one_line(cli, monkeypatch, where, place):
+    if where == "env":
+        monkeypatch.setenv("AUDIOTOK_AUDIO", "not-json")
+    else:
+        Path(".env").write_text("AUDIOTOK_AUDIO=not-json\n")
+    result = cli("config")
+    assert result.exit_code == 3
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"invalid setting audio (from AUDIOTOK_AUDIO in {place}): not a JSON object" in result.stderr
+    assert "AUDIOTOK_AUDIO__NAME=VALUE" in result.stderr
+
+
+def test_errors_say_where_a_bad_value_came_from(cli, monkeypatch):
+    Path(".env").write_text("AUDIOTOK_VOCAB__NITER=0\n")
+    from_file = cli("config")
+    assert from_file.exit_code == 3 and "vocab.niter (from AUDIOTOK_VOCAB__NITER in .env)" in from_file.stderr
+    monkeypatch.setenv("AUDIOTOK_AUDIO__N_MEL", "32")  # a typo
+    typo = cli("config")
+    assert (
+        typo.exit_code == 3
+        and "audio.n_mel" in typo.stderr
+        and "Extra inputs are not permitted" in typo.stderr
+    )
 
 
 def test_config_shows_where_each_value_came_from(cli, monkeypatch):

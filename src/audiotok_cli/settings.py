@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.training.models import MODEL_NAMES
@@ -26,7 +27,13 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # store groups and run folders: no '/', no '..'
 
 
-class PathSettings(BaseModel):
+class _Group(BaseModel):
+    """A settings group: unknown keys (a typo in a variable name) and inf or NaN are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class PathSettings(_Group):
     """Where each stage reads and writes; unset paths live under `data_dir`."""
 
     mirror_dir: Path | None = Field(None, description="Local mirror of the hub dataset repo.")
@@ -45,7 +52,7 @@ class Paths:
     runs_dir: Path
 
 
-class AudioSettings(BaseModel):
+class AudioSettings(_Group):
     """Log-mel front end (the seed's librosa settings): everything that determines feature values,
     recorded with the features and the runs trained on them."""
 
@@ -54,7 +61,9 @@ class AudioSettings(BaseModel):
     hop_length: int = Field(512, gt=0, description="STFT hop in samples.")
     n_mels: int = Field(64, gt=0, description="Mel bands per frame.")
     normalize: bool = Field(False, description="Scale each clip's log-mel to [0, 1].")
-    clip_seconds: float = Field(10.0, gt=0, description="Longest audio kept per clip; sets max frames.")
+    clip_seconds: float = Field(
+        10.0, gt=0, le=600, description="Longest audio kept per clip (at most 600 s); sets max frames."
+    )
 
     @property
     def max_frames(self) -> int:
@@ -73,7 +82,7 @@ class AudioSettings(BaseModel):
         return self
 
 
-class FeaturesSettings(BaseModel):
+class FeaturesSettings(_Group):
     """Where `featurize` writes in the store, and how its arrays are cut into shards."""
 
     name: str = Field("logmel", pattern=f"^{NAME_PATTERN}$", description="Store group for the features.")
@@ -87,11 +96,11 @@ class FeaturesSettings(BaseModel):
         return self
 
 
-class SplitSettings(BaseModel):
+class SplitSettings(_Group):
     val_ratio: float = Field(0.1, gt=0, lt=1, description="Share of training clips held out.")
 
 
-class VocabSettings(BaseModel):
+class VocabSettings(_Group):
     """FAISS k-means over training-split frames."""
 
     n_clusters: int = Field(64, ge=2, description="Vocabulary size k (number of centroids).")
@@ -100,9 +109,9 @@ class VocabSettings(BaseModel):
     init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_Group):
     kind: str = Field("lstm", description=f"Model family: {', '.join(MODEL_NAMES)}.")
-    vocab_size: int | None = Field(None, description="Must equal vocab.n_clusters when set.")
+    vocab_size: int | None = Field(None, description="When set, train refuses a vocabulary of another size.")
     embed_dim: int = Field(128, gt=0, description="Token embedding size (simple, lstm).")
     hidden_size: int = Field(128, gt=0, description="Hidden size (lstm, bert).")
     num_layers: int = Field(2, gt=0, description="Layers (lstm, bert).")
@@ -117,7 +126,7 @@ class ModelSettings(BaseModel):
         return kind
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(_Group):
     epochs: int = Field(15, gt=0, description="Passes over the train split.")
     batch_size: int = Field(32, gt=0, description="Clips per optimizer step.")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
@@ -143,6 +152,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=ENV_FILE,
         extra="ignore",
+        allow_inf_nan=False,
     )
 
     data_dir: Path = Field(Path("data"), description="Root of every default path.")
@@ -162,16 +172,6 @@ class Settings(BaseSettings):
         if level.upper() not in LOG_LEVELS:
             raise ValueError(f"unknown log level {level!r}; choose from {', '.join(LOG_LEVELS)}")
         return level.upper()
-
-    @model_validator(mode="after")
-    def _vocab_matches_model(self) -> Settings:
-        size = self.model.vocab_size
-        if size is not None and size != self.vocab.n_clusters:
-            raise ValueError(
-                f"model.vocab_size {size} != vocab.n_clusters {self.vocab.n_clusters}; "
-                "they must be equal (or leave model.vocab_size unset)"
-            )
-        return self
 
     @property
     def resolved_paths(self) -> Paths:
@@ -201,14 +201,44 @@ class Settings(BaseSettings):
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Build settings with `overrides` (from CLI flags) on top; raise SettingsError on bad values."""
+    """Build settings with `overrides` (from CLI flags) on top; raise SettingsError on bad values,
+    naming the setting and where its value came from."""
+    overrides = prune_none(overrides or {})
     try:
-        return Settings(**prune_none(overrides or {}))
+        return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "settings"
         message = error["msg"].removeprefix("Value error, ")
-        raise SettingsError(f"invalid setting {where}: {message}") from None
+        raise SettingsError(f"invalid setting {where}{_from(where, overrides)}: {message}") from None
+    except PydanticSettingsError as exc:  # a nested group given as a value that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field[1] if field else "settings"
+        raise SettingsError(
+            f"invalid setting {name}{_from(name, overrides)}: not a JSON object; set its values one by one "
+            f"({ENV_PREFIX}{name.upper()}__NAME=VALUE) or give JSON such as '{{\"n_mels\": 64}}'"
+        ) from None
+
+
+def origin(name: str, overrides: dict[str, Any]) -> tuple[str, str | None]:
+    """Where the value of dotted setting `name` comes from (cli, env, .env or default), and the
+    variable that set it: its own (`AUDIOTOK_AUDIO__N_MELS`) or its group's (`AUDIOTOK_AUDIO`)."""
+    if name in flatten(overrides) or name.split(".")[0] in overrides:
+        return "cli", None
+    variables = [ENV_PREFIX + name.replace(".", "__").upper(), ENV_PREFIX + name.split(".")[0].upper()]
+    dotenv = {k.upper() for k in dotenv_values(ENV_FILE)} if Path(ENV_FILE).exists() else set()
+    for source, names in (("env", os.environ), (".env", dotenv)):
+        for variable in variables:
+            if variable in names:
+                return source, variable
+    return "default", None
+
+
+def _from(name: str, overrides: dict[str, Any]) -> str:
+    """` (from AUDIOTOK_X in .env)`, or nothing for command-line and default values."""
+    source, variable = origin(name, overrides)
+    place = {"env": "the environment", ".env": ENV_FILE}.get(source)
+    return f" (from {variable} in {place})" if place else ""
 
 
 def prune_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -226,22 +256,16 @@ def prune_none(values: dict[str, Any]) -> dict[str, Any]:
 
 def setting_sources(settings: Settings, overrides: dict[str, Any] | None = None) -> list[dict]:
     """Each setting's dotted name, effective value and origin: cli, env, .env or default."""
-    cli = flatten(prune_none(overrides or {}))
-    dotenv = {k.upper(): v for k, v in dotenv_values(ENV_FILE).items()} if Path(ENV_FILE).exists() else {}
-    environment = {k.upper() for k in os.environ}
-    rows = []
-    for name, value in flatten(settings.model_dump(mode="json")).items():
-        env_name = ENV_PREFIX + name.replace(".", "__").upper()
-        if name in cli:
-            origin = "cli"
-        elif env_name in environment:
-            origin = "env"
-        elif env_name in dotenv:
-            origin = ".env"
-        else:
-            origin = "default"
-        rows.append({"name": name, "value": value, "source": origin, "env": env_name})
-    return rows
+    overrides = prune_none(overrides or {})
+    return [
+        {
+            "name": name,
+            "value": value,
+            "source": origin(name, overrides)[0],
+            "env": ENV_PREFIX + name.replace(".", "__").upper(),
+        }
+        for name, value in flatten(settings.model_dump(mode="json")).items()
+    ]
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

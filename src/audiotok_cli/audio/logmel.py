@@ -18,6 +18,11 @@ import soxr
 from audiotok_cli.errors import DataError
 from audiotok_cli.settings import AudioSettings
 
+REPAIR = (
+    "extract it again with `audiotok expand --repair` (if it fails again, the mirror's copy is bad: "
+    "re-fetch its file, or leave the clip out: it stays pending)"
+)
+
 
 def audio_path(audio_dir: Path, source: str, ytid: str) -> Path:
     """`{audio_dir}/{source}/{ytid[:2]}/{ytid}.flac`: two-character folders keep directories small."""
@@ -25,16 +30,19 @@ def audio_path(audio_dir: Path, source: str, ytid: str) -> Path:
 
 
 def decode(source: Path | bytes, sample_rate: int, name: str = "") -> np.ndarray:
-    """Decode to mono float32 at `sample_rate`; corrupt or empty audio raises DataError."""
+    """Decode to mono float32 at `sample_rate`; corrupt, empty or non-finite audio raises DataError
+    naming `name` (or the path) and the fix."""
     label = name or str(source)
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
         samples, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
-        raise DataError(f"cannot decode {label} ({reason}); re-run `audiotok expand` for it") from None
+        raise DataError(f"cannot decode {label} ({reason}); {REPAIR}") from None
     if samples.shape[0] == 0:
-        raise DataError(f"{label} holds no audio samples; re-run `audiotok expand` for it")
+        raise DataError(f"{label} holds no audio samples; {REPAIR}")
+    if not np.isfinite(samples).all():  # a float WAV or FLAC payload can hold NaN or inf
+        raise DataError(f"{label} holds non-finite samples (NaN or inf); {REPAIR}")
     if samples.shape[1] == 2:
         mono = (samples[:, 0] + samples[:, 1]) * 0.5  # ~7x faster than mean(axis=1)
     else:
@@ -54,8 +62,13 @@ class LogMel:
         ).astype(np.float32)
         self.max_samples = round(settings.clip_seconds * settings.sample_rate)
 
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
+    def __call__(self, samples: np.ndarray, name: str = "the clip") -> np.ndarray:
         s = self.settings
+        if len(samples) < s.n_fft:
+            raise DataError(
+                f"{name} holds {len(samples)} samples at {s.sample_rate} Hz, fewer than one STFT window "
+                f"(n_fft {s.n_fft}): too short to featurize; it stays pending"
+            )
         samples = samples[: self.max_samples]
         spectrum = np.abs(librosa.stft(samples, n_fft=s.n_fft, hop_length=s.hop_length)) ** 2
         log_mel = librosa.power_to_db(self.mel_basis @ spectrum, ref=1.0, top_db=80.0).T

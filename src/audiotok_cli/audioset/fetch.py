@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from audiotok_cli.audioset.classes import checked_sources
 from audiotok_cli.audioset.manifest import load_manifest, parse_shards, record_listing, save_manifest
 from audiotok_cli.audioset.mirror import is_metadata_file, is_source_file, layout_of
-from audiotok_cli.errors import MissingInputError, NetworkError, SettingsError
+from audiotok_cli.errors import DataError, MissingInputError, NetworkError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store.lock import WriterLock
 
@@ -62,6 +62,14 @@ class FetchResult:
     fetched: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     bytes_fetched: int = 0
+
+    def problem(self) -> DataError | None:
+        if not self.failed:
+            return None
+        return DataError(
+            f"{len(self.failed)} files failed sha256 verification twice and were deleted: "
+            f"{', '.join(self.failed)}; run fetch again"
+        )
 
 
 def endpoint() -> str | None:

@@ -107,7 +107,8 @@ def quiet_or_json() -> bool:
 
 def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[[Callable], Callable]:
     """Register `function` as command `name`: its return value is rendered with `render`, or
-    printed as JSON with `--json`, or not at all with `--quiet`."""
+    printed as JSON with `--json`, or not at all with `--quiet`; a result whose `problem()` returns
+    an error (some files or clips failed) then exits with that error's code."""
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(function, eval_str=True)
@@ -141,6 +142,9 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
                     sys.stdout.write(json.dumps(result, indent=2, default=_jsonable) + "\n")
                 elif not quiet and render is not None:
                     render(result)
+                problem = getattr(result, "problem", None)
+                if problem and problem():  # partial failure: the result is shown, the exit code says so
+                    raise problem()
             except AudiotokError as exc:
                 err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(exc.exit_code) from None

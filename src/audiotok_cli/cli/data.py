@@ -17,7 +17,6 @@ from audiotok_cli.cli.options import (
     StoreOpt,
     option,
 )
-from audiotok_cli.errors import DataError
 
 LayoutChoice = f"One of {', '.join(LAYOUTS)}."
 
@@ -82,12 +81,6 @@ def fetch_cmd(
         max_gb=max_gb,
         dry_run=dry_run,
     )
-    if result.failed:
-        _render_fetch(result)
-        raise DataError(
-            f"{len(result.failed)} files failed sha256 verification twice and were deleted: "
-            f"{', '.join(result.failed)}; run fetch again"
-        )
     return result
 
 

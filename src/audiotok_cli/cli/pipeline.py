@@ -2,9 +2,7 @@
 
 from typing import Annotated
 
-from rich.markup import escape
-
-from audiotok_cli.cli.app import command, command_settings, console, err_console
+from audiotok_cli.cli.app import command, command_settings, console
 from audiotok_cli.cli.options import (
     AudioDirOpt,
     FeaturesOpt,
@@ -41,11 +39,6 @@ def _render_featurize(result) -> None:
         f"features {result.name!r}: {result.clips_done} clips featurized, "
         f"{result.clips_already_done} already done, {result.shards_written} shards written"
     )
-    if result.failures:
-        err_console.print(
-            f"[yellow]{len(result.failures)} clips failed and stay pending; "
-            f"first: {escape(result.failures[0])}"
-        )
 
 
 @command("featurize", render=_render_featurize)

@@ -9,6 +9,8 @@ from audiotok_cli.cli.app import cli_overrides, command, command_settings, conso
 from audiotok_cli.cli.options import MirrorOpt, StoreOpt
 from audiotok_cli.settings import setting_sources
 
+SHOWN_FAILURES = 10
+
 
 def _render_info(info: dict[str, Any]) -> None:
     stored = info["store"]
@@ -62,6 +64,16 @@ def _render_store(info: dict[str, Any]) -> None:
             console.print(f"[red]stale tokens {g['name']!r}:[/] {escape(g['stale'])}")
     for g in info["damaged"]:
         console.print(f"[red]damaged {g['kind']} {g['name']!r}:[/] {escape(g['problem'])}")
+    for g in info["features"]:
+        failures = g["record"]["failures"]
+        if failures:
+            console.print(f"[yellow]{len(failures)} clips of features {g['name']!r} failed and stay pending:")
+            for ytid, reason in list(failures.items())[:SHOWN_FAILURES]:
+                console.print(f"  {ytid}: {escape(reason)}")
+            if len(failures) > SHOWN_FAILURES:
+                console.print(
+                    f"  ... and {len(failures) - SHOWN_FAILURES} more (`audiotok info --json` lists all)"
+                )
 
 
 @command("info", render=_render_info)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiotok_cli.audio.logmel import LogMel, audio_path, decode
+from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.classes import SOURCES, checked_sources
 from audiotok_cli.errors import DataError, MissingInputError
 from audiotok_cli.progress import progress
@@ -29,7 +29,17 @@ class FeaturizeResult:
     clips_done: int = 0
     clips_already_done: int = 0
     shards_written: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # ytid -> reason, this run's
+
+    def problem(self) -> DataError | None:
+        """Clips that failed make the command fail (exit 5) once the rest is written."""
+        if not self.failures:
+            return None
+        first = next(iter(self.failures.values()))
+        return DataError(
+            f"{len(self.failures)} clips could not be featurized and stay pending (`audiotok info` lists "
+            f"them); first: {first}"
+        )
 
 
 def featurize(
@@ -54,13 +64,24 @@ def featurize(
             for shard in features.shards_with(todo):
                 rows = features.shard_rows(shard)
                 done, failures = featurize_shard(audio_dir, store, features, shard, todo[rows], log_mel)
-                result.clips_done += done
-                result.failures += failures
+                _remember(features, store.ytids(rows)[todo[rows]], failures)
+                result.clips_done += len(done)
+                result.failures |= failures
                 result.shards_written += 1
-                advance(done + len(failures))
-    for failure in result.failures:
+                advance(len(done) + len(failures))
+    for failure in result.failures.values():
         log.warning(failure)
     return result
+
+
+def _remember(features: FeatureSet, attempted: np.ndarray, failures: dict[str, str]) -> None:
+    """Keep the record's list of failed clips current: this shard's failures in, its successes out."""
+    before = dict(features.record.failures)
+    for ytid in attempted:
+        features.record.failures.pop(ytid, None)
+    features.record.failures.update(failures)
+    if features.record.failures != before:
+        features.save_record()
 
 
 def _open_or_create(
@@ -90,8 +111,9 @@ def featurize_shard(
     shard: int,
     todo: np.ndarray,
     log_mel: LogMel,
-) -> tuple[int, list[str]]:
-    """Compute the `todo` clips of one shard and write the whole shard; returns (done, failures)."""
+) -> tuple[list[str], dict[str, str]]:
+    """Compute the `todo` clips of one shard and write the whole shard; returns the ytids done and
+    the failures (ytid -> reason). One clip's failure never costs the rest of its shard."""
     rows = features.shard_rows(shard)
     if todo.all():
         block = np.zeros((len(todo), *features.data.shape[1:]), dtype=features.data.dtype)
@@ -99,18 +121,20 @@ def featurize_shard(
     else:
         block, lengths = features.read_shard(shard)
     ytids, sources = store.ytids(rows), store.sources(rows)
-    failures = []
+    done, failures = [], {}
     for offset in np.flatnonzero(todo):
-        path = audio_path(audio_dir, SOURCES[sources[offset]], ytids[offset])
+        ytid = ytids[offset]
+        path = audio_path(audio_dir, SOURCES[sources[offset]], ytid)
         try:
             if not path.exists():
-                raise DataError(f"{path} is missing; run `audiotok expand` to restore it")
-            frames = log_mel(decode(path, log_mel.settings.sample_rate))
+                raise DataError(f"{path} is missing; {REPAIR}")
+            frames = log_mel(decode(path, log_mel.settings.sample_rate), name=str(path))
         except DataError as exc:
-            failures.append(str(exc))
+            failures[ytid] = str(exc)
             continue
         block[offset] = 0
         block[offset, : len(frames)] = frames
         lengths[offset] = len(frames)
+        done.append(ytid)
     features.write_shard(shard, block, lengths)
-    return len(np.flatnonzero(todo)) - len(failures), failures
+    return done, failures

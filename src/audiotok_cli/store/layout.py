@@ -164,6 +164,10 @@ class PaddedSet(Generic[R]):
         rows = self.shard_rows(shard)
         return self.data[rows], self.lengths[rows]
 
+    def save_record(self) -> None:
+        """Write back the record after bookkeeping changed it (the parent process only)."""
+        _write_record(self.group, self.record)
+
 
 @dataclass(frozen=True)
 class Pick:

@@ -50,6 +50,9 @@ class FeaturesRecord(BaseModel):
     audio: AudioSettings
     max_frames: int
     rows_per_shard: int
+    failures: dict[str, str] = Field(
+        default_factory=dict, description="ytid -> why its clip could not be featurized (it stays pending)."
+    )
     made: Stamp = Field(default_factory=Stamp)
 
 

@@ -61,12 +61,16 @@ def train(
     if FAMILIES[model.kind].input != "tokens":
         raise SettingsError(f"model {model.kind!r} reads frames; this audiotok trains token models only")
     device = pick_device(settings.device)
+    pick = pick or Pick()
+    if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
+        raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
     store = Store.open(paths.store)
     tokens = store.tokens(pick)
     n_tokens = tokens.record.n_clusters
     if model.vocab_size not in (None, n_tokens):
-        raise MismatchError(
-            f"model.vocab_size {model.vocab_size} != the {n_tokens} tokens of {tokens.name!r}"
+        raise SettingsError(
+            f"model.vocab_size {model.vocab_size} != {n_tokens}, the size of vocabulary {tokens.name!r}; "
+            "unset it or choose a vocabulary of that size with --k"
         )
     lengths = tokens.all_lengths()
     rows = store.split_rows(lengths, "train"), store.split_rows(lengths, "val")
