@@ -35,7 +35,7 @@ def test_segment_csv_with_comments_spaces_and_quoted_labels(tmp_path):
 def test_expand_writes_every_clip_and_its_labels(small_mirrors, layout, tmp_path):
     demo = small_mirrors[layout]
     settings = load_settings({"paths": {"mirror_dir": demo.mirror_dir}})
-    results = expand(settings.resolved_paths, ["bal_train", "eval"])
+    results = expand(settings.resolved_paths, ["bal_train", "eval"]).sources
     assert [r.clips_added for r in results] == [
         len(demo.labels["bal_train"]),
         len(demo.labels["eval"]),
@@ -54,7 +54,7 @@ def test_expand_rerun_skips_finished_files_and_keeps_rows(small_mirrors):
     settings = load_settings({"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}})
     expand(settings.resolved_paths, ["bal_train"])
     before = Store.open(settings.store_path).ytids()
-    again = expand(settings.resolved_paths, ["bal_train"])[0]
+    again = expand(settings.resolved_paths, ["bal_train"]).sources[0]
     assert again.files_done == 0 and again.files_skipped >= 1 and again.clips_added == 0
     assert list(Store.open(settings.store_path).ytids()) == list(before)
 

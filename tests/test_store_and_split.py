@@ -13,7 +13,11 @@ from store_helpers import new_store
 
 
 def _labels(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random((n, N_CLASSES)) < 0.01
+    """Random multi-hot rows, each with at least one label."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random((n, N_CLASSES)) < 0.01
+    labels[np.arange(n), rng.integers(N_CLASSES, size=n)] = True
+    return labels
 
 
 def test_clips_append_and_lookup_by_ytid(tmp_path):

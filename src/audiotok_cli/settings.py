@@ -98,6 +98,9 @@ class FeaturesSettings(_Group):
 
 class SplitSettings(_Group):
     val_ratio: float = Field(0.1, gt=0, lt=1, description="Share of training clips held out.")
+    keep_unlabeled: bool = Field(
+        False, description="Put clips with no labels in train/val/test too (they train as all-negative)."
+    )
 
 
 class VocabSettings(_Group):

@@ -37,8 +37,9 @@ PARQUET_BATCH_ROWS = 32
 @dataclass(frozen=True)
 class MirrorClip:
     ytid: str
-    flac: bytes
+    flac: bytes | None
     mids: tuple[str, ...]
+    problem: str | None = None  # why this entry holds no usable audio (the clip is skipped)
 
 
 def data_dir(mirror_dir: Path) -> Path:
@@ -125,21 +126,30 @@ def _iter_parquet(path: Path) -> Iterator[MirrorClip]:
     missing = {"video_id", "audio", "labels"} - set(parquet.schema_arrow.names)
     if missing:
         raise DataError(f"{path} lacks columns {sorted(missing)}; is it an AudioSet Parquet file?")
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=["video_id", "audio", "labels"]):
+    batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=["video_id", "audio", "labels"])
+    number = 0
+    for batch in batches:
         for row in batch.to_pylist():
+            payload = (row["audio"] or {}).get("bytes")
+            problem = None if payload else f"row {number} of {path.name} has no audio bytes"
             yield MirrorClip(
-                _checked_ytid(row["video_id"], path),
-                row["audio"]["bytes"],
-                tuple(row["labels"] or ()),
+                _checked_ytid(row["video_id"], path), payload, tuple(row["labels"] or ()), problem
             )
+            number += 1
 
 
 def _iter_tar(path: Path, segments: dict[str, tuple[str, ...]]) -> Iterator[MirrorClip]:
     with tarfile.open(path, mode="r|") as archive:
         for member in archive:
-            if not member.isfile() or not member.name.endswith(".flac"):
+            if not member.name.endswith(".flac") or not (member.isfile() or member.issym() or member.islnk()):
                 continue
             ytid = _checked_ytid(Path(member.name).stem, path)
+            if not member.isfile():  # never followed: a link could point anywhere
+                kind = "symlink" if member.issym() else "hard link"
+                yield MirrorClip(
+                    ytid, None, segments.get(ytid, ()), f"{member.name} in {path.name} is a {kind}, not audio"
+                )
+                continue
             handle = archive.extractfile(member)
             payload = handle.read() if handle else b""
             if len(payload) != member.size:
@@ -161,11 +171,14 @@ def read_segments(mirror_dir: Path, source: str) -> dict[str, tuple[str, ...]]:
         raise MissingInputError(f"{path} is missing: tar mirrors take labels from it; fetch it again")
     labels: dict[str, tuple[str, ...]] = {}
     with path.open(newline="") as handle:
-        rows = csv.reader((line for line in handle if not line.startswith("#")), skipinitialspace=True)
-        for number, row in enumerate(rows, start=4):
-            if not row:
+        for number, line in enumerate(handle, start=1):
+            if line.startswith("#") or not line.strip():
                 continue
+            try:  # one record per line: a quote left open must not swallow the next rows
+                row = next(csv.reader([line], skipinitialspace=True, strict=True))
+            except csv.Error as exc:
+                raise DataError(f"{path}:{number}: malformed row ({exc}); fetch the file again") from None
             if len(row) != 4:
-                raise DataError(f"{path}:{number}: expected 4 fields, found {len(row)}")
+                raise DataError(f"{path}:{number}: expected 4 fields, found {len(row)}; fetch the file again")
             labels[row[0]] = tuple(mid for mid in row[3].split(",") if mid)
     return labels

@@ -113,13 +113,17 @@ def demo_data_cmd(
     )
 
 
-def _render_expand(results) -> None:
-    for r in results:
+def _render_expand(report) -> None:
+    for r in report.sources:
+        if report.repair:
+            console.print(f"{r.source}: extracted the audio of {r.repaired} failed clips again")
+            continue
         console.print(
             f"{r.source} ({r.layout}): {r.files_done} files expanded, {r.files_skipped} files skipped; "
-            f"{r.clips_added} clips added, {r.clips_skipped} already in the store, {r.unlabeled} unlabeled"
+            f"{r.clips_added} clips added, {r.clips_skipped} already in the store, {r.unlabeled} unlabeled, "
+            f"{len(r.skipped)} entries without usable audio skipped, {len(r.bad_files)} files unreadable"
         )
-    for r in results:
+    for r in report.sources:
         if r.unknown_mids:
             err_console.print(
                 f"[yellow]{r.source}: ignored labels outside the 527 classes: {sorted(r.unknown_mids)}"
@@ -134,12 +138,16 @@ def expand_cmd(
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Only extract again the audio of clips that featurize could not read."),
+    ] = False,
 ):
     """Hub mirror files -> {audio_dir}/{source}/{ytid[:2]}/{ytid}.flac, and clips + labels in the store."""
     from audiotok_cli.stages.expand import expand
 
     settings = command_settings(paths={"mirror_dir": mirror_dir, "audio_dir": audio_dir, "store": store})
-    return expand(settings.resolved_paths, source, layout, overwrite)
+    return expand(settings.resolved_paths, source, layout, overwrite, repair)
 
 
 def _render_prune(result) -> None:

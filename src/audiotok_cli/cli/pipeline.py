@@ -21,16 +21,22 @@ from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings
     render=lambda r: console.print(
         f"split (val_ratio {r.val_ratio:.2f}, seed {r.seed}): "
         + ", ".join(f"{count} {name}" for name, count in r.counts.items())
+        + f"; {r.unlabeled_left_out} clips without labels left out"
     ),
 )
 def split_cmd(
     val_ratio: Annotated[float | None, setting(SplitSettings, "val_ratio", "--val-ratio")] = None,
+    keep_unlabeled: Annotated[
+        bool | None, setting(SplitSettings, "keep_unlabeled", "--keep-unlabeled/--no-keep-unlabeled")
+    ] = None,
     store: StoreOpt = None,
 ):
     """Deterministic train/val split (seeded hash of each ytid); the eval source is the test split."""
     from audiotok_cli.stages.split import split
 
-    settings = command_settings(paths={"store": store}, split={"val_ratio": val_ratio})
+    settings = command_settings(
+        paths={"store": store}, split={"val_ratio": val_ratio, "keep_unlabeled": keep_unlabeled}
+    )
     return split(settings.store_path, settings.split, settings.seed)
 
 

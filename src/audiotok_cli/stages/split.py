@@ -2,6 +2,7 @@
 
 A clip's split depends only on (seed, ytid, val_ratio), so appending clips never reshuffles old ones.
 The official `eval` source is always the test split, so results compare with published AudioSet mAP.
+Clips without labels stay unassigned unless `keep_unlabeled`: trained on, they teach "nothing here".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class SplitResult:
     counts: dict[str, int]
     val_ratio: float
     seed: int
+    unlabeled_left_out: int
 
 
 def hash_unit(ytid: str, seed: int) -> float:
@@ -37,6 +39,9 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         )
         codes = np.where(draws < ratio, split_code("val"), split_code("train")).astype(np.uint8)
         codes[store.sources() == source_code("eval")] = split_code("test")
-        store.set_splits(codes, SplitRecord(val_ratio=ratio, seed=seed))
+        left_out = np.zeros(len(codes), dtype=bool) if settings.keep_unlabeled else ~store.labeled()
+        codes[left_out] = split_code("unassigned")  # no labels: an all-negative example is a wrong one
+        record = SplitRecord(val_ratio=ratio, seed=seed, keep_unlabeled=settings.keep_unlabeled)
+        store.set_splits(codes, record)
     counts = {name: int((codes == split_code(name)).sum()) for name in SPLITS[1:]}
-    return SplitResult(counts, ratio, seed)
+    return SplitResult(counts, ratio, seed, int(left_out.sum()))

@@ -335,10 +335,28 @@ class Store:
         """Mirror files whose clips are all on disk and in the store."""
         return list(self.clips_record.expanded_files.get(source, []))
 
-    def mark_expanded(self, source: str, file_name: str) -> None:
+    def mark_expanded(self, source: str, file_name: str, skipped: dict[str, str]) -> None:
+        """A mirror file is done: its clips are stored, and `skipped` says why some entries are not."""
         record = self.clips_record
         record.expanded_files[source] = sorted({*record.expanded_files.get(source, []), file_name})
+        record.bad_files.pop(f"{source}/{file_name}", None)
+        record.skipped.update(skipped)
         _write_record(self._clips, record)
+
+    def mark_bad_file(self, source: str, file_name: str, problem: str) -> None:
+        record = self.clips_record
+        record.bad_files[f"{source}/{file_name}"] = problem
+        _write_record(self._clips, record)
+
+    def labeled(self) -> np.ndarray:
+        """Mask of the clips with at least one label, read chunk by chunk."""
+        return np.concatenate(
+            [
+                self.labels(slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))).any(axis=1)
+                for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK)
+            ]
+            or [np.zeros(0, dtype=bool)]
+        )
 
     def set_splits(self, codes: np.ndarray, split: SplitRecord) -> None:
         self._clips["split"][: self.n_clips] = codes

@@ -31,10 +31,11 @@ class StoreRecord(BaseModel):
 
 
 class SplitRecord(BaseModel):
-    """The settings of the last `split`: every row's split follows from them and its ytid."""
+    """The settings of the last `split`: every row's split follows from them, its ytid and labels."""
 
     val_ratio: float
     seed: int
+    keep_unlabeled: bool = False
 
 
 class ClipsRecord(BaseModel):
@@ -43,6 +44,12 @@ class ClipsRecord(BaseModel):
     split: SplitRecord | None = None
     expanded_files: dict[str, list[str]] = Field(
         default_factory=dict, description="Per source, mirror files whose clips are all stored."
+    )
+    bad_files: dict[str, str] = Field(
+        default_factory=dict, description="Mirror file -> why it could not be read (retried by expand)."
+    )
+    skipped: dict[str, str] = Field(
+        default_factory=dict, description="ytid -> why a mirror entry became no clip row."
     )
 
 
