@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from audiotok_cli.audioset.classes import N_CLASSES, class_index
 from audiotok_cli.errors import MismatchError, SettingsError
@@ -22,7 +23,7 @@ from audiotok_cli.store import Store
 from audiotok_cli.training.loop import train
 from audiotok_cli.training.models import FAMILIES, MODEL_NAMES
 from audiotok_cli.training.models.ids import to_model_ids
-from audiotok_cli.training.runs import RECORD, load_run
+from audiotok_cli.training.runs import CHECKPOINT, RECORD, load_run
 
 
 @pytest.fixture
@@ -66,10 +67,11 @@ def test_a_run_of_an_older_format_is_refused_with_the_fix(trained, cli):
     _, run_dir = trained
     record = json.loads((run_dir / RECORD).read_text())
     (run_dir / RECORD).write_text(json.dumps({**record, "format": 1}))
-    with pytest.raises(MismatchError, match=r"not run format 2.*train it again with --overwrite"):
+    save_file(load_file(run_dir / CHECKPOINT), run_dir / CHECKPOINT)  # format 1 kept no record there
+    with pytest.raises(MismatchError, match=r"not run format 2.*train the run again with --overwrite"):
         load_run(run_dir)
     result = cli("eval", "--run", run_dir.name)
-    assert result.exit_code == 6 and "train it again with --overwrite" in result.stderr
+    assert result.exit_code == 6 and "train the run again with --overwrite" in result.stderr
 
 
 def test_the_registry_knows_each_family_and_its_input():

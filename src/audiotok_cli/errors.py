@@ -4,7 +4,8 @@ Exit codes (documented in the README):
     0 success, 1 unexpected bug, 2 usage error (Typer),
     3 invalid settings, 4 missing input, 5 corrupt or unreadable data,
     6 artifact made with other settings, 7 output exists (use --overwrite), 8 network,
-    9 busy: another audiotok process is writing the same store, mirror or run.
+    9 busy: another audiotok process is writing the same store, mirror or run,
+    10 disk full.
 """
 
 from __future__ import annotations
@@ -56,3 +57,9 @@ class BusyError(AudiotokError):
     """Another process holds the writer lock of the store, mirror or run folder."""
 
     exit_code = 9
+
+
+class DiskFullError(AudiotokError):
+    """A write failed for lack of space; what was written before it is intact."""
+
+    exit_code = 10

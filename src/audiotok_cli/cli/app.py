@@ -9,12 +9,14 @@ import, and `audiotok info` or `--help` should not wait for them.
 """
 
 import dataclasses
+import errno
 import functools
 import inspect
 import json
 import logging
 import random
 import sys
+import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -28,7 +30,7 @@ from rich.markup import escape
 
 from audiotok_cli import __version__
 from audiotok_cli.cli.options import option
-from audiotok_cli.errors import AudiotokError
+from audiotok_cli.errors import AudiotokError, DiskFullError
 from audiotok_cli.progress import show_bars, stderr_console
 from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
 
@@ -55,8 +57,12 @@ LogLevelOpt = Annotated[
     str | None,
     option("--log-level", help=f"Logging level: {', '.join(LOG_LEVELS)}.", default="WARNING"),
 ]
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show the full traceback of an error (for bug reports).")
+]
 _GLOBAL_OPTIONS = {"data_dir": DataDirOpt, "seed": SeedOpt, "log_level": LogLevelOpt}
 _OUTPUT_OPTIONS = {
+    "debug": DebugOpt,
     "as_json": Annotated[bool, typer.Option("--json", help="Print the result as JSON alone on stdout.")],
     "quiet": Annotated[
         bool, typer.Option("--quiet", "-q", help="Print nothing but errors; no progress bars.")
@@ -76,12 +82,14 @@ def root(
     data_dir: DataDirOpt = None,
     seed: SeedOpt = None,
     log_level: LogLevelOpt = None,
+    debug: DebugOpt = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """Keep the root options; the command's own copies of them, if given, win (see `command`)."""
     ctx.obj = {"data_dir": data_dir, "seed": seed, "log_level": log_level}
+    ctx.meta["audiotok.debug"] = debug
 
 
 _running: ContextVar[typer.Context] = ContextVar("audiotok_command")
@@ -113,7 +121,7 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(function, eval_str=True)
         extra = {**_GLOBAL_OPTIONS, **_OUTPUT_OPTIONS}
-        defaults = {"as_json": False, "quiet": False}
+        defaults = {"as_json": False, "quiet": False, "debug": False}
         parameters = [
             inspect.Parameter("_ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
             *signature.parameters.values(),
@@ -129,6 +137,7 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
         def wrapper(_ctx: typer.Context, **kwargs: Any) -> None:
             root_options = {key: kwargs.pop(key) for key in _GLOBAL_OPTIONS}
             as_json, quiet = kwargs.pop("as_json"), kwargs.pop("quiet")
+            debug = kwargs.pop("debug") or _ctx.meta.get("audiotok.debug", False)
             ctx = _ctx
             _running.set(ctx)
             ctx.meta["audiotok.silent"] = as_json or quiet
@@ -145,14 +154,17 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
                 problem = getattr(result, "problem", None)
                 if problem and problem():  # partial failure: the result is shown, the exit code says so
                     raise problem()
-            except AudiotokError as exc:
-                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-                raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
                 err_console.print(
                     "[bold red]interrupted[/]: finished work is kept; run the command again to resume"
                 )
                 raise typer.Exit(130) from None
+            except Exception as exc:  # one red line and a documented exit code, whatever went wrong
+                if debug:
+                    err_console.print(traceback.format_exc(), markup=False, highlight=False)
+                error = _as_audiotok_error(exc)
+                err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+                raise typer.Exit(error.exit_code) from None
 
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -161,6 +173,20 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
         return function
 
     return register
+
+
+def _as_audiotok_error(exc: Exception) -> AudiotokError:
+    """Library errors as they are; a full disk as DiskFullError; anything else is a bug (exit 1)."""
+    if isinstance(exc, AudiotokError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename or "a file"
+        return DiskFullError(
+            f"disk full writing {where}; free space and run the command again: finished work is kept"
+        )
+    return AudiotokError(
+        f"unexpected {type(exc).__name__}: {exc} (a bug: run again with --debug and report the traceback)"
+    )
 
 
 def _configure(settings: Settings) -> None:

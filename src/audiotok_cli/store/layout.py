@@ -216,7 +216,7 @@ class Store:
             raise MissingInputError(
                 f"no audiotok store at {path}; run `audiotok expand` first or pass --store"
             )
-        root = zarr.open_group(path, mode=mode, zarr_format=3)
+        root = _open_root(path, mode)
         store = cls(root, path)
         record = store._read_record(root, StoreRecord)
         version = record.format_version if record else root.attrs.get("format_version")
@@ -237,7 +237,7 @@ class Store:
     @classmethod
     def _open_or_create(cls, path: Path) -> Store:
         if (path / "zarr.json").exists():
-            root = zarr.open_group(path, mode="r", zarr_format=3)
+            root = _open_root(path, "r")
             if RECORD_KEY in root.attrs or "format_version" in root.attrs:
                 return cls.open(path)
             log.warning("recreating %s: its creation was interrupted before any clip was added", path)
@@ -547,6 +547,17 @@ class Store:
 
 _MAKER = {"features": "featurize", "vocab": "vocab", "tokens": "tokenize"}
 _OPTION = {"features": "--features", "vocab": "--vocab", "tokens": "--vocab"}
+
+
+def _open_root(path: Path, mode: str) -> zarr.Group:
+    """The store's root group; a damaged `zarr.json` or an array in its place is refused in one line."""
+    try:
+        return zarr.open_group(path, mode=mode, zarr_format=3)
+    except ValueError as exc:  # JSON that does not parse, or a Zarr array where the group should be
+        raise DataError(
+            f"{path} is not a readable audiotok store ({type(exc).__name__}: {exc}); move it aside and "
+            "run `audiotok expand` to build a new one, or pass --store"
+        ) from None
 
 
 def _listing(names: list[str]) -> str:

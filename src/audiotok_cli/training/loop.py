@@ -199,10 +199,10 @@ class _Fit:
                 "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(entry)
-            save_checkpoint(self.directory, self.model, self.optimizer)
             record.history, record.best_epoch = history, int(_best(history)["epoch"])
             record.complete = epoch == total
-            write_record(self.directory, record)
+            save_checkpoint(self.directory, self.model, self.optimizer, record)  # the commit point
+            write_record(self.directory, record)  # a readable copy for people and tools
             if self.on_epoch:
                 self.on_epoch(entry, total)
 

@@ -12,6 +12,7 @@ and JSON (never pickles), so copying the folder is enough to share it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, Field, ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 
-from audiotok_cli.atomic import replacing, write_atomic, write_json
+from audiotok_cli.atomic import write_atomic, write_json
 from audiotok_cli.audioset.classes import ClassIndex, class_index_csv, parse_class_index
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings
@@ -32,6 +34,7 @@ from audiotok_cli.training.models.spec import ModelSpec
 
 RUN_FORMAT = 2  # 2: four reserved token ids ([PAD] [CLS] [MASK] [SEP]); self-contained folders
 RECORD, WEIGHTS, CHECKPOINT = "run.json", "model.safetensors", "last.safetensors"
+RETRAIN = "train the run again with --overwrite"
 CENTROIDS, CLASSES, REPORT = "vocab.safetensors", "classes.csv", "eval.json"
 
 
@@ -70,20 +73,32 @@ class Run:
 
 
 def read_record(directory: Path) -> RunRecord | None:
-    """The run's record, or None where no run was started; older formats are refused."""
+    """The run's record, or None where no run was started. The checkpoint's copy wins over
+    run.json: it is written with the weights, so the two can never disagree after a crash."""
+    checkpoint = directory / CHECKPOINT
+    if checkpoint.exists():
+        return parse_record(checkpoint, _metadata(checkpoint).get("record"))
     path = directory / RECORD
-    if not path.exists():
-        return None
+    return parse_record(path, path.read_text()) if path.exists() else None
+
+
+def parse_record(path: Path, text: str | None) -> RunRecord:
+    """A run record from JSON text (None: a checkpoint from before records lived in checkpoints);
+    damaged records and other run formats are refused in one line."""
     try:
-        record = RunRecord.model_validate_json(path.read_text())
-    except ValidationError:
-        record = None
-    if record is None or record.format != RUN_FORMAT:
+        raw = json.loads(text) if text is not None else {}
+    except json.JSONDecodeError:
+        raise DataError(f"{path} is damaged (not JSON); {RETRAIN}") from None
+    if not isinstance(raw, dict) or raw.get("format") != RUN_FORMAT:
         raise MismatchError(
-            f"run {directory} was written by another audiotok (not run format {RUN_FORMAT}); "
-            "train it again with --overwrite"
+            f"run {path.parent} was written by another audiotok (not run format {RUN_FORMAT}); {RETRAIN}"
         )
-    return record
+    try:
+        return RunRecord.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise DataError(f"{path} is damaged ({where}: {error['msg']}); {RETRAIN}") from None
 
 
 def write_record(directory: Path, record: RunRecord) -> None:
@@ -96,47 +111,83 @@ def write_inputs(directory: Path, centroids: np.ndarray) -> None:
     write_atomic(directory / CLASSES, class_index_csv().encode())
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    with replacing(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Serialized in memory and written atomically: a full disk raises OSError naming the file."""
+    payload = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    write_atomic(path, payload)
 
 
 def save_best(directory: Path, model: nn.Module) -> None:
     save_tensors(directory / WEIGHTS, model.state_dict())
 
 
-def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Weights and optimizer state, flattened to named tensors (`optim.{param}.{key}`)."""
+def save_checkpoint(
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, record: RunRecord
+) -> None:
+    """Weights, optimizer state (flattened to named tensors, `optim.{param}.{key}`) and the run's
+    record, in one file written at once: a resumed run restarts exactly where this one ended."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
         tensors |= {f"optim.{index}.{key}": torch.as_tensor(value) for key, value in state.items()}
-    save_tensors(directory / CHECKPOINT, tensors)
+    save_tensors(directory / CHECKPOINT, tensors, metadata={"record": record.model_dump_json()})
 
 
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    tensors = load_file(directory / CHECKPOINT)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    path = directory / CHECKPOINT
+    tensors = _load_tensors(path)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise DataError(f"{path} does not fit the run's model ({_first_line(exc)}); {RETRAIN}") from None
 
 
 def load_run(directory: Path) -> Run:
     """A run folder, wherever it was copied: no store needed."""
     record = read_record(directory)
-    if record is None or not (directory / WEIGHTS).exists():
+    weights = directory / WEIGHTS
+    if record is None or not weights.exists():
         raise MissingInputError(f"no trained run at {directory}; run `audiotok train` first or pass --run")
     model = build_model(record.model)
-    model.load_state_dict(load_file(directory / WEIGHTS))
     try:
-        centroids = load_file(directory / CENTROIDS)["centroids"].numpy()
+        model.load_state_dict(_load_tensors(weights))
+    except RuntimeError as exc:  # missing, unexpected or misshapen weights
+        raise DataError(f"{weights} does not fit the run's model ({_first_line(exc)}); {RETRAIN}") from None
+    try:
+        centroids = _load_tensors(directory / CENTROIDS)["centroids"].numpy()
         classes = parse_class_index((directory / CLASSES).read_text())
     except (OSError, KeyError) as exc:
-        raise DataError(f"run {directory} is incomplete ({exc}); train it again with --overwrite") from None
+        raise DataError(f"run {directory} is incomplete ({exc}); {RETRAIN}") from None
     return Run(directory, record, model, centroids, classes)
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata, read from its header only."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise DataError(f"{path} is damaged ({_first_line(exc)}); {RETRAIN}") from None
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:  # garbage, truncated
+        raise DataError(f"{path} is damaged ({_first_line(exc)}); {RETRAIN}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def find_runs(runs_dir: Path) -> list[tuple[Path, RunRecord]]:
