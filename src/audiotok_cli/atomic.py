@@ -1,8 +1,10 @@
 """Crash-safe file writes: write beside the target under a hidden name, then rename over it, so a
-reader never sees a half-written file and a crash leaves the old file (or none) in place."""
+reader never sees a half-written file and a crash leaves the old file (or none) in place. A full
+disk becomes a DiskFullError naming the file, wherever the write happens."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -10,23 +12,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from audiotok_cli.errors import DiskFullError
+
 
 @contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; once the block succeeds it replaces `path`."""
+def naming_full_disk(path: Path | str) -> Iterator[None]:
+    """Turn a full disk (or quota) while writing `path` into one error that names it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                f"disk full writing {path}; free space and run the command again: finished work is kept"
+            ) from None
+        raise
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     try:
-        yield tmp
+        with naming_full_disk(path):
+            tmp.write_bytes(payload)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    with replacing(path) as tmp:
-        tmp.write_bytes(payload)
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:

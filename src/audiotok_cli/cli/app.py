@@ -179,8 +179,8 @@ def _as_audiotok_error(exc: Exception) -> AudiotokError:
     """Library errors as they are; a full disk as DiskFullError; anything else is a bug (exit 1)."""
     if isinstance(exc, AudiotokError):
         return exc
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = exc.filename or "a file"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write we do not wrap
+        where = exc.filename or "the store, audio or runs directory"
         return DiskFullError(
             f"disk full writing {where}; free space and run the command again: finished work is kept"
         )

@@ -30,6 +30,7 @@ import zarr
 from pydantic import BaseModel, ValidationError
 from zarr.codecs import BloscCodec
 
+from audiotok_cli.atomic import naming_full_disk
 from audiotok_cli.audioset.classes import N_CLASSES, SOURCES
 from audiotok_cli.errors import (
     DataError,
@@ -157,8 +158,9 @@ class PaddedSet(Generic[R]):
     def write_shard(self, shard: int, data: np.ndarray, lengths: np.ndarray) -> None:
         """Write one whole shard: data first, then lengths, which mark the rows done."""
         rows = self.shard_rows(shard)
-        self.data[rows] = data
-        self.lengths[rows] = lengths
+        with naming_full_disk(f"shard {shard} of {self.group.store_path}"):
+            self.data[rows] = data
+            self.lengths[rows] = lengths
 
     def read_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self.shard_rows(shard)

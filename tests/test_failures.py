@@ -1,0 +1,232 @@
+"""Failures that owe one line, not a traceback: a full disk (a real tmpfs, a real ENOSPC), damaged run
+files and stores, bugs; and a training kill at the worst moment."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import zarr
+from safetensors.torch import load_file, save_file
+
+import audiotok_cli.training.loop as loop
+from audiotok_cli.settings import ModelSettings, TrainSettings, VocabSettings
+from audiotok_cli.stages.tokenize import tokenize
+from audiotok_cli.stages.vocab import build_vocab
+from audiotok_cli.store import PENDING, Store
+from audiotok_cli.training.runs import CHECKPOINT, RECORD, WEIGHTS
+
+
+def _small_disk(mount: Path, size: str, *commands: str) -> subprocess.CompletedProcess:
+    """Run shell `commands` in a private mount namespace where `mount` is a tmpfs of `size`."""
+    mount.mkdir(parents=True, exist_ok=True)
+    script = " ; ".join([f"mount -t tmpfs -o size={size} tmpfs {mount} || exit 99", *commands])
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no private tmpfs here (user namespaces disabled?): {done.stderr.strip()}")
+    return done
+
+
+def _audiotok(*args: str) -> str:
+    return " ".join([sys.executable, "-m", "audiotok_cli", *args])
+
+
+def test_disk_full_during_featurize_is_one_line_and_keeps_the_store(featurized, tmp_path):
+    small = tmp_path / "small"
+    store = small / "store.zarr"
+    without_features = tmp_path / "store.zarr"
+    shutil.copytree(  # clips only: the features are what will not fit
+        featurized.store_path, without_features, ignore=lambda folder, names: ["logmel"] * ("logmel" in names)
+    )
+    check = (
+        "import json, pathlib; from audiotok_cli.store import Store; "
+        f's = Store.open(pathlib.Path("{store}")); '
+        'print(json.dumps([s.n_clips, s.names("features"), int((s.features().all_lengths() < 0).sum())]))'
+    )
+    done = _small_disk(
+        small,
+        "256k",
+        f"cp -r {without_features} {store}",
+        _audiotok("featurize", "--store", str(store), "--quiet") + "; echo rc=$?",
+        f"{sys.executable} -c '{check}'",
+    )
+    assert "rc=10" in done.stdout, done.stderr
+    line = _one_error_line(done)
+    assert line.startswith(f"error: disk full writing shard 0 of file://{store}/features/logmel")
+    assert "free space and run the command again: finished work is kept" in line
+    n_clips, names, pending = json.loads(done.stdout.splitlines()[-1])
+    assert (n_clips, names, pending) == (48, ["logmel"], 48)  # every row kept; nothing marked done
+
+
+def test_disk_full_during_expand_keeps_the_clips_already_written(small_mirrors, tmp_path):
+    small = tmp_path / "small"
+    store = tmp_path / "store.zarr"
+    done = _small_disk(
+        small,
+        "3m",  # a few of the ~0.5 MB clips fit
+        _audiotok(
+            "expand",
+            "--mirror-dir",
+            str(small_mirrors["parquet"].mirror_dir),
+            "--audio-dir",
+            str(small),
+            "--store",
+            str(store),
+            "--quiet",
+        )
+        + "; echo rc=$?",
+    )
+    assert "rc=10" in done.stdout, done.stderr
+    assert _one_error_line(done).startswith(f"error: disk full writing {small}/bal_train/")
+    kept = Store.open(store)
+    assert 0 < kept.n_clips < 48  # the clips whose audio fitted are recorded
+    assert kept.expanded_files("bal_train") == []  # the file is not marked done: a rerun finishes it
+
+
+def test_disk_full_during_train_names_the_run_file(featurized, tmp_path):
+    build_vocab(featurized.store_path, VocabSettings(n_clusters=16), seed=0)
+    tokenize(featurized.store_path)
+    small = tmp_path / "runs"
+    done = _small_disk(
+        small,
+        "96k",
+        _audiotok(
+            "train", "--store", str(featurized.store_path), "--runs-dir", str(small), "--epochs", "1", "-q"
+        )
+        + "; echo rc=$?",
+    )
+    assert "rc=10" in done.stdout, done.stderr
+    assert _one_error_line(done).startswith(f"error: disk full writing {small}/lstm-logmel-k16/")
+
+
+@pytest.fixture
+def run_dir(featurized):
+    build_vocab(featurized.store_path, VocabSettings(n_clusters=16), seed=0)
+    tokenize(featurized.store_path)
+    model, settings = ModelSettings(kind="simple", embed_dim=8), TrainSettings(epochs=2, batch_size=16)
+    return loop.train(featurized.resolved_paths, model, settings, seed=0).run_dir
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.write_bytes(b"not safetensors at all"), "model.safetensors is damaged"),
+        (lambda p: p.write_bytes(p.read_bytes()[:200]), "model.safetensors is damaged"),
+        (lambda p: save_file({"other": torch.zeros(2)}, p), "model.safetensors does not fit the run's model"),
+    ],
+    ids=["garbage", "truncated", "wrong-keys"],
+)
+def test_damaged_weights_are_one_line_naming_the_file(cli, run_dir, damage, message):
+    damage(run_dir / WEIGHTS)
+    result = cli("eval")
+    assert result.exit_code == 5
+    line = _one_error_line(result)
+    assert message in line and "train the run again with --overwrite" in line
+
+
+def test_a_damaged_checkpoint_refuses_the_resume_in_one_line(cli, run_dir):
+    (run_dir / CHECKPOINT).write_bytes(b"\x00" * 64)
+    result = cli("train", "--model", "simple", "--epochs", "2", "--batch-size", "16", "--embed-dim", "8")
+    assert result.exit_code == 5
+    assert "last.safetensors is damaged" in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "run.json is damaged (not JSON)"),
+        ('{"format": 2}', "run.json is damaged (model: Field required"),
+    ],
+)
+def test_a_damaged_run_json_is_one_line(cli, run_dir, text, message):
+    (run_dir / CHECKPOINT).unlink()  # with the checkpoint gone, run.json is the record
+    (run_dir / RECORD).write_text(text)
+    result = cli("eval")
+    assert result.exit_code == 5 and message in _one_error_line(result)
+
+
+def test_a_damaged_store_is_one_line(cli, tmp_path):
+    garbage = tmp_path / "garbage.zarr"
+    garbage.mkdir()
+    (garbage / "zarr.json").write_text("{{{")
+    result = cli("info", "--store", str(garbage))
+    assert result.exit_code == 5
+    assert f"{garbage} is not a readable audiotok store" in _one_error_line(result)
+    array = tmp_path / "array.zarr"
+    zarr.create_array(array, shape=(3,), dtype="f4")
+    result = cli("featurize", "--store", str(array))
+    assert result.exit_code == 5 and "is not a readable audiotok store" in _one_error_line(result)
+
+
+def test_a_bug_is_one_line_with_exit_1_and_debug_shows_the_traceback(cli, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("audiotok_cli.stages.info.describe", broken)
+    result = cli("info")
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "unexpected ZeroDivisionError: a bug" in line and "--debug" in line
+    for args in (["--debug", "info"], ["info", "--debug"]):
+        shown = cli(*args)
+        assert shown.exit_code == 1 and "Traceback" in shown.stderr and "ZeroDivisionError" in shown.stderr
+
+
+def test_a_kill_between_checkpoint_and_run_json_never_trains_an_epoch_twice(featurized, monkeypatch):
+    build_vocab(featurized.store_path, VocabSettings(n_clusters=16), seed=0)
+    tokenize(featurized.store_path)
+    model, settings = ModelSettings(kind="simple", embed_dim=8), TrainSettings(epochs=3, batch_size=16)
+
+    def run(name: str):
+        return loop.train(
+            featurized.resolved_paths, model, settings.model_copy(update={"run_name": name}), seed=0
+        )
+
+    whole = run("whole")
+    real_write, writes = loop.write_record, []
+
+    def killed_after_checkpoint(directory, record):
+        writes.append(1)
+        if len(writes) == 2:  # epoch 2: last.safetensors holds it, run.json is not written yet
+            raise KeyboardInterrupt
+        real_write(directory, record)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "write_record", killed_after_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            run("cut")
+    assert [
+        e["epoch"] for e in json.loads((whole.run_dir.parent / "cut" / RECORD).read_text())["history"]
+    ] == [1]
+
+    epochs_trained = []
+    real_epoch = loop._Fit._train_epoch
+
+    def counting(self, epoch):
+        epochs_trained.append(epoch)
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(loop._Fit, "_train_epoch", counting)
+    resumed = run("cut")
+    assert epochs_trained == [3]  # epoch 2 was committed with the checkpoint: not trained again
+    assert [e["val_mAP"] for e in resumed.history] == pytest.approx([e["val_mAP"] for e in whole.history])
+    ours, theirs = load_file(resumed.run_dir / CHECKPOINT), load_file(whole.run_dir / CHECKPOINT)
+    assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs)
+    assert json.loads((resumed.run_dir / RECORD).read_text())["complete"] is True
+    assert Store.open(featurized.store_path).features().all_lengths().min() != PENDING
