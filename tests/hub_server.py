@@ -11,7 +11,7 @@
 
 Faults for tests: `drop[path] = (after_bytes, times)` cuts the connection mid-file; `corrupt[path] =
 times` flips one byte of the body; `slow` paces every body; `held` (an Event) stops every body after
-its first 64 KiB until the test sets it.
+its first 64 KiB until the test sets it; `stall` delays every API answer.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class FakeHub:
         self.corrupt: dict[str, int] = {}
         self.slow = 0.0  # seconds per 64 KiB of file body, to interrupt a download half-way
         self.held: threading.Event | None = None  # bodies wait after their first chunk until set
+        self.stall = 0.0  # seconds every API answer (repo info, tree) waits before it is sent
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self.server.server_address[1]
@@ -90,6 +91,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             info = f"/api/datasets/{hub.repo_id}/revision/"
             tree = f"/api/datasets/{hub.repo_id}/tree/"
             resolve = f"/datasets/{hub.repo_id}/resolve/"
+            if path.startswith("/api/"):
+                time.sleep(hub.stall)
             if path.startswith(info):
                 body = {"id": hub.repo_id, "sha": COMMIT, "private": False, "tags": []}
                 self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})

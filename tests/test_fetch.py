@@ -188,3 +188,15 @@ def test_ctrl_c_mid_download_leaves_no_complete_looking_file_and_a_rerun_finishe
     for path in [p for p in hub.files() if p.startswith("data/eval/") or p == "ontology.json"]:
         assert (_mirror() / path).read_bytes() == (hub.root / path).read_bytes(), path
     assert not any(partials.rglob("*.part"))
+
+
+def test_a_hub_that_stops_answering_is_asked_three_times_then_refused_in_one_line(cli, hub):
+    hub.stall = 5.0
+    started = time.monotonic()
+    result = cli("fetch", "--source", "eval", "--timeout", "1")
+    assert result.exit_code == 8
+    assert time.monotonic() - started < 15  # never waits forever
+    assert [p for m, p, _ in hub.requests if "/api/" in p].count(hub.requests[0][1]) == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the hub" in errors[0] and "Timeout" in errors[0]
+    assert "asking again (2)" in result.stderr

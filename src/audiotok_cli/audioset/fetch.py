@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx2
-from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.file_download import http_get
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers
+from huggingface_hub.utils._http import default_client_factory  # not re-exported; see _client_with_timeout
 from tqdm.auto import tqdm
 
 from audiotok_cli.audioset.classes import checked_sources
@@ -39,6 +41,7 @@ from audiotok_cli.store.lock import WriterLock
 DEFAULT_REPO = "agkphysics/AudioSet"
 PARTIAL_DIR = ".audiotok-partial"
 log = logging.getLogger(__name__)
+LISTING_ATTEMPTS = 3
 HASH_BLOCK = 8 * 2**20
 _TRANSPORT_ERRORS = (httpx2.HTTPError, OSError)
 
@@ -78,13 +81,16 @@ def endpoint() -> str | None:
 
 
 def list_repo(repo_id: str, revision: str) -> list[RepoFile]:
+    """The repo's files; a hub that stops answering is asked `LISTING_ATTEMPTS` times, then refused."""
     api = HfApi(endpoint=endpoint())
     try:
-        api.dataset_info(repo_id, revision=revision)  # one quick request: fails fast when offline
-        entries = api.list_repo_tree(
-            repo_id, repo_type="dataset", revision=revision, recursive=True, expand=False
-        )
-        return [entry for entry in entries if isinstance(entry, RepoFile)]
+        for attempt in range(1, LISTING_ATTEMPTS):
+            try:
+                return _repo_files(api, repo_id, revision)
+            except httpx2.TimeoutException:
+                log.warning("the hub at %s did not answer in time; asking again (%d)", api.endpoint, attempt)
+                time.sleep(attempt)
+        return _repo_files(api, repo_id, revision)
     except RepositoryNotFoundError:
         raise MissingInputError(
             f"dataset repo {repo_id!r} not found on {api.endpoint}; check --repo"
@@ -96,6 +102,14 @@ def list_repo(repo_id: str, revision: str) -> list[RepoFile]:
             f"cannot reach the hub at {api.endpoint} ({type(exc).__name__}: {exc}); check the connection, "
             "or point HF_ENDPOINT at a reachable mirror"
         ) from None
+
+
+def _repo_files(api: HfApi, repo_id: str, revision: str) -> list[RepoFile]:
+    api.dataset_info(repo_id, revision=revision)  # one quick request: fails fast when offline
+    entries = api.list_repo_tree(
+        repo_id, repo_type="dataset", revision=revision, recursive=True, expand=False
+    )
+    return [entry for entry in entries if isinstance(entry, RepoFile)]
 
 
 def plan_fetch(
@@ -134,10 +148,13 @@ def fetch(
     workers: int = 4,
     max_gb: float | None = None,
     dry_run: bool = False,
+    timeout: float = 60.0,
 ) -> FetchResult:
-    """Download the chosen sources' files (and the metadata) into `mirror_dir`, under its lock."""
+    """Download the chosen sources' files (and the metadata) into `mirror_dir`, under its lock.
+    Every hub call gives up after `timeout` seconds without an answer (the client's default is never)."""
     checked_sources(sources)
     _route_hub_logs()
+    set_client_factory(lambda: _client_with_timeout(timeout))
     with WriterLock(mirror_dir, "fetch"):
         return _fetch(mirror_dir, sources, repo_id, revision, parse_shards(shards), workers, max_gb, dry_run)
 
@@ -233,6 +250,19 @@ def _download_partial(
             tqdm_class=bar,
         )
     return partial
+
+
+def _client_with_timeout(seconds: float) -> httpx2.Client:
+    """The hub client's own HTTP client, with a timeout on connecting and on every read. The client
+    passes `timeout=None` (never) on its listing calls, so the limit is set on each request."""
+    limit = httpx2.Timeout(seconds).as_dict()
+
+    def limited(request: httpx2.Request) -> None:
+        request.extensions["timeout"] = limit
+
+    client = default_client_factory()
+    client.event_hooks["request"].append(limited)
+    return client
 
 
 def _route_hub_logs() -> None:

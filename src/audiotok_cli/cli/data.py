@@ -62,6 +62,9 @@ def fetch_cmd(
         float | None,
         option("--max-gb", help="Refuse to download more than this.", default="no limit"),
     ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for any answer from the hub.", min=1)
+    ] = 60.0,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be downloaded, and free disk.")
     ] = False,
@@ -80,6 +83,7 @@ def fetch_cmd(
         workers=workers,
         max_gb=max_gb,
         dry_run=dry_run,
+        timeout=timeout,
     )
     return result
 
