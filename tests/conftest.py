@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner
 
 from audiotok_cli.audioset.demo import DemoResult, write_demo_mirror
 from audiotok_cli.cli import app
 
+# CI replays the same examples on every run (red means a regression, never bad luck); locally each
+# run explores new ones.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test runs in its own directory with no AUDIOTOK_* variables from the outside."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("AUDIOTOK_"):
             monkeypatch.delenv(name)

@@ -81,7 +81,7 @@ def test_help_shows_every_default_and_no_bool_metavar(cli, command):
 @pytest.mark.parametrize(
     ("command", "flag", "shown"),
     [
-        ("train", "--model", "simple, lstm, bert.  [default: lstm]"),
+        ("train", "--model", "simple, lstm, bert, baseline, cnn.  [default: lstm]"),
         ("train", "--device", "auto, cpu, cuda, cuda:N or mps.  [default: auto]"),
         ("eval", "--device", "auto, cpu, cuda, cuda:N or mps.  [default: auto]"),
         ("vocab", "--init", "kmeans++ or random.  [default: kmeans++]"),
@@ -104,7 +104,7 @@ def test_help_names_the_choices(cli, command, flag, shown):
         (["train", "--device", "gpu"], "unknown device 'gpu'; choose auto, cpu, cuda, cuda:N or mps"),
         (["train", "--device", "cuda"], "--device cuda, but torch sees no CUDA GPU here"),
         (["eval", "--device", "cuda:0"], "--device cuda:0, but torch sees no CUDA GPU here"),
-        (["train", "--model", "gpt"], "unknown model 'gpt'; choose from simple, lstm, bert"),
+        (["train", "--model", "gpt"], "unknown model 'gpt'; choose from simple, lstm, bert, baseline, cnn"),
         (
             ["info", "--log-level", "LOUD"],
             "unknown log level 'LOUD'; choose from DEBUG, INFO, WARNING, ERROR",

@@ -96,7 +96,7 @@ def test_bert_trains_and_evaluates_through_the_cli(cli):
     assert trained.exit_code == 0, trained.output
     record = json.loads((load_settings().runs_dir / "bert-logmel-k8" / "run.json").read_text())
     assert record["model"]["kind"] == "bert" and record["model"]["max_frames"] == 431
-    assert record["format"] == 2 and record["inputs"]["tokens"] == "logmel-k8"
+    assert record["format"] == 3 and record["inputs"]["tokens"] == "logmel-k8"
     assert cli("eval", "--model", "bert", "--k", "8").exit_code == 0
     again = cli("train", "--model", "bert", "--k", "8")
     assert again.exit_code == 7 and "--overwrite" in again.stderr

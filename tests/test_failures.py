@@ -151,7 +151,7 @@ def test_a_damaged_checkpoint_refuses_the_resume_in_one_line(cli, run_dir):
     ("text", "message"),
     [
         ("{not json", "run.json is damaged (not JSON)"),
-        ('{"format": 2}', "run.json is damaged (model: Field required"),
+        ('{"format": 3}', "run.json is damaged (model: Field required"),
     ],
 )
 def test_a_damaged_run_json_is_one_line(cli, run_dir, text, message):

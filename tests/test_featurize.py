@@ -114,7 +114,7 @@ def test_bad_clips_fail_alone_are_stored_and_listed_and_the_command_exits_5(cli)
         "bad00000000": b"x" * 500,
         "nan00000000": _wav(nan),  # a float payload can hold NaN: librosa would refuse the whole shard
         "inf00000000": _wav(np.full(48000, np.inf, dtype=np.float32)),
-        "tiny0000000": _wav(np.zeros(1, dtype=np.float32)),  # one sample: shorter than an STFT window
+        "tiny0000000": _wav(np.zeros(100, dtype=np.float32)),  # 2 ms: shorter than one STFT window
         "good0000001": flac_bytes(_tone(3.0, 44100, 2), 44100),
     }
     _store_with_clips(settings, clips)

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from audio_helpers import flac_bytes
@@ -40,6 +40,10 @@ def audio_like_bytes(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(audio_like_bytes())
+@example(  # found by this test: one sample at 48 kHz resamples to none at 22.05 kHz
+    b"RIFF\xe4\x03\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\xbb\x00\x00\x00w\x01\x00"
+    b"\x02\x00\x10\x00data\xc0\x03\x00\x00\x00\x00"
+)
 def test_the_decoder_returns_finite_audio_or_an_audiotok_error(payload):
     try:
         samples = decode(payload, 22050, name="fuzz.flac")

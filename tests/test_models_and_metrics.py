@@ -12,19 +12,54 @@ from audiotok_cli.training.models.lstm import reverse_valid
 from audiotok_cli.training.models.spec import ModelSpec
 
 
-def _model(kind: str, max_frames: int = 431):
+def _model(kind: str, max_frames: int = 431, input: str = "tokens", **options):
     spec = ModelSpec(
         kind=kind,
-        n_tokens=8,
+        input=input,
+        n_tokens=8 if input == "tokens" else 0,
+        n_mels=12 if input == "frames" else 0,
         max_frames=max_frames,
         embed_dim=16,
         hidden_size=16,
         num_layers=2,
         num_heads=2,
         dropout=0.0,
+        cnn_channels=(8, 16, 16),
+        **options,
     )
     torch.manual_seed(0)
-    return build_model(spec).eval()
+    model = build_model(spec)
+    if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):  # give eval mode real statistics
+        model.train()
+        with torch.no_grad():
+            model(torch.randn(4, 40, 12), torch.tensor([40, 30, 20, 9]))
+    return model.eval()
+
+
+FRAME_MODELS = [
+    ("baseline", {}),
+    ("cnn", {}),
+    ("bert", {}),
+    ("baseline", {"conv_kernels": 6, "conv_size": 5}),
+    ("cnn", {"conv_kernels": 6, "conv_size": 3}),
+    ("bert", {"conv_kernels": 6, "conv_size": 3}),
+]
+
+
+@pytest.mark.parametrize(("kind", "options"), FRAME_MODELS)
+def test_padding_never_changes_a_frame_models_prediction(kind, options):
+    model = _model(kind, input="frames", **options)
+    lengths = torch.tensor([37, 22, 9])
+    frames = torch.randn(3, 37, 12) * (torch.arange(37) < lengths.unsqueeze(1)).unsqueeze(-1)
+    with torch.no_grad():
+        short = model(frames, lengths)
+        padded = model(torch.cat([frames, torch.zeros(3, 29, 12)], dim=1), lengths)
+        alone = model(frames[2:, :9], lengths[2:])
+    assert short.shape == (3, N_CLASSES)
+    assert torch.allclose(short, padded, atol=1e-4)
+    assert torch.allclose(short[2:], alone, atol=1e-4)
+    (model.train()(frames, lengths) ** 2).mean().backward()  # gradients reach every layer
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 def test_special_ids_never_collide_with_centroids():

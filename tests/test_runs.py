@@ -53,7 +53,7 @@ def test_a_run_folder_copied_elsewhere_loads_without_the_store(trained, tmp_path
 
     assert loaded.record.model.kind == "lstm" and loaded.record.inputs.tokens == "logmel-k16"
     assert loaded.record.inputs.audio == settings.audio  # featurize a new file the same way
-    assert np.array_equal(loaded.centroids, centroids)  # tokenize it the same way
+    assert np.array_equal(loaded.preprocessing["centroids"], centroids)  # tokenize it the same way
     assert loaded.classes == class_index()  # and name its 527 outputs
     batch = to_model_ids(torch.from_numpy(ids[:4].astype(np.int64)))
     true = torch.from_numpy(lengths[:4].astype(np.int64))
@@ -66,19 +66,31 @@ def test_a_run_folder_copied_elsewhere_loads_without_the_store(trained, tmp_path
 def test_a_run_of_an_older_format_is_refused_with_the_fix(trained, cli):
     _, run_dir = trained
     record = json.loads((run_dir / RECORD).read_text())
-    (run_dir / RECORD).write_text(json.dumps({**record, "format": 1}))
+    (run_dir / RECORD).write_text(json.dumps({**record, "format": 2}))
     save_file(load_file(run_dir / CHECKPOINT), run_dir / CHECKPOINT)  # format 1 kept no record there
-    with pytest.raises(MismatchError, match=r"not run format 2.*train the run again with --overwrite"):
+    with pytest.raises(MismatchError, match=r"not run format 3.*train the run again with --overwrite"):
         load_run(run_dir)
     result = cli("eval", "--run", run_dir.name)
     assert result.exit_code == 6 and "train the run again with --overwrite" in result.stderr
 
 
 def test_the_registry_knows_each_family_and_its_input():
-    assert MODEL_NAMES == ("simple", "lstm", "bert")
-    assert {family.input for family in FAMILIES.values()} == {"tokens"}
-    with pytest.raises(SettingsError, match="unknown model 'cnn'; choose from simple, lstm, bert"):
-        load_settings({"model": {"kind": "cnn"}})
+    assert MODEL_NAMES == ("simple", "lstm", "bert", "baseline", "cnn")
+    assert {name: family.inputs for name, family in FAMILIES.items()} == {
+        "simple": ("tokens",),
+        "lstm": ("tokens",),
+        "bert": ("tokens", "frames"),
+        "baseline": ("frames",),
+        "cnn": ("frames",),
+    }
+    with pytest.raises(
+        SettingsError, match="unknown model 'gpt'; choose from simple, lstm, bert, baseline, cnn"
+    ):
+        load_settings({"model": {"kind": "gpt"}})
+    with pytest.raises(SettingsError, match="model 'lstm' reads tokens, not frames"):
+        load_settings({"model": {"kind": "lstm", "input": "frames"}})
+    assert load_settings({"model": {"kind": "cnn"}}).model.input == "frames"
+    assert load_settings({"model": {"kind": "bert", "input": "frames"}}).model.input == "frames"
 
 
 def test_training_the_simple_model_never_imports_transformers_librosa_or_faiss(trained):

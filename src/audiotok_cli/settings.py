@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 from audiotok_cli.errors import SettingsError
-from audiotok_cli.training.models import MODEL_NAMES
+from audiotok_cli.training.models import FAMILIES, MODEL_NAMES
 
 ENV_PREFIX = "AUDIOTOK_"
 ENV_FILE = ".env"
@@ -114,12 +114,23 @@ class VocabSettings(_Group):
 
 class ModelSettings(_Group):
     kind: str = Field("lstm", description=f"Model family: {', '.join(MODEL_NAMES)}.")
+    input: Literal["tokens", "frames"] | None = Field(
+        None,
+        description="What the model reads: tokens or frames (bert reads either); unset: its own.",
+    )
     vocab_size: int | None = Field(None, description="When set, train refuses a vocabulary of another size.")
     embed_dim: int = Field(128, gt=0, description="Token embedding size (simple, lstm).")
-    hidden_size: int = Field(128, gt=0, description="Hidden size (lstm, bert).")
-    num_layers: int = Field(2, gt=0, description="Layers (lstm, bert).")
+    hidden_size: int = Field(128, gt=0, description="Hidden size (lstm, bert, baseline).")
+    num_layers: int = Field(2, gt=0, description="Layers (lstm, bert, baseline).")
     num_heads: int = Field(4, gt=0, description="Attention heads (bert).")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout probability.")
+    cnn_channels: tuple[int, ...] = Field(
+        (64, 128, 256, 512), min_length=1, description="Channels of each conv block (cnn), e.g. 64,128,256."
+    )
+    conv_kernels: int = Field(
+        0, ge=0, description="Kernels of a 1-D convolution over time before a frame model (0: none)."
+    )
+    conv_size: int = Field(3, gt=0, description="Width in frames of that convolution's kernels (odd).")
 
     @field_validator("kind")
     @classmethod
@@ -127,6 +138,24 @@ class ModelSettings(_Group):
         if kind not in MODEL_NAMES:
             raise ValueError(f"unknown model {kind!r}; choose from {', '.join(MODEL_NAMES)}")
         return kind
+
+    @field_validator("cnn_channels", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return tuple(int(part) for part in value.split(",")) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _input_of_family(self) -> ModelSettings:
+        inputs = FAMILIES[self.kind].inputs
+        if self.input is None:
+            self.input = inputs[0]
+        elif self.input not in inputs:
+            raise ValueError(f"model {self.kind!r} reads {' or '.join(inputs)}, not {self.input}")
+        if self.conv_kernels and self.input != "frames":
+            raise ValueError("conv_kernels is a front end for frame models; this model reads tokens")
+        if self.conv_size % 2 == 0:
+            raise ValueError(f"conv_size {self.conv_size} must be odd, so each frame stays centred")
+        return self
 
 
 class TrainSettings(_Group):

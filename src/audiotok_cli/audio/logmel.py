@@ -39,16 +39,16 @@ def decode(source: Path | bytes, sample_rate: int, name: str = "") -> np.ndarray
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
         raise DataError(f"cannot decode {label} ({reason}); {REPAIR}") from None
-    if samples.shape[0] == 0:
-        raise DataError(f"{label} holds no audio samples; {REPAIR}")
     if not np.isfinite(samples).all():  # a float WAV or FLAC payload can hold NaN or inf
         raise DataError(f"{label} holds non-finite samples (NaN or inf); {REPAIR}")
     if samples.shape[1] == 2:
         mono = (samples[:, 0] + samples[:, 1]) * 0.5  # ~7x faster than mean(axis=1)
     else:
         mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if rate != sample_rate:
+    if rate != sample_rate and len(mono):
         mono = soxr.resample(mono, rate, sample_rate)
+    if len(mono) == 0:  # none at all, or too few to leave one at the target rate
+        raise DataError(f"{label} holds no audio samples at {sample_rate} Hz; {REPAIR}")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 

@@ -19,10 +19,18 @@ def setting(group: type[BaseModel], field: str, *flags: str) -> Any:
     """An option for `group.field`: its help and shown default come from the setting itself."""
     info = group.model_fields[field]
     default = info.default
-    shown = (
-        "unset" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
-    )
-    return option(*flags, help=info.description or field, default=shown)
+    return option(*flags, help=info.description or field, default=_shown(default))
+
+
+def _shown(default: Any) -> str:
+    """A setting's default as a user would type it."""
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    return str(default)
 
 
 def _path(flag: str, default: str, what: str) -> Any:

@@ -50,6 +50,10 @@ def train_cmd(
     num_layers: Annotated[int | None, setting(ModelSettings, "num_layers", "--num-layers")] = None,
     num_heads: Annotated[int | None, setting(ModelSettings, "num_heads", "--num-heads")] = None,
     dropout: Annotated[float | None, setting(ModelSettings, "dropout", "--dropout")] = None,
+    input: Annotated[str | None, setting(ModelSettings, "input", "--input")] = None,
+    cnn_channels: Annotated[str | None, setting(ModelSettings, "cnn_channels", "--cnn-channels")] = None,
+    conv_kernels: Annotated[int | None, setting(ModelSettings, "conv_kernels", "--conv-kernels")] = None,
+    conv_size: Annotated[int | None, setting(ModelSettings, "conv_size", "--conv-size")] = None,
     device: DeviceOpt = None,
     run_name: Annotated[
         str | None, option("--run-name", help="Run folder name.", default="MODEL-VOCAB")
@@ -58,7 +62,7 @@ def train_cmd(
     runs_dir: RunsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Train a token model (multi-label BCE over the 527 classes); keeps the best val-mAP epoch."""
+    """Train a token or frame model (multi-label BCE over the 527 classes); keeps the best val-mAP epoch."""
     settings = command_settings(
         paths={"store": store, "runs_dir": runs_dir},
         vocab={"n_clusters": k},
@@ -70,6 +74,10 @@ def train_cmd(
             "num_layers": num_layers,
             "num_heads": num_heads,
             "dropout": dropout,
+            "input": input,
+            "cnn_channels": cnn_channels,
+            "conv_kernels": conv_kernels,
+            "conv_size": conv_size,
         },
         train={
             "epochs": epochs,

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli.atomic import write_json
-from audiotok_cli.errors import MismatchError, MissingInputError, SettingsError
+from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.data import predict
+from audiotok_cli.training.inputs import inputs_for_run
 from audiotok_cli.training.metrics import classification_metrics, mean_average_precision, prior_scores
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device
 
@@ -30,7 +31,7 @@ def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) 
     def accepts(record: RunRecord) -> bool:
         inputs = record.inputs
         return model in (None, record.model.kind) and pick.matches(
-            inputs.tokens, record.model.n_tokens, inputs.features
+            inputs.tokens, record.model.n_tokens or None, inputs.features
         )
 
     runs = [directory for directory, record in find_runs(runs_dir) if accepts(record)]
@@ -58,22 +59,16 @@ def evaluate(
     loaded = load_run(directory)
     record = loaded.record
     store = Store.open(paths.store)
-    tokens = store.tokens(Pick(record.inputs.tokens))
-    if tokens.record.vocab_fingerprint != record.inputs.vocab_fingerprint:
-        raise MismatchError(
-            f"run {directory} was trained on other tokens than {record.inputs.tokens!r} now holds; "
-            "train it again with --overwrite"
-        )
-    store.require_split(f"run {directory}", record.inputs.split, "audiotok train --overwrite")
+    inputs = inputs_for_run(store, loaded)
     loaded.model.to(target)
-    lengths = tokens.all_lengths()
+    lengths = inputs.padded.all_lengths()
     train_prior = store.label_prior(store.split_rows(lengths, "train"))
     results = {}
     for split in ("val", "test"):
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
-        labels, scores = predict(loaded.model, store, tokens, rows, batch_size, target)
+        labels, scores = predict(loaded.model, store, inputs, rows, batch_size, target)
         metrics = classification_metrics(labels, scores)
         metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_prior, len(labels)))
         results[split] = metrics

@@ -14,11 +14,12 @@ from torch import nn
 
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError, SettingsError
 from audiotok_cli.progress import progress
-from audiotok_cli.settings import AudioSettings, ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, Store, TokenSet, WriterLock, fingerprint
-from audiotok_cli.training.data import iter_batches, predict
+from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
+from audiotok_cli.store import Pick, Store, WriterLock, fingerprint
+from audiotok_cli.training.data import ModelInputs, iter_batches, predict
+from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.metrics import mean_average_precision
-from audiotok_cli.training.models import FAMILIES, build_model
+from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.runs import (
     CHECKPOINT,
@@ -55,42 +56,38 @@ def train(
     overwrite: bool = False,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train on the tokens `pick` chooses (default: the store's only tokens) into
-    `{runs_dir}/{run_name or model-vocab}`, or resume an interrupted run with the same settings
-    from its last finished epoch."""
-    if FAMILIES[model.kind].input != "tokens":
-        raise SettingsError(f"model {model.kind!r} reads frames; this audiotok trains token models only")
+    """Train on what `pick` chooses (default: the store's only tokens, or only features for frame
+    models) into `{runs_dir}/{run_name or model-input}`, or resume an interrupted run with the same
+    settings from its last finished epoch."""
     device = pick_device(settings.device)
     pick = pick or Pick()
     if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
         raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
     store = Store.open(paths.store)
-    tokens = store.tokens(pick)
-    n_tokens = tokens.record.n_clusters
-    if model.vocab_size not in (None, n_tokens):
-        raise SettingsError(
-            f"model.vocab_size {model.vocab_size} != {n_tokens}, the size of vocabulary {tokens.name!r}; "
-            "unset it or choose a vocabulary of that size with --k"
-        )
-    lengths = tokens.all_lengths()
+    chosen = inputs_for_training(store, model, pick)
+    padded = chosen.model_inputs.padded
+    lengths = padded.all_lengths()
     rows = store.split_rows(lengths, "train"), store.split_rows(lengths, "val")
+    what = "tokenized" if model.input == "tokens" else "featurized"
     if not rows[0].any():
-        raise MissingInputError(f"no tokenized train clips in {store.path}; run `audiotok split`")
+        raise MissingInputError(f"no {what} train clips in {store.path}; run `audiotok split`")
     if not rows[1].any():
         raise MissingInputError(
-            f"no tokenized val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
+            f"no {what} val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
         )
     spec = ModelSpec(
-        n_tokens=n_tokens, max_frames=tokens.data.shape[1], **model.model_dump(exclude={"vocab_size"})
+        n_tokens=chosen.n_tokens,
+        n_mels=chosen.n_mels,
+        max_frames=padded.data.shape[1],
+        **model.model_dump(exclude={"vocab_size"}),
     )
-    directory = paths.runs_dir / (settings.run_name or f"{model.kind}-{tokens.name}")
+    directory = paths.runs_dir / (settings.run_name or f"{model.kind}-{padded.name}")
     with WriterLock(directory, "train"):
-        vocab = store.vocab(Pick(tokens.record.vocab))
-        record = _start_record(paths, tokens, vocab.record.audio, store, spec, settings, seed)
+        record = _start_record(chosen.record, spec, settings, seed)
         history = _resumable_history(directory, record, overwrite)
         if not history:
             (directory / REPORT).unlink(missing_ok=True)
-            write_inputs(directory, vocab.centroids)
+            write_inputs(directory, chosen.preprocessing)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             network = build_model(spec)
@@ -102,7 +99,18 @@ def train(
             if history:
                 load_checkpoint(directory, network, optimizer)
                 log.info("resuming %s after epoch %d", directory, len(history))
-            fit = _Fit(settings, seed, store, tokens, network, optimizer, rows, device, directory, on_epoch)
+            fit = _Fit(
+                settings,
+                seed,
+                store,
+                chosen.model_inputs,
+                network,
+                optimizer,
+                rows,
+                device,
+                directory,
+                on_epoch,
+            )
             fit.epochs(record, history)
     best = _best(history)
     return TrainResult(directory, int(best["epoch"]), best["val_mAP"], history)
@@ -125,24 +133,8 @@ def _best(history: list[dict[str, float]]) -> dict[str, float]:
     return max(history, key=lambda epoch: epoch["val_mAP"])
 
 
-def _start_record(
-    paths: Paths,
-    tokens: TokenSet,
-    audio: AudioSettings,
-    store: Store,
-    spec: ModelSpec,
-    settings: TrainSettings,
-    seed: int,
-) -> RunRecord:
+def _start_record(inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int) -> RunRecord:
     """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
-    inputs = RunInputs(
-        store=str(paths.store),
-        tokens=tokens.name,
-        vocab_fingerprint=tokens.record.vocab_fingerprint,
-        features=tokens.record.features,
-        audio=audio,
-        split=store.split,
-    )
     shaping = settings.model_dump(exclude={"device", "run_name"})
     key = {"model": spec.model_dump(), "train": shaping, "seed": seed, **inputs.model_dump(exclude={"store"})}
     return RunRecord(model=spec, inputs=inputs, train=shaping, seed=seed, resume_key=fingerprint(key))
@@ -173,7 +165,7 @@ class _Fit:
     settings: TrainSettings
     seed: int
     store: Store
-    tokens: TokenSet
+    inputs: ModelInputs
     model: nn.Module
     optimizer: torch.optim.Optimizer
     rows: tuple[np.ndarray, np.ndarray]
@@ -187,7 +179,7 @@ class _Fit:
             started = time.perf_counter()
             loss = self._train_epoch(epoch)
             labels, scores = predict(
-                self.model, self.store, self.tokens, self.rows[1], self.settings.batch_size, self.device
+                self.model, self.store, self.inputs, self.rows[1], self.settings.batch_size, self.device
             )
             val_map = mean_average_precision(labels, scores)
             if not history or val_map > _best(history)["val_mAP"]:
@@ -215,9 +207,9 @@ class _Fit:
         self.model.train()
         total, batches = 0.0, 0
         with progress(f"epoch {epoch}/{cfg.epochs}", int(self.rows[0].sum())) as advance:
-            for batch in iter_batches(self.store, self.tokens, self.rows[0], cfg.batch_size, rng):
+            for batch in iter_batches(self.store, self.inputs, self.rows[0], cfg.batch_size, rng):
                 self.optimizer.zero_grad()
-                logits = self.model(batch.ids.to(self.device), batch.lengths.to(self.device))
+                logits = self.model(batch.inputs.to(self.device), batch.lengths.to(self.device))
                 loss = loss_fn(logits, batch.labels.to(self.device))
                 loss.backward()
                 self.optimizer.step()

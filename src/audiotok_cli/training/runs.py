@@ -1,13 +1,15 @@
 """Run folders: everything it takes to apply a trained model to a new audio file, in safetensors
 and JSON (never pickles), so copying the folder is enough to share it.
 
-{runs_dir}/{name}/run.json            format, model spec, inputs (audio settings, vocabulary, split),
-                                      training settings, history; `complete` once every epoch ran
-{runs_dir}/{name}/model.safetensors   weights of the best val-mAP epoch (what `eval` scores)
-{runs_dir}/{name}/last.safetensors    weights and optimizer state after the last finished epoch
-{runs_dir}/{name}/vocab.safetensors   the vocabulary's centroids (token models)
-{runs_dir}/{name}/classes.csv         the class index the 527 outputs follow
-{runs_dir}/{name}/eval.json           the last `eval` report
+{runs_dir}/{name}/run.json                   format, model spec, inputs (audio settings, features,
+                                             vocabulary, split), training settings, history
+{runs_dir}/{name}/model.safetensors          weights of the best val-mAP epoch (what `eval` scores)
+{runs_dir}/{name}/last.safetensors           weights, optimizer state and the record after the last
+                                             finished epoch (the record's copy that counts)
+{runs_dir}/{name}/preprocessing.safetensors  the vocabulary's `centroids` (token models) or the
+                                             train split's per-mel `mean` and `std` (frame models)
+{runs_dir}/{name}/classes.csv                the class index the 527 outputs follow
+{runs_dir}/{name}/eval.json                  the last `eval` report
 """
 
 from __future__ import annotations
@@ -32,21 +34,22 @@ from audiotok_cli.store import SplitRecord
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 
-RUN_FORMAT = 2  # 2: four reserved token ids ([PAD] [CLS] [MASK] [SEP]); self-contained folders
+RUN_FORMAT = 3  # 2: four reserved token ids, self-contained folders; 3: frame models, preprocessing
 RECORD, WEIGHTS, CHECKPOINT = "run.json", "model.safetensors", "last.safetensors"
 RETRAIN = "train the run again with --overwrite"
-CENTROIDS, CLASSES, REPORT = "vocab.safetensors", "classes.csv", "eval.json"
+PREPROCESSING, CLASSES, REPORT = "preprocessing.safetensors", "classes.csv", "eval.json"
 
 
 class RunInputs(BaseModel):
-    """What the model was trained on: enough to featurize and tokenize a new file the same way."""
+    """What the model was trained on: enough to featurize (and tokenize) a new file the same way."""
 
     store: str
-    tokens: str
-    vocab_fingerprint: str
+    input: str = Field(description="tokens or frames.")
     features: str
     audio: AudioSettings
     split: SplitRecord
+    tokens: str | None = None
+    vocab_fingerprint: str | None = None
 
 
 class RunRecord(BaseModel):
@@ -68,7 +71,7 @@ class Run:
     directory: Path
     record: RunRecord
     model: nn.Module
-    centroids: np.ndarray
+    preprocessing: dict[str, np.ndarray]  # centroids, or mean and std
     classes: ClassIndex
 
 
@@ -105,9 +108,10 @@ def write_record(directory: Path, record: RunRecord) -> None:
     write_json(directory / RECORD, record.model_dump(mode="json"))
 
 
-def write_inputs(directory: Path, centroids: np.ndarray) -> None:
-    """The parts of the store a run needs to stand alone: centroids and class index."""
-    save_tensors(directory / CENTROIDS, {"centroids": torch.from_numpy(np.asarray(centroids, np.float32))})
+def write_inputs(directory: Path, preprocessing: dict[str, np.ndarray]) -> None:
+    """What a run needs besides its weights to stand alone: its preprocessing arrays, class index."""
+    tensors = {name: torch.from_numpy(np.asarray(array, np.float32)) for name, array in preprocessing.items()}
+    save_tensors(directory / PREPROCESSING, tensors)
     write_atomic(directory / CLASSES, class_index_csv().encode())
 
 
@@ -162,11 +166,11 @@ def load_run(directory: Path) -> Run:
     except RuntimeError as exc:  # missing, unexpected or misshapen weights
         raise DataError(f"{weights} does not fit the run's model ({_first_line(exc)}); {RETRAIN}") from None
     try:
-        centroids = _load_tensors(directory / CENTROIDS)["centroids"].numpy()
+        preprocessing = {k: v.numpy() for k, v in _load_tensors(directory / PREPROCESSING).items()}
         classes = parse_class_index((directory / CLASSES).read_text())
-    except (OSError, KeyError) as exc:
+    except OSError as exc:
         raise DataError(f"run {directory} is incomplete ({exc}); {RETRAIN}") from None
-    return Run(directory, record, model, centroids, classes)
+    return Run(directory, record, model, preprocessing, classes)
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -22,19 +22,20 @@ InputKind = Literal["tokens", "frames"]
 @dataclass(frozen=True)
 class ModelFamily:
     name: str
-    input: InputKind
+    inputs: tuple[InputKind, ...]  # what it can read; the first is its default
     module: str  # holds `build(spec) -> nn.Module`
     summary: str
 
 
+_MODELS = "audiotok_cli.training.models"
 FAMILIES: dict[str, ModelFamily] = {
     family.name: family
     for family in (
-        ModelFamily("simple", "tokens", "audiotok_cli.training.models.pooled", "mean of token embeddings"),
-        ModelFamily("lstm", "tokens", "audiotok_cli.training.models.lstm", "bidirectional LSTM, mean-pooled"),
-        ModelFamily(
-            "bert", "tokens", "audiotok_cli.training.models.bert", "transformers BertModel, [CLS] head"
-        ),
+        ModelFamily("simple", ("tokens",), f"{_MODELS}.pooled", "mean of token embeddings"),
+        ModelFamily("lstm", ("tokens",), f"{_MODELS}.lstm", "bidirectional LSTM, mean-pooled"),
+        ModelFamily("bert", ("tokens", "frames"), f"{_MODELS}.bert", "transformers BertModel, [CLS] head"),
+        ModelFamily("baseline", ("frames",), f"{_MODELS}.frame_mlp", "per-frame MLP, mean-pooled"),
+        ModelFamily("cnn", ("frames",), f"{_MODELS}.cnn", "PANNs-style 2-D CNN over the log-mel image"),
     )
 }
 MODEL_NAMES = tuple(FAMILIES)

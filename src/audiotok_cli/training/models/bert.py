@@ -1,4 +1,5 @@
-"""`bert`: `transformers.BertModel` over [CLS] + tokens with a real attention mask."""
+"""`bert`: `transformers.BertModel` over [CLS] + tokens, or over [CLS] + log-mel frames linearly
+projected into its input embeddings ("skip tokenization"); a real attention mask either way."""
 
 from __future__ import annotations
 
@@ -7,37 +8,35 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from audiotok_cli.audioset.classes import N_CLASSES
+from audiotok_cli.training.models.frames import front_end, time_mask
 from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID
 from audiotok_cli.training.models.spec import ModelSpec
 
 
-class BertClassifier(nn.Module):
-    """`BertModel` over [CLS] + tokens with a real attention mask; [CLS] -> linear -> logits."""
+def bert_config(spec: ModelSpec) -> BertConfig:
+    """The encoder's config: token ids (or, for frames, only the special ids) and a position table
+    holding every frame of a full clip plus [CLS]."""
+    return BertConfig(
+        vocab_size=spec.n_tokens + N_SPECIAL,
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        intermediate_size=4 * spec.hidden_size,
+        max_position_embeddings=spec.max_frames + 1,
+        type_vocab_size=1,
+        pad_token_id=PAD_ID,
+        hidden_dropout_prob=spec.dropout,
+        attention_probs_dropout_prob=spec.dropout,
+    )
 
-    def __init__(
-        self,
-        n_tokens: int,
-        max_frames: int,
-        hidden_size: int,
-        num_layers: int,
-        num_heads: int,
-        dropout: float,
-    ) -> None:
+
+class BertClassifier(nn.Module):
+    """[CLS] + tokens -> `BertModel` -> [CLS] -> linear -> logits."""
+
+    def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        config = BertConfig(
-            vocab_size=n_tokens + N_SPECIAL,
-            hidden_size=hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            intermediate_size=4 * hidden_size,
-            max_position_embeddings=max_frames + 1,  # every frame of a full clip, plus [CLS]
-            type_vocab_size=1,
-            pad_token_id=PAD_ID,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-        )
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.head = nn.Linear(hidden_size, N_CLASSES)
+        self.bert = BertModel(bert_config(spec), add_pooling_layer=False)
+        self.head = nn.Linear(spec.hidden_size, N_CLASSES)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         cls = torch.full((ids.shape[0], 1), CLS_ID, dtype=ids.dtype, device=ids.device)
@@ -46,7 +45,25 @@ class BertClassifier(nn.Module):
         return self.head(hidden[:, 0])
 
 
+class FrameBertClassifier(nn.Module):
+    """[CLS] + projected frames -> `BertModel` (same [CLS] embedding, mask and positions) -> head."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.front, width = front_end(spec)
+        self.project = nn.Linear(width, spec.hidden_size)
+        self.bert = BertModel(bert_config(spec), add_pooling_layer=False)
+        self.head = nn.Linear(spec.hidden_size, N_CLASSES)
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.front is not None:
+            frames = self.front(frames, lengths)
+        cls_id = torch.full((frames.shape[0], 1), CLS_ID, device=frames.device)
+        embeds = torch.cat([self.bert.embeddings.word_embeddings(cls_id), self.project(frames)], dim=1)
+        mask = torch.cat([torch.ones_like(cls_id, dtype=torch.bool), time_mask(lengths, frames.shape[1])], 1)
+        hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        return self.head(hidden[:, 0])
+
+
 def build(spec: ModelSpec) -> nn.Module:
-    return BertClassifier(
-        spec.n_tokens, spec.max_frames, spec.hidden_size, spec.num_layers, spec.num_heads, spec.dropout
-    )
+    return FrameBertClassifier(spec) if spec.input == "frames" else BertClassifier(spec)

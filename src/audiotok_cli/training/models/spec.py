@@ -7,10 +7,15 @@ from pydantic import BaseModel, Field
 
 class ModelSpec(BaseModel):
     kind: str
-    n_tokens: int = Field(description="Vocabulary size k: centroid ids, before the special ids.")
+    input: str = Field(description="tokens or frames.")
+    n_tokens: int = Field(0, description="Vocabulary size k (token models): centroid ids before specials.")
+    n_mels: int = Field(0, description="Values per frame (frame models).")
     max_frames: int = Field(description="Longest sequence, in frames (BERT's position table).")
     embed_dim: int
     hidden_size: int
     num_layers: int
     num_heads: int
     dropout: float
+    cnn_channels: tuple[int, ...] = (64, 128, 256, 512)
+    conv_kernels: int = 0
+    conv_size: int = 3

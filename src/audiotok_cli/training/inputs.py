@@ -1,0 +1,90 @@
+"""Which store group a model reads, and how: tokens with their vocabulary, or frames with the train
+split's per-mel statistics. Training chooses and records them; scoring reopens what was recorded and
+refuses a store that changed since."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from audiotok_cli.errors import MismatchError, SettingsError
+from audiotok_cli.settings import ModelSettings
+from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.data import ModelInputs, frame_statistics
+from audiotok_cli.training.runs import Run, RunInputs
+
+
+@dataclass
+class TrainingInputs:
+    model_inputs: ModelInputs
+    record: RunInputs
+    preprocessing: dict[str, np.ndarray]  # saved with the run: centroids, or mean and std
+    n_tokens: int = 0
+    n_mels: int = 0
+
+
+def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
+    """The tokens (or features, for frame models) `pick` chooses, and what the run must keep."""
+    if model.input == "frames":
+        return _frames(store, model, pick)
+    tokens = store.tokens(pick)
+    vocab = store.vocab(Pick(tokens.record.vocab))
+    n_tokens = tokens.record.n_clusters
+    if model.vocab_size not in (None, n_tokens):
+        raise SettingsError(
+            f"model.vocab_size {model.vocab_size} != {n_tokens}, the size of vocabulary {tokens.name!r}; "
+            "unset it or choose a vocabulary of that size with --k"
+        )
+    record = RunInputs(
+        store=str(store.path),
+        input="tokens",
+        features=tokens.record.features,
+        audio=vocab.record.audio,
+        split=store.split,
+        tokens=tokens.name,
+        vocab_fingerprint=tokens.record.vocab_fingerprint,
+    )
+    return TrainingInputs(
+        ModelInputs(tokens, "tokens"), record, {"centroids": vocab.centroids}, n_tokens=n_tokens
+    )
+
+
+def _frames(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
+    if pick.name is not None or pick.k is not None:
+        raise SettingsError(
+            f"--vocab and --k choose tokens, and model {model.kind!r} reads frames here; choose its "
+            "features with --features"
+        )
+    features = store.features(pick.features)
+    mean, std = frame_statistics(features, store.split_rows(features.all_lengths(), "train"))
+    record = RunInputs(
+        store=str(store.path),
+        input="frames",
+        features=features.name,
+        audio=features.record.audio,
+        split=store.split,
+    )
+    inputs = ModelInputs(features, "frames", mean, std)
+    return TrainingInputs(inputs, record, {"mean": mean, "std": std}, n_mels=features.data.shape[2])
+
+
+def inputs_for_run(store: Store, run: Run) -> ModelInputs:
+    """What a trained run reads from the store, checked against what it was trained on."""
+    recorded = run.record.inputs
+    store.require_split(f"run {run.directory}", recorded.split, "audiotok train --overwrite")
+    if recorded.input == "frames":
+        features = store.features(recorded.features)
+        if features.record.audio != recorded.audio:
+            raise MismatchError(
+                f"run {run.directory} was trained on features {recorded.features!r} made with other audio "
+                "settings than the store's; featurize them back or train the run again with --overwrite"
+            )
+        return ModelInputs(features, "frames", run.preprocessing["mean"], run.preprocessing["std"])
+    tokens = store.tokens(Pick(recorded.tokens))
+    if tokens.record.vocab_fingerprint != recorded.vocab_fingerprint:
+        raise MismatchError(
+            f"run {run.directory} was trained on other tokens than {recorded.tokens!r} now holds; "
+            "train it again with --overwrite"
+        )
+    return ModelInputs(tokens, "tokens")
