@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from audiotok_cli.audioset.classes import N_CLASSES
-from audiotok_cli.training.metrics import classification_metrics, mean_average_precision, prior_scores
+from audiotok_cli.training.metrics import (
+    classification_metrics,
+    d_prime,
+    mean_average_precision,
+    per_class_ap,
+    prior_scores,
+    tune_thresholds,
+)
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID, to_model_ids
 from audiotok_cli.training.models.lstm import reverse_valid
@@ -123,3 +130,25 @@ def test_label_prior_map_equals_mean_prevalence():
     prior = mean_average_precision(labels, prior_scores(train.mean(axis=0), len(labels)))
     present = labels.any(axis=0)
     assert prior == pytest.approx(labels[:, present].mean(axis=0).mean())
+
+
+def test_auc_d_prime_tuned_f1_and_per_class_ap_match_hand_computed_values():
+    labels = np.zeros((4, N_CLASSES), dtype=bool)
+    labels[[0, 1], 0] = True
+    labels[[2], 1] = True
+    scores = np.zeros((4, N_CLASSES))
+    scores[:, 0] = [0.9, 0.8, 0.1, 0.2]  # perfectly ranked: AUC 1, AP 1
+    scores[:, 1] = [0.9, 0.1, 0.5, 0.2]  # the positive beats 2 of 3 negatives: AUC 2/3; AP 1/2
+    assert per_class_ap(labels, scores) == pytest.approx({0: 1.0, 1: 0.5})
+    thresholds = tune_thresholds(labels, scores)
+    assert thresholds[0] == pytest.approx(0.8)  # the lowest score that keeps every positive of class 0
+    assert thresholds[1] == pytest.approx(0.5) and thresholds[2] == 0.5  # no positive: the default
+    metrics = classification_metrics(labels, scores, thresholds)
+    assert metrics["AUC"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert metrics["d_prime"] == pytest.approx(np.sqrt(2) * 0.9674216, rel=1e-5)  # norm.ppf(5/6)
+    # at 0.5: class 0 predicts rows 0, 1 (2 TP); class 1 predicts rows 0 (FP) and 2 (TP)
+    assert metrics["f1_micro_0.5"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 0))
+    assert metrics["f1_macro_0.5"] == pytest.approx((1.0 + 2 * 1 / (2 * 1 + 1)) / 2)
+    assert metrics["f1_macro_tuned"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert metrics["hamming_loss"] == pytest.approx(1 / (4 * N_CLASSES))
+    assert d_prime(0.5) == pytest.approx(0.0)

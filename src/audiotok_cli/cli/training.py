@@ -1,7 +1,10 @@
 """Commands that train and score models: train, eval."""
 
+from pathlib import Path
 from typing import Annotated
 
+import typer
+from rich.markup import escape
 from rich.table import Table
 
 from audiotok_cli.cli.app import command, command_settings, console, quiet_or_json
@@ -104,19 +107,40 @@ def train_cmd(
 
 def _render_eval(report) -> None:
     table = Table(
-        "split", "clips", "mAP", "prior mAP", "F1 micro", "F1 macro", "Hamming", title=str(report.run_dir)
+        "split",
+        "clips",
+        "mAP",
+        "prior mAP",
+        "AUC",
+        "d'",
+        "F1 micro@0.5",
+        "F1 macro@0.5",
+        "F1 micro tuned",
+        "F1 macro tuned",
+        "Hamming",
+        title=str(report.run_dir),
     )
     for name, m in report.splits.items():
         table.add_row(
-            name,
+            "test (official eval)" if name == "test" else name,
             str(m["n_clips"]),
             f"{m['mAP']:.4f}",
             f"{m['prior_mAP']:.4f}",
-            f"{m['f1_micro']:.4f}",
-            f"{m['f1_macro']:.4f}",
+            f"{m['AUC']:.4f}",
+            f"{m['d_prime']:.3f}",
+            f"{m['f1_micro_0.5']:.4f}",
+            f"{m['f1_macro_0.5']:.4f}",
+            f"{m.get('f1_micro_tuned', float('nan')):.4f}",
+            f"{m.get('f1_macro_tuned', float('nan')):.4f}",
             f"{m['hamming_loss']:.5f}",
         )
     console.print(table)
+    test = report.splits.get("test")
+    if test:
+        aps = test["per_class_AP"]
+        for title, classes in (("best", test["best_classes"]), ("worst", test["worst_classes"])):
+            shown = ", ".join(f"{name} {aps[name]:.3f}" for name in classes)
+            console.print(f"{title} classes on test (AP): {escape(shown)}")
     console.print(f"report: {report.report_path}")
 
 
@@ -151,3 +175,60 @@ def eval_cmd(
         settings.train.device,
         settings.train.batch_size,
     )
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _render_runs(rows) -> None:
+    table = Table(
+        "run",
+        "model",
+        "input",
+        "parameters",
+        "epochs",
+        "train s",
+        "val mAP",
+        "test mAP",
+        "prior mAP",
+        "vs best frames",
+        title="runs (test: the official eval set)",
+    )
+    for r in rows:
+        gap = "-" if r.gap_to_best_frames is None else f"{r.gap_to_best_frames:+.4f}"
+        table.add_row(
+            r.name,
+            r.model,
+            r.input,
+            f"{r.parameters:,}",
+            str(r.epochs),
+            f"{r.train_seconds:.0f}",
+            _score(r.val_mAP),
+            _score(r.test_mAP),
+            _score(r.prior_mAP),
+            gap,
+        )
+    console.print(table)
+
+
+@command("runs", render=_render_runs)
+def runs_cmd(
+    sort: Annotated[
+        str,
+        typer.Option("--sort", help="Sort by name, test_mAP, val_mAP, parameters or train_seconds."),
+    ] = "test_mAP",
+    plot: Annotated[
+        Path | None,
+        option("--plot", help="Also draw the runs as a bar chart (PNG).", default="no chart"),
+    ] = None,
+    runs_dir: RunsOpt = None,
+):
+    """Every run in one table: tokens against spectrogram frames, beside the label prior."""
+    from audiotok_cli.training.compare import compare_runs, plot_runs
+
+    settings = command_settings(paths={"runs_dir": runs_dir})
+    rows = compare_runs(settings.runs_dir, sort)
+    if plot is not None:
+        plot_runs(rows, plot)
+    return rows

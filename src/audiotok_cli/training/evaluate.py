@@ -12,15 +12,23 @@ from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.data import predict
 from audiotok_cli.training.inputs import inputs_for_run
-from audiotok_cli.training.metrics import classification_metrics, mean_average_precision, prior_scores
+from audiotok_cli.training.metrics import (
+    classification_metrics,
+    mean_average_precision,
+    per_class_ap,
+    prior_scores,
+    tune_thresholds,
+)
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device
+
+SHOWN_CLASSES = 10
 
 
 @dataclass
 class EvalReport:
     run_dir: Path
     report_path: Path
-    splits: dict[str, dict]  # split -> metrics, with "prior_mAP"
+    splits: dict[str, dict]  # split -> metrics, with "prior_mAP" and "per_class_AP"
 
 
 def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) -> Path:
@@ -53,7 +61,8 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 32,
 ) -> EvalReport:
-    """Score the chosen run (see `choose_run`) on its own tokens in the store."""
+    """Score the chosen run (see `choose_run`) on what it reads from the store. F1 is reported at 0.5
+    and at per-class thresholds tuned on val; per-class AP names the best and worst classes."""
     target = pick_device(device)
     directory = choose_run(paths.runs_dir, run, model, pick or Pick())
     loaded = load_run(directory)
@@ -63,14 +72,21 @@ def evaluate(
     loaded.model.to(target)
     lengths = inputs.padded.all_lengths()
     train_prior = store.label_prior(store.split_rows(lengths, "train"))
-    results = {}
+    results, thresholds = {}, None
+    names = loaded.classes.names
     for split in ("val", "test"):
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
         labels, scores = predict(loaded.model, store, inputs, rows, batch_size, target)
-        metrics = classification_metrics(labels, scores)
+        if split == "val":
+            thresholds = tune_thresholds(labels, scores)
+        metrics = classification_metrics(labels, scores, thresholds)
         metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_prior, len(labels)))
+        ranked = sorted(per_class_ap(labels, scores).items(), key=lambda item: -item[1])
+        metrics["per_class_AP"] = {names[c]: ap for c, ap in ranked}
+        metrics["best_classes"] = [names[c] for c, _ in ranked[:SHOWN_CLASSES]]
+        metrics["worst_classes"] = [names[c] for c, _ in ranked[-SHOWN_CLASSES:][::-1]]
         results[split] = metrics
     report = {
         "run": str(directory),

@@ -91,6 +91,7 @@ def train(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             network = build_model(spec)
+            record.n_parameters = sum(p.numel() for p in network.parameters())
             init_head_bias(network, store.label_prior(rows[0]))
             network.to(device)
             optimizer = torch.optim.AdamW(

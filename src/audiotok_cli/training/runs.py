@@ -59,6 +59,7 @@ class RunRecord(BaseModel):
     train: dict[str, Any] = Field(description="Training settings that shape the weights.")
     seed: int
     resume_key: str = Field(description="A rerun resumes only a run whose key matches.")
+    n_parameters: int = 0
     history: list[dict[str, float]] = Field(default_factory=list)
     best_epoch: int | None = None
     complete: bool = False

@@ -1,0 +1,100 @@
+"""`runs`: every run under the runs directory in one table, token runs beside spectrogram runs, so
+the question audiotok exists for (do tokens classify AudioSet as well as the frames they come from?)
+has its answer in one place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.training.runs import REPORT, RunRecord, find_runs
+
+SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
+
+
+@dataclass
+class RunRow:
+    name: str
+    model: str
+    input: str  # "tokens logmel-k64" or "frames logmel"
+    parameters: int
+    epochs: int
+    train_seconds: float
+    val_mAP: float | None  # the best epoch's
+    test_mAP: float | None  # from the last `eval` (the official eval set)
+    prior_mAP: float | None
+    gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
+
+
+def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
+    """One row per run; best first for scores. Runs not yet evaluated have no test mAP."""
+    if sort not in SORT_KEYS:
+        raise SettingsError(f"invalid --sort {sort!r}; choose from {', '.join(SORT_KEYS)}")
+    rows = [_row(directory, record) for directory, record in find_runs(runs_dir)]
+    if not rows:
+        raise MissingInputError(f"no runs in {runs_dir}; run `audiotok train` first or pass --runs-dir")
+    frames = [row.test_mAP for row in rows if row.input.startswith("frames") and row.test_mAP is not None]
+    for row in rows:
+        if frames and row.test_mAP is not None:
+            row.gap_to_best_frames = row.test_mAP - max(frames)
+    descending = sort != "name"
+    return sorted(rows, key=lambda row: _sort_value(row, sort), reverse=descending)
+
+
+def _sort_value(row: RunRow, key: str) -> tuple[bool, object]:
+    value = getattr(row, key)
+    return (value is not None, value if value is not None else 0)
+
+
+def _row(directory: Path, record: RunRecord) -> RunRow:
+    inputs = record.inputs
+    test = prior = None
+    report = directory / REPORT
+    if report.exists():
+        splits = json.loads(report.read_text()).get("splits", {})
+        if "test" in splits:
+            test, prior = splits["test"]["mAP"], splits["test"]["prior_mAP"]
+    history = record.history
+    return RunRow(
+        name=directory.name,
+        model=record.model.kind,
+        input=f"{inputs.input} {inputs.tokens if inputs.input == 'tokens' else inputs.features}",
+        parameters=record.n_parameters,
+        epochs=len(history),
+        train_seconds=round(sum(epoch.get("seconds", 0.0) for epoch in history), 1),
+        val_mAP=max((epoch["val_mAP"] for epoch in history), default=None),
+        test_mAP=test,
+        prior_mAP=prior,
+    )
+
+
+def plot_runs(rows: list[RunRow], path: Path) -> Path:
+    """A bar chart of test mAP (val mAP where a run has no eval yet) per run, the label prior drawn
+    as a line: token runs in one colour, frame runs in another."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row.name for row in rows]
+    scores = [row.test_mAP if row.test_mAP is not None else (row.val_mAP or 0.0) for row in rows]
+    colours = ["tab:blue" if row.input.startswith("tokens") else "tab:orange" for row in rows]
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5))
+    bars = axes.bar(names, scores, color=colours)
+    axes.bar_label(bars, fmt="%.3f")
+    priors = [row.prior_mAP for row in rows if row.prior_mAP is not None]
+    if priors:
+        axes.axhline(max(priors), color="grey", linestyle="--", label="label prior")
+    axes.set_ylabel("mAP (official eval set; val where not evaluated)")
+    axes.set_ylim(0, 1)
+    axes.set_title("audiotok runs: tokens (blue) vs spectrogram frames (orange)")
+    axes.tick_params(axis="x", labelrotation=30)
+    if priors:
+        axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

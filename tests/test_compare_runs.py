@@ -1,0 +1,65 @@
+"""`audiotok runs`: one row per run, equal to the runs' own records and eval reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audiotok_cli.training.runs import REPORT, load_run
+
+
+@pytest.fixture
+def three_runs(cli, featurized):
+    for args in (["vocab", "--k", "16"], ["tokenize"], ["split", "--val-ratio", "0.25"]):
+        assert cli(*args).exit_code == 0, args
+    assert cli("vocab", "--k", "16", "--overwrite").exit_code == 0  # on the new split
+    assert cli("tokenize", "--overwrite").exit_code == 0
+    quick = ["--epochs", "3", "--batch-size", "8"]
+    for model in ("simple", "baseline", "lstm"):
+        trained = cli("train", "--model", model, *quick, "--hidden-size", "16", "--embed-dim", "16")
+        assert trained.exit_code == 0, trained.output
+    for run in ("simple-logmel-k16", "baseline-logmel"):  # the lstm run is left unscored
+        assert cli("eval", "--run", run).exit_code == 0
+    return featurized.runs_dir
+
+
+def test_runs_rows_equal_each_runs_record_and_report(cli, three_runs):
+    result = cli("runs", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"simple-logmel-k16", "baseline-logmel", "lstm-logmel-k16"}
+    for name, row in rows.items():
+        run = load_run(three_runs / name)
+        assert row["parameters"] == sum(p.numel() for p in run.model.parameters())
+        assert row["epochs"] == 3 and row["val_mAP"] == max(e["val_mAP"] for e in run.record.history)
+        assert row["train_seconds"] == pytest.approx(sum(e["seconds"] for e in run.record.history), abs=0.1)
+    for name in ("simple-logmel-k16", "baseline-logmel"):
+        test = json.loads((three_runs / name / REPORT).read_text())["splits"]["test"]
+        assert rows[name]["test_mAP"] == test["mAP"] and rows[name]["prior_mAP"] == test["prior_mAP"]
+    assert rows["simple-logmel-k16"]["input"] == "tokens logmel-k16"
+    assert rows["baseline-logmel"]["input"] == "frames logmel"
+    assert rows["baseline-logmel"]["gap_to_best_frames"] == 0.0
+    expected_gap = rows["simple-logmel-k16"]["test_mAP"] - rows["baseline-logmel"]["test_mAP"]
+    assert rows["simple-logmel-k16"]["gap_to_best_frames"] == pytest.approx(expected_gap)
+    assert (
+        rows["lstm-logmel-k16"]["test_mAP"] is None and rows["lstm-logmel-k16"]["gap_to_best_frames"] is None
+    )
+    ordered = [row["name"] for row in json.loads(result.stdout)]
+    assert ordered[-1] == "lstm-logmel-k16"  # unscored runs sort last
+
+
+def test_runs_table_sort_and_plot(cli, three_runs, tmp_path):
+    by_name = cli("runs", "--sort", "name", "--json")
+    names = [row["name"] for row in json.loads(by_name.stdout)]
+    assert names == ["baseline-logmel", "lstm-logmel-k16", "simple-logmel-k16"]
+    table = cli("runs", "--plot", str(tmp_path / "runs.png"))
+    assert table.exit_code == 0 and "frames logmel" in table.stdout and "tokens logmel-k16" in table.stdout
+    assert (tmp_path / "runs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = cli("runs", "--sort", "speed")
+    assert bad.exit_code == 3 and "invalid --sort 'speed'" in bad.stderr
+
+
+def test_runs_without_any_run_names_the_fix(cli):
+    result = cli("runs")
+    assert result.exit_code == 4 and "run `audiotok train` first" in result.stderr
