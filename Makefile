@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_MODEL ?= lstm
+# the spectrogram side of the comparison, sized to train in about a minute on 2 cores
+DEMO_SPECTROGRAM ?= cnn --cnn-channels 16,32,64 --epochs 8 --lr 3e-3
 
 .PHONY: install demo test lint clean
 
@@ -28,6 +30,9 @@ demo: $(INSTALLED)
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok tokenize --k 64
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_MODEL) --k 64
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --model $(DEMO_MODEL) --k 64
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_SPECTROGRAM)
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --model cnn
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok runs --plot $(DEMO_DIR)/runs.png
 
 test: $(INSTALLED)
 	$(BIN)/pytest -q

@@ -72,24 +72,22 @@ def iter_batches(
     shards = padded.shards_with(rows)
     if rng is not None:
         shards = list(rng.permutation(shards))
-    carry: list[tuple[np.ndarray, ...]] = []
-    carried = 0
+    pending: tuple[np.ndarray, ...] | None = None  # rows read but not yet batched
     for shard in shards:
         span = padded.shard_rows(shard)
         block, lengths = padded.read_shard(shard)
         keep = np.flatnonzero(rows[span] & (lengths > 0))
         if rng is not None:
             keep = rng.permutation(keep)
-        labels = store.labels(span)
-        carry.append((block[keep], lengths[keep], labels[keep], keep + span.start))
-        carried += len(keep)
-        while carried >= batch_size:
-            merged = [np.concatenate(parts) for parts in zip(*carry, strict=True)]
-            yield _batch(inputs, *(part[:batch_size] for part in merged))
-            carry = [tuple(part[batch_size:] for part in merged)]
-            carried -= batch_size
-    if carried:
-        yield _batch(inputs, *(np.concatenate(parts) for parts in zip(*carry, strict=True)))
+        fresh = (block[keep], lengths[keep], store.labels(span)[keep], keep + span.start)
+        if pending is not None:  # only the few rows left from the last shard are copied again
+            fresh = tuple(np.concatenate(parts) for parts in zip(pending, fresh, strict=True))
+        whole = len(fresh[0]) // batch_size * batch_size
+        for start in range(0, whole, batch_size):
+            yield _batch(inputs, *(part[start : start + batch_size] for part in fresh))
+        pending = tuple(part[whole:] for part in fresh)
+    if pending is not None and len(pending[0]):
+        yield _batch(inputs, *pending)
 
 
 def _batch(
