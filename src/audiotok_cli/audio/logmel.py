@@ -29,18 +29,18 @@ def audio_path(audio_dir: Path, source: str, ytid: str) -> Path:
     return audio_dir / source / ytid[:2] / f"{ytid}.flac"
 
 
-def decode(source: Path | bytes, sample_rate: int, name: str = "") -> np.ndarray:
+def decode(source: Path | bytes, sample_rate: int, name: str = "", fix: str = REPAIR) -> np.ndarray:
     """Decode to mono float32 at `sample_rate`; corrupt, empty or non-finite audio raises DataError
-    naming `name` (or the path) and the fix."""
+    naming `name` (or the path) and `fix` (by default, how to repair an expanded clip)."""
     label = name or str(source)
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
         samples, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
-        raise DataError(f"cannot decode {label} ({reason}); {REPAIR}") from None
+        raise DataError(f"cannot decode {label} ({reason}); {fix}") from None
     if not np.isfinite(samples).all():  # a float WAV or FLAC payload can hold NaN or inf
-        raise DataError(f"{label} holds non-finite samples (NaN or inf); {REPAIR}")
+        raise DataError(f"{label} holds non-finite samples (NaN or inf); {fix}")
     if samples.shape[1] == 2:
         mono = (samples[:, 0] + samples[:, 1]) * 0.5  # ~7x faster than mean(axis=1)
     else:
@@ -48,7 +48,7 @@ def decode(source: Path | bytes, sample_rate: int, name: str = "") -> np.ndarray
     if rate != sample_rate and len(mono):
         mono = soxr.resample(mono, rate, sample_rate)
     if len(mono) == 0:  # none at all, or too few to leave one at the target rate
-        raise DataError(f"{label} holds no audio samples at {sample_rate} Hz; {REPAIR}")
+        raise DataError(f"{label} holds no audio samples at {sample_rate} Hz; {fix}")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -67,7 +67,7 @@ class LogMel:
         if len(samples) < s.n_fft:
             raise DataError(
                 f"{name} holds {len(samples)} samples at {s.sample_rate} Hz, fewer than one STFT window "
-                f"(n_fft {s.n_fft}): too short to featurize; it stays pending"
+                f"(n_fft {s.n_fft}): too short to featurize"
             )
         samples = samples[: self.max_samples]
         spectrum = np.abs(librosa.stft(samples, n_fft=s.n_fft, hop_length=s.hop_length)) ** 2

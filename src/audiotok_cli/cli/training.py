@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from audiotok_cli.cli.app import command, command_settings, console, quiet_or_json
+from audiotok_cli.cli.app import command, command_settings, console, err_console, quiet_or_json
 from audiotok_cli.cli.options import (
     FeaturesOpt,
     OverwriteOpt,
@@ -232,3 +232,30 @@ def runs_cmd(
     if plot is not None:
         plot_runs(rows, plot)
     return rows
+
+
+def _render_predictions(result) -> None:
+    for f in result.files:
+        labels = ", ".join(f"{name} {p:.3f}" for name, p in f.top)
+        console.print(f"{escape(f.path)} ({f.seconds:g} s, {f.windows} windows): {escape(labels)}")
+    for path, why in result.failed.items():
+        err_console.print(f"[yellow]not scored: {escape(path)}: {escape(why)}")
+
+
+@command("predict", render=_render_predictions)
+def predict_cmd(
+    run: Annotated[str, typer.Argument(help="A run name under the runs directory, or a run folder's path.")],
+    files: Annotated[list[Path], typer.Argument(help="Audio files: FLAC, WAV, MP3, OGG, any rate.")],
+    top: Annotated[int, typer.Option("--top", help="Labels shown per file.", min=1)] = 5,
+    device: DeviceOpt = None,
+    runs_dir: RunsOpt = None,
+):
+    """Top labels of audio files from a trained run; the run folder alone is enough (no store)."""
+    from audiotok_cli.training.predict import predict_files
+    from audiotok_cli.training.runs import load_run, pick_device
+
+    settings = command_settings(paths={"runs_dir": runs_dir}, train={"device": device})
+    folder = Path(run) if Path(run).is_dir() else settings.runs_dir / run
+    loaded = load_run(folder)
+    loaded.model.to(pick_device(settings.train.device))
+    return predict_files(loaded, files, top)

@@ -1,0 +1,90 @@
+"""`predict`: a trained run applied to audio files, with nothing but the run folder: each file is
+decoded and featurized with the run's own audio settings, tokenized with its own centroids (token
+models) or standardised with its own statistics (frame models), and scored.
+
+A file longer than the run's clip length (`clip_seconds`, 10 s for AudioSet) is cut into windows of
+that length, as the model saw clips in training; each class's score is its maximum over the windows
+(the usual pooling for "does this sound occur anywhere in the file"). A last window shorter than one
+second is dropped unless it is the only one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiotok_cli.audio.logmel import LogMel, decode
+from audiotok_cli.errors import DataError
+from audiotok_cli.training.models.ids import to_model_ids
+from audiotok_cli.training.runs import Run
+
+UNREADABLE = "give a FLAC, WAV, MP3 or OGG file"
+
+
+@dataclass
+class FilePrediction:
+    path: str
+    windows: int
+    seconds: float
+    top: list[tuple[str, float]]  # (display name, probability), best first
+
+
+@dataclass
+class Predictions:
+    run: str
+    pooling: str
+    files: list[FilePrediction] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why
+
+    def problem(self) -> DataError | None:
+        if not self.failed:
+            return None
+        return DataError(
+            f"{len(self.failed)} files could not be scored; first: {next(iter(self.failed.values()))}"
+        )
+
+
+def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
+    """Score every file; one that cannot be read is recorded and the others are still scored."""
+    audio = run.record.inputs.audio
+    log_mel = LogMel(audio)
+    window = log_mel.max_samples
+    result = Predictions(str(run.directory), f"max over {audio.clip_seconds:g} s windows")
+    run.model.eval()
+    for path in paths:
+        try:
+            if not path.is_file():
+                raise DataError(f"{path} does not exist or is not a file")
+            samples = decode(path, audio.sample_rate, fix=UNREADABLE)
+            starts = [
+                s for s in range(0, len(samples), window) if s == 0 or len(samples) - s >= audio.sample_rate
+            ]
+            scores = np.stack([_score(run, log_mel(samples[s : s + window], name=str(path))) for s in starts])
+        except DataError as exc:
+            result.failed[str(path)] = str(exc)
+            continue
+        pooled = scores.max(axis=0)
+        best = np.argsort(-pooled)[:top]
+        names = run.classes.names
+        seconds = round(len(samples) / audio.sample_rate, 2)
+        result.files.append(
+            FilePrediction(str(path), len(starts), seconds, [(names[c], float(pooled[c])) for c in best])
+        )
+    return result
+
+
+@torch.no_grad()
+def _score(run: Run, frames: np.ndarray) -> np.ndarray:
+    """Sigmoid scores of one window's log-mel frames, prepared as the run's model reads them."""
+    if run.record.inputs.input == "tokens":
+        centroids = run.preprocessing["centroids"]
+        distances = ((frames[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+        inputs = to_model_ids(torch.from_numpy(distances.argmin(axis=1)[None]))
+    else:
+        inputs = torch.from_numpy(((frames - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
+    device = next(run.model.parameters()).device
+    logits = run.model(inputs.to(device), torch.tensor([len(frames)], device=device))
+    return torch.sigmoid(logits)[0].float().cpu().numpy()

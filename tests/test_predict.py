@@ -1,0 +1,49 @@
+"""`predict` on generated WAV, FLAC and MP3 files, with only the run folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import soundfile as sf
+
+from audiotok_cli.audioset.classes import class_index
+from audiotok_cli.audioset.demo import DEMO_CLASSES, synthesize_clip
+
+
+def test_predict_names_the_generators_class_for_every_format_from_a_copied_run(cli, featurized, tmp_path):
+    assert cli("split", "--val-ratio", "0.25").exit_code == 0
+    trained = cli("train", "--model", "baseline", "--epochs", "15", "--batch-size", "8", "--lr", "3e-3")
+    assert trained.exit_code == 0, trained.output
+    report = json.loads(cli("eval", "--run", "baseline-logmel", "--json").stdout)
+    best = report["splits"]["test"]["best_classes"][0]  # a class this small model has learned
+    mid = class_index().mids[class_index().names.index(best)]
+    assert mid in DEMO_CLASSES
+
+    rng = np.random.default_rng(5)
+    clip = synthesize_clip(rng, (mid,), 44100, 25.0, channels=2)  # longer than one window
+    files = []
+    for suffix, subtype in (("wav", "PCM_16"), ("flac", "PCM_24"), ("mp3", None)):
+        path = tmp_path / f"sound.{suffix}"
+        sf.write(path, clip, 44100, subtype=subtype)
+        files.append(str(path))
+    (tmp_path / "broken.wav").write_bytes(b"RIFF, but no audio")
+    files += [str(tmp_path / "broken.wav"), str(tmp_path / "missing.ogg")]
+
+    run = tmp_path / "elsewhere" / "shared-run"
+    shutil.copytree(featurized.runs_dir / "baseline-logmel", run)
+    shutil.rmtree(featurized.store_path)
+    result = cli("predict", str(run), *files, "--top", "3", "--json")
+    assert result.exit_code == 5  # two files could not be scored; the three others were
+    predictions = json.loads(result.stdout)
+    assert predictions["pooling"] == "max over 10 s windows"  # the run's clip_seconds
+    for scored in predictions["files"]:
+        assert scored["top"][0][0] == best, scored
+        assert scored["windows"] == 3 and scored["seconds"] == 25.0  # two whole windows + the last 5 s
+        assert len(scored["top"]) == 3 and scored["top"][0][1] >= scored["top"][1][1]
+    assert sorted(predictions["failed"]) == sorted(files[3:])
+    assert "Format not recognised" in predictions["failed"][files[3]]
+    assert "does not exist" in predictions["failed"][files[4]]
+    shown = cli("predict", str(run), files[0])
+    assert shown.exit_code == 0 and f"(25 s, 3 windows): {best} " in shown.stdout
