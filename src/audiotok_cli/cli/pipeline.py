@@ -1,6 +1,9 @@
-"""Commands of the per-clip pipeline: split, featurize, vocab, tokenize."""
+"""Commands of the per-clip pipeline: split, featurize, vocab, tokenize, export-tokens."""
 
+from pathlib import Path
 from typing import Annotated
+
+import typer
 
 from audiotok_cli.cli.app import command, command_settings, console
 from audiotok_cli.cli.options import (
@@ -123,3 +126,23 @@ def tokenize_cmd(
 
     settings = command_settings(paths={"store": store})
     return tokenize(settings.store_path, Pick(vocab, k, features), overwrite)
+
+
+@command(
+    "export-tokens",
+    render=lambda r: console.print(f"wrote {r.clips} clips of tokens {r.tokens!r} to {r.path}"),
+)
+def export_tokens_cmd(
+    output: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
+    vocab: VocabOpt = None,
+    k: PickKOpt = None,
+    features: FeaturesOpt = None,
+    store: StoreOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Tokens as Parquet (ytid, source, split, label MIDs, token ids) for any text-model toolchain."""
+    from audiotok_cli.stages.export_tokens import export_tokens
+    from audiotok_cli.store import Pick
+
+    settings = command_settings(paths={"store": store})
+    return export_tokens(settings.store_path, output, Pick(vocab, k, features), overwrite)

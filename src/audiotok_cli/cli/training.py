@@ -259,3 +259,19 @@ def predict_cmd(
     loaded = load_run(folder)
     loaded.model.to(pick_device(settings.train.device))
     return predict_files(loaded, files, top)
+
+
+@command(
+    "export", render=lambda r: console.print(f"exported {r.run_dir} to {r.output}: {', '.join(r.files)}")
+)
+def export_cmd(
+    run: Annotated[str, typer.Argument(help="A bert run's name under the runs directory, or its path.")],
+    output: Annotated[Path, typer.Argument(help="Folder for `BertModel.from_pretrained`.")],
+    runs_dir: RunsOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """A trained BERT as a transformers folder (config.json + safetensors), its head beside it."""
+    from audiotok_cli.training.export import export_run
+
+    settings = command_settings(paths={"runs_dir": runs_dir})
+    return export_run(Path(run) if Path(run).is_dir() else settings.runs_dir / run, output, overwrite)

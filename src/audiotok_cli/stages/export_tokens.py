@@ -1,0 +1,71 @@
+"""`export-tokens`: every tokenized clip as one Parquet row (ytid, source, split, label MIDs, token
+ids), written shard by shard, so any text-model toolchain (pyarrow, pandas, Hugging Face `datasets`)
+can train on audiotok tokens. Token ids are the centroid indices as stored, padding removed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audiotok_cli.atomic import naming_full_disk
+from audiotok_cli.audioset.classes import SOURCES, class_index
+from audiotok_cli.errors import OutputExistsError
+from audiotok_cli.progress import progress
+from audiotok_cli.store import SPLITS, Pick, Store
+
+SCHEMA = pa.schema(
+    [
+        ("ytid", pa.string()),
+        ("source", pa.string()),
+        ("split", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("tokens", pa.list_(pa.int32())),
+    ]
+)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    tokens: str
+    clips: int
+
+
+def export_tokens(
+    store_path: Path, output: Path, pick: Pick | None = None, overwrite: bool = False
+) -> ExportResult:
+    """Write the tokens `pick` chooses to `output`; the file appears only once it is complete."""
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"{output} already exists; pass --overwrite")
+    store = Store.open(store_path)
+    tokens = store.tokens(pick)
+    lengths = tokens.all_lengths()
+    done = lengths >= 0
+    mids = np.asarray(class_index().mids)
+    partial = output.with_name(f".{output.name}.partial")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    clips = 0
+    with naming_full_disk(output), pq.ParquetWriter(partial, SCHEMA) as writer:
+        shards = tokens.shards_with(done)
+        with progress(f"export {tokens.name}", len(shards)) as advance:
+            for shard in shards:
+                span = tokens.shard_rows(shard)
+                ids, shard_lengths = tokens.read_shard(shard)
+                keep = np.flatnonzero(shard_lengths >= 0)
+                labels = store.labels(span)
+                batch = {
+                    "ytid": store.ytids(span)[keep].tolist(),
+                    "source": [SOURCES[c] for c in store.sources(span)[keep]],
+                    "split": [SPLITS[c] for c in store.splits(span)[keep]],
+                    "labels": [mids[labels[row]].tolist() for row in keep],
+                    "tokens": [ids[row, : shard_lengths[row]].astype(np.int32) for row in keep],
+                }
+                writer.write_table(pa.table(batch, schema=SCHEMA))
+                clips += len(keep)
+                advance(1)
+    partial.replace(output)
+    return ExportResult(output, tokens.name, clips)

@@ -1,0 +1,79 @@
+"""Interop: a trained BERT loads in `transformers` as it is; tokens export to Parquet that reads
+back equal to the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import BertModel
+
+from audiotok_cli.audioset.classes import SOURCES, class_index
+from audiotok_cli.store import SPLITS, Store
+from audiotok_cli.training.models.ids import to_model_ids
+from audiotok_cli.training.runs import load_run
+
+
+@pytest.fixture
+def tokenized(cli, featurized):
+    for args in (["vocab", "--k", "16"], ["tokenize"]):
+        assert cli(*args).exit_code == 0, args
+    return featurized
+
+
+@pytest.mark.parametrize("input_kind", ["tokens", "frames"])
+def test_an_exported_bert_loads_in_transformers_with_every_weight(cli, tokenized, tmp_path, input_kind):
+    trained = cli(
+        "train", "--model", "bert", "--input", input_kind, "--epochs", "1", "--hidden-size", "32",
+        "--num-heads", "2", "--num-layers", "1",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    run_name = "bert-logmel-k16" if input_kind == "tokens" else "bert-logmel"
+    exported = cli("export", run_name, str(tmp_path / "hf"))
+    assert exported.exit_code == 0, exported.output
+    # the encoder was trained without BERT's pooler ([CLS] feeds audiotok's own head), so none is loaded
+    encoder, info = BertModel.from_pretrained(
+        tmp_path / "hf", add_pooling_layer=False, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    run = load_run(tokenized.runs_dir / run_name).model.eval()
+    ids = (
+        to_model_ids(torch.randint(0, 16, (2, 30)))
+        if input_kind == "tokens"
+        else torch.ones(2, 30, dtype=int)
+    )
+    with torch.no_grad():
+        assert torch.allclose(
+            encoder.eval()(input_ids=ids).last_hidden_state, run.bert(input_ids=ids).last_hidden_state
+        )
+    assert (tmp_path / "hf" / "audiotok_head.safetensors").exists() and (
+        tmp_path / "hf" / "classes.csv"
+    ).exists()
+    again = cli("export", run_name, str(tmp_path / "hf"))
+    assert again.exit_code == 7 and "--overwrite" in again.stderr
+
+
+def test_only_bert_runs_export(cli, tokenized, tmp_path):
+    assert cli("train", "--model", "simple", "--epochs", "1").exit_code == 0
+    refused = cli("export", "simple-logmel-k16", str(tmp_path / "hf"))
+    assert refused.exit_code == 3 and "only bert runs export to transformers" in refused.stderr
+
+
+def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
+    result = cli("export-tokens", str(tmp_path / "tokens.parquet"))
+    assert result.exit_code == 0 and "wrote 48 clips of tokens 'logmel-k16'" in result.stdout
+    table = pq.read_table(tmp_path / "tokens.parquet").to_pylist()
+    store = Store.open(tokenized.store_path)
+    tokens = store.tokens()
+    ids, lengths = tokens.data[:], tokens.all_lengths()
+    mids = class_index().mids
+    assert [row["ytid"] for row in table] == list(store.ytids())
+    for row, record in enumerate(table):
+        assert (
+            record["source"] == SOURCES[store.sources()[row]]
+            and record["split"] == SPLITS[store.splits()[row]]
+        )
+        assert record["tokens"] == ids[row, : lengths[row]].tolist()
+        assert record["labels"] == [mids[c] for c in np.flatnonzero(store.labels(slice(row, row + 1))[0])]
+    assert cli("export-tokens", str(tmp_path / "tokens.parquet")).exit_code == 7
