@@ -158,7 +158,7 @@ def eval_cmd(
     store: StoreOpt = None,
     runs_dir: RunsOpt = None,
 ):
-    """mAP, F1 and Hamming loss on val and the official eval set, beside the label-prior baseline."""
+    """mAP, AUC, d', F1 and per-class AP on val and the official eval set, beside the label prior."""
     settings = command_settings(
         paths={"store": store, "runs_dir": runs_dir},
         model={"kind": model},
