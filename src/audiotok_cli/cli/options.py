@@ -45,6 +45,15 @@ SourceOpt = Annotated[
     list[str] | None,
     option("--source", help=f"One of {', '.join(SOURCES)}; repeatable.", default="all"),
 ]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Processes, a shard each at a time.  [default: the cores available]",
+        min=1,
+        show_default=False,
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace this stage's finished output.")]
 
 # Which vocabulary (and so which tokens) a stage reads: by name, or by k and features.

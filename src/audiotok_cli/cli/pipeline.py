@@ -14,8 +14,10 @@ from audiotok_cli.cli.options import (
     SourceOpt,
     StoreOpt,
     VocabOpt,
+    WorkersOpt,
     setting,
 )
+from audiotok_cli.parallel import available_cores
 from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings, VocabSettings
 
 
@@ -62,6 +64,7 @@ def featurize_cmd(
         bool | None, setting(AudioSettings, "normalize", "--normalize/--no-normalize")
     ] = None,
     name: Annotated[str | None, setting(FeaturesSettings, "name", "--name")] = None,
+    workers: WorkersOpt = None,
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -81,7 +84,13 @@ def featurize_cmd(
         paths={"store": store, "audio_dir": audio_dir}, audio=audio, features={"name": name}
     )
     return featurize(
-        settings.store_path, settings.audio_dir, settings.audio, settings.features, source, overwrite
+        settings.store_path,
+        settings.audio_dir,
+        settings.audio,
+        settings.features,
+        source,
+        overwrite,
+        workers or available_cores(),
     )
 
 
@@ -117,6 +126,7 @@ def tokenize_cmd(
     vocab: VocabOpt = None,
     k: PickKOpt = None,
     features: FeaturesOpt = None,
+    workers: WorkersOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
@@ -125,7 +135,7 @@ def tokenize_cmd(
     from audiotok_cli.store import Pick
 
     settings = command_settings(paths={"store": store})
-    return tokenize(settings.store_path, Pick(vocab, k, features), overwrite)
+    return tokenize(settings.store_path, Pick(vocab, k, features), overwrite, workers or available_cores())
 
 
 @command(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.classes import SOURCES, checked_sources
 from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.parallel import run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, FeaturesSettings
 from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
@@ -49,8 +51,10 @@ def featurize(
     layout: FeaturesSettings,
     sources: list[str] | None = None,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> FeaturizeResult:
-    """Featurize the pending clips of `sources` (default: all) into `features/{layout.name}`."""
+    """Featurize the pending clips of `sources` (default: all) into `features/{layout.name}`, a
+    shard per task on `workers` processes; the result is the same to the bit for any count."""
     sources = checked_sources(sources or list(SOURCES))
     with Store.writing(store_path, "featurize") as store:
         if store.n_clips == 0:
@@ -59,11 +63,10 @@ def featurize(
         wanted = np.isin(store.sources(), [SOURCES.index(s) for s in sources])
         todo = wanted & (features.all_lengths() == PENDING)
         result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
-        log_mel = LogMel(audio)
+        task = partial(_featurize_task, store_path, audio_dir, audio, features.name, todo)
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
-            for shard in features.shards_with(todo):
+            for shard, (done, failures) in run_shards(task, features.shards_with(todo), workers):
                 rows = features.shard_rows(shard)
-                done, failures = featurize_shard(audio_dir, store, features, shard, todo[rows], log_mel)
                 _remember(features, store.ytids(rows)[todo[rows]], failures)
                 result.clips_done += len(done)
                 result.failures |= failures
@@ -102,6 +105,16 @@ def _open_or_create(
     )
     features.grow(store.n_clips)
     return features
+
+
+def _featurize_task(
+    store_path: Path, audio_dir: Path, audio: AudioSettings, name: str, todo: np.ndarray, shard: int
+) -> tuple[list[str], dict[str, str]]:
+    """One shard's work, in whichever process runs it; only the shard's own data is written."""
+    store = Store.open(store_path)
+    features = store.features(name)
+    rows = features.shard_rows(shard)
+    return featurize_shard(audio_dir, store, features, shard, todo[rows], LogMel(audio))
 
 
 def featurize_shard(

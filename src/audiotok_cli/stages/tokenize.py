@@ -7,11 +7,13 @@ fingerprint: tokens from a rebuilt vocabulary are refused rather than silently m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from audiotok_cli.parallel import run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
 
@@ -25,9 +27,12 @@ class TokenizeResult:
     clips_already_done: int
 
 
-def tokenize(store_path: Path, pick: Pick | None = None, overwrite: bool = False) -> TokenizeResult:
+def tokenize(
+    store_path: Path, pick: Pick | None = None, overwrite: bool = False, workers: int = 1
+) -> TokenizeResult:
     """Tokenize every featurized clip with the vocabulary `pick` chooses (default: the only one)
-    into `tokens/{vocab}`; a rerun does only clips featurized since."""
+    into `tokens/{vocab}`, a shard per task on `workers` processes; a rerun does only clips
+    featurized since."""
     with Store.writing(store_path, "tokenize") as store:
         vocab = store.vocab(pick)
         features = store.features(vocab.record.features)
@@ -53,12 +58,19 @@ def tokenize(store_path: Path, pick: Pick | None = None, overwrite: bool = False
         feature_lengths = features.all_lengths()
         token_lengths = tokens.all_lengths()
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
-        index = faiss.IndexFlatL2(vocab.centroids.shape[1])
-        index.add(np.ascontiguousarray(vocab.centroids, dtype=np.float32))
+        task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids)
         with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
-            for shard in tokens.shards_with(todo):
-                advance(tokenize_shard(index, features, tokens, shard))
+            for _, clips in run_shards(task, tokens.shards_with(todo), workers):
+                advance(clips)
     return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
+
+
+def _tokenize_task(store_path: Path, features: str, tokens: str, centroids: np.ndarray, shard: int) -> int:
+    """One shard's work, in whichever process runs it; only the shard's own tokens are written."""
+    store = Store.open(store_path)
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return tokenize_shard(index, store.features(features), store.padded("tokens", tokens), shard)
 
 
 def tokenize_shard(index: faiss.Index, features: FeatureSet, tokens: TokenSet, shard: int) -> int:
