@@ -163,6 +163,19 @@ class TrainSettings(_Group):
     batch_size: int = Field(32, gt=0, description="Clips per optimizer step.")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="Learning rate after warmup: constant, cosine or linear decay to zero."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warmup (wins over the ratio).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Warmup as a share of all optimizer steps.")
+    patience: int = Field(
+        0, ge=0, description="Stop after this many epochs without a better val mAP (0: never)."
+    )
+    accumulate: int = Field(1, gt=0, description="Batches whose gradients add up to one optimizer step.")
+    clip_grad_norm: float = Field(0.0, ge=0, description="Clip the gradient norm to this (0: no clipping).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16."
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     run_name: str | None = Field(
         None, pattern=f"^{NAME_PATTERN}$", description="Run folder name; default {model}-{vocab}."

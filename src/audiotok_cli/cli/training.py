@@ -28,7 +28,7 @@ BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-s
 def _epoch_line(entry: dict, total: int) -> None:
     console.print(
         f"epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, "
-        f"val mAP {entry['val_mAP']:.4f}, {entry['seconds']:.1f} s"
+        f"val mAP {entry['val_mAP']:.4f}, lr {entry['learning_rate']:.3g}, {entry['seconds']:.1f} s"
     )
 
 
@@ -48,6 +48,15 @@ def train_cmd(
     batch_size: BatchOpt = None,
     learning_rate: Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr")] = None,
     weight_decay: Annotated[float | None, setting(TrainSettings, "weight_decay", "--weight-decay")] = None,
+    schedule: Annotated[str | None, setting(TrainSettings, "schedule", "--schedule")] = None,
+    warmup_steps: Annotated[int | None, setting(TrainSettings, "warmup_steps", "--warmup-steps")] = None,
+    warmup_ratio: Annotated[float | None, setting(TrainSettings, "warmup_ratio", "--warmup-ratio")] = None,
+    patience: Annotated[int | None, setting(TrainSettings, "patience", "--patience")] = None,
+    accumulate: Annotated[int | None, setting(TrainSettings, "accumulate", "--accumulate")] = None,
+    clip_grad_norm: Annotated[
+        float | None, setting(TrainSettings, "clip_grad_norm", "--clip-grad-norm")
+    ] = None,
+    precision: Annotated[str | None, setting(TrainSettings, "precision", "--precision")] = None,
     embed_dim: Annotated[int | None, setting(ModelSettings, "embed_dim", "--embed-dim")] = None,
     hidden_size: Annotated[int | None, setting(ModelSettings, "hidden_size", "--hidden-size")] = None,
     num_layers: Annotated[int | None, setting(ModelSettings, "num_layers", "--num-layers")] = None,
@@ -87,6 +96,13 @@ def train_cmd(
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "weight_decay": weight_decay,
+            "schedule": schedule,
+            "warmup_steps": warmup_steps,
+            "warmup_ratio": warmup_ratio,
+            "patience": patience,
+            "accumulate": accumulate,
+            "clip_grad_norm": clip_grad_norm,
+            "precision": precision,
             "device": device,
             "run_name": run_name,
         },

@@ -34,6 +34,7 @@ from audiotok_cli.training.runs import (
     write_inputs,
     write_record,
 )
+from audiotok_cli.training.schedule import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, float], int], None]  # (history entry, total epochs)
@@ -177,8 +178,10 @@ class _Fit:
     def epochs(self, record: RunRecord, history: list[dict[str, float]]) -> None:
         total = self.settings.epochs
         for epoch in range(len(history) + 1, total + 1):
+            if _patience_ran_out(history, self.settings.patience):
+                break
             started = time.perf_counter()
-            loss = self._train_epoch(epoch)
+            loss, lr = self._train_epoch(epoch)
             labels, scores = predict(
                 self.model, self.store, self.inputs, self.rows[1], self.settings.batch_size, self.device
             )
@@ -189,31 +192,67 @@ class _Fit:
                 "epoch": epoch,
                 "train_loss": loss,
                 "val_mAP": val_map,
+                "learning_rate": lr,
                 "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(entry)
             record.history, record.best_epoch = history, int(_best(history)["epoch"])
-            record.complete = epoch == total
+            record.complete = epoch == total or _patience_ran_out(history, self.settings.patience)
             save_checkpoint(self.directory, self.model, self.optimizer, record)  # the commit point
             write_record(self.directory, record)  # a readable copy for people and tools
             if self.on_epoch:
                 self.on_epoch(entry, total)
+            if record.complete:
+                break
 
-    def _train_epoch(self, epoch: int) -> float:
-        """One pass over the train rows; returns the mean batch loss."""
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the train rows; returns the mean batch loss and the last learning rate.
+        The learning rate is a function of the optimizer step alone, so a resumed run needs no
+        scheduler state; `accumulate` batches make one step."""
         cfg = self.settings
         rng = np.random.default_rng([self.seed, epoch])
         torch.manual_seed(self.seed * 100_003 + epoch)
         loss_fn = torch.nn.BCEWithLogitsLoss()
         self.model.train()
+        batches_per_epoch = -(-int(self.rows[0].sum()) // cfg.batch_size)
+        per_epoch = -(-batches_per_epoch // cfg.accumulate)  # optimizer steps
+        all_steps = per_epoch * cfg.epochs
+        warmup = warmup_steps(all_steps, cfg.warmup_steps, cfg.warmup_ratio)
+        step, lr = (epoch - 1) * per_epoch, cfg.learning_rate
         total, batches = 0.0, 0
         with progress(f"epoch {epoch}/{cfg.epochs}", int(self.rows[0].sum())) as advance:
-            for batch in iter_batches(self.store, self.inputs, self.rows[0], cfg.batch_size, rng):
-                self.optimizer.zero_grad()
-                logits = self.model(batch.inputs.to(self.device), batch.lengths.to(self.device))
-                loss = loss_fn(logits, batch.labels.to(self.device))
-                loss.backward()
-                self.optimizer.step()
+            batches_of_epoch = iter_batches(self.store, self.inputs, self.rows[0], cfg.batch_size, rng)
+            for index, batch in enumerate(batches_of_epoch):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    logits = self.model(batch.inputs.to(self.device), batch.lengths.to(self.device))
+                    loss = loss_fn(logits.float(), batch.labels.to(self.device))
+                (loss / cfg.accumulate).backward()
+                if (index + 1) % cfg.accumulate == 0:
+                    lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
+                    self._step(lr)
+                    step += 1
                 total, batches = total + loss.item(), batches + 1
                 advance(len(batch.rows))
-        return total / max(batches, 1)
+        if batches % cfg.accumulate:  # the epoch's last, partial accumulation
+            lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
+            self._step(lr)
+        return total / max(batches, 1), lr
+
+    def _step(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.settings.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    @property
+    def bf16(self) -> bool:
+        """bf16 autocast: asked for, or `auto` on CUDA (fp32 on CPU keeps runs reproducible)."""
+        precision = self.settings.precision
+        return precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+
+
+def _patience_ran_out(history: list[dict[str, float]], patience: int) -> bool:
+    """Early stopping: the last `patience` epochs brought no better val mAP than the best before."""
+    return bool(patience and history) and len(history) - int(_best(history)["epoch"]) >= patience
