@@ -152,3 +152,16 @@ def test_auc_d_prime_tuned_f1_and_per_class_ap_match_hand_computed_values():
     assert metrics["f1_macro_tuned"] == pytest.approx((1.0 + 2 / 3) / 2)
     assert metrics["hamming_loss"] == pytest.approx(1 / (4 * N_CLASSES))
     assert d_prime(0.5) == pytest.approx(0.0)
+
+
+def test_the_lstm_recurrence_stays_fp32_under_bf16_autocast():
+    model = _model("lstm")
+    seen = []
+    model.forward_layers[0].register_forward_hook(lambda module, inputs, output: seen.append(output[0].dtype))
+    ids, lengths = to_model_ids(torch.randint(0, 8, (3, 40))), torch.tensor([40, 25, 7])
+    with torch.no_grad():
+        full = model(ids, lengths)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(ids, lengths)
+    assert seen == [torch.float32, torch.float32]
+    assert torch.allclose(full, mixed.float(), atol=0.05)
