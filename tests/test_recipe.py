@@ -91,3 +91,28 @@ def test_a_resumed_run_with_a_schedule_and_accumulation_equals_an_uninterrupted_
     for name in (CHECKPOINT, WEIGHTS):
         ours, theirs = load_file(resumed.run_dir / name), load_file(whole.run_dir / name)
         assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs), name
+
+
+def test_a_resumed_frame_model_run_equals_an_uninterrupted_one(tokenized, monkeypatch):
+    def run(name: str):
+        model = ModelSettings(kind="baseline", hidden_size=16)
+        train = TrainSettings(batch_size=8, run_name=name, epochs=3, schedule="cosine", warmup_steps=1)
+        return loop.train(tokenized.resolved_paths, model, train, seed=0)
+
+    whole = run("frames-whole")
+    real_map, calls = loop.mean_average_precision, []
+
+    def crash_in_epoch_two(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_map(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "mean_average_precision", crash_in_epoch_two)
+        with pytest.raises(KeyboardInterrupt):
+            run("frames-cut")
+    resumed = run("frames-cut")
+    assert [e["val_mAP"] for e in resumed.history] == pytest.approx([e["val_mAP"] for e in whole.history])
+    ours, theirs = load_file(resumed.run_dir / CHECKPOINT), load_file(whole.run_dir / CHECKPOINT)
+    assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs)
