@@ -8,8 +8,6 @@ import json
 import math
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 import audiotok_cli.training.loop as loop
 from audiotok_cli.errors import OutputExistsError
@@ -19,6 +17,7 @@ from audiotok_cli.stages.vocab import build_vocab
 from audiotok_cli.store import Store
 from audiotok_cli.training.runs import CHECKPOINT, RECORD, WEIGHTS
 from audiotok_cli.training.schedule import lr_factor, warmup_steps
+from training_helpers import assert_same_tensors, killed_in_epoch_two
 
 
 def test_schedules_follow_their_formulas():
@@ -72,25 +71,13 @@ def test_early_stopping_stops_at_the_right_epoch_and_keeps_the_best_weights(toke
 def test_a_resumed_run_with_a_schedule_and_accumulation_equals_an_uninterrupted_one(tokenized, monkeypatch):
     options = {"epochs": 3, "schedule": "linear", "warmup_ratio": 0.2, "accumulate": 2, "clip_grad_norm": 0.5}
     whole = _train(tokenized, "whole", **options)
-    real_map, calls = loop.mean_average_precision, []
-
-    def crash_in_epoch_two(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_map(*args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(loop, "mean_average_precision", crash_in_epoch_two)
-        with pytest.raises(KeyboardInterrupt):
-            _train(tokenized, "cut", **options)
+    killed_in_epoch_two(monkeypatch, lambda: _train(tokenized, "cut", **options))
     resumed = _train(tokenized, "cut", **options)
     rates = [e["learning_rate"] for e in whole.history]
     assert [e["learning_rate"] for e in resumed.history] == pytest.approx(rates)
     assert [e["val_mAP"] for e in resumed.history] == pytest.approx([e["val_mAP"] for e in whole.history])
     for name in (CHECKPOINT, WEIGHTS):
-        ours, theirs = load_file(resumed.run_dir / name), load_file(whole.run_dir / name)
-        assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs), name
+        assert_same_tensors(resumed.run_dir / name, whole.run_dir / name)
 
 
 def test_a_resumed_frame_model_run_equals_an_uninterrupted_one(tokenized, monkeypatch):
@@ -100,19 +87,7 @@ def test_a_resumed_frame_model_run_equals_an_uninterrupted_one(tokenized, monkey
         return loop.train(tokenized.resolved_paths, model, train, seed=0)
 
     whole = run("frames-whole")
-    real_map, calls = loop.mean_average_precision, []
-
-    def crash_in_epoch_two(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_map(*args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(loop, "mean_average_precision", crash_in_epoch_two)
-        with pytest.raises(KeyboardInterrupt):
-            run("frames-cut")
+    killed_in_epoch_two(monkeypatch, lambda: run("frames-cut"))
     resumed = run("frames-cut")
     assert [e["val_mAP"] for e in resumed.history] == pytest.approx([e["val_mAP"] for e in whole.history])
-    ours, theirs = load_file(resumed.run_dir / CHECKPOINT), load_file(whole.run_dir / CHECKPOINT)
-    assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs)
+    assert_same_tensors(resumed.run_dir / CHECKPOINT, whole.run_dir / CHECKPOINT)
