@@ -61,14 +61,6 @@ _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 R = TypeVar("R", bound=BaseModel)
 
 
-def checked_sources(names: list[str]) -> list[str]:
-    """Refuse source names other than AudioSet's three."""
-    for name in names:
-        if name not in SOURCES:
-            raise SettingsError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
-    return names
-
-
 def checked_name(kind: str, name: str) -> str:
     """Group names become store paths: one plain segment, no '/', no '..'."""
     if not re.fullmatch(NAME_PATTERN, name):
@@ -77,6 +69,20 @@ def checked_name(kind: str, name: str) -> str:
             "or digit (at most 64)"
         )
     return name
+
+
+def only_candidate(
+    candidates: list[str], one: str, many: str, where: object, missing: str, option: str
+) -> str:
+    """The single candidate input: none is a missing input (`missing` says the fix), several are
+    refused with their names, so no stage ever guesses."""
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise MissingInputError(f"no {one} in {where}{missing}")
+    raise SettingsError(
+        f"{len(candidates)} {many} in {where}: {', '.join(candidates)}; choose one with {option}"
+    )
 
 
 def split_code(name: str) -> int:
@@ -411,17 +417,9 @@ class Store:
             for n, record in records.items()
             if pick.matches(n, getattr(record, "n_clusters", None), getattr(record, "features", None))
         ]
-        if len(candidates) == 1:
-            return candidates[0]
-        if not candidates:
-            raise MissingInputError(
-                f"no {kind}{pick.describe()} in {self.path} (it holds {_listing(names)}); "
-                f"run `audiotok {_MAKER[kind]}` first"
-            )
-        raise SettingsError(
-            f"{len(candidates)} {kind}{pick.describe()} in {self.path}: {', '.join(candidates)}; "
-            f"choose one with {_OPTION[kind]}"
-        )
+        what = f"{kind}{pick.describe()}"
+        missing = f" (it holds {_listing(names)}); run `audiotok {_MAKER[kind]}` first"
+        return only_candidate(candidates, what, what, self.path, missing, _OPTION[kind])
 
     def _new_group(self, kind: str, name: str, overwrite: bool) -> zarr.Group:
         """An empty group for `kind`/`name`; finished output is replaced only with `overwrite`,

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli.atomic import write_json
-from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.settings import Paths
-from audiotok_cli.store import Pick, Store
+from audiotok_cli.store import Pick, Store, only_candidate
 from audiotok_cli.training.data import predict
 from audiotok_cli.training.inputs import inputs_for_run
 from audiotok_cli.training.metrics import (
@@ -42,15 +41,12 @@ def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) 
             inputs.tokens, record.model.n_tokens or None, inputs.features
         )
 
-    runs = [directory for directory, record in find_runs(runs_dir) if accepts(record)]
-    if len(runs) == 1:
-        return runs[0]
-    if not runs:
-        raise MissingInputError(f"no trained run{pick.describe()} in {runs_dir}; run `audiotok train` first")
-    raise SettingsError(
-        f"{len(runs)} runs{pick.describe()} in {runs_dir}: {', '.join(r.name for r in runs)}; "
-        "choose one with --run"
+    runs = [directory.name for directory, record in find_runs(runs_dir) if accepts(record)]
+    missing = "; run `audiotok train` first"
+    chosen = only_candidate(
+        runs, f"trained run{pick.describe()}", f"runs{pick.describe()}", runs_dir, missing, "--run"
     )
+    return runs_dir / chosen
 
 
 def evaluate(
