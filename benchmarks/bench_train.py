@@ -2,10 +2,12 @@
 
 Each model runs in a fresh process: samples/s of `--steps` optimizer steps (forward, backward, AdamW;
 after two warm-up steps) and the peak memory they took (GPU: torch's peak allocation; CPU: peak
-resident memory above the start), and samples/s of the store's batch reader for the same batches.
-The reader must be at least 5x faster than the model, or the GPU (or CPU) waits on the store.
+resident memory above the start), and samples/s of the store's batch reader alone (shuffled passes
+over every clip for 2 s, with the reader processes `train` would use, or `--loader-workers`). The
+reader must be at least 5x faster than the model, or the GPU (or CPU) waits on the store.
 
 Usage: python benchmarks/bench_train.py [--store PATH] [--clips 256] [--device auto] [--steps 10]
+                                        [--loader-workers N]
 Without --store it builds a demo store first (demo-data, expand, split, featurize, vocab, tokenize).
 """
 
@@ -25,7 +27,7 @@ import torch
 
 from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.training.data import iter_batches
+from audiotok_cli.training.data import BatchReader, reader_workers
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
@@ -86,20 +88,24 @@ def _resident_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(store_path: Path, kind: str, source: str, device_name: str, batch_size: int, steps: int) -> dict:
+def measure(
+    store_path: Path,
+    kind: str,
+    source: str,
+    device_name: str,
+    batch_size: int,
+    steps: int,
+    workers: int | None,
+) -> dict:
     store, device = Store.open(store_path), pick_device(device_name)
     model_settings = ModelSettings(kind=kind, input=source)
     chosen = inputs_for_training(store, model_settings, Pick())
     padded = chosen.model_inputs.padded
-    rows = store.split_rows(padded.all_lengths(), "train")
-    rng = np.random.default_rng(0)
-    batches = []
-    started = time.perf_counter()
-    for batch in iter_batches(store, chosen.model_inputs, rows, batch_size, rng):
-        batches.append(batch)
-        if len(batches) == steps + 2:
-            break
-    read = sum(len(b.rows) for b in batches) / (time.perf_counter() - started)
+    workers = reader_workers(workers, device)
+    with BatchReader(store, chosen.model_inputs, workers) as reader:
+        rows = reader.lengths > 0
+        batches = list(reader.batches(rows, batch_size))[: steps + 2]  # also starts the workers
+        read = _reader_rate(reader, rows, batch_size)
 
     spec = ModelSpec(
         n_tokens=chosen.n_tokens, n_mels=chosen.n_mels, max_frames=padded.data.shape[1],
@@ -128,7 +134,17 @@ def measure(store_path: Path, kind: str, source: str, device_name: str, batch_si
             torch.cuda.synchronize(device)
         trained = sum(len(b.rows) for b in batches[2:]) / (time.perf_counter() - started)
     return {"model": f"{kind} ({source})", "train": trained, "read": read, "peak_mb": memory.peak / 2**20,
-            "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+            "params": sum(p.numel() for p in model.parameters()), "workers": workers}  # fmt: skip
+
+
+def _reader_rate(reader: BatchReader, rows, batch_size: int, seconds: float = 2.0) -> float:
+    """Samples/s of whole shuffled passes over every clip, for at least `seconds`."""
+    samples, started, epoch = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        for batch in reader.batches(rows, batch_size, np.random.default_rng(epoch)):
+            samples += len(batch.rows)
+        epoch += 1
+    return samples / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -140,6 +156,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="Timed optimizer steps per model.")
+    parser.add_argument("--loader-workers", type=int, help="Reader processes (default: train's default).")
     args = parser.parse_args()
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as scratch:
@@ -150,15 +167,25 @@ def main() -> None:
             else f"CPU, {torch.get_num_threads()} threads"
         )
         print(f"device: {name}; batch {args.batch_size}, {args.steps} timed steps per model\n")
-        print(f"{'model':18} {'params':>11} {'train/s':>9} {'read/s':>9} {'read/train':>10} {'peak MB':>9}")
+        header = ("model", "params", "train/s", "read/s", "workers", "read/train", "peak MB")
+        print(f"{header[0]:18} " + " ".join(f"{h:>10}" for h in header[1:]))
         for kind, source in MODELS:
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
-                job = fresh.submit(measure, store, kind, source, args.device, args.batch_size, args.steps)
+                job = fresh.submit(
+                    measure,
+                    store,
+                    kind,
+                    source,
+                    args.device,
+                    args.batch_size,
+                    args.steps,
+                    args.loader_workers,
+                )
                 r = job.result()
             ratio = r["read"] / r["train"]
             flag = "" if ratio >= 5 else "  <- reader too slow"
-            print(f"{r['model']:18} {r['params']:>11,} {r['train']:>9.1f} {r['read']:>9.1f} {ratio:>9.1f}x "
-                  f"{r['peak_mb']:>9.1f}{flag}")  # fmt: skip
+            figures = f"{r['params']:>10,} {r['train']:>10.1f} {r['read']:>10.1f} {r['workers']:>10}"
+            print(f"{r['model']:18} {figures} {ratio:>9.1f}x {r['peak_mb']:>10.1f}{flag}")
 
 
 if __name__ == "__main__":

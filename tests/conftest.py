@@ -53,15 +53,44 @@ def small_mirrors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoRes
 @pytest.fixture
 def featurized(small_mirrors):
     """Settings of a store with the small parquet mirror expanded, split and featurized (k=16)."""
+    return _featurized(small_mirrors, {})
+
+
+@pytest.fixture
+def tokenized(featurized):
+    """`featurized`, with a k=16 vocabulary and its tokens."""
+    return _tokenized(featurized)
+
+
+@pytest.fixture
+def small_shards(small_mirrors):
+    """`tokenized`, in shards of 8 clips (6 shards), for readers that cross shard ends."""
+    return _tokenized(_featurized(small_mirrors, {"clips_per_shard": 8, "clips_per_chunk": 4}))
+
+
+def _featurized(small_mirrors, features: dict):
     from audiotok_cli.settings import load_settings
     from audiotok_cli.stages.expand import expand
     from audiotok_cli.stages.featurize import featurize
     from audiotok_cli.stages.split import split
 
     settings = load_settings(
-        {"paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir}, "vocab": {"n_clusters": 16}}
+        {
+            "paths": {"mirror_dir": small_mirrors["parquet"].mirror_dir},
+            "vocab": {"n_clusters": 16},
+            "features": features,
+        }
     )
     expand(settings.resolved_paths, ["bal_train", "eval"])
     split(settings.store_path, settings.split, settings.seed)
     featurize(settings.store_path, settings.audio_dir, settings.audio, settings.features)
+    return settings
+
+
+def _tokenized(settings):
+    from audiotok_cli.stages.tokenize import tokenize
+    from audiotok_cli.stages.vocab import build_vocab
+
+    build_vocab(settings.store_path, settings.vocab, seed=0)
+    tokenize(settings.store_path)
     return settings

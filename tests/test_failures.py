@@ -218,9 +218,9 @@ def test_a_kill_between_checkpoint_and_run_json_never_trains_an_epoch_twice(feat
     epochs_trained = []
     real_epoch = loop._Fit._train_epoch
 
-    def counting(self, epoch):
+    def counting(self, epoch, monitor):
         epochs_trained.append(epoch)
-        return real_epoch(self, epoch)
+        return real_epoch(self, epoch, monitor)
 
     monkeypatch.setattr(loop._Fit, "_train_epoch", counting)
     resumed = run("cut")
@@ -229,4 +229,6 @@ def test_a_kill_between_checkpoint_and_run_json_never_trains_an_epoch_twice(feat
     ours, theirs = load_file(resumed.run_dir / CHECKPOINT), load_file(whole.run_dir / CHECKPOINT)
     assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs)
     assert json.loads((resumed.run_dir / RECORD).read_text())["complete"] is True
+    logged = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in logged if line["kind"] == "epoch"] == [1, 2, 3]
     assert Store.open(featurized.store_path).features().all_lengths().min() != PENDING

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from audiotok_cli.store import Store
-from audiotok_cli.training.data import ModelInputs, frame_statistics, iter_batches
+from audiotok_cli.training.data import BatchReader, ModelInputs, frame_statistics
 from audiotok_cli.training.runs import load_run
 
 
@@ -27,7 +27,7 @@ def test_frame_batches_are_standardised_by_train_statistics_with_zero_padding(fe
     )
 
     inputs = ModelInputs(features, "frames", mean, std)
-    for batch in iter_batches(store, inputs, train, batch_size=7):
+    for batch in BatchReader(store, inputs).batches(train, batch_size=7):
         x = batch.inputs.numpy()
         for i, (row, length) in enumerate(zip(batch.rows, batch.lengths.tolist(), strict=True)):
             expected = (block[row, :length].astype(np.float32) - mean) / std

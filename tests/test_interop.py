@@ -15,13 +15,6 @@ from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import load_run
 
 
-@pytest.fixture
-def tokenized(cli, featurized):
-    for args in (["vocab", "--k", "16"], ["tokenize"]):
-        assert cli(*args).exit_code == 0, args
-    return featurized
-
-
 @pytest.mark.parametrize("input_kind", ["tokens", "frames"])
 def test_an_exported_bert_loads_in_transformers_with_every_weight(cli, tokenized, tmp_path, input_kind):
     trained = cli(

@@ -11,9 +11,7 @@ import pytest
 
 import audiotok_cli.training.loop as loop
 from audiotok_cli.errors import OutputExistsError
-from audiotok_cli.settings import ModelSettings, TrainSettings, VocabSettings
-from audiotok_cli.stages.tokenize import tokenize
-from audiotok_cli.stages.vocab import build_vocab
+from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.store import Store
 from audiotok_cli.training.runs import CHECKPOINT, RECORD, WEIGHTS
 from audiotok_cli.training.schedule import lr_factor, warmup_steps
@@ -29,13 +27,6 @@ def test_schedules_follow_their_formulas():
     assert lr_factor(55, total, warm, "linear") == pytest.approx(1 - 45 / 90)
     assert lr_factor(80, total, 0, "constant") == 1.0
     assert warmup_steps(200, 0, 0.05) == 10 and warmup_steps(200, 7, 0.05) == 7
-
-
-@pytest.fixture
-def tokenized(featurized):
-    build_vocab(featurized.store_path, VocabSettings(n_clusters=16), seed=0)
-    tokenize(featurized.store_path)
-    return featurized
 
 
 def _train(settings, name: str, **options):

@@ -176,10 +176,42 @@ class TrainSettings(_Group):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16."
     )
+    sampler: Literal["uniform", "balanced"] = Field(
+        "uniform",
+        description="uniform: each train clip once per epoch; balanced: clips drawn with weights from "
+        "inverse class frequencies (with replacement, as many as the split holds).",
+    )
+    mixup: float = Field(0.0, ge=0, description="Mixup Beta(alpha, alpha) of clips and labels (0: off).")
+    time_mask: int = Field(
+        0, ge=0, description="Widest SpecAugment time mask, frames (frame models; 0: off)."
+    )
+    freq_mask: int = Field(0, ge=0, description="Widest SpecAugment frequency mask, mel bands (0: off).")
+    token_mask: float = Field(
+        0.0, ge=0, lt=1, description="Share of tokens replaced by [MASK] (token models; 0: off)."
+    )
+    mask_span: int = Field(1, gt=0, description="Tokens per [MASK] span of --token-mask.")
+    average_last: int = Field(
+        0, ge=0, description="The run's model averages the weights of its last N epochs (0: best epoch)."
+    )
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files into the run folder.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    loader_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Processes reading batches ahead (default: none on a CPU, which the model needs "
+        "whole; up to 4 on a GPU).",
+    )
     run_name: str | None = Field(
         None, pattern=f"^{NAME_PATTERN}$", description="Run folder name; default {model}-{vocab}."
     )
+
+    @model_validator(mode="after")
+    def _average_within_epochs(self) -> TrainSettings:
+        if self.average_last > self.epochs:
+            raise ValueError(
+                f"average_last {self.average_last} > epochs {self.epochs}; average at most every epoch"
+            )
+        return self
 
     @field_validator("device")
     @classmethod

@@ -28,7 +28,9 @@ BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-s
 def _epoch_line(entry: dict, total: int) -> None:
     console.print(
         f"epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, "
-        f"val mAP {entry['val_mAP']:.4f}, lr {entry['learning_rate']:.3g}, {entry['seconds']:.1f} s"
+        f"val mAP {entry['val_mAP']:.4f}, lr {entry['learning_rate']:.3g}, "
+        f"{entry['samples_per_s']:.0f} samples/s (reader {entry['reader_samples_per_s']:.0f}/s), "
+        f"{entry['seconds']:.1f} s"
     )
 
 
@@ -36,6 +38,12 @@ def _epoch_line(entry: dict, total: int) -> None:
     "train",
     render=lambda r: console.print(
         f"trained {r.run_dir}: best val mAP {r.best_val_map:.4f} at epoch {r.best_epoch}"
+        + (
+            f"; model = mean of epochs {r.averaged.epochs[0]}-{r.averaged.epochs[-1]}, "
+            f"val mAP {r.averaged.val_mAP:.4f}"
+            if r.averaged
+            else ""
+        )
     ),
 )
 def train_cmd(
@@ -57,6 +65,16 @@ def train_cmd(
         float | None, setting(TrainSettings, "clip_grad_norm", "--clip-grad-norm")
     ] = None,
     precision: Annotated[str | None, setting(TrainSettings, "precision", "--precision")] = None,
+    sampler: Annotated[str | None, setting(TrainSettings, "sampler", "--sampler")] = None,
+    mixup: Annotated[float | None, setting(TrainSettings, "mixup", "--mixup")] = None,
+    time_mask: Annotated[int | None, setting(TrainSettings, "time_mask", "--time-mask")] = None,
+    freq_mask: Annotated[int | None, setting(TrainSettings, "freq_mask", "--freq-mask")] = None,
+    token_mask: Annotated[float | None, setting(TrainSettings, "token_mask", "--token-mask")] = None,
+    mask_span: Annotated[int | None, setting(TrainSettings, "mask_span", "--mask-span")] = None,
+    average_last: Annotated[int | None, setting(TrainSettings, "average_last", "--average-last")] = None,
+    tensorboard: Annotated[
+        bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard")
+    ] = None,
     embed_dim: Annotated[int | None, setting(ModelSettings, "embed_dim", "--embed-dim")] = None,
     hidden_size: Annotated[int | None, setting(ModelSettings, "hidden_size", "--hidden-size")] = None,
     num_layers: Annotated[int | None, setting(ModelSettings, "num_layers", "--num-layers")] = None,
@@ -67,6 +85,9 @@ def train_cmd(
     conv_kernels: Annotated[int | None, setting(ModelSettings, "conv_kernels", "--conv-kernels")] = None,
     conv_size: Annotated[int | None, setting(ModelSettings, "conv_size", "--conv-size")] = None,
     device: DeviceOpt = None,
+    loader_workers: Annotated[
+        int | None, setting(TrainSettings, "loader_workers", "--loader-workers")
+    ] = None,
     run_name: Annotated[
         str | None, option("--run-name", help="Run folder name.", default="MODEL-VOCAB")
     ] = None,
@@ -103,7 +124,16 @@ def train_cmd(
             "accumulate": accumulate,
             "clip_grad_norm": clip_grad_norm,
             "precision": precision,
+            "sampler": sampler,
+            "mixup": mixup,
+            "time_mask": time_mask,
+            "freq_mask": freq_mask,
+            "token_mask": token_mask,
+            "mask_span": mask_span,
+            "average_last": average_last,
+            "tensorboard": tensorboard,
             "device": device,
+            "loader_workers": loader_workers,
             "run_name": run_name,
         },
     )

@@ -339,6 +339,16 @@ class Store:
             counts += self.labels(span)[rows[span]].sum(axis=0)
         return counts / max(int(rows.sum()), 1)
 
+    def label_sums(self, per_class: np.ndarray) -> np.ndarray:
+        """Each clip's sum of `per_class` over its labels, read chunk by chunk."""
+        return np.concatenate(
+            [
+                self.labels(slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))) @ per_class
+                for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK)
+            ]
+            or [np.zeros(0)]
+        )
+
     def expanded_files(self, source: str) -> list[str]:
         """Mirror files whose clips are all on disk and in the store."""
         return list(self.clips_record.expanded_files.get(source, []))

@@ -22,7 +22,7 @@ class RunRow:
     parameters: int
     epochs: int
     train_seconds: float
-    val_mAP: float | None  # the best epoch's
+    val_mAP: float | None  # the run's model's: its best epoch, or its averaged weights
     test_mAP: float | None  # from the last `eval` (the official eval set)
     prior_mAP: float | None
     gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
@@ -64,7 +64,9 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         parameters=record.n_parameters,
         epochs=len(history),
         train_seconds=round(sum(epoch.get("seconds", 0.0) for epoch in history), 1),
-        val_mAP=max((epoch["val_mAP"] for epoch in history), default=None),
+        val_mAP=record.averaged.val_mAP
+        if record.averaged
+        else max((epoch["val_mAP"] for epoch in history), default=None),
         test_mAP=test,
         prior_mAP=prior,
     )

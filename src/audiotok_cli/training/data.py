@@ -1,17 +1,28 @@
-"""What a model reads from the store, streamed shard by shard (memory is bounded by a shard, not the
-split): token ids for token models, standardised log-mel frames for frame models. And scoring."""
+"""What a model reads from the store, streamed shard by shard (memory is bounded by a few shards,
+not the split): token ids for token models, standardised log-mel frames for frame models. And
+scoring.
+
+Shards are read and made model-ready by `torch.utils.data` worker processes (`workers`, with
+prefetch), so the model never waits on the store; the epoch's plan (shard order, row order) is drawn
+in this process, so the batches are the same whatever the number of workers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
+from audiotok_cli.parallel import available_cores
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PaddedSet, Store
 from audiotok_cli.training.models.ids import to_model_ids
+
+PREFETCH_SHARDS = 2  # per worker
+MAX_GPU_READERS = 4
 
 
 @dataclass
@@ -34,10 +45,11 @@ class ModelInputs:
 
     def tensor(self, block: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         if self.kind == "tokens":
-            return to_model_ids(torch.from_numpy(block.astype(np.int64)))
-        frames = (block.astype(np.float32) - self.mean) / self.std
-        frames *= np.arange(block.shape[1])[None, :, None] < lengths[:, None, None]
-        return torch.from_numpy(frames)
+            return to_model_ids(torch.from_numpy(block))
+        frames = torch.from_numpy(block).float()
+        frames.sub_(torch.from_numpy(self.mean)).div_(torch.from_numpy(self.std))
+        valid = torch.arange(block.shape[1])[None, :] < torch.from_numpy(lengths.astype(np.int64))[:, None]
+        return frames.mul_(valid[:, :, None])
 
 
 def frame_statistics(features: PaddedSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,62 +72,191 @@ def frame_statistics(features: PaddedSet, rows: np.ndarray) -> tuple[np.ndarray,
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def iter_batches(
-    store: Store,
-    inputs: ModelInputs,
-    rows: np.ndarray,
-    batch_size: int,
-    rng: np.random.Generator | None = None,
-) -> Iterator[Batch]:
-    """Batches of the selected rows (a boolean mask); shuffled shard and row order when `rng` is given."""
-    padded = inputs.padded
-    shards = padded.shards_with(rows)
-    if rng is not None:
-        shards = list(rng.permutation(shards))
-    pending: tuple[np.ndarray, ...] | None = None  # rows read but not yet batched
-    for shard in shards:
-        span = padded.shard_rows(shard)
-        block, lengths = padded.read_shard(shard)
-        keep = np.flatnonzero(rows[span] & (lengths > 0))
+def reader_workers(setting: int | None, device: torch.device) -> int:
+    """Reader processes: as set, or none on a CPU (the model's threads want every core) and up
+    to MAX_GPU_READERS on an accelerator, leaving a core to the training process."""
+    if setting is not None:
+        return setting
+    return 0 if device.type == "cpu" else max(0, min(MAX_GPU_READERS, available_cores() - 1))
+
+
+def balanced_weights(store: Store, rows: np.ndarray) -> np.ndarray:
+    """Inverse class frequency weights for `--sampler balanced`: a clip weighs the sum over its
+    classes of 1 / (selected clips of that class), so each class is drawn about equally often, as
+    the AudioSet recipes sample the full set. Clips outside `rows`, or with no label, weigh 0."""
+    counts = store.label_prior(rows) * rows.sum()
+    inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    return np.where(rows, store.label_sums(inverse), 0.0)
+
+
+@dataclass
+class ShardRows:
+    """Selected rows of one shard, model-ready, in the plan's order, and the seconds it took."""
+
+    inputs: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+    rows: torch.Tensor
+    seconds: float
+
+
+class _ShardDataset(Dataset):
+    """Item `(shard, rows kept)` -> those rows, read and prepared (in a worker process)."""
+
+    def __init__(self, store: Store, inputs: ModelInputs) -> None:
+        self.store, self.inputs = store, inputs
+
+    def __getitem__(self, item: tuple[int, np.ndarray]) -> ShardRows:
+        started = time.perf_counter()
+        shard, keep = item
+        span = self.inputs.padded.shard_rows(shard)
+        block, lengths = self.inputs.padded.read_shard(shard)
+        block, lengths = block[keep], lengths[keep]
+        return ShardRows(
+            inputs=self.inputs.tensor(block, lengths),
+            lengths=torch.from_numpy(lengths.astype(np.int64)),
+            labels=torch.from_numpy(self.store.labels(span)[keep].astype(np.float32)),
+            rows=torch.from_numpy(keep + span.start),
+            seconds=time.perf_counter() - started,
+        )
+
+
+class _Plan:
+    """The pass's `(shard, rows kept)` items: the sampler the loader iterates anew each pass."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, np.ndarray]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class BatchReader:
+    """Batches of a padded set's rows, read ahead by `workers` processes (0: in this process).
+
+    Workers are spawned once and kept for every pass (train epochs and scoring alike); `close` (or
+    leaving the `with` block) stops them. `read_seconds` and `read_samples` add up what the
+    workers spent, for the reader's own samples/s."""
+
+    def __init__(self, store: Store, inputs: ModelInputs, workers: int = 0) -> None:
+        self.inputs, self.workers = inputs, workers
+        self.lengths = inputs.padded.all_lengths()
+        self.plan = _Plan()
+        self.read_seconds, self.read_samples = 0.0, 0
+        self._loader: DataLoader | None = DataLoader(
+            _ShardDataset(store, inputs),
+            batch_size=None,
+            sampler=self.plan,
+            num_workers=workers,
+            prefetch_factor=PREFETCH_SHARDS if workers else None,
+            persistent_workers=workers > 0,
+            multiprocessing_context="spawn" if workers else None,
+            generator=torch.Generator(),  # its seed draws must not move the training's torch RNG
+        )
+
+    def __enter__(self) -> BatchReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers: the loader's persistent iterator shuts them down when it is dropped."""
+        self._loader = None
+
+    def batches(
+        self,
+        rows: np.ndarray,
+        batch_size: int,
+        rng: np.random.Generator | None = None,
+        weights: np.ndarray | None = None,
+    ) -> Iterator[Batch]:
+        """Batches of the selected rows (a boolean mask), each once; shuffled shard and row order
+        when `rng` is given. With `weights`, as many rows are drawn with replacement, in proportion
+        to their weights, and still read shard by shard. Rows left at a shard's end join the next
+        shard's, so only the last batch is short."""
+        if self._loader is None:
+            raise RuntimeError("this BatchReader is closed")
+        self.plan.items = self._items(rows, rng, weights)
+        pending: ShardRows | None = None
+        for fresh in self._loader:
+            self.read_seconds += fresh.seconds
+            self.read_samples += len(fresh.rows)
+            if pending is not None:  # only the few rows left from the last shard are copied again
+                fresh = _joined(pending, fresh)
+            whole = len(fresh.rows) // batch_size * batch_size
+            for start in range(0, whole, batch_size):
+                yield _batch(fresh, slice(start, start + batch_size))
+            pending = _batch_rows(fresh, slice(whole, None))
+        if pending is not None and len(pending.rows):
+            yield _batch(pending, slice(None))
+
+    def _items(
+        self, rows: np.ndarray, rng: np.random.Generator | None, weights: np.ndarray | None
+    ) -> list[tuple[int, np.ndarray]]:
+        """`(shard, rows in it)` in reading order; a row drawn twice is listed twice."""
+        padded = self.inputs.padded
+        counts = (rows & (self.lengths > 0)).astype(np.int64)
+        if weights is not None:
+            if rng is None:
+                raise ValueError("weighted draws need an rng")
+            candidates = np.flatnonzero(counts)
+            drawn = rng.choice(candidates, len(candidates), p=weights[candidates] / weights[candidates].sum())
+            counts = np.bincount(drawn, minlength=len(rows))
+        shards = padded.shards_with(counts > 0)
         if rng is not None:
-            keep = rng.permutation(keep)
-        fresh = (block[keep], lengths[keep], store.labels(span)[keep], keep + span.start)
-        if pending is not None:  # only the few rows left from the last shard are copied again
-            fresh = tuple(np.concatenate(parts) for parts in zip(pending, fresh, strict=True))
-        whole = len(fresh[0]) // batch_size * batch_size
-        for start in range(0, whole, batch_size):
-            yield _batch(inputs, *(part[start : start + batch_size] for part in fresh))
-        pending = tuple(part[whole:] for part in fresh)
-    if pending is not None and len(pending[0]):
-        yield _batch(inputs, *pending)
+            shards = list(rng.permutation(shards))
+        items = []
+        for shard in shards:
+            span = padded.shard_rows(shard)
+            keep = np.repeat(np.arange(span.stop - span.start), counts[span])
+            items.append((int(shard), rng.permutation(keep) if rng is not None else keep))
+        return items
+
+    @property
+    def samples_per_second(self) -> float:
+        """What the reader alone delivers: samples over the seconds it spent, times its workers."""
+        return self.read_samples / max(self.read_seconds, 1e-9) * max(self.workers, 1)
 
 
-def _batch(
-    inputs: ModelInputs, block: np.ndarray, lengths: np.ndarray, labels: np.ndarray, rows: np.ndarray
-) -> Batch:
+def _joined(first: ShardRows, second: ShardRows) -> ShardRows:
+    """Rows of two shards as one (every shard is padded to the set's full width)."""
+    return ShardRows(
+        inputs=torch.cat([first.inputs, second.inputs]),
+        lengths=torch.cat([first.lengths, second.lengths]),
+        labels=torch.cat([first.labels, second.labels]),
+        rows=torch.cat([first.rows, second.rows]),
+        seconds=0.0,
+    )
+
+
+def _batch_rows(rows: ShardRows, part: slice) -> ShardRows:
+    return ShardRows(rows.inputs[part], rows.lengths[part], rows.labels[part], rows.rows[part], 0.0)
+
+
+def _batch(rows: ShardRows, part: slice) -> Batch:
+    lengths = rows.lengths[part]
     longest = int(lengths.max())
     return Batch(
-        inputs=inputs.tensor(block[:, :longest], lengths),
-        lengths=torch.from_numpy(lengths.astype(np.int64)),
-        labels=torch.from_numpy(labels.astype(np.float32)),
-        rows=rows,
+        inputs=rows.inputs[part, :longest].contiguous(),
+        lengths=lengths,
+        labels=rows.labels[part],
+        rows=rows.rows[part].numpy(),
     )
 
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module,
-    store: Store,
-    inputs: ModelInputs,
-    rows: np.ndarray,
-    batch_size: int,
-    device: torch.device,
+    model: torch.nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and sigmoid scores of the selected rows, in row order."""
     model.eval()
     labels, scores, order = [], [], []
     with progress("predict", int(rows.sum())) as advance:
-        for batch in iter_batches(store, inputs, rows, batch_size):
+        for batch in reader.batches(rows, batch_size):
             logits = model(batch.inputs.to(device), batch.lengths.to(device))
             scores.append(torch.sigmoid(logits).float().cpu().numpy())
             labels.append(batch.labels.numpy())

@@ -9,7 +9,7 @@ from pathlib import Path
 from audiotok_cli.atomic import write_json
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store, only_candidate
-from audiotok_cli.training.data import predict
+from audiotok_cli.training.data import BatchReader, predict, reader_workers
 from audiotok_cli.training.inputs import inputs_for_run
 from audiotok_cli.training.metrics import (
     classification_metrics,
@@ -70,11 +70,12 @@ def evaluate(
     train_prior = store.label_prior(store.split_rows(lengths, "train"))
     results, thresholds = {}, None
     names = loaded.classes.names
+    reader = BatchReader(store, inputs, reader_workers(None, target))
     for split in ("val", "test"):
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
-        labels, scores = predict(loaded.model, store, inputs, rows, batch_size, target)
+        labels, scores = predict(loaded.model, reader, rows, batch_size, target)
         if split == "val":
             thresholds = tune_thresholds(labels, scores)
         metrics = classification_metrics(labels, scores, thresholds)
@@ -84,6 +85,7 @@ def evaluate(
         metrics["best_classes"] = [names[c] for c, _ in ranked[:SHOWN_CLASSES]]
         metrics["worst_classes"] = [names[c] for c, _ in ranked[-SHOWN_CLASSES:][::-1]]
         results[split] = metrics
+    reader.close()
     report = {
         "run": str(directory),
         "model": record.model.model_dump(),

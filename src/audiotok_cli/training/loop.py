@@ -1,4 +1,5 @@
-"""`train`: a token model on the train split with multi-label BCE, keeping the best epoch by val mAP."""
+"""`train`: a token or frame model on the train split with multi-label BCE, keeping the best epoch
+by val mAP (or the average of the last epochs' weights)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,21 @@ from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsEr
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick, Store, WriterLock, fingerprint
-from audiotok_cli.training.data import ModelInputs, iter_batches, predict
+from audiotok_cli.training.augment import Augment, mixing_embeddings
+from audiotok_cli.training.data import BatchReader, balanced_weights, predict, reader_workers
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.metrics import mean_average_precision
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
+from audiotok_cli.training.monitor import RunMonitor
 from audiotok_cli.training.runs import (
     CHECKPOINT,
     REPORT,
+    AveragedWeights,
     RunInputs,
     RunRecord,
+    average_weights,
+    keep_recent_weights,
     load_checkpoint,
     pick_device,
     read_record,
@@ -46,6 +52,7 @@ class TrainResult:
     best_epoch: int
     best_val_map: float
     history: list[dict[str, float]]
+    averaged: AveragedWeights | None = None
 
 
 def train(
@@ -64,6 +71,7 @@ def train(
     pick = pick or Pick()
     if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
         raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
+    augment = Augment.of(settings, model.input)
     store = Store.open(paths.store)
     chosen = inputs_for_training(store, model, pick)
     padded = chosen.model_inputs.padded
@@ -101,21 +109,25 @@ def train(
             if history:
                 load_checkpoint(directory, network, optimizer)
                 log.info("resuming %s after epoch %d", directory, len(history))
-            fit = _Fit(
-                settings,
-                seed,
-                store,
-                chosen.model_inputs,
-                network,
-                optimizer,
-                rows,
-                device,
-                directory,
-                on_epoch,
-            )
-            fit.epochs(record, history)
+            workers = reader_workers(settings.loader_workers, device)
+            with BatchReader(store, chosen.model_inputs, workers) as reader:
+                weights = balanced_weights(store, rows[0]) if settings.sampler == "balanced" else None
+                fit = _Fit(
+                    settings,
+                    seed,
+                    reader,
+                    network,
+                    optimizer,
+                    rows,
+                    device,
+                    directory,
+                    on_epoch,
+                    augment,
+                    weights,
+                )
+                fit.epochs(record, history)
     best = _best(history)
-    return TrainResult(directory, int(best["epoch"]), best["val_mAP"], history)
+    return TrainResult(directory, int(best["epoch"]), best["val_mAP"], history, record.averaged)
 
 
 def init_head_bias(model: nn.Module, label_prior: np.ndarray) -> None:
@@ -137,7 +149,7 @@ def _best(history: list[dict[str, float]]) -> dict[str, float]:
 
 def _start_record(inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int) -> RunRecord:
     """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
-    shaping = settings.model_dump(exclude={"device", "run_name"})
+    shaping = settings.model_dump(exclude={"device", "run_name", "loader_workers"})
     key = {"model": spec.model_dump(), "train": shaping, "seed": seed, **inputs.model_dump(exclude={"store"})}
     return RunRecord(model=spec, inputs=inputs, train=shaping, seed=seed, resume_key=fingerprint(key))
 
@@ -166,77 +178,105 @@ class _Fit:
 
     settings: TrainSettings
     seed: int
-    store: Store
-    inputs: ModelInputs
+    reader: BatchReader
     model: nn.Module
     optimizer: torch.optim.Optimizer
     rows: tuple[np.ndarray, np.ndarray]
     device: torch.device
     directory: Path
     on_epoch: EpochCallback | None
+    augment: Augment
+    weights: np.ndarray | None  # balanced sampling weights of the train rows
 
     def epochs(self, record: RunRecord, history: list[dict[str, float]]) -> None:
         total = self.settings.epochs
-        for epoch in range(len(history) + 1, total + 1):
-            if _patience_ran_out(history, self.settings.patience):
-                break
-            started = time.perf_counter()
-            loss, lr = self._train_epoch(epoch)
-            labels, scores = predict(
-                self.model, self.store, self.inputs, self.rows[1], self.settings.batch_size, self.device
-            )
-            val_map = mean_average_precision(labels, scores)
-            if not history or val_map > _best(history)["val_mAP"]:
-                save_best(self.directory, self.model)
-            entry = {
-                "epoch": epoch,
-                "train_loss": loss,
-                "val_mAP": val_map,
-                "learning_rate": lr,
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-            history.append(entry)
-            record.history, record.best_epoch = history, int(_best(history)["epoch"])
-            record.complete = epoch == total or _patience_ran_out(history, self.settings.patience)
-            save_checkpoint(self.directory, self.model, self.optimizer, record)  # the commit point
-            write_record(self.directory, record)  # a readable copy for people and tools
-            if self.on_epoch:
-                self.on_epoch(entry, total)
-            if record.complete:
-                break
+        first_step = len(history) * self.steps_per_epoch
+        with RunMonitor(self.directory, len(history), first_step, self.settings.tensorboard) as monitor:
+            for epoch in range(len(history) + 1, total + 1):
+                if _patience_ran_out(history, self.settings.patience):
+                    break
+                started = time.perf_counter()
+                entry = self._train_epoch(epoch, monitor)
+                labels, scores = predict(
+                    self.model, self.reader, self.rows[1], self.settings.batch_size, self.device
+                )
+                entry["val_mAP"] = mean_average_precision(labels, scores)
+                entry["seconds"] = round(time.perf_counter() - started, 2)
+                if not history or entry["val_mAP"] > _best(history)["val_mAP"]:
+                    save_best(self.directory, self.model)
+                history.append(entry)
+                record.history, record.best_epoch = history, int(_best(history)["epoch"])
+                record.complete = epoch == total or _patience_ran_out(history, self.settings.patience)
+                if self.settings.average_last:
+                    self._average(record, epoch)
+                monitor.epoch(entry, history, int(entry["step"]))  # a resume drops it if no commit follows
+                save_checkpoint(self.directory, self.model, self.optimizer, record)  # the commit point
+                write_record(self.directory, record)  # a readable copy for people and tools
+                if self.on_epoch:
+                    self.on_epoch(entry, total)
+                if record.complete:
+                    break
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float]:
-        """One pass over the train rows; returns the mean batch loss and the last learning rate.
-        The learning rate is a function of the optimizer step alone, so a resumed run needs no
-        scheduler state; `accumulate` batches make one step."""
+    @property
+    def steps_per_epoch(self) -> int:
+        batches = -(-int(self.rows[0].sum()) // self.settings.batch_size)
+        return -(-batches // self.settings.accumulate)
+
+    def _train_epoch(self, epoch: int, monitor: RunMonitor) -> dict[str, float]:
+        """One pass over the train rows (or as many balanced draws): the epoch's entry with the
+        mean batch loss, the last learning rate and throughput. The learning rate is a function of
+        the optimizer step alone, so a resumed run needs no scheduler state; `accumulate` batches
+        make one step."""
         cfg = self.settings
         rng = np.random.default_rng([self.seed, epoch])
         torch.manual_seed(self.seed * 100_003 + epoch)
         loss_fn = torch.nn.BCEWithLogitsLoss()
         self.model.train()
-        batches_per_epoch = -(-int(self.rows[0].sum()) // cfg.batch_size)
-        per_epoch = -(-batches_per_epoch // cfg.accumulate)  # optimizer steps
-        all_steps = per_epoch * cfg.epochs
+        all_steps = self.steps_per_epoch * cfg.epochs
         warmup = warmup_steps(all_steps, cfg.warmup_steps, cfg.warmup_ratio)
-        step, lr = (epoch - 1) * per_epoch, cfg.learning_rate
-        total, batches = 0.0, 0
+        step, lr = (epoch - 1) * self.steps_per_epoch, cfg.learning_rate
+        total, batches, samples = 0.0, 0, 0
+        read_before = self.reader.read_seconds, self.reader.read_samples
+        started = time.perf_counter()
         with progress(f"epoch {epoch}/{cfg.epochs}", int(self.rows[0].sum())) as advance:
-            batches_of_epoch = iter_batches(self.store, self.inputs, self.rows[0], cfg.batch_size, rng)
-            for index, batch in enumerate(batches_of_epoch):
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    logits = self.model(batch.inputs.to(self.device), batch.lengths.to(self.device))
-                    loss = loss_fn(logits.float(), batch.labels.to(self.device))
+            for index, batch in enumerate(
+                self.reader.batches(self.rows[0], cfg.batch_size, rng, self.weights)
+            ):
+                inputs, lengths, labels = (
+                    t.to(self.device) for t in (batch.inputs, batch.lengths, batch.labels)
+                )
+                inputs, lengths, labels, mix = self.augment.batch(inputs, lengths, labels)
+                with (
+                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
+                    mixing_embeddings(self.model, mix),
+                ):
+                    logits = self.model(inputs, lengths)
+                    loss = loss_fn(logits.float(), labels)
                 (loss / cfg.accumulate).backward()
+                total, batches, samples = total + loss.item(), batches + 1, samples + len(batch.rows)
                 if (index + 1) % cfg.accumulate == 0:
                     lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
                     self._step(lr)
+                    monitor.step(epoch, step, loss.item(), lr)
                     step += 1
-                total, batches = total + loss.item(), batches + 1
                 advance(len(batch.rows))
         if batches % cfg.accumulate:  # the epoch's last, partial accumulation
             lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
             self._step(lr)
-        return total / max(batches, 1), lr
+            monitor.step(epoch, step, loss.item(), lr)
+            step += 1
+        read_seconds = self.reader.read_seconds - read_before[0]
+        read_samples = self.reader.read_samples - read_before[1]
+        return {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": total / max(batches, 1),
+            "learning_rate": lr,
+            "samples_per_s": round(samples / (time.perf_counter() - started), 1),
+            "reader_samples_per_s": round(
+                read_samples / max(read_seconds, 1e-9) * max(self.reader.workers, 1), 1
+            ),
+        }
 
     def _step(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -245,6 +285,21 @@ class _Fit:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
+
+    def _average(self, record: RunRecord, epoch: int) -> None:
+        """Keep this epoch's weights among the last `average_last`; when the run completes, its
+        model becomes their average, scored on val like an epoch."""
+        recent = keep_recent_weights(self.directory, self.model, epoch, self.settings.average_last)
+        if not record.complete:
+            return
+        training_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(average_weights(recent))
+        labels, scores = predict(self.model, self.reader, self.rows[1], self.settings.batch_size, self.device)
+        record.averaged = AveragedWeights(
+            epochs=[epoch for epoch, _ in recent], val_mAP=mean_average_precision(labels, scores)
+        )
+        save_best(self.directory, self.model)
+        self.model.load_state_dict(training_weights)  # the checkpoint keeps the last epoch's
 
     @property
     def bf16(self) -> bool:

@@ -10,6 +10,8 @@ and JSON (never pickles), so copying the folder is enough to share it.
                                              train split's per-mel `mean` and `std` (frame models)
 {runs_dir}/{name}/classes.csv                the class index the 527 outputs follow
 {runs_dir}/{name}/eval.json                  the last `eval` report
+{runs_dir}/{name}/recent/epoch-NNNN.safetensors  weights of the last epochs (`--average-last`)
+{runs_dir}/{name}/metrics.jsonl, curves.png, tensorboard/   what training showed (training/monitor.py)
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ class RunInputs(BaseModel):
     vocab_fingerprint: str | None = None
 
 
+class AveragedWeights(BaseModel):
+    """The run's model is the mean of these epochs' weights (`--average-last`)."""
+
+    epochs: list[int]
+    val_mAP: float
+
+
 class RunRecord(BaseModel):
     format: int = RUN_FORMAT
     model: ModelSpec
@@ -62,6 +71,7 @@ class RunRecord(BaseModel):
     n_parameters: int = 0
     history: list[dict[str, float]] = Field(default_factory=list)
     best_epoch: int | None = None
+    averaged: AveragedWeights | None = None
     complete: bool = False
 
 
@@ -137,6 +147,32 @@ def save_checkpoint(
     for index, state in optimizer.state_dict()["state"].items():
         tensors |= {f"optim.{index}.{key}": torch.as_tensor(value) for key, value in state.items()}
     save_tensors(directory / CHECKPOINT, tensors, metadata={"record": record.model_dump_json()})
+
+
+def keep_recent_weights(directory: Path, model: nn.Module, epoch: int, keep: int) -> list[tuple[int, Path]]:
+    """Save this epoch's weights under `recent/` and keep only the last `keep` epochs' (dropping
+    any a killed run wrote after this epoch); returns them, oldest first."""
+    folder = directory / "recent"
+    folder.mkdir(exist_ok=True)
+    save_tensors(folder / f"epoch-{epoch:04d}.safetensors", model.state_dict())
+    saved = sorted(
+        (int(path.stem.removeprefix("epoch-")), path) for path in folder.glob("epoch-*.safetensors")
+    )
+    kept = [(number, path) for number, path in saved if epoch - keep < number <= epoch]
+    for number, path in saved:
+        if (number, path) not in kept:
+            path.unlink()
+    return kept
+
+
+def average_weights(recent: list[tuple[int, Path]]) -> dict[str, torch.Tensor]:
+    """The mean of the saved weights (batch-norm statistics included); integer buffers (batch
+    counts) are the last epoch's."""
+    states = [_load_tensors(path) for _, path in recent]
+    return {
+        name: torch.stack([state[name] for state in states]).mean(dim=0) if last.is_floating_point() else last
+        for name, last in states[-1].items()
+    }
 
 
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

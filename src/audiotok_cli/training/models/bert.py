@@ -38,6 +38,11 @@ class BertClassifier(nn.Module):
         self.bert = BertModel(bert_config(spec), add_pooling_layer=False)
         self.head = nn.Linear(spec.hidden_size, N_CLASSES)
 
+    @property
+    def token_embeddings(self) -> nn.Embedding:
+        """Where token mixup mixes two clips."""
+        return self.bert.embeddings.word_embeddings
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         cls = torch.full((ids.shape[0], 1), CLS_ID, dtype=ids.dtype, device=ids.device)
         ids = torch.cat([cls, ids], dim=1)

@@ -38,6 +38,11 @@ class LSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_size, N_CLASSES)
 
+    @property
+    def token_embeddings(self) -> nn.Embedding:
+        """Where token mixup mixes two clips."""
+        return self.embed
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.clamp(min=1)
         x = self.embed(ids).float()

@@ -17,6 +17,11 @@ class MeanPoolClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, N_CLASSES)
 
+    @property
+    def token_embeddings(self) -> nn.Embedding:
+        """Where token mixup mixes two clips."""
+        return self.embed
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = (ids != PAD_ID).unsqueeze(-1)
         summed = (self.embed(ids) * mask).sum(dim=1)
