@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import sparse
 from torch.utils.data import DataLoader, Dataset
 
 from audiotok_cli.parallel import available_cores
@@ -101,22 +102,23 @@ class ShardRows:
 
 
 class _ShardDataset(Dataset):
-    """Item `(shard, rows kept)` -> those rows, read and prepared (in a worker process)."""
+    """Item `(shard, rows kept)` -> those rows, read and prepared (in a worker process). Lengths
+    and labels come from memory (labels sparse): only the shard's data is read from the store."""
 
-    def __init__(self, store: Store, inputs: ModelInputs) -> None:
-        self.store, self.inputs = store, inputs
+    def __init__(self, inputs: ModelInputs, lengths: np.ndarray, labels: sparse.csr_matrix) -> None:
+        self.inputs, self.lengths, self.labels = inputs, lengths, labels
 
     def __getitem__(self, item: tuple[int, np.ndarray]) -> ShardRows:
         started = time.perf_counter()
         shard, keep = item
         span = self.inputs.padded.shard_rows(shard)
-        block, lengths = self.inputs.padded.read_shard(shard)
-        block, lengths = block[keep], lengths[keep]
+        rows = keep + span.start
+        lengths = self.lengths[rows]
         return ShardRows(
-            inputs=self.inputs.tensor(block, lengths),
+            inputs=self.inputs.tensor(self.inputs.padded.data[span][keep], lengths),
             lengths=torch.from_numpy(lengths.astype(np.int64)),
-            labels=torch.from_numpy(self.store.labels(span)[keep].astype(np.float32)),
-            rows=torch.from_numpy(keep + span.start),
+            labels=torch.from_numpy(self.labels[rows].toarray().astype(np.float32)),
+            rows=torch.from_numpy(rows),
             seconds=time.perf_counter() - started,
         )
 
@@ -144,10 +146,11 @@ class BatchReader:
     def __init__(self, store: Store, inputs: ModelInputs, workers: int = 0) -> None:
         self.inputs, self.workers = inputs, workers
         self.lengths = inputs.padded.all_lengths()
+        labels = store.sparse_labels()[: len(self.lengths)]
         self.plan = _Plan()
         self.read_seconds, self.read_samples = 0.0, 0
         self._loader: DataLoader | None = DataLoader(
-            _ShardDataset(store, inputs),
+            _ShardDataset(inputs, self.lengths, labels),
             batch_size=None,
             sampler=self.plan,
             num_workers=workers,
