@@ -161,7 +161,7 @@ def test_the_model_of_an_averaged_run_is_the_mean_of_its_last_epochs(tokenized):
     model = load_file(run.run_dir / WEIGHTS)
     for name in model:
         assert torch.allclose(model[name], (two[name] + three[name]) / 2, atol=1e-6), name
-    assert run.averaged.epochs == [2, 3] and 0 < run.averaged.val_mAP <= 1
+    assert run.averaged.epochs == [2, 3] and 0 < run.averaged.score <= 1
     last = load_file(run.run_dir / CHECKPOINT)  # training goes on from the last epoch, not the mean
     assert torch.equal(last["model.head.weight"], three["head.weight"])
 

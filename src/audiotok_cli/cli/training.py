@@ -1,9 +1,10 @@
-"""Commands that train and score models: train, eval."""
+"""Commands that train and score models: train, pretrain, eval, runs, predict, export."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,122 +26,179 @@ DeviceOpt = Annotated[str | None, setting(TrainSettings, "device", "--device")]
 BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-size")]
 
 
+def _flag(group: type[BaseModel], field: str, kind: type) -> Any:
+    """An option setting `group.field`, named after it (`hidden_size` -> `--hidden-size`)."""
+    return Annotated[kind | None, setting(group, field, "--" + field.replace("_", "-"))]
+
+
+# options shared by train and pretrain: the encoder's shape and the training loop
+VocabSizeOpt = _flag(ModelSettings, "vocab_size", int)
+HiddenOpt = _flag(ModelSettings, "hidden_size", int)
+LayersOpt = _flag(ModelSettings, "num_layers", int)
+HeadsOpt = _flag(ModelSettings, "num_heads", int)
+DropoutOpt = _flag(ModelSettings, "dropout", float)
+EpochsOpt = _flag(TrainSettings, "epochs", int)
+LearningRateOpt = Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr")]
+WeightDecayOpt = _flag(TrainSettings, "weight_decay", float)
+ScheduleOpt = _flag(TrainSettings, "schedule", str)
+WarmupStepsOpt = _flag(TrainSettings, "warmup_steps", int)
+WarmupRatioOpt = _flag(TrainSettings, "warmup_ratio", float)
+PatienceOpt = _flag(TrainSettings, "patience", int)
+AccumulateOpt = _flag(TrainSettings, "accumulate", int)
+ClipOpt = _flag(TrainSettings, "clip_grad_norm", float)
+PrecisionOpt = _flag(TrainSettings, "precision", str)
+AverageOpt = _flag(TrainSettings, "average_last", int)
+TensorboardOpt = Annotated[
+    bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard")
+]
+LoaderOpt = _flag(TrainSettings, "loader_workers", int)
+RunNameOpt = Annotated[str | None, option("--run-name", help="Run folder name.", default="MODEL-VOCAB")]
+
+
+def _fields(group: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags that set fields of `group`: option parameters are named after their fields."""
+    return {name: value for name, value in flags.items() if name in group.model_fields}
+
+
 def _epoch_line(entry: dict, total: int) -> None:
+    scores = (
+        f"val mAP {entry['val_mAP']:.4f}"
+        if "val_mAP" in entry
+        else f"val MLM loss {entry['val_loss']:.4f}, accuracy {entry['val_accuracy']:.4f}"
+    )
     console.print(
-        f"epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, "
-        f"val mAP {entry['val_mAP']:.4f}, lr {entry['learning_rate']:.3g}, "
+        f"epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, {scores}, "
+        f"lr {entry['learning_rate']:.3g}, "
         f"{entry['samples_per_s']:.0f} samples/s (reader {entry['reader_samples_per_s']:.0f}/s), "
         f"{entry['seconds']:.1f} s"
     )
 
 
-@command(
-    "train",
-    render=lambda r: console.print(
-        f"trained {r.run_dir}: best val mAP {r.best_val_map:.4f} at epoch {r.best_epoch}"
-        + (
-            f"; model = mean of epochs {r.averaged.epochs[0]}-{r.averaged.epochs[-1]}, "
-            f"val mAP {r.averaged.val_mAP:.4f}"
-            if r.averaged
-            else ""
-        )
-    ),
-)
+def _render_trained(r) -> None:
+    score = r.score.replace("_", " ")
+    averaged = ""
+    if r.averaged:
+        first, last = r.averaged.epochs[0], r.averaged.epochs[-1]
+        averaged = f"; model = mean of epochs {first}-{last}, {score} {r.averaged.score:.4f}"
+    console.print(f"trained {r.run_dir}: best {score} {r.best_score:.4f} at epoch {r.best_epoch}{averaged}")
+
+
+@command("train", render=_render_trained)
 def train_cmd(
     model: ModelOpt = None,
     vocab: VocabOpt = None,
     k: PickKOpt = None,
     features: FeaturesOpt = None,
-    vocab_size: Annotated[int | None, setting(ModelSettings, "vocab_size", "--vocab-size")] = None,
-    epochs: Annotated[int | None, setting(TrainSettings, "epochs", "--epochs")] = None,
+    init: Annotated[
+        str | None,
+        option(
+            "--init",
+            help="Start BERT's encoder from this pretraining run (a name or a folder).",
+            default="unset",
+        ),
+    ] = None,
+    vocab_size: VocabSizeOpt = None,
+    epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
-    learning_rate: Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr")] = None,
-    weight_decay: Annotated[float | None, setting(TrainSettings, "weight_decay", "--weight-decay")] = None,
-    schedule: Annotated[str | None, setting(TrainSettings, "schedule", "--schedule")] = None,
-    warmup_steps: Annotated[int | None, setting(TrainSettings, "warmup_steps", "--warmup-steps")] = None,
-    warmup_ratio: Annotated[float | None, setting(TrainSettings, "warmup_ratio", "--warmup-ratio")] = None,
-    patience: Annotated[int | None, setting(TrainSettings, "patience", "--patience")] = None,
-    accumulate: Annotated[int | None, setting(TrainSettings, "accumulate", "--accumulate")] = None,
-    clip_grad_norm: Annotated[
-        float | None, setting(TrainSettings, "clip_grad_norm", "--clip-grad-norm")
-    ] = None,
-    precision: Annotated[str | None, setting(TrainSettings, "precision", "--precision")] = None,
-    sampler: Annotated[str | None, setting(TrainSettings, "sampler", "--sampler")] = None,
-    mixup: Annotated[float | None, setting(TrainSettings, "mixup", "--mixup")] = None,
-    time_mask: Annotated[int | None, setting(TrainSettings, "time_mask", "--time-mask")] = None,
-    freq_mask: Annotated[int | None, setting(TrainSettings, "freq_mask", "--freq-mask")] = None,
-    token_mask: Annotated[float | None, setting(TrainSettings, "token_mask", "--token-mask")] = None,
-    mask_span: Annotated[int | None, setting(TrainSettings, "mask_span", "--mask-span")] = None,
-    average_last: Annotated[int | None, setting(TrainSettings, "average_last", "--average-last")] = None,
-    tensorboard: Annotated[
-        bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard")
-    ] = None,
-    embed_dim: Annotated[int | None, setting(ModelSettings, "embed_dim", "--embed-dim")] = None,
-    hidden_size: Annotated[int | None, setting(ModelSettings, "hidden_size", "--hidden-size")] = None,
-    num_layers: Annotated[int | None, setting(ModelSettings, "num_layers", "--num-layers")] = None,
-    num_heads: Annotated[int | None, setting(ModelSettings, "num_heads", "--num-heads")] = None,
-    dropout: Annotated[float | None, setting(ModelSettings, "dropout", "--dropout")] = None,
-    input: Annotated[str | None, setting(ModelSettings, "input", "--input")] = None,
-    cnn_channels: Annotated[str | None, setting(ModelSettings, "cnn_channels", "--cnn-channels")] = None,
-    conv_kernels: Annotated[int | None, setting(ModelSettings, "conv_kernels", "--conv-kernels")] = None,
-    conv_size: Annotated[int | None, setting(ModelSettings, "conv_size", "--conv-size")] = None,
+    learning_rate: LearningRateOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    schedule: ScheduleOpt = None,
+    warmup_steps: WarmupStepsOpt = None,
+    warmup_ratio: WarmupRatioOpt = None,
+    patience: PatienceOpt = None,
+    accumulate: AccumulateOpt = None,
+    clip_grad_norm: ClipOpt = None,
+    precision: PrecisionOpt = None,
+    sampler: _flag(TrainSettings, "sampler", str) = None,
+    mixup: _flag(TrainSettings, "mixup", float) = None,
+    time_mask: _flag(TrainSettings, "time_mask", int) = None,
+    freq_mask: _flag(TrainSettings, "freq_mask", int) = None,
+    token_mask: _flag(TrainSettings, "token_mask", float) = None,
+    mask_span: _flag(TrainSettings, "mask_span", int) = None,
+    average_last: AverageOpt = None,
+    tensorboard: TensorboardOpt = None,
+    embed_dim: _flag(ModelSettings, "embed_dim", int) = None,
+    hidden_size: HiddenOpt = None,
+    num_layers: LayersOpt = None,
+    num_heads: HeadsOpt = None,
+    dropout: DropoutOpt = None,
+    input: _flag(ModelSettings, "input", str) = None,
+    cnn_channels: _flag(ModelSettings, "cnn_channels", str) = None,
+    conv_kernels: _flag(ModelSettings, "conv_kernels", int) = None,
+    conv_size: _flag(ModelSettings, "conv_size", int) = None,
     device: DeviceOpt = None,
-    loader_workers: Annotated[
-        int | None, setting(TrainSettings, "loader_workers", "--loader-workers")
-    ] = None,
-    run_name: Annotated[
-        str | None, option("--run-name", help="Run folder name.", default="MODEL-VOCAB")
-    ] = None,
+    loader_workers: LoaderOpt = None,
+    run_name: RunNameOpt = None,
     store: StoreOpt = None,
     runs_dir: RunsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     """Train a token or frame model (multi-label BCE over the 527 classes); keeps the best val-mAP epoch."""
+    flags = locals()
     settings = command_settings(
         paths={"store": store, "runs_dir": runs_dir},
         vocab={"n_clusters": k},
-        model={
-            "kind": model,
-            "vocab_size": vocab_size,
-            "embed_dim": embed_dim,
-            "hidden_size": hidden_size,
-            "num_layers": num_layers,
-            "num_heads": num_heads,
-            "dropout": dropout,
-            "input": input,
-            "cnn_channels": cnn_channels,
-            "conv_kernels": conv_kernels,
-            "conv_size": conv_size,
-        },
-        train={
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "weight_decay": weight_decay,
-            "schedule": schedule,
-            "warmup_steps": warmup_steps,
-            "warmup_ratio": warmup_ratio,
-            "patience": patience,
-            "accumulate": accumulate,
-            "clip_grad_norm": clip_grad_norm,
-            "precision": precision,
-            "sampler": sampler,
-            "mixup": mixup,
-            "time_mask": time_mask,
-            "freq_mask": freq_mask,
-            "token_mask": token_mask,
-            "mask_span": mask_span,
-            "average_last": average_last,
-            "tensorboard": tensorboard,
-            "device": device,
-            "loader_workers": loader_workers,
-            "run_name": run_name,
-        },
+        model={"kind": model, **_fields(ModelSettings, flags)},
+        train=_fields(TrainSettings, flags),
     )
     from audiotok_cli.store import Pick
     from audiotok_cli.training.loop import train
 
     return train(
+        settings.resolved_paths,
+        settings.model,
+        settings.train,
+        settings.seed,
+        Pick(vocab, k, features),
+        overwrite,
+        on_epoch=None if quiet_or_json() else _epoch_line,
+        init=init,
+    )
+
+
+@command("pretrain", render=_render_trained)
+def pretrain_cmd(
+    vocab: VocabOpt = None,
+    k: PickKOpt = None,
+    features: FeaturesOpt = None,
+    vocab_size: VocabSizeOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    learning_rate: LearningRateOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    schedule: ScheduleOpt = None,
+    warmup_steps: WarmupStepsOpt = None,
+    warmup_ratio: WarmupRatioOpt = None,
+    patience: PatienceOpt = None,
+    accumulate: AccumulateOpt = None,
+    clip_grad_norm: ClipOpt = None,
+    precision: PrecisionOpt = None,
+    average_last: AverageOpt = None,
+    tensorboard: TensorboardOpt = None,
+    hidden_size: HiddenOpt = None,
+    num_layers: LayersOpt = None,
+    num_heads: HeadsOpt = None,
+    dropout: DropoutOpt = None,
+    device: DeviceOpt = None,
+    loader_workers: LoaderOpt = None,
+    run_name: RunNameOpt = None,
+    store: StoreOpt = None,
+    runs_dir: RunsOpt = None,
+    overwrite: OverwriteOpt = False,
+):
+    """Pretrain BERT by masked-token modelling on every tokenized clip outside val and test, labels
+    unused; then `train --model bert --init RUN` fine-tunes it."""
+    flags = locals()
+    settings = command_settings(
+        paths={"store": store, "runs_dir": runs_dir},
+        vocab={"n_clusters": k},
+        model={"kind": "bert", "input": "tokens", **_fields(ModelSettings, flags)},
+        train=_fields(TrainSettings, flags),
+    )
+    from audiotok_cli.store import Pick
+    from audiotok_cli.training.pretrain import pretrain
+
+    return pretrain(
         settings.resolved_paths,
         settings.model,
         settings.train,
@@ -239,6 +297,7 @@ def _render_runs(rows) -> None:
         "test mAP",
         "prior mAP",
         "vs best frames",
+        "val MLM loss / acc",
         title="runs (test: the official eval set)",
     )
     for r in rows:
@@ -254,6 +313,7 @@ def _render_runs(rows) -> None:
             _score(r.test_mAP),
             _score(r.prior_mAP),
             gap,
+            "-" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.3f} / {r.val_mlm_accuracy:.3f}",
         )
     console.print(table)
 

@@ -26,6 +26,8 @@ class RunRow:
     test_mAP: float | None  # from the last `eval` (the official eval set)
     prior_mAP: float | None
     gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
+    val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
+    val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
 
 
 def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
@@ -57,14 +59,29 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         if "test" in splits:
             test, prior = splits["test"]["mAP"], splits["test"]["prior_mAP"]
     history = record.history
+    if record.task == "pretrain":
+        best = min(history, key=lambda epoch: epoch["val_loss"]) if history else {}
+        return RunRow(
+            name=directory.name,
+            model=f"{record.model.kind} (MLM pretraining)",
+            input=f"tokens {inputs.tokens}",
+            parameters=record.n_parameters,
+            epochs=len(history),
+            train_seconds=round(sum(epoch.get("seconds", 0.0) for epoch in history), 1),
+            val_mAP=None,
+            test_mAP=None,
+            prior_mAP=None,
+            val_mlm_loss=best.get("val_loss"),
+            val_mlm_accuracy=best.get("val_accuracy"),
+        )
     return RunRow(
         name=directory.name,
-        model=record.model.kind,
+        model=record.model.kind + (f" (init {record.init})" if record.init else ""),
         input=f"{inputs.input} {inputs.tokens if inputs.input == 'tokens' else inputs.features}",
         parameters=record.n_parameters,
         epochs=len(history),
         train_seconds=round(sum(epoch.get("seconds", 0.0) for epoch in history), 1),
-        val_mAP=record.averaged.val_mAP
+        val_mAP=record.averaged.score
         if record.averaged
         else max((epoch["val_mAP"] for epoch in history), default=None),
         test_mAP=test,
@@ -80,6 +97,7 @@ def plot_runs(rows: list[RunRow], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if row.val_mlm_loss is None]  # pretraining runs have no mAP
     names = [row.name for row in rows]
     scores = [row.test_mAP if row.test_mAP is not None else (row.val_mAP or 0.0) for row in rows]
     colours = ["tab:blue" if row.input.startswith("tokens") else "tab:orange" for row in rows]

@@ -37,8 +37,10 @@ def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) 
 
     def accepts(record: RunRecord) -> bool:
         inputs = record.inputs
-        return model in (None, record.model.kind) and pick.matches(
-            inputs.tokens, record.model.n_tokens or None, inputs.features
+        return (
+            record.task == "classify"
+            and model in (None, record.model.kind)
+            and pick.matches(inputs.tokens, record.model.n_tokens or None, inputs.features)
         )
 
     runs = [directory.name for directory, record in find_runs(runs_dir) if accepts(record)]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,7 +19,14 @@ from audiotok_cli.progress import progress
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick, Store, WriterLock, fingerprint
 from audiotok_cli.training.augment import Augment, mixing_embeddings
-from audiotok_cli.training.data import BatchReader, balanced_weights, predict, reader_workers
+from audiotok_cli.training.data import (
+    Batch,
+    BatchReader,
+    ModelInputs,
+    balanced_weights,
+    predict,
+    reader_workers,
+)
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.metrics import mean_average_precision
 from audiotok_cli.training.models import build_model
@@ -31,6 +39,7 @@ from audiotok_cli.training.runs import (
     RunInputs,
     RunRecord,
     average_weights,
+    init_encoder,
     keep_recent_weights,
     load_checkpoint,
     pick_device,
@@ -50,9 +59,58 @@ EpochCallback = Callable[[dict[str, float], int], None]  # (history entry, total
 class TrainResult:
     run_dir: Path
     best_epoch: int
-    best_val_map: float
+    score: str  # the history key that chose the best epoch: val_mAP, or val_loss when pretraining
+    best_score: float
     history: list[dict[str, float]]
     averaged: AveragedWeights | None = None
+
+
+class Task(Protocol):
+    """What a run learns: its loss on a batch and its val scores (`score` picks the best epoch:
+    the highest, or the lowest for a score named *loss)."""
+
+    score: str
+
+    def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor: ...
+
+    def validate(
+        self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
+    ) -> dict[str, float]: ...
+
+
+@dataclass
+class Classification:
+    """Multi-label BCE over the 527 classes, scored by val mAP; augmentation applies here."""
+
+    augment: Augment
+    score: str = "val_mAP"
+
+    def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+        inputs, lengths, labels = (t.to(device) for t in (batch.inputs, batch.lengths, batch.labels))
+        inputs, lengths, labels, mix = self.augment.batch(inputs, lengths, labels)
+        with mixing_embeddings(model, mix):
+            logits = model(inputs, lengths)
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+
+    def validate(
+        self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
+    ) -> dict[str, float]:
+        labels, scores = predict(model, reader, rows, batch_size, device)
+        return {"val_mAP": mean_average_precision(labels, scores)}
+
+
+@dataclass
+class Job:
+    """One run to fit: where it goes, what it reads, and the network with its record."""
+
+    directory: Path
+    command: str
+    record: RunRecord
+    store: Store
+    inputs: ModelInputs
+    rows: tuple[np.ndarray, np.ndarray]  # train, val masks
+    preprocessing: dict[str, np.ndarray]
+    build: Callable[[], nn.Module]  # seeded by the caller; loads an --init encoder, sets head biases
 
 
 def train(
@@ -63,11 +121,13 @@ def train(
     pick: Pick | None = None,
     overwrite: bool = False,
     on_epoch: EpochCallback | None = None,
+    init: str | None = None,
 ) -> TrainResult:
     """Train on what `pick` chooses (default: the store's only tokens, or only features for frame
     models) into `{runs_dir}/{run_name or model-input}`, or resume an interrupted run with the same
-    settings from its last finished epoch."""
-    device = pick_device(settings.device)
+    settings from its last finished epoch. `init` names a pretraining run whose encoder the model
+    starts from."""
+    pick_device(settings.device)  # a missing GPU is refused before any work
     pick = pick or Pick()
     if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
         raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
@@ -91,43 +151,69 @@ def train(
         **model.model_dump(exclude={"vocab_size"}),
     )
     directory = paths.runs_dir / (settings.run_name or f"{model.kind}-{padded.name}")
-    with WriterLock(directory, "train"):
-        record = _start_record(chosen.record, spec, settings, seed)
-        history = _resumable_history(directory, record, overwrite)
+    record = start_record(chosen.record, spec, settings, seed, "classify", init)
+    encoder = init_encoder(paths.runs_dir, init, record) if init else None
+    prior = store.label_prior(rows[0])
+
+    def build() -> nn.Module:
+        network = build_model(spec)
+        if encoder is not None:
+            network.bert.load_state_dict(encoder)
+        init_head_bias(network, prior)
+        return network
+
+    job = Job(directory, "train", record, store, chosen.model_inputs, rows, chosen.preprocessing, build)
+    return fit(job, Classification(augment), settings, seed, overwrite, on_epoch)
+
+
+def fit(
+    job: Job,
+    task: Task,
+    settings: TrainSettings,
+    seed: int,
+    overwrite: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Fit `job` for `task` in its run folder, or resume it from its last finished epoch."""
+    device = pick_device(settings.device)
+    record = job.record
+    with WriterLock(job.directory, job.command):
+        history = _resumable_history(job.directory, record, overwrite)
         if not history:
-            (directory / REPORT).unlink(missing_ok=True)
-            write_inputs(directory, chosen.preprocessing)
+            (job.directory / REPORT).unlink(missing_ok=True)
+            write_inputs(job.directory, job.preprocessing)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            network = build_model(spec)
+            network = job.build()
             record.n_parameters = sum(p.numel() for p in network.parameters())
-            init_head_bias(network, store.label_prior(rows[0]))
             network.to(device)
             optimizer = torch.optim.AdamW(
                 network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
             )
             if history:
-                load_checkpoint(directory, network, optimizer)
-                log.info("resuming %s after epoch %d", directory, len(history))
+                load_checkpoint(job.directory, network, optimizer)
+                log.info("resuming %s after epoch %d", job.directory, len(history))
             workers = reader_workers(settings.loader_workers, device)
-            with BatchReader(store, chosen.model_inputs, workers) as reader:
-                weights = balanced_weights(store, rows[0]) if settings.sampler == "balanced" else None
-                fit = _Fit(
-                    settings,
-                    seed,
-                    reader,
-                    network,
-                    optimizer,
-                    rows,
-                    device,
-                    directory,
-                    on_epoch,
-                    augment,
-                    weights,
+            with BatchReader(job.store, job.inputs, workers) as reader:
+                weights = balanced_weights(job.store, job.rows[0]) if settings.sampler == "balanced" else None
+                epochs = _Fit(
+                    settings=settings,
+                    seed=seed,
+                    reader=reader,
+                    model=network,
+                    optimizer=optimizer,
+                    rows=job.rows,
+                    device=device,
+                    directory=job.directory,
+                    on_epoch=on_epoch,
+                    task=task,
+                    weights=weights,
                 )
-                fit.epochs(record, history)
-    best = _best(history)
-    return TrainResult(directory, int(best["epoch"]), best["val_mAP"], history, record.averaged)
+                epochs.epochs(record, history)
+    best = _best(history, task.score)
+    return TrainResult(
+        job.directory, int(best["epoch"]), task.score, best[task.score], history, record.averaged
+    )
 
 
 def init_head_bias(model: nn.Module, label_prior: np.ndarray) -> None:
@@ -142,16 +228,28 @@ def init_head_bias(model: nn.Module, label_prior: np.ndarray) -> None:
         model.head.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
 
 
-def _best(history: list[dict[str, float]]) -> dict[str, float]:
-    """The epoch with the highest val mAP (the first of equals)."""
-    return max(history, key=lambda epoch: epoch["val_mAP"])
+def _best(history: list[dict[str, float]], score: str) -> dict[str, float]:
+    """The epoch with the best `score` (the first of equals)."""
+    return max(history, key=lambda epoch: _goodness(epoch, score))
 
 
-def _start_record(inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int) -> RunRecord:
+def _goodness(entry: dict[str, float], score: str) -> float:
+    """Higher is better: a score named *loss (pretraining's val_loss) counts negated."""
+    return -entry[score] if score.endswith("loss") else entry[score]
+
+
+def start_record(
+    inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int, task: str, init: str | None = None
+) -> RunRecord:
     """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
     shaping = settings.model_dump(exclude={"device", "run_name", "loader_workers"})
-    key = {"model": spec.model_dump(), "train": shaping, "seed": seed, **inputs.model_dump(exclude={"store"})}
-    return RunRecord(model=spec, inputs=inputs, train=shaping, seed=seed, resume_key=fingerprint(key))
+    key = {
+        "model": spec.model_dump(), "train": shaping, "seed": seed, "task": task, "init": init,
+        **inputs.model_dump(exclude={"store"}),
+    }  # fmt: skip
+    return RunRecord(
+        model=spec, inputs=inputs, train=shaping, seed=seed, task=task, init=init, resume_key=fingerprint(key)
+    )
 
 
 def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> list[dict[str, float]]:
@@ -185,28 +283,25 @@ class _Fit:
     device: torch.device
     directory: Path
     on_epoch: EpochCallback | None
-    augment: Augment
+    task: Task
     weights: np.ndarray | None  # balanced sampling weights of the train rows
 
     def epochs(self, record: RunRecord, history: list[dict[str, float]]) -> None:
-        total = self.settings.epochs
+        total, score = self.settings.epochs, self.task.score
         first_step = len(history) * self.steps_per_epoch
         with RunMonitor(self.directory, len(history), first_step, self.settings.tensorboard) as monitor:
             for epoch in range(len(history) + 1, total + 1):
-                if _patience_ran_out(history, self.settings.patience):
+                if _patience_ran_out(history, self.settings.patience, score):
                     break
                 started = time.perf_counter()
                 entry = self._train_epoch(epoch, monitor)
-                labels, scores = predict(
-                    self.model, self.reader, self.rows[1], self.settings.batch_size, self.device
-                )
-                entry["val_mAP"] = mean_average_precision(labels, scores)
+                entry |= self._validate()
                 entry["seconds"] = round(time.perf_counter() - started, 2)
-                if not history or entry["val_mAP"] > _best(history)["val_mAP"]:
+                if not history or _goodness(entry, score) > _goodness(_best(history, score), score):
                     save_best(self.directory, self.model)
                 history.append(entry)
-                record.history, record.best_epoch = history, int(_best(history)["epoch"])
-                record.complete = epoch == total or _patience_ran_out(history, self.settings.patience)
+                record.history, record.best_epoch = history, int(_best(history, score)["epoch"])
+                record.complete = epoch == total or _patience_ran_out(history, self.settings.patience, score)
                 if self.settings.average_last:
                     self._average(record, epoch)
                 monitor.epoch(entry, history, int(entry["step"]))  # a resume drops it if no commit follows
@@ -230,7 +325,6 @@ class _Fit:
         cfg = self.settings
         rng = np.random.default_rng([self.seed, epoch])
         torch.manual_seed(self.seed * 100_003 + epoch)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
         self.model.train()
         all_steps = self.steps_per_epoch * cfg.epochs
         warmup = warmup_steps(all_steps, cfg.warmup_steps, cfg.warmup_ratio)
@@ -242,16 +336,8 @@ class _Fit:
             for index, batch in enumerate(
                 self.reader.batches(self.rows[0], cfg.batch_size, rng, self.weights)
             ):
-                inputs, lengths, labels = (
-                    t.to(self.device) for t in (batch.inputs, batch.lengths, batch.labels)
-                )
-                inputs, lengths, labels, mix = self.augment.batch(inputs, lengths, labels)
-                with (
-                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16),
-                    mixing_embeddings(self.model, mix),
-                ):
-                    logits = self.model(inputs, lengths)
-                    loss = loss_fn(logits.float(), labels)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    loss = self.task.loss(self.model, batch, self.device)
                 (loss / cfg.accumulate).backward()
                 total, batches, samples = total + loss.item(), batches + 1, samples + len(batch.rows)
                 if (index + 1) % cfg.accumulate == 0:
@@ -278,6 +364,11 @@ class _Fit:
             ),
         }
 
+    def _validate(self) -> dict[str, float]:
+        return self.task.validate(
+            self.model, self.reader, self.rows[1], self.settings.batch_size, self.device
+        )
+
     def _step(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -294,9 +385,9 @@ class _Fit:
             return
         training_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(average_weights(recent))
-        labels, scores = predict(self.model, self.reader, self.rows[1], self.settings.batch_size, self.device)
+        scores = self._validate()
         record.averaged = AveragedWeights(
-            epochs=[epoch for epoch, _ in recent], val_mAP=mean_average_precision(labels, scores)
+            epochs=[epoch for epoch, _ in recent], score=scores[self.task.score]
         )
         save_best(self.directory, self.model)
         self.model.load_state_dict(training_weights)  # the checkpoint keeps the last epoch's
@@ -308,6 +399,6 @@ class _Fit:
         return precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
 
 
-def _patience_ran_out(history: list[dict[str, float]], patience: int) -> bool:
-    """Early stopping: the last `patience` epochs brought no better val mAP than the best before."""
-    return bool(patience and history) and len(history) - int(_best(history)["epoch"]) >= patience
+def _patience_ran_out(history: list[dict[str, float]], patience: int, score: str) -> bool:
+    """Early stopping: the last `patience` epochs brought no better score than the best before."""
+    return bool(patience and history) and len(history) - int(_best(history, score)["epoch"]) >= patience

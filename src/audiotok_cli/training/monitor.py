@@ -44,9 +44,9 @@ class RunMonitor:
         self._write({"kind": "epoch", **entry})
         self._file.flush()
         if self._board is not None:
-            for key in ("val_mAP", "train_loss", "samples_per_s", "reader_samples_per_s"):
-                if key in entry:
-                    self._board.add_scalar(f"epoch/{key}", entry[key], step)
+            for key, value in entry.items():
+                if key not in ("epoch", "step"):
+                    self._board.add_scalar(f"epoch/{key}", value, step)
             self._board.flush()
         write_atomic(self.curves, _curves_png(_steps(self.path), history))
 
@@ -100,8 +100,10 @@ def _curves_png(steps: list[dict[str, float]], history: list[dict[str, float]]) 
     loss.plot(ends, [entry["train_loss"] for entry in history], marker="o", label="epoch mean")
     loss.set(title="train loss", xlabel="optimizer step")
     loss.legend()
-    score.plot(epochs, [entry["val_mAP"] for entry in history], marker="o", color="tab:green")
-    score.set(title="val mAP", xlabel="epoch")
+    for key in [key for key in history[-1] if key.startswith("val_")]:  # val_mAP, or MLM loss and accuracy
+        score.plot(epochs, [entry[key] for entry in history], marker="o", label=key.removeprefix("val_"))
+    score.set(title="validation", xlabel="epoch")
+    score.legend()
     rate.plot([s["step"] for s in steps], [s["learning_rate"] for s in steps], color="tab:purple")
     rate.set(title="learning rate", xlabel="optimizer step")
     buffer = io.BytesIO()

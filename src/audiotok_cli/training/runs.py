@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class AveragedWeights(BaseModel):
     """The run's model is the mean of these epochs' weights (`--average-last`)."""
 
     epochs: list[int]
-    val_mAP: float
+    score: float = Field(description="Its val score: val mAP, or val MLM loss for pretraining.")
 
 
 class RunRecord(BaseModel):
@@ -67,6 +67,8 @@ class RunRecord(BaseModel):
     inputs: RunInputs
     train: dict[str, Any] = Field(description="Training settings that shape the weights.")
     seed: int
+    task: Literal["classify", "pretrain"] = "classify"
+    init: str | None = Field(None, description="The pretraining run whose encoder it started from.")
     resume_key: str = Field(description="A rerun resumes only a run whose key matches.")
     n_parameters: int = 0
     history: list[dict[str, float]] = Field(default_factory=list)
@@ -129,8 +131,9 @@ def write_inputs(directory: Path, preprocessing: dict[str, np.ndarray]) -> None:
 def save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Serialized in memory and written atomically: a full disk raises OSError naming the file."""
-    payload = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    """Serialized in memory and written atomically: a full disk raises OSError naming the file.
+    Tensors are copied, since safetensors refuses tensors that share memory (a tied MLM decoder)."""
+    payload = save({k: v.detach().cpu().clone() for k, v in tensors.items()}, metadata=metadata)
     write_atomic(path, payload)
 
 
@@ -175,6 +178,31 @@ def average_weights(recent: list[tuple[int, Path]]) -> dict[str, torch.Tensor]:
     }
 
 
+ENCODER_SHAPE = ("kind", "input", "n_tokens", "max_frames", "hidden_size", "num_layers", "num_heads")
+
+
+def init_encoder(runs_dir: Path, init: str, record: RunRecord) -> dict[str, torch.Tensor]:
+    """The encoder weights of pretraining run `init` (a folder, or a run name under `runs_dir`),
+    checked against the run about to start them: the same encoder shape, on the same tokens."""
+    directory = Path(init) if Path(init).is_dir() else runs_dir / init
+    pretrained = read_record(directory)
+    if pretrained is None or not (directory / WEIGHTS).exists():
+        raise MissingInputError(f"no pretraining run at {directory}; run `audiotok pretrain` first")
+    if pretrained.task != "pretrain":
+        raise SettingsError(f"--init {init}: {directory} is a {pretrained.task} run, not a pretraining run")
+    diffs = [
+        f"{name} {getattr(pretrained.model, name)!r} (this run: {getattr(record.model, name)!r})"
+        for name in ENCODER_SHAPE
+        if getattr(pretrained.model, name) != getattr(record.model, name)
+    ]
+    if diffs:
+        raise MismatchError(f"--init {init} has another encoder: {', '.join(diffs)}; train with its shape")
+    if pretrained.inputs.vocab_fingerprint != record.inputs.vocab_fingerprint:
+        raise MismatchError(f"--init {init} was pretrained on other tokens than {record.inputs.tokens!r}")
+    weights = _load_tensors(directory / WEIGHTS)
+    return {name.removeprefix("bert."): value for name, value in weights.items() if name.startswith("bert.")}
+
+
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     path = directory / CHECKPOINT
     tensors = _load_tensors(path)
@@ -197,6 +225,11 @@ def load_run(directory: Path) -> Run:
     weights = directory / WEIGHTS
     if record is None or not weights.exists():
         raise MissingInputError(f"no trained run at {directory}; run `audiotok train` first or pass --run")
+    if record.task == "pretrain":
+        raise SettingsError(
+            f"{directory} is a pretraining run, with no classifier; fine-tune it with "
+            f"`audiotok train --model bert --init {directory.name}`"
+        )
     model = build_model(record.model)
     try:
         model.load_state_dict(_load_tensors(weights))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.training.models.frames import front_end, time_mask
@@ -72,3 +72,9 @@ class FrameBertClassifier(nn.Module):
 
 def build(spec: ModelSpec) -> nn.Module:
     return FrameBertClassifier(spec) if spec.input == "frames" else BertClassifier(spec)
+
+
+def build_masked_lm(spec: ModelSpec) -> BertForMaskedLM:
+    """The pretraining model: the same encoder (`bert.*`, what `train --init` loads) under
+    transformers' masked-token head (`cls.*`, its decoder tied to the token embeddings)."""
+    return BertForMaskedLM(bert_config(spec))

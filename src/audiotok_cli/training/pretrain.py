@@ -1,0 +1,138 @@
+"""`pretrain`: masked-token modelling (BERT's MLM) over tokenized clips with their labels unused,
+so the encoder learns from every clip (unbal_train's 2 M included) before `train --init` fine-tunes
+it on the labeled ones. A pretraining run is a run folder like any other: resumable, with curves,
+listed by `runs` with its val MLM loss and accuracy.
+
+It learns from every tokenized clip outside the val split (its held-out score) and the test split
+(the official eval set stays unseen, as published self-supervised AudioSet models keep it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
+from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.data import Batch, BatchReader
+from audiotok_cli.training.inputs import inputs_for_training
+from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
+from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID
+from audiotok_cli.training.models.spec import ModelSpec
+
+MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
+IGNORED = -100  # the label of every position the loss skips (transformers' convention)
+NOT_FOR_PRETRAINING = {"sampler": "uniform", "mixup": 0.0, "token_mask": 0.0, "time_mask": 0, "freq_mask": 0}
+
+
+def mask_tokens(
+    ids: torch.Tensor, n_tokens: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking of model ids: MASK_SHARE of the real tokens are chosen (never [PAD], nor the
+    [CLS] the model prepends); 80% of them become [MASK], 10% a random centroid, 10% stay. Labels
+    are the chosen tokens' ids and IGNORED elsewhere."""
+
+    def uniform() -> torch.Tensor:
+        where = generator.device if generator is not None else ids.device
+        return torch.rand(ids.shape, generator=generator, device=where).to(ids.device)
+
+    real = ids >= N_SPECIAL
+    chosen = (uniform() < MASK_SHARE) & real
+    if not chosen.any() and real.any():  # a tiny batch: one token at least, or the loss is NaN
+        chosen.view(-1)[real.view(-1).nonzero()[0]] = True
+    fate = uniform()
+    random_ids = N_SPECIAL + (uniform() * n_tokens).long().clamp(max=n_tokens - 1)
+    masked = torch.where(chosen & (fate < 0.8), MASK_ID, ids)
+    masked = torch.where(chosen & (fate >= 0.8) & (fate < 0.9), random_ids, masked)
+    return masked, torch.where(chosen, ids, IGNORED)
+
+
+def _masked_lm(model: nn.Module, masked: torch.Tensor, labels: torch.Tensor):
+    """[CLS] + masked ids through BertForMaskedLM; [CLS] is never a target."""
+    cls = torch.full((masked.shape[0], 1), CLS_ID, dtype=masked.dtype, device=masked.device)
+    ids = torch.cat([cls, masked], dim=1)
+    labels = torch.cat([torch.full_like(cls, IGNORED), labels], dim=1)
+    return model(input_ids=ids, attention_mask=(ids != PAD_ID).long(), labels=labels)
+
+
+@dataclass
+class MaskedTokens:
+    """The MLM task: cross-entropy on the chosen tokens; val loss and accuracy on val clips masked
+    the same way every epoch (a fixed generator), so epochs compare."""
+
+    n_tokens: int
+    score: str = "val_loss"  # accuracy moves in steps on a small val split; the loss does not
+
+    def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+        masked, labels = mask_tokens(batch.inputs.to(device), self.n_tokens)
+        return _masked_lm(model, masked, labels).loss
+
+    @torch.no_grad()
+    def validate(
+        self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
+    ) -> dict[str, float]:
+        model.eval()
+        generator = torch.Generator().manual_seed(0)
+        loss, correct, count = 0.0, 0, 0
+        for batch in reader.batches(rows, batch_size):
+            masked, labels = mask_tokens(batch.inputs, self.n_tokens, generator)
+            labels = labels.to(device)
+            out = _masked_lm(model, masked.to(device), labels)
+            chosen = labels != IGNORED
+            n = int(chosen.sum())
+            loss += out.loss.item() * n
+            correct += int((out.logits[:, 1:].argmax(-1)[chosen] == labels[chosen]).sum())
+            count += n
+        return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
+
+
+def pretrain(
+    paths: Paths,
+    model: ModelSettings,
+    settings: TrainSettings,
+    seed: int,
+    pick: Pick | None = None,
+    overwrite: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Pretrain a BERT encoder on the tokens `pick` chooses into `{runs_dir}/{run_name or
+    pretrain-bert-{vocab}}`, or resume an interrupted pretraining run."""
+    if model.kind != "bert" or model.input != "tokens":
+        raise SettingsError(
+            f"pretrain trains --model bert on tokens, not {model.kind!r} on {model.input}; frame inputs "
+            "are not supported yet"
+        )
+    refused = [name for name, off in NOT_FOR_PRETRAINING.items() if getattr(settings, name) != off]
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise SettingsError(
+            f"{flags} shape classifier training; pretrain masks {MASK_SHARE:.0%} of tokens itself"
+        )
+    store = Store.open(paths.store)
+    chosen = inputs_for_training(store, model, pick or Pick())
+    padded = chosen.model_inputs.padded
+    lengths = padded.all_lengths()
+    val, test = store.split_rows(lengths, "val"), store.split_rows(lengths, "test")
+    train = (lengths > 0) & ~val & ~test
+    if not train.any() or not val.any():
+        raise MissingInputError(
+            f"pretraining needs tokenized clips outside the test split and some in val, in {store.path}; "
+            "run `audiotok split` and `audiotok tokenize`"
+        )
+    spec = ModelSpec(
+        n_tokens=chosen.n_tokens,
+        max_frames=padded.data.shape[1],
+        **model.model_dump(exclude={"vocab_size"}),
+    )
+    directory = paths.runs_dir / (settings.run_name or f"pretrain-bert-{padded.name}")
+    record = start_record(chosen.record, spec, settings, seed, "pretrain")
+    from audiotok_cli.training.models.bert import build_masked_lm
+
+    job = Job(
+        directory, "pretrain", record, store, chosen.model_inputs, (train, val), chosen.preprocessing,
+        lambda: build_masked_lm(spec),
+    )  # fmt: skip
+    return fit(job, MaskedTokens(spec.n_tokens), settings, seed, overwrite, on_epoch)
