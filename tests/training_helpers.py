@@ -28,9 +28,12 @@ def killed_in_epoch_two(monkeypatch: pytest.MonkeyPatch, train: Callable[[], obj
             train()
 
 
-def assert_same_tensors(ours: Path, theirs: Path) -> None:
-    """Two safetensors files hold the same names and values (to 1e-6)."""
+def assert_same_tensors(ours: Path, theirs: Path, prefix: str = "") -> None:
+    """Two safetensors files hold the same names and values (to 1e-6); with `prefix`, only the
+    names of `ours` under it count, the prefix stripped (a checkpoint's `model.` weights)."""
     a, b = load_file(ours), load_file(theirs)
+    if prefix:
+        a = {name.removeprefix(prefix): value for name, value in a.items() if name.startswith(prefix)}
     assert a.keys() == b.keys()
     for name in b:
         assert torch.allclose(a[name], b[name], atol=1e-6), name

@@ -1,5 +1,6 @@
 """Commands that train and score models: train, pretrain, eval, runs, predict, export."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,8 @@ def _epoch_line(entry: dict, total: int) -> None:
 
 
 def _render_trained(r) -> None:
+    if int(os.environ.get("RANK", "0")):  # under torchrun, rank 0 speaks for the run
+        return
     score = r.score.replace("_", " ")
     averaged = ""
     if r.averaged:

@@ -113,7 +113,8 @@ def mixing_embeddings(model: nn.Module, mix: _Mix | None) -> Iterator[None]:
     if mix is None:
         yield
         return
-    handle = model.token_embeddings.register_forward_hook(lambda _module, _args, out: mix(out))
+    unwrapped = getattr(model, "module", model)  # DDP keeps the model as `.module`
+    handle = unwrapped.token_embeddings.register_forward_hook(lambda _module, _args, out: mix(out))
     try:
         yield
     finally:

@@ -176,14 +176,17 @@ class BatchReader:
         batch_size: int,
         rng: np.random.Generator | None = None,
         weights: np.ndarray | None = None,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
         """Batches of the selected rows (a boolean mask), each once; shuffled shard and row order
         when `rng` is given. With `weights`, as many rows are drawn with replacement, in proportion
-        to their weights, and still read shard by shard. Rows left at a shard's end join the next
-        shard's, so only the last batch is short."""
+        to their weights, and still read shard by shard. `part` (rank, world) reads one rank's
+        share of the plan. Rows left at a shard's end join the next shard's, so only the last
+        batch is short."""
         if self._loader is None:
             raise RuntimeError("this BatchReader is closed")
-        self.plan.items = self._items(rows, rng, weights)
+        items = self._items(rows, rng, weights)
+        self.plan.items = _share(items, *part) if part[1] > 1 else items
         pending: ShardRows | None = None
         for fresh in self._loader:
             self.read_seconds += fresh.seconds
@@ -223,6 +226,23 @@ class BatchReader:
     def samples_per_second(self) -> float:
         """What the reader alone delivers: samples over the seconds it spent, times its workers."""
         return self.read_samples / max(self.read_seconds, 1e-9) * max(self.workers, 1)
+
+
+def _share(items: list[tuple[int, np.ndarray]], rank: int, world: int) -> list[tuple[int, np.ndarray]]:
+    """Rank `rank`'s contiguous share of the plan's rows, regrouped by shard (a rank reads about
+    1/world of the shards). Every share is equally long, so every rank makes the same number of
+    steps: the last shares repeat the plan's first rows, as torch's DistributedSampler pads."""
+    if not items:
+        return []
+    shards = np.concatenate([np.full(len(keep), shard) for shard, keep in items])
+    local = np.concatenate([keep for _, keep in items])
+    per_rank = -(-len(local) // world)
+    picks = np.arange(rank * per_rank, (rank + 1) * per_rank) % len(local)
+    shards, local = shards[picks], local[picks]
+    breaks = np.flatnonzero(np.diff(shards)) + 1
+    return [
+        (int(s[0]), rows) for s, rows in zip(np.split(shards, breaks), np.split(local, breaks), strict=True)
+    ]
 
 
 def _joined(first: ShardRows, second: ShardRows) -> ShardRows:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,15 @@ from audiotok_cli.training.data import (
     balanced_weights,
     predict,
     reader_workers,
+)
+from audiotok_cli.training.distributed import (
+    Ranks,
+    barrier,
+    from_main,
+    mean_over_ranks,
+    rank_device,
+    ranks,
+    wrap,
 )
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.metrics import mean_average_precision
@@ -174,42 +184,46 @@ def fit(
     overwrite: bool = False,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Fit `job` for `task` in its run folder, or resume it from its last finished epoch."""
-    device = pick_device(settings.device)
-    record = job.record
-    with WriterLock(job.directory, job.command):
-        history = _resumable_history(job.directory, record, overwrite)
-        if not history:
-            (job.directory / REPORT).unlink(missing_ok=True)
-            write_inputs(job.directory, job.preprocessing)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            network = job.build()
-            record.n_parameters = sum(p.numel() for p in network.parameters())
-            network.to(device)
-            optimizer = torch.optim.AdamW(
-                network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-            )
-            if history:
-                load_checkpoint(job.directory, network, optimizer)
-                log.info("resuming %s after epoch %d", job.directory, len(history))
-            workers = reader_workers(settings.loader_workers, device)
-            with BatchReader(job.store, job.inputs, workers) as reader:
-                weights = balanced_weights(job.store, job.rows[0]) if settings.sampler == "balanced" else None
-                epochs = _Fit(
-                    settings=settings,
-                    seed=seed,
-                    reader=reader,
-                    model=network,
-                    optimizer=optimizer,
-                    rows=job.rows,
-                    device=device,
-                    directory=job.directory,
-                    on_epoch=on_epoch,
-                    task=task,
-                    weights=weights,
+    """Fit `job` for `task` in its run folder, or resume it from its last finished epoch; one
+    rank of a DDP run under torchrun (see `distributed`)."""
+    with ranks(pick_device(settings.device)) as here:
+        device = rank_device(pick_device(settings.device), here)
+        record = job.record
+        with WriterLock(job.directory, job.command) if here.main else nullcontext():
+            history = _resumable_history(job.directory, record, overwrite)
+            if not history and here.main:
+                (job.directory / REPORT).unlink(missing_ok=True)
+                write_inputs(job.directory, job.preprocessing)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                network = job.build()
+                record.n_parameters = sum(p.numel() for p in network.parameters())
+                network.to(device)
+                optimizer = torch.optim.AdamW(
+                    network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
                 )
-                epochs.epochs(record, history)
+                if history:
+                    load_checkpoint(job.directory, network, optimizer)
+                    log.info("resuming %s after epoch %d", job.directory, len(history))
+                workers = reader_workers(settings.loader_workers, device)
+                with BatchReader(job.store, job.inputs, workers) as reader:
+                    balanced = settings.sampler == "balanced"
+                    epochs = _Fit(
+                        settings=settings,
+                        seed=seed,
+                        reader=reader,
+                        model=network,
+                        trainer=wrap(network, device, here),
+                        optimizer=optimizer,
+                        rows=job.rows,
+                        device=device,
+                        directory=job.directory,
+                        on_epoch=on_epoch if here.main else None,
+                        task=task,
+                        weights=balanced_weights(job.store, job.rows[0]) if balanced else None,
+                        here=here,
+                    )
+                    epochs.epochs(record, history)
     best = _best(history, task.score)
     return TrainResult(
         job.directory, int(best["epoch"]), task.score, best[task.score], history, record.averaged
@@ -277,7 +291,8 @@ class _Fit:
     settings: TrainSettings
     seed: int
     reader: BatchReader
-    model: nn.Module
+    model: nn.Module  # what is saved and scored
+    trainer: nn.Module  # what the training step calls: the model, DDP-wrapped under torchrun
     optimizer: torch.optim.Optimizer
     rows: tuple[np.ndarray, np.ndarray]
     device: torch.device
@@ -285,36 +300,52 @@ class _Fit:
     on_epoch: EpochCallback | None
     task: Task
     weights: np.ndarray | None  # balanced sampling weights of the train rows
+    here: Ranks
 
     def epochs(self, record: RunRecord, history: list[dict[str, float]]) -> None:
-        total, score = self.settings.epochs, self.task.score
+        total, score, main = self.settings.epochs, self.task.score, self.here.main
         first_step = len(history) * self.steps_per_epoch
-        with RunMonitor(self.directory, len(history), first_step, self.settings.tensorboard) as monitor:
+        shown = RunMonitor(self.directory, len(history), first_step, self.settings.tensorboard, main)
+        with shown as monitor:
             for epoch in range(len(history) + 1, total + 1):
                 if _patience_ran_out(history, self.settings.patience, score):
                     break
                 started = time.perf_counter()
                 entry = self._train_epoch(epoch, monitor)
-                entry |= self._validate()
+                entry |= from_main(self._validate() if main else None, self.here)  # scored once
                 entry["seconds"] = round(time.perf_counter() - started, 2)
-                if not history or _goodness(entry, score) > _goodness(_best(history, score), score):
+                better = not history or _goodness(entry, score) > _goodness(_best(history, score), score)
+                if better and main:
                     save_best(self.directory, self.model)
                 history.append(entry)
                 record.history, record.best_epoch = history, int(_best(history, score)["epoch"])
                 record.complete = epoch == total or _patience_ran_out(history, self.settings.patience, score)
-                if self.settings.average_last:
-                    self._average(record, epoch)
-                monitor.epoch(entry, history, int(entry["step"]))  # a resume drops it if no commit follows
-                save_checkpoint(self.directory, self.model, self.optimizer, record)  # the commit point
-                write_record(self.directory, record)  # a readable copy for people and tools
+                if main:
+                    self._commit(record, history, entry, monitor)
+                barrier(self.here)  # no rank runs ahead of rank 0's checkpoint
                 if self.on_epoch:
                     self.on_epoch(entry, total)
                 if record.complete:
                     break
 
+    def _commit(
+        self, record: RunRecord, history: list[dict[str, float]], entry: dict[str, float], monitor: RunMonitor
+    ) -> None:
+        """Rank 0 writes the epoch: averaged weights, curves, then the checkpoint (the commit
+        point: a resume drops the curves' lines of an epoch with no checkpoint), then run.json."""
+        if self.settings.average_last:
+            self._average(record, int(entry["epoch"]))
+        monitor.epoch(entry, history, int(entry["step"]))
+        save_checkpoint(self.directory, self.model, self.optimizer, record)
+        write_record(self.directory, record)  # a readable copy for people and tools
+
+    @property
+    def rows_per_rank(self) -> int:
+        return -(-int(self.rows[0].sum()) // self.here.world)
+
     @property
     def steps_per_epoch(self) -> int:
-        batches = -(-int(self.rows[0].sum()) // self.settings.batch_size)
+        batches = -(-self.rows_per_rank // self.settings.batch_size)
         return -(-batches // self.settings.accumulate)
 
     def _train_epoch(self, epoch: int, monitor: RunMonitor) -> dict[str, float]:
@@ -323,8 +354,8 @@ class _Fit:
         the optimizer step alone, so a resumed run needs no scheduler state; `accumulate` batches
         make one step."""
         cfg = self.settings
-        rng = np.random.default_rng([self.seed, epoch])
-        torch.manual_seed(self.seed * 100_003 + epoch)
+        rng = np.random.default_rng([self.seed, epoch])  # the same plan on every rank
+        torch.manual_seed(self.seed * 100_003 + epoch + self.here.rank * 1_000_003)  # own dropout, masks
         self.model.train()
         all_steps = self.steps_per_epoch * cfg.epochs
         warmup = warmup_steps(all_steps, cfg.warmup_steps, cfg.warmup_ratio)
@@ -332,12 +363,13 @@ class _Fit:
         total, batches, samples = 0.0, 0, 0
         read_before = self.reader.read_seconds, self.reader.read_samples
         started = time.perf_counter()
-        with progress(f"epoch {epoch}/{cfg.epochs}", int(self.rows[0].sum())) as advance:
+        part = (self.here.rank, self.here.world)
+        with progress(f"epoch {epoch}/{cfg.epochs}", self.rows_per_rank) as advance:
             for index, batch in enumerate(
-                self.reader.batches(self.rows[0], cfg.batch_size, rng, self.weights)
+                self.reader.batches(self.rows[0], cfg.batch_size, rng, self.weights, part)
             ):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    loss = self.task.loss(self.model, batch, self.device)
+                    loss = self.task.loss(self.trainer, batch, self.device)
                 (loss / cfg.accumulate).backward()
                 total, batches, samples = total + loss.item(), batches + 1, samples + len(batch.rows)
                 if (index + 1) % cfg.accumulate == 0:
@@ -356,11 +388,11 @@ class _Fit:
         return {
             "epoch": epoch,
             "step": step,
-            "train_loss": total / max(batches, 1),
+            "train_loss": mean_over_ranks(total, batches, self.here),
             "learning_rate": lr,
-            "samples_per_s": round(samples / (time.perf_counter() - started), 1),
+            "samples_per_s": round(samples * self.here.world / (time.perf_counter() - started), 1),
             "reader_samples_per_s": round(
-                read_samples / max(read_seconds, 1e-9) * max(self.reader.workers, 1), 1
+                read_samples / max(read_seconds, 1e-9) * max(self.reader.workers, 1) * self.here.world, 1
             ),
         }
 

@@ -18,22 +18,31 @@ METRICS, CURVES, TENSORBOARD = "metrics.jsonl", "curves.png", "tensorboard"
 
 
 class RunMonitor:
-    def __init__(self, directory: Path, epochs_done: int, first_step: int, tensorboard: bool) -> None:
+    """Writes nothing unless `enabled` (only rank 0 of a DDP run writes)."""
+
+    def __init__(
+        self, directory: Path, epochs_done: int, first_step: int, tensorboard: bool, enabled: bool = True
+    ) -> None:
         self.path = directory / METRICS
         self.curves = directory / CURVES
-        _keep_epochs(self.path, epochs_done)
-        self._file = self.path.open("a")
-        self._board = _board(directory / TENSORBOARD, first_step) if tensorboard else None
+        self.enabled = enabled
+        if enabled:
+            _keep_epochs(self.path, epochs_done)
+        self._file = self.path.open("a") if enabled else None
+        self._board = _board(directory / TENSORBOARD, first_step) if tensorboard and enabled else None
 
     def __enter__(self) -> RunMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._board is not None:
             self._board.close()
 
     def step(self, epoch: int, step: int, loss: float, lr: float) -> None:
+        if not self.enabled:
+            return
         self._write({"kind": "step", "epoch": epoch, "step": step, "loss": loss, "learning_rate": lr})
         if self._board is not None:
             self._board.add_scalar("train/loss", loss, step)

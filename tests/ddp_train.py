@@ -1,0 +1,39 @@
+"""Run by torchrun in tests/test_distributed.py: one rank of a DDP `train` through the library,
+saving the rank's final weights to `{out}/rank{RANK}.safetensors`; `die_in_epoch` makes every
+rank stop as a killed job would, before that epoch trains."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+import audiotok_cli.training.loop as loop
+from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
+
+
+def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
+    rank = os.environ["RANK"]
+    real_epoch, real_epochs = loop._Fit._train_epoch, loop._Fit.epochs
+
+    def train_epoch(self, epoch, monitor):
+        if epoch == die_in_epoch:
+            raise SystemExit(f"rank {rank} killed before epoch {epoch}")
+        return real_epoch(self, epoch, monitor)
+
+    def epochs(self, record, history):
+        real_epochs(self, record, history)
+        weights = {name: value.contiguous() for name, value in self.model.state_dict().items()}
+        save_file(weights, str(Path(out) / f"rank{rank}.safetensors"))
+
+    loop._Fit._train_epoch, loop._Fit.epochs = train_epoch, epochs
+    settings = load_settings({"data_dir": data_dir})
+    model = ModelSettings(kind="simple", embed_dim=8, dropout=0.1)
+    train = TrainSettings(epochs=3, batch_size=4, run_name=run_name, schedule="cosine", mixup=0.3)
+    loop.train(settings.resolved_paths, model, train, seed=0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
