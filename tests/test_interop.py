@@ -70,3 +70,10 @@ def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
         assert record["tokens"] == ids[row, : lengths[row]].tolist()
         assert record["labels"] == [mids[c] for c in np.flatnonzero(store.labels(slice(row, row + 1))[0])]
     assert cli("export-tokens", str(tmp_path / "tokens.parquet")).exit_code == 7
+
+    from datasets import load_dataset  # what a text-model toolchain would read it with
+
+    loaded = load_dataset(
+        "parquet", data_files=str(tmp_path / "tokens.parquet"), cache_dir=str(tmp_path / "hf")
+    )
+    assert loaded["train"].to_list() == table

@@ -38,3 +38,35 @@ def test_workers_write_the_same_store_to_the_bit_as_one_process(small_mirrors):
     assert tokenize(settings.store_path, overwrite=True, workers=2).clips_done == 48
     tokens = Store.open(settings.store_path).tokens()
     assert np.array_equal(tokens.data[:], alone) and np.array_equal(tokens.all_lengths(), one.all_lengths())
+
+
+def test_a_local_dask_cluster_writes_the_same_store_as_one_process(small_shards):
+    settings = small_shards  # features "logmel" and its tokens, in 6 shards, made by one process
+    alone = Store.open(settings.store_path)
+    features_alone, tokens_alone = alone.features().data[:], alone.tokens().data[:]
+    layout = settings.features.model_copy(update={"name": "on-dask"})
+    result = featurize(
+        settings.store_path, settings.audio_dir, settings.audio, layout, workers=2, dask="local"
+    )
+    assert result.clips_done == 48 and result.shards_written == 6
+    assert tokenize(settings.store_path, overwrite=True, workers=2, dask="local").clips_done == 48
+    store = Store.open(settings.store_path)
+    assert np.array_equal(store.features("on-dask").data[:], features_alone)
+    assert np.array_equal(store.features("on-dask").all_lengths(), store.features("logmel").all_lengths())
+    assert np.array_equal(store.tokens().data[:], tokens_alone)
+
+
+def test_an_unreachable_dask_scheduler_is_one_line(cli, small_shards, monkeypatch):
+    import audiotok_cli.parallel as parallel
+
+    monkeypatch.setattr(parallel, "DASK_CONNECT_SECONDS", 2)
+    result = cli("tokenize", "--overwrite", "--dask", "tcp://127.0.0.1:9")
+    assert result.exit_code == 8
+    assert (
+        "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+        and "--dask local" in result.stderr
+    )
+    assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [
+        result.stderr.strip()
+    ]
+    assert np.array_equal(Store.open(small_shards.store_path).tokens().all_lengths() > 0, np.ones(48, bool))

@@ -101,3 +101,28 @@ def test_demo_data_is_deterministic_in_its_seed(tmp_path, layout):
     assert files(tmp_path / "a") == files(tmp_path / "b")
     assert first.labels == again.labels and first.labels != other.labels
     assert all(len(mids) >= 1 for clips in first.labels.values() for mids in clips.values())
+
+
+def test_only_the_train_sources_are_split_and_the_record_says_so(cli):
+    settings = load_settings({})
+    store = new_store(settings.store_path)
+    store.append_clips([f"b{i:010d}" for i in range(60)], "bal_train", _labels(60))
+    store.append_clips([f"u{i:010d}" for i in range(40)], "unbal_train", _labels(40, seed=1))
+    store.append_clips([f"e{i:010d}" for i in range(10)], "eval", _labels(10, seed=2))
+    result = cli("split", "--train-source", "bal_train")
+    assert result.exit_code == 0, result.output
+    assert "40 of other sources unassigned" in result.stdout and "10 test" in result.stdout
+    store = Store.open(settings.store_path)
+    codes = store.splits()
+    assert (codes[60:100] == 0).all() and (codes[100:] == 3).all() and set(codes[:60]) == {1, 2}
+    assert store.split.train_sources == ("bal_train",)
+
+    result = cli("split")  # the default splits both training sources again
+    assert result.exit_code == 0 and Store.open(settings.store_path).split.train_sources[1] == "unbal_train"
+    assert set(Store.open(settings.store_path).splits()[60:100]) <= {1, 2}
+
+    refused = cli("split", "--train-source", "eval")
+    assert refused.exit_code == 3
+    assert (
+        "train source 'eval': choose bal_train and/or unbal_train (eval is the test split)" in refused.stderr
+    )

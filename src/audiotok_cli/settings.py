@@ -101,6 +101,26 @@ class SplitSettings(_Group):
     keep_unlabeled: bool = Field(
         False, description="Put clips with no labels in train/val/test too (they train as all-negative)."
     )
+    train_sources: tuple[str, ...] = Field(
+        ("bal_train", "unbal_train"),
+        min_length=1,
+        description="Sources split into train and val; others stay unassigned (pretrain still reads them).",
+    )
+
+    @field_validator("train_sources", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return tuple(value.split(",")) if isinstance(value, str) else value
+
+    @field_validator("train_sources")
+    @classmethod
+    def _training_sources(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if name not in ("bal_train", "unbal_train"):
+                raise ValueError(
+                    f"train source {name!r}: choose bal_train and/or unbal_train (eval is the test split)"
+                )
+        return names
 
 
 class VocabSettings(_Group):

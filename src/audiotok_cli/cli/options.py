@@ -54,6 +54,15 @@ WorkersOpt = Annotated[
         show_default=False,
     ),
 ]
+DaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        help="Run the shards on a Dask cluster: a scheduler address (tcp://HOST:8786), or 'local' for "
+        "a LocalCluster of --workers processes here.  [default: no Dask]",
+        show_default=False,
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace this stage's finished output.")]
 
 # Which vocabulary (and so which tokens) a stage reads: by name, or by k and features.

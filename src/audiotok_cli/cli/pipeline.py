@@ -8,6 +8,7 @@ import typer
 from audiotok_cli.cli.app import command, command_settings, console
 from audiotok_cli.cli.options import (
     AudioDirOpt,
+    DaskOpt,
     FeaturesOpt,
     OverwriteOpt,
     PickKOpt,
@@ -15,6 +16,7 @@ from audiotok_cli.cli.options import (
     StoreOpt,
     VocabOpt,
     WorkersOpt,
+    option,
     setting,
 )
 from audiotok_cli.parallel import available_cores
@@ -27,6 +29,7 @@ from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings
         f"split (val_ratio {r.val_ratio:.2f}, seed {r.seed}): "
         + ", ".join(f"{count} {name}" for name, count in r.counts.items())
         + f"; {r.unlabeled_left_out} clips without labels left out"
+        + (f", {r.other_sources_left_out} of other sources unassigned" if r.other_sources_left_out else "")
     ),
 )
 def split_cmd(
@@ -34,13 +37,26 @@ def split_cmd(
     keep_unlabeled: Annotated[
         bool | None, setting(SplitSettings, "keep_unlabeled", "--keep-unlabeled/--no-keep-unlabeled")
     ] = None,
+    train_source: Annotated[
+        list[str] | None,
+        option(
+            "--train-source",
+            help="Split only this source's clips into train and val; repeatable.",
+            default="bal_train, unbal_train",
+        ),
+    ] = None,
     store: StoreOpt = None,
 ):
     """Deterministic train/val split (seeded hash of each ytid); the eval source is the test split."""
     from audiotok_cli.stages.split import split
 
     settings = command_settings(
-        paths={"store": store}, split={"val_ratio": val_ratio, "keep_unlabeled": keep_unlabeled}
+        paths={"store": store},
+        split={
+            "val_ratio": val_ratio,
+            "keep_unlabeled": keep_unlabeled,
+            "train_sources": tuple(train_source) if train_source else None,
+        },
     )
     return split(settings.store_path, settings.split, settings.seed)
 
@@ -65,6 +81,7 @@ def featurize_cmd(
     ] = None,
     name: Annotated[str | None, setting(FeaturesSettings, "name", "--name")] = None,
     workers: WorkersOpt = None,
+    dask: DaskOpt = None,
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -91,6 +108,7 @@ def featurize_cmd(
         source,
         overwrite,
         workers or available_cores(),
+        dask,
     )
 
 
@@ -127,6 +145,7 @@ def tokenize_cmd(
     k: PickKOpt = None,
     features: FeaturesOpt = None,
     workers: WorkersOpt = None,
+    dask: DaskOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
@@ -135,7 +154,8 @@ def tokenize_cmd(
     from audiotok_cli.store import Pick
 
     settings = command_settings(paths={"store": store})
-    return tokenize(settings.store_path, Pick(vocab, k, features), overwrite, workers or available_cores())
+    pick = Pick(vocab, k, features)
+    return tokenize(settings.store_path, pick, overwrite, workers or available_cores(), dask)
 
 
 @command(

@@ -17,7 +17,7 @@ import numpy as np
 from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.classes import SOURCES, checked_sources
 from audiotok_cli.errors import DataError, MissingInputError
-from audiotok_cli.parallel import run_shards
+from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, FeaturesSettings
 from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
@@ -52,10 +52,13 @@ def featurize(
     sources: list[str] | None = None,
     overwrite: bool = False,
     workers: int = 1,
+    dask: str | None = None,
 ) -> FeaturizeResult:
     """Featurize the pending clips of `sources` (default: all) into `features/{layout.name}`, a
-    shard per task on `workers` processes; the result is the same to the bit for any count."""
+    shard per task on `workers` processes or a Dask cluster (`dask`: an address, or "local"); the
+    result is the same to the bit for any count."""
     sources = checked_sources(sources or list(SOURCES))
+    check_dask(dask)
     with Store.writing(store_path, "featurize") as store:
         if store.n_clips == 0:
             raise MissingInputError(f"store {store.path} holds no clips; run `audiotok expand` first")
@@ -65,7 +68,7 @@ def featurize(
         result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
         task = partial(_featurize_task, store_path, audio_dir, audio, features.name, todo)
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
-            for shard, (done, failures) in run_shards(task, features.shards_with(todo), workers):
+            for shard, (done, failures) in run_shards(task, features.shards_with(todo), workers, dask):
                 rows = features.shard_rows(shard)
                 _remember(features, store.ytids(rows)[todo[rows]], failures)
                 result.clips_done += len(done)

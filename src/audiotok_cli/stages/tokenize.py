@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from audiotok_cli.parallel import run_shards
+from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
 
@@ -28,11 +28,16 @@ class TokenizeResult:
 
 
 def tokenize(
-    store_path: Path, pick: Pick | None = None, overwrite: bool = False, workers: int = 1
+    store_path: Path,
+    pick: Pick | None = None,
+    overwrite: bool = False,
+    workers: int = 1,
+    dask: str | None = None,
 ) -> TokenizeResult:
     """Tokenize every featurized clip with the vocabulary `pick` chooses (default: the only one)
-    into `tokens/{vocab}`, a shard per task on `workers` processes; a rerun does only clips
-    featurized since."""
+    into `tokens/{vocab}`, a shard per task on `workers` processes or a Dask cluster (`dask`); a
+    rerun does only clips featurized since."""
+    check_dask(dask)
     with Store.writing(store_path, "tokenize") as store:
         vocab = store.vocab(pick)
         features = store.features(vocab.record.features)
@@ -60,7 +65,7 @@ def tokenize(
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
         task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids)
         with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
-            for _, clips in run_shards(task, tokens.shards_with(todo), workers):
+            for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask):
                 advance(clips)
     return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
 

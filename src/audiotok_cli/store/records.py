@@ -36,6 +36,7 @@ class SplitRecord(BaseModel):
     val_ratio: float
     seed: int
     keep_unlabeled: bool = False
+    train_sources: tuple[str, ...] = ("bal_train", "unbal_train")
 
 
 class ClipsRecord(BaseModel):
