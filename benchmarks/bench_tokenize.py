@@ -46,7 +46,9 @@ def end_to_end(store_path: Path, vocab: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--store", type=Path, help="A featurized store (default: build a demo one).")
     parser.add_argument("--clips", type=int, default=512)
     parser.add_argument("--k", type=int, default=1024)
@@ -60,7 +62,8 @@ def main() -> None:
         vocab = build_vocab(args.store, VocabSettings(n_clusters=args.k), seed=0, overwrite=True).name
         runs = [(raw_search(args.store, vocab), end_to_end(args.store, vocab)) for _ in range(args.repeat)]
         raw, ours = (float(np.median(column)) for column in zip(*runs, strict=True))
-        print(f"k={args.k}, faiss threads {faiss.omp_get_max_threads()}, median of {args.repeat} interleaved runs")
+        threads = faiss.omp_get_max_threads()
+        print(f"k={args.k}, faiss threads {threads}, median of {args.repeat} interleaved runs")
         print(f"raw IndexFlatL2.search:  {raw:12,.0f} frames/s")
         print(f"audiotok tokenize:       {ours:12,.0f} frames/s  ({ours / raw:.2f}x raw search)")
 
