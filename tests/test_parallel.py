@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from audiotok_cli.settings import load_settings
 from audiotok_cli.stages.expand import expand
@@ -70,3 +71,25 @@ def test_an_unreachable_dask_scheduler_is_one_line(cli, small_shards, monkeypatc
         result.stderr.strip()
     ]
     assert np.array_equal(Store.open(small_shards.store_path).tokens().all_lengths() > 0, np.ones(48, bool))
+
+
+def test_a_worker_killed_mid_shard_leaves_it_pending_and_a_rerun_completes_it(small_shards, monkeypatch):
+    import audiotok_cli.stages.featurize as stage
+    import dying_worker
+    from audiotok_cli.errors import WorkerLostError
+    from audiotok_cli.store import PENDING
+
+    settings = small_shards
+    layout = settings.features.model_copy(update={"name": "killed"})
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "_featurize_task", dying_worker.task_killed_in_shard_one)
+        with pytest.raises(WorkerLostError, match="a worker process died"):
+            featurize(settings.store_path, settings.audio_dir, settings.audio, layout, workers=2)
+    lengths = Store.open(settings.store_path).features("killed").all_lengths()
+    assert (lengths[8:16] == PENDING).all()  # shard 1's data may be there; its lengths never came
+
+    rerun = featurize(settings.store_path, settings.audio_dir, settings.audio, layout, workers=2)
+    assert rerun.clips_done == int((lengths == PENDING).sum()) and rerun.clips_done >= 8
+    store = Store.open(settings.store_path)
+    assert np.array_equal(store.features("killed").data[:], store.features("logmel").data[:])
+    assert np.array_equal(store.features("killed").all_lengths(), store.features("logmel").all_lengths())

@@ -5,7 +5,7 @@ Exit codes (documented in the README):
     3 invalid settings, 4 missing input, 5 corrupt or unreadable data,
     6 artifact made with other settings, 7 output exists (use --overwrite), 8 network,
     9 busy: another audiotok process is writing the same store, mirror or run,
-    10 disk full.
+    10 disk full, 11 a worker process died.
 """
 
 from __future__ import annotations
@@ -63,3 +63,9 @@ class DiskFullError(AudiotokError):
     """A write failed for lack of space; what was written before it is intact."""
 
     exit_code = 10
+
+
+class WorkerLostError(AudiotokError):
+    """A worker process died (killed, out of memory) in the middle of its shard."""
+
+    exit_code = 11

@@ -10,12 +10,13 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
 from typing import Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-from audiotok_cli.errors import NetworkError, SettingsError
+from audiotok_cli.errors import NetworkError, SettingsError, WorkerLostError
 
 T = TypeVar("T")
 DASK_CONNECT_SECONDS = 10
@@ -47,6 +48,11 @@ def run_shards(
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        except BrokenProcessPool:
+            raise WorkerLostError(
+                "a worker process died (killed, or out of memory: try fewer --workers); the shards it "
+                "had not finished stay pending, the others are kept: run the same command again"
+            ) from None
         except BaseException:
             for future in futures:
                 future.cancel()

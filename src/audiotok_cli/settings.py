@@ -128,7 +128,12 @@ class VocabSettings(_Group):
 
     n_clusters: int = Field(64, ge=2, description="Vocabulary size k (number of centroids).")
     niter: int = Field(20, gt=0, description="k-means iterations.")
-    max_points_per_centroid: int = Field(256, gt=0, description="Frames sampled per centroid.")
+    max_points_per_centroid: int = Field(
+        256, gt=0, description="Frames sampled per centroid (unless --sample-frames is set)."
+    )
+    sample_frames: int | None = Field(
+        None, gt=0, description="Train frames to cluster (default: k x max_points_per_centroid)."
+    )
     init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
 
 

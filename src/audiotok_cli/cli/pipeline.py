@@ -116,13 +116,15 @@ def featurize_cmd(
     "vocab",
     render=lambda r: console.print(
         f"vocab {r.name!r}: {r.n_clusters} centroids from {r.n_frames} frames of "
-        f"{r.n_train_clips} train clips of {r.features!r}, inertia {r.inertia:.4g}"
+        f"{r.n_train_clips} train clips of {r.features!r}; held-out inertia {r.heldout_inertia:.4g} "
+        f"(mean squared distance, comparable between vocabularies of these features)"
     ),
 )
 def vocab_cmd(
     k: Annotated[int | None, setting(VocabSettings, "n_clusters", "--k")] = None,
     niter: Annotated[int | None, setting(VocabSettings, "niter", "--niter")] = None,
     init: Annotated[str | None, setting(VocabSettings, "init", "--init")] = None,
+    sample_frames: Annotated[int | None, setting(VocabSettings, "sample_frames", "--sample-frames")] = None,
     features: FeaturesOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -130,7 +132,10 @@ def vocab_cmd(
     """FAISS k-means over train-split frames -> a vocabulary of k centroids named FEATURES-kK."""
     from audiotok_cli.stages.vocab import build_vocab
 
-    settings = command_settings(paths={"store": store}, vocab={"n_clusters": k, "niter": niter, "init": init})
+    settings = command_settings(
+        paths={"store": store},
+        vocab={"n_clusters": k, "niter": niter, "init": init, "sample_frames": sample_frames},
+    )
     return build_vocab(settings.store_path, settings.vocab, settings.seed, features, overwrite)
 
 

@@ -53,7 +53,10 @@ def _render_store(info: dict[str, Any]) -> None:
         groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), made)
     for g in info["vocab"]:
         r = g["record"]
-        made = f"features {r['features']!r}: {r['n_frames']} frames, inertia {r['inertia']:.4g}"
+        heldout = r.get("heldout_inertia")
+        made = f"features {r['features']!r}: {r['n_frames']} frames" + (
+            f", held-out inertia {heldout:.4g}" if heldout is not None else ""
+        )
         groups.add_row("vocab", g["name"], str(r["n_clusters"]), "", made)
     for g in info["tokens"]:
         made = f"vocab {g['record']['vocab']!r}" + (" [red](stale)" if g["stale"] else "")

@@ -74,7 +74,11 @@ class VocabRecord(BaseModel):
     seed: int
     n_frames: int
     n_train_clips: int
-    inertia: float
+    inertia: float = Field(description="faiss's objective on its training sample (not comparable).")
+    heldout_inertia: float | None = Field(
+        None, description="Mean squared distance of held-out train frames to their nearest centroid."
+    )
+    heldout_frames: int = 0
     fingerprint: str = Field(description="Hash of the centroids: tokens and runs must match it.")
     made: Stamp = Field(default_factory=Stamp)
 
