@@ -157,6 +157,31 @@ def _iter_tar(path: Path, segments: dict[str, tuple[str, ...]]) -> Iterator[Mirr
             yield MirrorClip(ytid, payload, segments.get(ytid, ()))
 
 
+def read_audio(path: Path, layout: str, wanted: set[str]) -> dict[str, bytes]:
+    """The audio bytes of the `wanted` clips of one mirror file, reading no more than it must:
+    Parquet row groups holding none of them are skipped, tar members are reached by seeking."""
+    found: dict[str, bytes] = {}
+    try:
+        if layout == "parquet":
+            parquet = pq.ParquetFile(path)
+            for group in range(parquet.num_row_groups):
+                ids = parquet.read_row_group(group, columns=["video_id"]).column(0).to_pylist()
+                if wanted.isdisjoint(ids):
+                    continue
+                audio = parquet.read_row_group(group, columns=["audio"]).column(0).to_pylist()
+                found |= {
+                    y: a["bytes"] for y, a in zip(ids, audio, strict=True) if y in wanted and a and a["bytes"]
+                }
+        else:
+            with tarfile.open(path) as archive:
+                for member in archive:
+                    if member.isfile() and member.name.endswith(".flac") and Path(member.name).stem in wanted:
+                        found[Path(member.name).stem] = archive.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path} is truncated or corrupt ({exc}); delete it and fetch it again") from None
+    return found
+
+
 def _checked_ytid(ytid: str, path: Path) -> str:
     """YouTube IDs become file names: refuse anything that could escape the audio directory."""
     if not isinstance(ytid, str) or not YTID_PATTERN.match(ytid):

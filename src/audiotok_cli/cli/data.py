@@ -146,12 +146,16 @@ def expand_cmd(
         bool,
         typer.Option("--repair", help="Only extract again the audio of clips that featurize could not read."),
     ] = False,
+    no_audio: Annotated[
+        bool,
+        typer.Option("--no-audio", help="Record clips and labels only; featurize reads the mirror's audio."),
+    ] = False,
 ):
     """Hub mirror files -> {audio_dir}/{source}/{ytid[:2]}/{ytid}.flac, and clips + labels in the store."""
     from audiotok_cli.stages.expand import expand
 
     settings = command_settings(paths={"mirror_dir": mirror_dir, "audio_dir": audio_dir, "store": store})
-    return expand(settings.resolved_paths, source, layout, overwrite, repair)
+    return expand(settings.resolved_paths, source, layout, overwrite, repair, audio=not no_audio)
 
 
 def _render_prune(result) -> None:

@@ -10,6 +10,7 @@ from audiotok_cli.cli.options import (
     AudioDirOpt,
     DaskOpt,
     FeaturesOpt,
+    MirrorOpt,
     OverwriteOpt,
     PickKOpt,
     SourceOpt,
@@ -82,6 +83,13 @@ def featurize_cmd(
     name: Annotated[str | None, setting(FeaturesSettings, "name", "--name")] = None,
     workers: WorkersOpt = None,
     dask: DaskOpt = None,
+    from_mirror: Annotated[
+        bool,
+        typer.Option(
+            "--from-mirror", help="Read every clip's audio from the mirror files, not the expanded files."
+        ),
+    ] = False,
+    mirror_dir: MirrorOpt = None,
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
@@ -98,7 +106,9 @@ def featurize_cmd(
         "normalize": normalize,
     }
     settings = command_settings(
-        paths={"store": store, "audio_dir": audio_dir}, audio=audio, features={"name": name}
+        paths={"store": store, "audio_dir": audio_dir, "mirror_dir": mirror_dir},
+        audio=audio,
+        features={"name": name},
     )
     return featurize(
         settings.store_path,
@@ -109,6 +119,8 @@ def featurize_cmd(
         overwrite,
         workers or available_cores(),
         dask,
+        settings.mirror_dir,
+        from_mirror,
     )
 
 

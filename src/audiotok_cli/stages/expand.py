@@ -68,6 +68,7 @@ class ExpandReport:
 class _PendingRows:
     store: Store
     source: str
+    mirror_file: str
     ytids: list[str] = field(default_factory=list)
     labels: list[np.ndarray] = field(default_factory=list)
 
@@ -79,7 +80,7 @@ class _PendingRows:
 
     def commit(self) -> None:
         if self.ytids:
-            self.store.append_clips(self.ytids, self.source, np.stack(self.labels))
+            self.store.append_clips(self.ytids, self.source, np.stack(self.labels), self.mirror_file)
             self.ytids, self.labels = [], []
 
 
@@ -89,9 +90,11 @@ def expand(
     layout: str | None = None,
     overwrite: bool = False,
     repair: bool = False,
+    audio: bool = True,
 ) -> ExpandReport:
     """Expand each source (default: every source the mirror holds) into `paths.audio_dir` and
-    record its clips, creating the store if needed; the layout is detected unless given.
+    record its clips, creating the store if needed; the layout is detected unless given. Without
+    `audio`, only clips and labels are recorded: featurize reads the audio from the mirror files.
 
     A mirror file that cannot be read is recorded and left for the next run; the others go on.
     With `repair`, only the audio of clips that featurize could not read is extracted again.
@@ -109,7 +112,9 @@ def expand(
             return ExpandReport(
                 [_repair_source(paths, source, layout, failed) for source in sources], repair=True
             )
-        return ExpandReport([_expand_source(paths, store, source, layout, overwrite) for source in sources])
+        return ExpandReport(
+            [_expand_source(paths, store, source, layout, overwrite, audio) for source in sources]
+        )
 
 
 def _source_files(paths: Paths, source: str, layout: str) -> list[Path]:
@@ -122,7 +127,9 @@ def _source_files(paths: Paths, source: str, layout: str) -> list[Path]:
     return files
 
 
-def _expand_source(paths: Paths, store: Store, source: str, layout: str, overwrite: bool) -> ExpandResult:
+def _expand_source(
+    paths: Paths, store: Store, source: str, layout: str, overwrite: bool, audio: bool
+) -> ExpandResult:
     files = _source_files(paths, source, layout)
     segments = read_segments(paths.mirror_dir, source) if layout == "tar" else {}
     result = ExpandResult(source, layout)
@@ -133,7 +140,8 @@ def _expand_source(paths: Paths, store: Store, source: str, layout: str, overwri
         for path in todo:
             skipped = len(result.skipped)
             try:
-                _expand_file(paths.audio_dir, store, source, layout, path, segments, overwrite, result)
+                audio_dir = paths.audio_dir if audio else None
+                _expand_file(audio_dir, store, source, layout, path, segments, overwrite, result)
             except DataError as exc:  # recorded; the rows before the damage are kept
                 result.bad_files[str(path)] = str(exc)
                 store.mark_bad_file(source, path.name, str(exc))
@@ -152,7 +160,7 @@ def _expand_source(paths: Paths, store: Store, source: str, layout: str, overwri
 
 
 def _expand_file(
-    audio_dir: Path,
+    audio_dir: Path | None,  # None: record the clips, write no audio
     store: Store,
     source: str,
     layout: str,
@@ -162,7 +170,7 @@ def _expand_file(
     result: ExpandResult,
 ) -> None:
     index = class_index()
-    pending = _PendingRows(store, source)
+    pending = _PendingRows(store, source, path.name)
     rows, sources = store.row_of, store.sources()
     added: set[str] = set()
     try:
@@ -176,9 +184,10 @@ def _expand_file(
                     f"also in {SOURCES[sources[row]]}, whose copy is kept: {path.name} would add it twice"
                 )
                 continue
-            target = audio_path(audio_dir, source, clip.ytid)
-            if overwrite or not target.exists():
-                write_atomic(target, clip.flac)
+            if audio_dir is not None:
+                target = audio_path(audio_dir, source, clip.ytid)
+                if overwrite or not target.exists():
+                    write_atomic(target, clip.flac)
             if row is not None or clip.ytid in added:
                 result.clips_skipped += 1
                 continue

@@ -3,6 +3,11 @@
 A shard is the unit of work: its frames are written in one call (partial-shard writes re-read and
 rewrite the shard), then its lengths mark the clips done. Clips that fail to decode stay pending, are
 reported by file name, and are retried by the next run.
+
+Audio comes from the expanded files, or straight from the fetched mirror files (Parquet row groups,
+tar members) for clips whose file is not there (`expand --no-audio`, or deleted) or for every clip
+with `from_mirror`: the store records which mirror file each clip came from, and a shard's task
+reads each of its mirror files once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.classes import SOURCES, checked_sources
+from audiotok_cli.audioset.mirror import detect_layout, read_audio, source_files
 from audiotok_cli.errors import DataError, MissingInputError
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
@@ -23,6 +29,15 @@ from audiotok_cli.settings import AudioSettings, FeaturesSettings
 from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MirrorAudio:
+    """Where a clip's audio can come from besides its expanded file."""
+
+    mirror_dir: Path
+    layout: str
+    always: bool  # read every clip from the mirror, even where an expanded file exists
 
 
 @dataclass
@@ -53,12 +68,15 @@ def featurize(
     overwrite: bool = False,
     workers: int = 1,
     dask: str | None = None,
+    mirror_dir: Path | None = None,
+    from_mirror: bool = False,
 ) -> FeaturizeResult:
     """Featurize the pending clips of `sources` (default: all) into `features/{layout.name}`, a
     shard per task on `workers` processes or a Dask cluster (`dask`: an address, or "local"); the
     result is the same to the bit for any count."""
     sources = checked_sources(sources or list(SOURCES))
     check_dask(dask)
+    mirror = _mirror_audio(mirror_dir, from_mirror)
     with Store.writing(store_path, "featurize") as store:
         if store.n_clips == 0:
             raise MissingInputError(f"store {store.path} holds no clips; run `audiotok expand` first")
@@ -66,7 +84,7 @@ def featurize(
         wanted = np.isin(store.sources(), [SOURCES.index(s) for s in sources])
         todo = wanted & (features.all_lengths() == PENDING)
         result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
-        task = partial(_featurize_task, store_path, audio_dir, audio, features.name, todo)
+        task = partial(_featurize_task, store_path, audio_dir, mirror, audio, features.name, todo)
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
             for shard, (done, failures) in run_shards(task, features.shards_with(todo), workers, dask):
                 rows = features.shard_rows(shard)
@@ -110,14 +128,64 @@ def _open_or_create(
     return features
 
 
+def _mirror_audio(mirror_dir: Path | None, from_mirror: bool) -> MirrorAudio | None:
+    """The mirror to fall back on (or read from, with `from_mirror`), if there is one."""
+    try:
+        if mirror_dir is None:
+            raise MissingInputError("no mirror directory given; pass --mirror-dir")
+        return MirrorAudio(mirror_dir, detect_layout(mirror_dir), from_mirror)
+    except MissingInputError:
+        if from_mirror:
+            raise
+        return None  # expanded files only
+
+
 def _featurize_task(
-    store_path: Path, audio_dir: Path, audio: AudioSettings, name: str, todo: np.ndarray, shard: int
+    store_path: Path,
+    audio_dir: Path,
+    mirror: MirrorAudio | None,
+    audio: AudioSettings,
+    name: str,
+    todo: np.ndarray,
+    shard: int,
 ) -> tuple[list[str], dict[str, str]]:
     """One shard's work, in whichever process runs it; only the shard's own data is written."""
     store = Store.open(store_path)
     features = store.features(name)
     rows = features.shard_rows(shard)
-    return featurize_shard(audio_dir, store, features, shard, todo[rows], LogMel(audio))
+    return featurize_shard(audio_dir, store, features, shard, todo[rows], LogMel(audio), mirror)
+
+
+def _clip_audio(
+    audio_dir: Path, mirror: MirrorAudio | None, store: Store, rows: slice, offsets: np.ndarray
+) -> dict[int, Path | bytes | DataError]:
+    """Each clip's audio: its expanded file, else (or always, if asked) its bytes read from the
+    mirror file it came from, each mirror file read once; or why there is none."""
+    ytids, sources = store.ytids(rows), store.sources(rows)
+    found: dict[int, Path | bytes | DataError] = {}
+    from_mirror: dict[str, dict[str, int]] = {}  # mirror file -> ytid -> offset
+    files = store.mirror_files(rows) if mirror is not None else [None] * len(ytids)
+    for offset in offsets:
+        path = audio_path(audio_dir, SOURCES[sources[offset]], ytids[offset])
+        if files[offset] is not None and (mirror.always or not path.exists()):
+            from_mirror.setdefault(files[offset], {})[ytids[offset]] = offset
+        else:
+            found[offset] = path if path.exists() else DataError(f"{path} is missing; {REPAIR}")
+    for name, wanted in from_mirror.items():
+        source, file_name = name.split("/", 1)
+        path = next(
+            (p for p in source_files(mirror.mirror_dir, source, mirror.layout) if p.name == file_name), None
+        )
+        try:
+            if path is None:
+                raise DataError(f"mirror file {name} is gone (pruned?); fetch it again or expand its audio")
+            payloads = read_audio(path, mirror.layout, set(wanted))
+        except DataError as exc:
+            found |= {offset: exc for offset in wanted.values()}
+            continue
+        for ytid, offset in wanted.items():
+            found[offset] = payloads.get(ytid, DataError(f"{ytid} has no audio in {path}; {REPAIR}"))
+    return found
 
 
 def featurize_shard(
@@ -127,6 +195,7 @@ def featurize_shard(
     shard: int,
     todo: np.ndarray,
     log_mel: LogMel,
+    mirror: MirrorAudio | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Compute the `todo` clips of one shard and write the whole shard; returns the ytids done and
     the failures (ytid -> reason). One clip's failure never costs the rest of its shard."""
@@ -136,15 +205,16 @@ def featurize_shard(
         lengths = np.full(len(todo), PENDING, dtype=np.int32)
     else:
         block, lengths = features.read_shard(shard)
-    ytids, sources = store.ytids(rows), store.sources(rows)
+    ytids = store.ytids(rows)
     done, failures = [], {}
+    audio = _clip_audio(audio_dir, mirror, store, rows, np.flatnonzero(todo))
     for offset in np.flatnonzero(todo):
-        ytid = ytids[offset]
-        path = audio_path(audio_dir, SOURCES[sources[offset]], ytid)
+        ytid, source = ytids[offset], audio[offset]
+        name = str(source) if isinstance(source, Path) else f"{ytid} (from the mirror)"
         try:
-            if not path.exists():
-                raise DataError(f"{path} is missing; {REPAIR}")
-            frames = log_mel(decode(path, log_mel.settings.sample_rate), name=str(path))
+            if isinstance(source, DataError):
+                raise source
+            frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name), name=name)
         except DataError as exc:
             failures[ytid] = str(exc)
             continue

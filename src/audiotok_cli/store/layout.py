@@ -1,7 +1,7 @@
 """The one module that knows the Zarr v3 store layout (documented in docs/store.md).
 
     audiotok.zarr/                    record: format_version, n_clips
-      clips/ytid|source|split|labels  one row per clip, keyed by YouTube ID
+      clips/ytid|source|split|labels|mirror_file  one row per clip, keyed by YouTube ID
       features/{name}/data|lengths    padded log-mel frames [clip, frame, mel] + true frame counts
       vocab/{name}/centroids          k-means centroids [k, mel]
       tokens/{name}/data|lengths      padded centroid ids [clip, frame] + true counts
@@ -57,6 +57,7 @@ FORMAT_VERSION = 2
 SPLITS = ("unassigned", "train", "val", "test")
 KINDS: dict[str, type[BaseModel]] = {"features": FeaturesRecord, "vocab": VocabRecord, "tokens": TokensRecord}
 CLIP_ROWS_PER_CHUNK = 4096
+MIRROR_FILE, UNKNOWN_FILE = "mirror_file", -1  # clips/mirror_file: index into ClipsRecord.mirror_files
 PENDING = -1
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 R = TypeVar("R", bound=BaseModel)
@@ -256,6 +257,9 @@ class Store:
         for name in ("source", "split"):
             clips.create_array(name, shape=(0,), dtype="uint8", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=0)
         clips.create_array(
+            MIRROR_FILE, shape=(0,), dtype="int32", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=UNKNOWN_FILE
+        )
+        clips.create_array(
             "labels",
             shape=(0, N_CLASSES),
             dtype="bool",
@@ -315,22 +319,43 @@ class Store:
     def labels(self, rows: slice | None = None) -> np.ndarray:
         return self._column("labels", rows)
 
-    def append_clips(self, ytids: list[str], source: str, labels: np.ndarray) -> None:
-        """Append clip rows; `n_clips` moves only after the rows are written (crash-safe)."""
+    def append_clips(
+        self, ytids: list[str], source: str, labels: np.ndarray, mirror_file: str | None = None
+    ) -> None:
+        """Append clip rows, and the mirror file they came from; `n_clips` moves only after the rows
+        are written (crash-safe)."""
         if not ytids:
             return
         start, stop = self.n_clips, self.n_clips + len(ytids)
         clips = self._clips
-        for name in ("ytid", "source", "split", "labels"):
+        names = ["ytid", "source", "split", "labels"] + [MIRROR_FILE] * (MIRROR_FILE in clips)
+        for name in names:
             array = clips[name]
             if array.shape[0] < stop:
                 array.resize((stop, *array.shape[1:]))
+        if mirror_file is not None and MIRROR_FILE in clips:
+            clips[MIRROR_FILE][start:stop] = self._mirror_file_code(f"{source}/{mirror_file}")
         clips["ytid"][start:stop] = np.asarray(ytids, dtype=str)
         clips["source"][start:stop] = source_code(source)
         clips["split"][start:stop] = split_code("unassigned")
         clips["labels"][start:stop] = labels
         _write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
         self.__dict__.pop("row_of", None)
+
+    def _mirror_file_code(self, name: str) -> int:
+        record = self.clips_record
+        if name not in record.mirror_files:
+            record.mirror_files.append(name)
+            _write_record(self._clips, record)
+        return record.mirror_files.index(name)
+
+    def mirror_files(self, rows: slice) -> list[str | None]:
+        """The `source/file` each clip came from (None where unknown: a store expanded by an
+        audiotok before 0.2 keeps no such column)."""
+        if MIRROR_FILE not in self._clips:
+            return [None] * (rows.stop - rows.start)
+        names = self.clips_record.mirror_files
+        return [names[code] if code >= 0 else None for code in self._column(MIRROR_FILE, rows)]
 
     def label_prior(self, rows: np.ndarray) -> np.ndarray:
         """Per-class share of positives among the selected rows (a mask), read chunk by chunk."""

@@ -52,6 +52,9 @@ class ClipsRecord(BaseModel):
     skipped: dict[str, str] = Field(
         default_factory=dict, description="ytid -> why a mirror entry became no clip row."
     )
+    mirror_files: list[str] = Field(
+        default_factory=list, description="`source/file` names; clips/mirror_file holds indices into it."
+    )
 
 
 class FeaturesRecord(BaseModel):
