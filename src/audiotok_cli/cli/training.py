@@ -1,6 +1,7 @@
 """Commands that train and score models: train, pretrain, eval, runs, predict, export."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,6 +60,29 @@ RunNameOpt = Annotated[str | None, option("--run-name", help="Run folder name.",
 def _fields(group: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
     """The flags that set fields of `group`: option parameters are named after their fields."""
     return {name: value for name, value in flags.items() if name in group.model_fields}
+
+
+def _fit(stage: Callable[..., Any], flags: dict[str, Any], model: dict[str, Any], **extra: Any) -> Any:
+    """`train` or `pretrain` with the command's flags as settings (its parameters are named after
+    the fields they set, plus the pick: vocab, k, features)."""
+    from audiotok_cli.store import Pick
+
+    settings = command_settings(
+        paths={"store": flags["store"], "runs_dir": flags["runs_dir"]},
+        vocab={"n_clusters": flags["k"]},
+        model={**_fields(ModelSettings, flags), **model},
+        train=_fields(TrainSettings, flags),
+    )
+    return stage(
+        settings.resolved_paths,
+        settings.model,
+        settings.train,
+        settings.seed,
+        Pick(flags["vocab"], flags["k"], flags["features"]),
+        flags["overwrite"],
+        on_epoch=None if quiet_or_json() else _epoch_line,
+        **extra,
+    )
 
 
 def _epoch_line(entry: dict, total: int) -> None:
@@ -137,26 +161,9 @@ def train_cmd(
     overwrite: OverwriteOpt = False,
 ):
     """Train a token or frame model (multi-label BCE over the 527 classes); keeps the best val-mAP epoch."""
-    flags = locals()
-    settings = command_settings(
-        paths={"store": store, "runs_dir": runs_dir},
-        vocab={"n_clusters": k},
-        model={"kind": model, **_fields(ModelSettings, flags)},
-        train=_fields(TrainSettings, flags),
-    )
-    from audiotok_cli.store import Pick
     from audiotok_cli.training.loop import train
 
-    return train(
-        settings.resolved_paths,
-        settings.model,
-        settings.train,
-        settings.seed,
-        Pick(vocab, k, features),
-        overwrite,
-        on_epoch=None if quiet_or_json() else _epoch_line,
-        init=init,
-    )
+    return _fit(train, locals(), {"kind": model}, init=init)
 
 
 @command("pretrain", render=_render_trained)
@@ -191,25 +198,9 @@ def pretrain_cmd(
 ):
     """Pretrain BERT by masked-token modelling on every tokenized clip outside val and test, labels
     unused; then `train --model bert --init RUN` fine-tunes it."""
-    flags = locals()
-    settings = command_settings(
-        paths={"store": store, "runs_dir": runs_dir},
-        vocab={"n_clusters": k},
-        model={"kind": "bert", "input": "tokens", **_fields(ModelSettings, flags)},
-        train=_fields(TrainSettings, flags),
-    )
-    from audiotok_cli.store import Pick
     from audiotok_cli.training.pretrain import pretrain
 
-    return pretrain(
-        settings.resolved_paths,
-        settings.model,
-        settings.train,
-        settings.seed,
-        Pick(vocab, k, features),
-        overwrite,
-        on_epoch=None if quiet_or_json() else _epoch_line,
-    )
+    return _fit(pretrain, locals(), {"kind": "bert", "input": "tokens"})
 
 
 def _render_eval(report) -> None:
