@@ -2,7 +2,8 @@
 processes, from expanded FLAC files and straight from the Parquet mirror, against the research
 code's path (`librosa.load(sr=22050)` + `melspectrogram` + `power_to_db`, one file at a time) in one
 process and in a `multiprocessing.Pool` of 2 with one BLAS thread each, on the same demo clips in
-the same run. Wall times include each run's process start-up (imports, librosa's compilation).
+the same run. Each measurement runs in a fresh process, so every wall time includes the same
+start-up (imports, librosa's compilation) a command pays.
 
 Usage: python benchmarks/bench_featurize_scale.py [--clips 256]
 """
@@ -13,6 +14,7 @@ import argparse
 import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import librosa
@@ -58,6 +60,12 @@ def audiotok(settings, name: str, workers: int, from_mirror: bool) -> float:
     return result.clips_done / (time.perf_counter() - started)
 
 
+def _fresh(function, *args) -> float:
+    """`function(*args)` in a new process, as a command would run it."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+        return process.submit(function, *args).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,13 +79,14 @@ def main() -> None:
         write_demo_mirror(settings.mirror_dir, clips=args.clips, seconds=10.0)
         expand(settings.resolved_paths)
         files = sorted(settings.audio_dir.rglob("*.flac"))
-        rows = {
-            "research path, 1 process": research(files, 1),
-            "research path, Pool(2)": research(files, 2),
-            "audiotok, 1 worker, files": audiotok(settings, "w1", 1, False),
-            "audiotok, 2 workers, files": audiotok(settings, "w2", 2, False),
-            "audiotok, 2 workers, Parquet": audiotok(settings, "w2p", 2, True),
+        runs = {
+            "research path, 1 process": (research, files, 1),
+            "research path, Pool(2)": (research, files, 2),
+            "audiotok, 1 worker, files": (audiotok, settings, "w1", 1, False),
+            "audiotok, 2 workers, files": (audiotok, settings, "w2", 2, False),
+            "audiotok, 2 workers, Parquet": (audiotok, settings, "w2p", 2, True),
         }
+        rows = {name: _fresh(*run) for name, run in runs.items()}
     print(f"{len(files)} ten-second demo clips (44.1/48 kHz FLAC), shards of 32, 2 cores")
     base = rows["research path, 1 process"]
     for name, rate in rows.items():
