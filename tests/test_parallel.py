@@ -93,3 +93,24 @@ def test_a_worker_killed_mid_shard_leaves_it_pending_and_a_rerun_completes_it(sm
     store = Store.open(settings.store_path)
     assert np.array_equal(store.features("killed").data[:], store.features("logmel").data[:])
     assert np.array_equal(store.features("killed").all_lengths(), store.features("logmel").all_lengths())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_featurize_bar_moves_per_clip_from_worker_processes_too(small_shards, monkeypatch, workers):
+    import contextlib
+
+    import audiotok_cli.stages.featurize as stage
+
+    moves: list[int] = []
+
+    @contextlib.contextmanager
+    def recording_bar(description, total, unit="items"):
+        yield moves.append
+
+    monkeypatch.setattr(stage, "progress", recording_bar)
+    layout = small_shards.features.model_copy(update={"name": f"bar-{workers}"})
+    result = featurize(
+        small_shards.store_path, small_shards.audio_dir, small_shards.audio, layout, workers=workers
+    )
+    assert result.shards_written == 6 and sum(moves) == 48
+    assert moves == [1] * 48  # one move a clip, not one a shard of 8

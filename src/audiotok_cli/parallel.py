@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
 from typing import Any, TypeVar
@@ -21,33 +21,61 @@ from audiotok_cli.errors import NetworkError, SettingsError, WorkerLostError
 T = TypeVar("T")
 DASK_CONNECT_SECONDS = 10
 DASK_RETRIES = 2  # a task that failed with its worker runs again elsewhere
+REPORT_SECONDS = 0.2  # how often the parent moves the bar while worker processes run
 
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+_reporting: dict[str, Any] = {"queue": None, "local": None}  # set per process by run_shards
+
+
+def report(units: int = 1) -> None:
+    """Called by a task as it finishes each unit of its shard (a clip): the parent's progress bar
+    moves with it, from worker processes too (a no-op on Dask, whose bars move per shard)."""
+    if _reporting["queue"] is not None:
+        _reporting["queue"].put(units)
+    elif _reporting["local"] is not None:
+        _reporting["local"](units)
+
+
 def run_shards(
-    task: Callable[[int], T], shards: list[int], workers: int, dask: str | None = None
+    task: Callable[[int], T],
+    shards: list[int],
+    workers: int,
+    dask: str | None = None,
+    on_report: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, T]]:
     """`(shard, task(shard))` for every shard, as each finishes: on `workers` local processes, or
     on a Dask cluster (`dask`). In this process when one worker (or one shard) would do; `task`
-    must otherwise be picklable (a module-level function or a partial)."""
+    must otherwise be picklable (a module-level function or a partial). What tasks `report` goes
+    to `on_report`, in this process."""
     if dask is not None:
         yield from _on_dask(task, shards, workers, dask)
         return
     if min(workers, len(shards)) <= 1:
-        for shard in shards:
-            yield shard, task(shard)
+        _reporting["local"] = on_report
+        try:
+            for shard in shards:
+                yield shard, task(shard)
+        finally:
+            _reporting["local"] = None
         return
     context = multiprocessing.get_context("spawn")
+    reports = context.SimpleQueue()
     with ProcessPoolExecutor(
-        min(workers, len(shards)), mp_context=context, initializer=_one_blas_thread
+        min(workers, len(shards)), mp_context=context, initializer=_start_worker, initargs=(reports,)
     ) as pool:
         futures = {pool.submit(task, shard): shard for shard in shards}
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=REPORT_SECONDS, return_when=FIRST_COMPLETED)
+                _drain(reports, on_report)
+                for future in finished:
+                    yield futures[future], future.result()
+            _drain(reports, on_report)  # a task reports before it returns: nothing is left behind
         except BrokenProcessPool:
             raise WorkerLostError(
                 "a worker process died (killed, or out of memory: try fewer --workers); the shards it "
@@ -113,6 +141,18 @@ def _on_dask(
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _drain(reports: Any, on_report: Callable[[int], None] | None) -> None:
+    while not reports.empty():
+        units = reports.get()
+        if on_report is not None:
+            on_report(units)
+
+
+def _start_worker(reports: Any) -> None:
+    _reporting["queue"] = reports
+    _one_blas_thread()
 
 
 def _one_blas_thread() -> None:

@@ -23,7 +23,7 @@ from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.classes import SOURCES, checked_sources
 from audiotok_cli.audioset.mirror import detect_layout, read_audio, source_files
 from audiotok_cli.errors import DataError, MissingInputError
-from audiotok_cli.parallel import check_dask, run_shards
+from audiotok_cli.parallel import check_dask, report, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, FeaturesSettings
 from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
@@ -86,13 +86,18 @@ def featurize(
         result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
         task = partial(_featurize_task, store_path, audio_dir, mirror, audio, features.name, todo)
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
-            for shard, (done, failures) in run_shards(task, features.shards_with(todo), workers, dask):
+            per_clip = dask is None  # Dask's bar moves per shard
+            shards = features.shards_with(todo)
+            for shard, (done, failures) in run_shards(
+                task, shards, workers, dask, advance if per_clip else None
+            ):
                 rows = features.shard_rows(shard)
                 _remember(features, store.ytids(rows)[todo[rows]], failures)
                 result.clips_done += len(done)
                 result.failures |= failures
                 result.shards_written += 1
-                advance(len(done) + len(failures))
+                if not per_clip:
+                    advance(len(done) + len(failures))
     for failure in result.failures.values():
         log.warning(failure)
     return result
@@ -217,7 +222,9 @@ def featurize_shard(
             frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name), name=name)
         except DataError as exc:
             failures[ytid] = str(exc)
+            report()
             continue
+        report()
         block[offset] = 0
         block[offset, : len(frames)] = frames
         lengths[offset] = len(frames)
