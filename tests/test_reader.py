@@ -41,7 +41,7 @@ def test_reader_workers_give_the_same_batches_as_one_process(small_shards, kind)
             for a, b in zip(ours, theirs, strict=True):
                 assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
                 assert torch.equal(a.lengths, b.lengths) and np.array_equal(a.rows, b.rows)
-        assert spawned.read_samples == 2 * rows.sum() and spawned.samples_per_second > 0
+        assert spawned.read_samples == 2 * rows.sum() and spawned.samples_per_second() > 0
 
     seen = np.concatenate([batch.rows for batch in ours])
     assert sorted(seen) == list(np.flatnonzero(rows))  # every train row once, nothing else

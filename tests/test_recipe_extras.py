@@ -44,7 +44,7 @@ def test_the_balanced_sampler_moves_class_frequencies_toward_uniform(small_shard
     def spread(counts: np.ndarray) -> float:  # largest over smallest class count among the present
         return counts[present].max() / max(counts[present].min(), 1)
 
-    weights = balanced_weights(store, skewed)
+    weights = balanced_weights(reader.labels, skewed)
     assert not weights[~skewed].any() and (weights[skewed] > 0).all()
     drawn = np.concatenate(
         [

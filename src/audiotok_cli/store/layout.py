@@ -357,33 +357,26 @@ class Store:
         names = self.clips_record.mirror_files
         return [names[code] if code >= 0 else None for code in self._column(MIRROR_FILE, rows)]
 
+    def _label_chunks(self, n_rows: int | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+        """The labels of the first `n_rows` clips (default: all), a storage chunk at a time."""
+        n_rows = self.n_clips if n_rows is None else n_rows
+        for start in range(0, n_rows, CLIP_ROWS_PER_CHUNK):
+            span = slice(start, min(start + CLIP_ROWS_PER_CHUNK, n_rows))
+            yield span, self.labels(span)
+
     def label_prior(self, rows: np.ndarray) -> np.ndarray:
         """Per-class share of positives among the selected rows (a mask), read chunk by chunk."""
         counts = np.zeros(N_CLASSES, dtype=np.int64)
-        for start in range(0, len(rows), CLIP_ROWS_PER_CHUNK):
-            span = slice(start, min(start + CLIP_ROWS_PER_CHUNK, len(rows)))
-            counts += self.labels(span)[rows[span]].sum(axis=0)
+        for span, labels in self._label_chunks(len(rows)):
+            counts += labels[rows[span]].sum(axis=0)
         return counts / max(int(rows.sum()), 1)
 
     def sparse_labels(self) -> sparse.csr_matrix:
         """Every clip's labels as a sparse [clips, classes] matrix, read chunk by chunk: ~3 labels
         a clip keep it near 10 MB for all of AudioSet, where the dense columns hold 917 MB."""
-        chunks = [
-            sparse.csr_matrix(self.labels(slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))))
-            for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK)
-        ]
+        chunks = [sparse.csr_matrix(labels) for _, labels in self._label_chunks()]
         return (
             sparse.vstack(chunks, format="csr") if chunks else sparse.csr_matrix((0, N_CLASSES), dtype=bool)
-        )
-
-    def label_sums(self, per_class: np.ndarray) -> np.ndarray:
-        """Each clip's sum of `per_class` over its labels, read chunk by chunk."""
-        return np.concatenate(
-            [
-                self.labels(slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))) @ per_class
-                for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK)
-            ]
-            or [np.zeros(0)]
         )
 
     def expanded_files(self, source: str) -> list[str]:
@@ -406,11 +399,7 @@ class Store:
     def labeled(self) -> np.ndarray:
         """Mask of the clips with at least one label, read chunk by chunk."""
         return np.concatenate(
-            [
-                self.labels(slice(start, min(start + CLIP_ROWS_PER_CHUNK, self.n_clips))).any(axis=1)
-                for start in range(0, self.n_clips, CLIP_ROWS_PER_CHUNK)
-            ]
-            or [np.zeros(0, dtype=bool)]
+            [labels.any(axis=1) for _, labels in self._label_chunks()] or [np.zeros(0, dtype=bool)]
         )
 
     def set_splits(self, codes: np.ndarray, split: SplitRecord) -> None:

@@ -81,13 +81,14 @@ def reader_workers(setting: int | None, device: torch.device) -> int:
     return 0 if device.type == "cpu" else max(0, min(MAX_GPU_READERS, available_cores() - 1))
 
 
-def balanced_weights(store: Store, rows: np.ndarray) -> np.ndarray:
+def balanced_weights(labels: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
     """Inverse class frequency weights for `--sampler balanced`: a clip weighs the sum over its
     classes of 1 / (selected clips of that class), so each class is drawn about equally often, as
-    the AudioSet recipes sample the full set. Clips outside `rows`, or with no label, weigh 0."""
-    counts = store.label_prior(rows) * rows.sum()
+    the AudioSet recipes sample the full set. Clips outside `rows`, or with no label, weigh 0.
+    `labels`: the reader's sparse labels, so no pass over the store's label column is added."""
+    counts = np.asarray(labels[np.flatnonzero(rows)].sum(axis=0), dtype=np.float64).ravel()
     inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
-    return np.where(rows, store.label_sums(inverse), 0.0)
+    return np.where(rows, labels.astype(np.float64) @ inverse, 0.0)
 
 
 @dataclass
@@ -146,11 +147,11 @@ class BatchReader:
     def __init__(self, store: Store, inputs: ModelInputs, workers: int = 0) -> None:
         self.inputs, self.workers = inputs, workers
         self.lengths = inputs.padded.all_lengths()
-        labels = store.sparse_labels()[: len(self.lengths)]
+        self.labels = store.sparse_labels()[: len(self.lengths)]
         self.plan = _Plan()
         self.read_seconds, self.read_samples = 0.0, 0
         self._loader: DataLoader | None = DataLoader(
-            _ShardDataset(inputs, self.lengths, labels),
+            _ShardDataset(inputs, self.lengths, self.labels),
             batch_size=None,
             sampler=self.plan,
             num_workers=workers,
@@ -222,10 +223,15 @@ class BatchReader:
             items.append((int(shard), rng.permutation(keep) if rng is not None else keep))
         return items
 
-    @property
-    def samples_per_second(self) -> float:
-        """What the reader alone delivers: samples over the seconds it spent, times its workers."""
-        return self.read_samples / max(self.read_seconds, 1e-9) * max(self.workers, 1)
+    def counts(self) -> tuple[float, int]:
+        """Seconds spent reading and samples read so far, to measure a span with `samples_per_second`."""
+        return self.read_seconds, self.read_samples
+
+    def samples_per_second(self, since: tuple[float, int] = (0.0, 0)) -> float:
+        """What the reader alone delivers since `counts()` gave `since`: samples over the seconds
+        it spent, times its workers."""
+        seconds, samples = self.read_seconds - since[0], self.read_samples - since[1]
+        return samples / max(seconds, 1e-9) * max(self.workers, 1)
 
 
 def _share(items: list[tuple[int, np.ndarray]], rank: int, world: int) -> list[tuple[int, np.ndarray]]:
