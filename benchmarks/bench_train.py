@@ -30,7 +30,6 @@ from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.data import BatchReader, reader_workers
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.models import build_model
-from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.runs import pick_device
 
 MODELS = [("simple", "tokens"), ("lstm", "tokens"), ("bert", "tokens"), ("baseline", "frames"),
@@ -100,17 +99,13 @@ def measure(
     store, device = Store.open(store_path), pick_device(device_name)
     model_settings = ModelSettings(kind=kind, input=source)
     chosen = inputs_for_training(store, model_settings, Pick())
-    padded = chosen.model_inputs.padded
     workers = reader_workers(workers, device)
     with BatchReader(store, chosen.model_inputs, workers) as reader:
         rows = reader.lengths > 0
         batches = list(reader.batches(rows, batch_size))[: steps + 2]  # also starts the workers
         read = _reader_rate(reader, rows, batch_size)
 
-    spec = ModelSpec(
-        n_tokens=chosen.n_tokens, n_mels=chosen.n_mels, max_frames=padded.data.shape[1],
-        **model_settings.model_dump(exclude={"vocab_size"}),
-    )  # fmt: skip
+    spec = chosen.spec(model_settings)
     torch.manual_seed(0)
     model = build_model(spec).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=TrainSettings().learning_rate)

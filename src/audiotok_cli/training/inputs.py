@@ -12,6 +12,7 @@ from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.data import ModelInputs, frame_statistics
+from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.runs import Run, RunInputs
 
 
@@ -22,6 +23,16 @@ class TrainingInputs:
     preprocessing: dict[str, np.ndarray]  # saved with the run: centroids, or mean and std
     n_tokens: int = 0
     n_mels: int = 0
+
+    def spec(self, model: ModelSettings) -> ModelSpec:
+        """The model `model` builds on these inputs: their vocabulary or mel bands, and the padded
+        set's width as the longest sequence."""
+        return ModelSpec(
+            n_tokens=self.n_tokens,
+            n_mels=self.n_mels,
+            max_frames=self.model_inputs.padded.data.shape[1],
+            **model.model_dump(exclude={"vocab_size"}),
+        )
 
 
 def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:

@@ -154,12 +154,7 @@ def train(
         raise MissingInputError(
             f"no {what} val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
         )
-    spec = ModelSpec(
-        n_tokens=chosen.n_tokens,
-        n_mels=chosen.n_mels,
-        max_frames=padded.data.shape[1],
-        **model.model_dump(exclude={"vocab_size"}),
-    )
+    spec = chosen.spec(model)
     directory = paths.runs_dir / (settings.run_name or f"{model.kind}-{padded.name}")
     record = start_record(chosen.record, spec, settings, seed, "classify", init)
     encoder = init_encoder(paths.runs_dir, init, record) if init else None
@@ -186,8 +181,9 @@ def fit(
 ) -> TrainResult:
     """Fit `job` for `task` in its run folder, or resume it from its last finished epoch; one
     rank of a DDP run under torchrun (see `distributed`)."""
-    with ranks(pick_device(settings.device)) as here:
-        device = rank_device(pick_device(settings.device), here)
+    device = pick_device(settings.device)
+    with ranks(device) as here:
+        device = rank_device(device, here)
         record = job.record
         with WriterLock(job.directory, job.command) if here.main else nullcontext():
             history = _resumable_history(job.directory, record, overwrite)
@@ -220,7 +216,7 @@ def fit(
                         directory=job.directory,
                         on_epoch=on_epoch if here.main else None,
                         task=task,
-                        weights=balanced_weights(job.store, job.rows[0]) if balanced else None,
+                        weights=balanced_weights(reader.labels, job.rows[0]) if balanced else None,
                         here=here,
                     )
                     epochs.epochs(record, history)
@@ -335,7 +331,7 @@ class _Fit:
         point: a resume drops the curves' lines of an epoch with no checkpoint), then run.json."""
         if self.settings.average_last:
             self._average(record, int(entry["epoch"]))
-        monitor.epoch(entry, history, int(entry["step"]))
+        monitor.epoch(entry, history)
         save_checkpoint(self.directory, self.model, self.optimizer, record)
         write_record(self.directory, record)  # a readable copy for people and tools
 
@@ -361,7 +357,15 @@ class _Fit:
         warmup = warmup_steps(all_steps, cfg.warmup_steps, cfg.warmup_ratio)
         step, lr = (epoch - 1) * self.steps_per_epoch, cfg.learning_rate
         total, batches, samples = 0.0, 0, 0
-        read_before = self.reader.read_seconds, self.reader.read_samples
+
+        def optimizer_step() -> None:
+            nonlocal step, lr
+            lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
+            self._step(lr)
+            monitor.step(epoch, step, loss.item(), lr)
+            step += 1
+
+        read_before = self.reader.counts()
         started = time.perf_counter()
         part = (self.here.rank, self.here.world)
         with progress(f"epoch {epoch}/{cfg.epochs}", self.rows_per_rank) as advance:
@@ -373,27 +377,17 @@ class _Fit:
                 (loss / cfg.accumulate).backward()
                 total, batches, samples = total + loss.item(), batches + 1, samples + len(batch.rows)
                 if (index + 1) % cfg.accumulate == 0:
-                    lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
-                    self._step(lr)
-                    monitor.step(epoch, step, loss.item(), lr)
-                    step += 1
+                    optimizer_step()
                 advance(len(batch.rows))
         if batches % cfg.accumulate:  # the epoch's last, partial accumulation
-            lr = cfg.learning_rate * lr_factor(step, all_steps, warmup, cfg.schedule)
-            self._step(lr)
-            monitor.step(epoch, step, loss.item(), lr)
-            step += 1
-        read_seconds = self.reader.read_seconds - read_before[0]
-        read_samples = self.reader.read_samples - read_before[1]
+            optimizer_step()
         return {
             "epoch": epoch,
             "step": step,
             "train_loss": mean_over_ranks(total, batches, self.here),
             "learning_rate": lr,
             "samples_per_s": round(samples * self.here.world / (time.perf_counter() - started), 1),
-            "reader_samples_per_s": round(
-                read_samples / max(read_seconds, 1e-9) * max(self.reader.workers, 1) * self.here.world, 1
-            ),
+            "reader_samples_per_s": round(self.reader.samples_per_second(read_before) * self.here.world, 1),
         }
 
     def _validate(self) -> dict[str, float]:

@@ -26,8 +26,11 @@ class RunMonitor:
         self.path = directory / METRICS
         self.curves = directory / CURVES
         self.enabled = enabled
-        if enabled:
-            _keep_epochs(self.path, epochs_done)
+        kept = _keep_epochs(self.path, epochs_done) if enabled else []
+        # (step, loss, learning rate) of every step so far, for the curves: the file is not read again
+        self._steps = [
+            (line["step"], line["loss"], line["learning_rate"]) for line in kept if line["kind"] == "step"
+        ]
         self._file = self.path.open("a") if enabled else None
         self._board = _board(directory / TENSORBOARD, first_step) if tensorboard and enabled else None
 
@@ -44,43 +47,41 @@ class RunMonitor:
         if not self.enabled:
             return
         self._write({"kind": "step", "epoch": epoch, "step": step, "loss": loss, "learning_rate": lr})
+        self._steps.append((step, loss, lr))
         if self._board is not None:
             self._board.add_scalar("train/loss", loss, step)
             self._board.add_scalar("train/learning_rate", lr, step)
 
-    def epoch(self, entry: dict[str, float], history: list[dict[str, float]], step: int) -> None:
+    def epoch(self, entry: dict[str, float], history: list[dict[str, float]]) -> None:
         """The epoch's line, flushed with its steps, then the curves of the whole history."""
         self._write({"kind": "epoch", **entry})
         self._file.flush()
         if self._board is not None:
             for key, value in entry.items():
                 if key not in ("epoch", "step"):
-                    self._board.add_scalar(f"epoch/{key}", value, step)
+                    self._board.add_scalar(f"epoch/{key}", value, int(entry["step"]))
             self._board.flush()
-        write_atomic(self.curves, _curves_png(_steps(self.path), history))
+        write_atomic(self.curves, _curves_png(self._steps, history))
 
     def _write(self, line: dict[str, Any]) -> None:
         self._file.write(json.dumps(line) + "\n")
 
 
-def _keep_epochs(path: Path, epochs_done: int) -> None:
-    """Drop the lines of epochs after `epochs_done` (all of them for a fresh run)."""
+def _keep_epochs(path: Path, epochs_done: int) -> list[dict[str, Any]]:
+    """Drop the lines of epochs after `epochs_done` (all of them for a fresh run) and of a line
+    torn by a crash; returns the lines kept."""
     if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if _epoch_of(line) <= epochs_done]
-    write_atomic(path, "".join(line + "\n" for line in kept).encode())
-
-
-def _epoch_of(line: str) -> float:
-    try:
-        return json.loads(line)["epoch"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return float("inf")  # a line torn by a crash
-
-
-def _steps(path: Path) -> list[dict[str, float]]:
-    lines = (json.loads(line) for line in path.read_text().splitlines())
-    return [line for line in lines if line["kind"] == "step"]
+        return []
+    kept = []
+    for text in path.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(line, dict) and line.get("epoch", float("inf")) <= epochs_done:
+            kept.append(line)
+    write_atomic(path, "".join(json.dumps(line) + "\n" for line in kept).encode())
+    return kept
 
 
 def _board(folder: Path, first_step: int) -> Any:
@@ -93,7 +94,7 @@ def _board(folder: Path, first_step: int) -> Any:
     return SummaryWriter(str(folder), purge_step=first_step)  # drops a killed epoch's events
 
 
-def _curves_png(steps: list[dict[str, float]], history: list[dict[str, float]]) -> bytes:
+def _curves_png(steps: list[tuple[int, float, float]], history: list[dict[str, float]]) -> bytes:
     import io
 
     import matplotlib
@@ -104,7 +105,8 @@ def _curves_png(steps: list[dict[str, float]], history: list[dict[str, float]]) 
     figure = Figure(figsize=(12, 3.6), layout="constrained")
     loss, score, rate = figure.subplots(1, 3)
     epochs = [entry["epoch"] for entry in history]
-    loss.plot([s["step"] for s in steps], [s["loss"] for s in steps], alpha=0.3, label="step")
+    numbers, losses, rates = zip(*steps, strict=True) if steps else ((), (), ())
+    loss.plot(numbers, losses, alpha=0.3, label="step")
     ends = [entry["step"] for entry in history]
     loss.plot(ends, [entry["train_loss"] for entry in history], marker="o", label="epoch mean")
     loss.set(title="train loss", xlabel="optimizer step")
@@ -113,7 +115,7 @@ def _curves_png(steps: list[dict[str, float]], history: list[dict[str, float]]) 
         score.plot(epochs, [entry[key] for entry in history], marker="o", label=key.removeprefix("val_"))
     score.set(title="validation", xlabel="epoch")
     score.legend()
-    rate.plot([s["step"] for s in steps], [s["learning_rate"] for s in steps], color="tab:purple")
+    rate.plot(numbers, rates, color="tab:purple")
     rate.set(title="learning rate", xlabel="optimizer step")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, metadata={"audiotok": json.dumps(history)})

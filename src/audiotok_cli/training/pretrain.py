@@ -21,7 +21,6 @@ from audiotok_cli.training.data import Batch, BatchReader
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID
-from audiotok_cli.training.models.spec import ModelSpec
 
 MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
 IGNORED = -100  # the label of every position the loss skips (transformers' convention)
@@ -122,11 +121,7 @@ def pretrain(
             f"pretraining needs tokenized clips outside the test split and some in val, in {store.path}; "
             "run `audiotok split` and `audiotok tokenize`"
         )
-    spec = ModelSpec(
-        n_tokens=chosen.n_tokens,
-        max_frames=padded.data.shape[1],
-        **model.model_dump(exclude={"vocab_size"}),
-    )
+    spec = chosen.spec(model)
     directory = paths.runs_dir / (settings.run_name or f"pretrain-bert-{padded.name}")
     record = start_record(chosen.record, spec, settings, seed, "pretrain")
     from audiotok_cli.training.models.bert import build_masked_lm
