@@ -1,4 +1,5 @@
-"""featurize and tokenize on several worker processes: the same store to the bit as one process."""
+"""featurize on several worker processes and tokenize on several threads: the same store to the bit as
+one worker."""
 
 from __future__ import annotations
 

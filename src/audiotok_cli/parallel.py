@@ -1,15 +1,16 @@
 """Per-shard work on every core: shards are independent units (each written whole by the process
 that computes it), so they run in worker processes while the parent keeps the lock and the
 bookkeeping. Workers are spawned (no fork of a process holding zarr's event loop thread) and each
-uses one BLAS thread: numpy's default threads spin on the small mel matmul. The same tasks run on a
-Dask distributed cluster to scale past one machine."""
+uses one BLAS thread: numpy's default threads spin on the small mel matmul. Tasks whose work
+releases the GIL (faiss, zarr's codecs) can run on threads instead: no start-up, one copy of their
+inputs. The same tasks run on a Dask distributed cluster to scale past one machine."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
 from typing import Any, TypeVar
@@ -46,19 +47,23 @@ def run_shards(
     workers: int,
     dask: str | None = None,
     on_report: Callable[[int], None] | None = None,
+    threads: bool = False,
 ) -> Iterator[tuple[int, T]]:
-    """`(shard, task(shard))` for every shard, as each finishes: on `workers` local processes, or
-    on a Dask cluster (`dask`). In this process when one worker (or one shard) would do; `task`
-    must otherwise be picklable (a module-level function or a partial). What tasks `report` goes
-    to `on_report`, in this process."""
+    """`(shard, task(shard))` for every shard, as each finishes: on `workers` local processes (or
+    threads of this process, with `threads`), or on a Dask cluster (`dask`). In this process when
+    one worker (or one shard) would do; `task` must otherwise be picklable (a module-level function
+    or a partial). What tasks `report` goes to `on_report`, in this process."""
     if dask is not None:
         yield from _on_dask(task, shards, workers, dask)
         return
-    if min(workers, len(shards)) <= 1:
+    if min(workers, len(shards)) <= 1 or threads:
         _reporting["local"] = on_report
         try:
-            for shard in shards:
-                yield shard, task(shard)
+            if threads and min(workers, len(shards)) > 1:
+                yield from _on_threads(task, shards, workers)
+            else:
+                for shard in shards:
+                    yield shard, task(shard)
         finally:
             _reporting["local"] = None
         return
@@ -81,6 +86,18 @@ def run_shards(
                 "a worker process died (killed, or out of memory: try fewer --workers); the shards it "
                 "had not finished stay pending, the others are kept: run the same command again"
             ) from None
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _on_threads(task: Callable[[int], T], shards: list[int], workers: int) -> Iterator[tuple[int, T]]:
+    with ThreadPoolExecutor(min(workers, len(shards))) as pool:
+        futures = {pool.submit(task, shard): shard for shard in shards}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
         except BaseException:
             for future in futures:
                 future.cancel()

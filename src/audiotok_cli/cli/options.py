@@ -49,7 +49,7 @@ WorkersOpt = Annotated[
     int | None,
     typer.Option(
         "--workers",
-        help="Processes, a shard each at a time.  [default: the cores available]",
+        help="Shards at a time: featurize on processes, tokenize on threads.  [default: the cores available]",
         min=1,
         show_default=False,
     ),
