@@ -159,18 +159,25 @@ def _iter_tar(path: Path, segments: dict[str, tuple[str, ...]]) -> Iterator[Mirr
 
 def read_audio(path: Path, layout: str, wanted: set[str]) -> dict[str, bytes]:
     """The audio bytes of the `wanted` clips of one mirror file, reading no more than it must:
-    Parquet row groups holding none of them are skipped, tar members are reached by seeking."""
+    Parquet row groups holding none of them are skipped (the ids come from one small column) and
+    only wanted rows become Python bytes; tar members are reached by seeking."""
     found: dict[str, bytes] = {}
     try:
         if layout == "parquet":
             parquet = pq.ParquetFile(path)
+            ids = parquet.read(columns=["video_id"]).column(0).to_pylist()
+            first = 0
             for group in range(parquet.num_row_groups):
-                ids = parquet.read_row_group(group, columns=["video_id"]).column(0).to_pylist()
-                if wanted.isdisjoint(ids):
+                rows = range(first, first + parquet.metadata.row_group(group).num_rows)
+                first = rows.stop
+                picks = [row - rows.start for row in rows if ids[row] in wanted]
+                if not picks:
                     continue
-                audio = parquet.read_row_group(group, columns=["audio"]).column(0).to_pylist()
+                audio = parquet.read_row_group(group, columns=["audio"]).column(0).take(picks).to_pylist()
                 found |= {
-                    y: a["bytes"] for y, a in zip(ids, audio, strict=True) if y in wanted and a and a["bytes"]
+                    ids[rows.start + pick]: a["bytes"]
+                    for pick, a in zip(picks, audio, strict=True)
+                    if a and a["bytes"]
                 }
         else:
             with tarfile.open(path) as archive:
