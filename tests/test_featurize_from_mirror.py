@@ -7,9 +7,14 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from audiotok_cli.audio.logmel import audio_path
+from audiotok_cli.audioset import mirror as mirror_module
+from audiotok_cli.audioset.mirror import iter_audio
+from audiotok_cli.errors import DataError
 from audiotok_cli.settings import load_settings
 from audiotok_cli.stages.expand import expand
 from audiotok_cli.stages.featurize import featurize
@@ -79,3 +84,40 @@ def test_a_clip_without_its_expanded_file_is_read_from_the_mirror(small_mirrors,
     assert all("is missing" in why for why in rerun.failures.values())
     lengths = Store.open(alone.store_path).features("again").all_lengths()
     assert (lengths[:5] == PENDING).all()
+
+
+def test_mirror_reads_yield_exactly_the_wanted_clips_a_batch_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(mirror_module, "PARQUET_BATCH_ROWS", 3)  # batches inside row groups of 5
+    ytids = [f"clip{index:07d}" for index in range(40)]
+    table = pa.table(
+        {
+            "video_id": ytids,
+            "audio": [{"bytes": ytid.encode() * 3, "path": f"{ytid}.flac"} for ytid in ytids],
+            "labels": [["/m/09x0r"]] * 40,
+        }
+    )
+    path = tmp_path / "data" / "bal_train" / "00.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path, row_group_size=5)
+    wanted = {ytids[i] for i in (0, 4, 5, 13, 14, 27, 39)} | {"notthere000"}
+    found = dict(iter_audio(path, "parquet", wanted))
+    assert found == {ytid: ytid.encode() * 3 for ytid in wanted - {"notthere000"}}
+
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"00\.parquet is truncated or corrupt"):
+        dict(iter_audio(path, "parquet", wanted))
+
+
+def test_clips_of_a_pruned_mirror_file_fail_alone_and_name_it(small_mirrors, tmp_path):
+    copy = tmp_path / "mirror"
+    shutil.copytree(small_mirrors["parquet"].mirror_dir, copy)
+    settings = load_settings({"data_dir": tmp_path, "paths": {"mirror_dir": copy}})
+    expand(settings.resolved_paths, audio=False)
+    pruned = sorted((copy / "data" / "bal_train").glob("*.parquet"))[0]
+    lost = set(Store.open(settings.store_path).ytids(slice(0, 48))) & set(
+        pq.read_table(pruned, columns=["video_id"]).column(0).to_pylist()
+    )
+    pruned.unlink()
+    result = _featurize(settings)
+    assert set(result.failures) == lost and result.clips_done == 48 - len(lost) > 0
+    assert all(f"mirror file bal_train/{pruned.name} is gone" in why for why in result.failures.values())

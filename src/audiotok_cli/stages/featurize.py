@@ -7,12 +7,13 @@ reported by file name, and are retried by the next run.
 Audio comes from the expanded files, or straight from the fetched mirror files (Parquet row groups,
 tar members) for clips whose file is not there (`expand --no-audio`, or deleted) or for every clip
 with `from_mirror`: the store records which mirror file each clip came from, and a shard's task
-reads each of its mirror files once.
+reads each of its mirror files once, a batch at a time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 
 from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.classes import SOURCES, checked_sources
-from audiotok_cli.audioset.mirror import detect_layout, read_audio, source_files
+from audiotok_cli.audioset.mirror import detect_layout, iter_audio, source_files
 from audiotok_cli.errors import DataError, MissingInputError
 from audiotok_cli.parallel import check_dask, report, run_shards
 from audiotok_cli.progress import progress
@@ -163,11 +164,11 @@ def _featurize_task(
 
 def _clip_audio(
     audio_dir: Path, mirror: MirrorAudio | None, store: Store, rows: slice, offsets: np.ndarray
-) -> dict[int, Path | bytes | DataError]:
-    """Each clip's audio: its expanded file, else (or always, if asked) its bytes read from the
-    mirror file it came from, each mirror file read once; or why there is none."""
+) -> Iterator[tuple[int, Path | bytes | DataError]]:
+    """`(offset, audio)` for each clip: its expanded file, else (or always, if asked) its bytes as
+    they are read from the mirror file it came from (each read once, a batch at a time); or why
+    there is none."""
     ytids, sources = store.ytids(rows), store.sources(rows)
-    found: dict[int, Path | bytes | DataError] = {}
     from_mirror: dict[str, dict[str, int]] = {}  # mirror file -> ytid -> offset
     files = store.mirror_files(rows) if mirror is not None else [None] * len(ytids)
     for offset in offsets:
@@ -175,7 +176,7 @@ def _clip_audio(
         if files[offset] is not None and (mirror.always or not path.exists()):
             from_mirror.setdefault(files[offset], {})[ytids[offset]] = offset
         else:
-            found[offset] = path if path.exists() else DataError(f"{path} is missing; {REPAIR}")
+            yield offset, path if path.exists() else DataError(f"{path} is missing; {REPAIR}")
     for name, wanted in from_mirror.items():
         source, file_name = name.split("/", 1)
         path = next(
@@ -184,13 +185,14 @@ def _clip_audio(
         try:
             if path is None:
                 raise DataError(f"mirror file {name} is gone (pruned?); fetch it again or expand its audio")
-            payloads = read_audio(path, mirror.layout, set(wanted))
+            for ytid, payload in iter_audio(path, mirror.layout, set(wanted)):
+                yield wanted.pop(ytid), payload
         except DataError as exc:
-            found |= {offset: exc for offset in wanted.values()}
+            yield from ((offset, exc) for offset in wanted.values())
             continue
-        for ytid, offset in wanted.items():
-            found[offset] = payloads.get(ytid, DataError(f"{ytid} has no audio in {path}; {REPAIR}"))
-    return found
+        yield from (
+            (offset, DataError(f"{ytid} has no audio in {path}; {REPAIR}")) for ytid, offset in wanted.items()
+        )
 
 
 def featurize_shard(
@@ -212,9 +214,8 @@ def featurize_shard(
         block, lengths = features.read_shard(shard)
     ytids = store.ytids(rows)
     done, failures = [], {}
-    audio = _clip_audio(audio_dir, mirror, store, rows, np.flatnonzero(todo))
-    for offset in np.flatnonzero(todo):
-        ytid, source = ytids[offset], audio[offset]
+    for offset, source in _clip_audio(audio_dir, mirror, store, rows, np.flatnonzero(todo)):
+        ytid = ytids[offset]
         name = str(source) if isinstance(source, Path) else f"{ytid} (from the mirror)"
         try:
             if isinstance(source, DataError):
