@@ -3,15 +3,19 @@ one worker."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
+from audiotok_cli.parallel import read_ahead
 from audiotok_cli.settings import load_settings
 from audiotok_cli.stages.expand import expand
 from audiotok_cli.stages.featurize import featurize
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
-from audiotok_cli.stages.vocab import build_vocab
+from audiotok_cli.stages.vocab import build_vocab, sample_frames
 from audiotok_cli.store import Store
 
 
@@ -115,3 +119,31 @@ def test_the_featurize_bar_moves_per_clip_from_worker_processes_too(small_shards
     )
     assert result.shards_written == 6 and sum(moves) == 48
     assert moves == [1] * 48  # one move a clip, not one a shard of 8
+
+
+def test_vocab_samples_the_same_frames_whatever_the_readers(small_shards):
+    store = Store.open(small_shards.store_path)
+    features = store.features()
+    train = store.split_rows(features.all_lengths(), "train")
+    alone = sample_frames(features, train, 300, np.random.default_rng(5), workers=1)
+    together = sample_frames(features, train, 300, np.random.default_rng(5), workers=3)
+    assert len(features.shards_with(train)) > 3
+    for ours, theirs in zip(alone, together, strict=True):
+        assert len(ours) > 0 and np.array_equal(ours, theirs)
+
+
+def test_read_ahead_keeps_order_and_at_most_workers_plus_one_results_waiting():
+    started, lock = [], threading.Lock()
+
+    def read(item: int) -> int:
+        with lock:
+            started.append(item)
+        time.sleep(0.01 * (item % 3))  # finish out of order
+        return item * 10
+
+    seen = []
+    for value in read_ahead(read, range(12), workers=3):
+        seen.append(value)
+        time.sleep(0.02)  # a slow consumer: reads must not run far ahead of it
+        assert len(started) <= len(seen) + 3
+    assert seen == [item * 10 for item in range(12)]

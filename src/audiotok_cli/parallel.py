@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
@@ -102,6 +103,27 @@ def _on_threads(task: Callable[[int], T], shards: list[int], workers: int) -> It
             for future in futures:
                 future.cancel()
             raise
+
+
+def read_ahead(read: Callable[[Any], T], items: Iterable[Any], workers: int) -> Iterator[T]:
+    """`read(item)` for each item in order, `workers` reads at a time on threads (for reads that
+    release the GIL, as zarr's codecs do): the consumer sees the same sequence for any count, and
+    at most `workers` + 1 results wait in memory."""
+    if workers <= 1:
+        yield from map(read, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(read, item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def check_dask(address: str | None) -> None:

@@ -49,7 +49,10 @@ WorkersOpt = Annotated[
     int | None,
     typer.Option(
         "--workers",
-        help="Shards at a time: featurize on processes, tokenize on threads.  [default: the cores available]",
+        help=(
+            "Shards at a time: featurize on processes, tokenize and vocab's reads on threads.  "
+            "[default: the cores available]"
+        ),
         min=1,
         show_default=False,
     ),

@@ -138,6 +138,7 @@ def vocab_cmd(
     init: Annotated[str | None, setting(VocabSettings, "init", "--init")] = None,
     sample_frames: Annotated[int | None, setting(VocabSettings, "sample_frames", "--sample-frames")] = None,
     features: FeaturesOpt = None,
+    workers: WorkersOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
@@ -148,7 +149,9 @@ def vocab_cmd(
         paths={"store": store},
         vocab={"n_clusters": k, "niter": niter, "init": init, "sample_frames": sample_frames},
     )
-    return build_vocab(settings.store_path, settings.vocab, settings.seed, features, overwrite)
+    return build_vocab(
+        settings.store_path, settings.vocab, settings.seed, features, overwrite, workers or available_cores()
+    )
 
 
 @command(

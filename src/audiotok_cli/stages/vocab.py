@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.cluster import kmeans_plusplus
 
 from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.parallel import read_ahead
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import VocabSettings
 from audiotok_cli.store import FeatureSet, Store, VocabRecord, fingerprint
@@ -52,9 +53,11 @@ def build_vocab(
     seed: int,
     features: str | None = None,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> VocabResult:
     """Cluster train-split frames of `features` (default: the store's only features) into
-    `vocab/{features}-k{k}`; an existing vocabulary is refused before any clustering."""
+    `vocab/{features}-k{k}`, sampled with `workers` shard reads at a time; an existing vocabulary
+    is refused before any clustering."""
     with Store.writing(store_path, "vocab") as store:
         frames = store.features(features)
         k = settings.n_clusters
@@ -70,7 +73,7 @@ def build_vocab(
             )
         rng = np.random.default_rng(seed)
         budget = settings.sample_frames or k * settings.max_points_per_centroid
-        sample, heldout = sample_frames(frames, train, budget, rng)
+        sample, heldout = sample_frames(frames, train, budget, rng, workers)
         if len(sample) < k:
             raise SettingsError(f"only {len(sample)} train frames for k={k} clusters; lower --k")
         centroids, inertia = kmeans(sample, settings, seed, rng)
@@ -95,11 +98,11 @@ def build_vocab(
 
 
 def sample_frames(
-    features: FeatureSet, rows: np.ndarray, budget: int, rng: np.random.Generator
+    features: FeatureSet, rows: np.ndarray, budget: int, rng: np.random.Generator, workers: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Uniform samples of about `budget` valid frames of the selected rows (drawn with `rng`) and
     of about HELDOUT_FRAMES others (at most HELDOUT_SHARE of them, drawn with a fixed seed), in one
-    pass, shard by shard."""
+    pass, shard by shard, `workers` shards read at a time: the draws are the same for any count."""
     lengths = features.all_lengths()
     total = int(lengths[rows].sum())
     set_aside = min(HELDOUT_SHARE, HELDOUT_FRAMES / max(total, 1))
@@ -108,9 +111,10 @@ def sample_frames(
     parts, heldout = [], []
     shards = features.shards_with(rows)
     with progress("sample frames", int(rows.sum())) as advance:
-        for shard in shards:
+        for shard, (block, block_lengths) in zip(
+            shards, read_ahead(features.read_shard, shards, workers), strict=True
+        ):
             span = features.shard_rows(shard)
-            block, block_lengths = features.read_shard(shard)
             valid = np.arange(block.shape[1]) < block_lengths[:, None]
             valid &= rows[span][:, None]
             frames = block[valid]
