@@ -12,8 +12,9 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from audiotok_cli.parallel import available_cores, check_dask, run_shards
+from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
 
@@ -38,9 +39,11 @@ def tokenize(
     into `tokens/{vocab}`, a shard per task on `workers` threads or a Dask cluster (`dask`); a
     rerun does only clips featurized since.
 
-    Shards in parallel, each searched on its own share of the cores, beat one shard at a time on
-    faiss's threads (they scale ~1.5x on 2 cores) and hide the reads and writes behind the search;
-    threads, because faiss and zarr's codecs release the GIL: no process start-up, one index."""
+    Every search runs on one thread: on several, how faiss splits the work changes the last bit of
+    some distances, and so a few near-tie tokens (2 of 107,569 frames of a demo shard), with the
+    core count. The cores search shards side by side instead, which beats one shard at a time on
+    faiss's threads (they scale ~1.5x on 2 cores) and hides the reads and writes behind the search;
+    on threads, because faiss and zarr's codecs release the GIL: no process start-up, one index."""
     check_dask(dask)
     with Store.writing(store_path, "tokenize") as store:
         vocab = store.vocab(pick)
@@ -67,22 +70,17 @@ def tokenize(
         feature_lengths = features.all_lengths()
         token_lengths = tokens.all_lengths()
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
-        search_threads = 1 if dask else max(1, available_cores() // max(workers, 1))
-        task = partial(
-            _tokenize_task, store_path, features.name, tokens.name, vocab.centroids, search_threads
-        )
-        with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
+        task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids)
+        with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance, threadpool_limits(1):
             for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask, threads=True):
                 advance(clips)
     return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
 
 
-def _tokenize_task(
-    store_path: Path, features: str, tokens: str, centroids: np.ndarray, search_threads: int, shard: int
-) -> int:
+def _tokenize_task(store_path: Path, features: str, tokens: str, centroids: np.ndarray, shard: int) -> int:
     """One shard's work, in whichever thread or process runs it; only the shard's own tokens are
-    written. faiss's thread count is per calling thread (an OpenMP setting), so it is set here."""
-    faiss.omp_set_num_threads(search_threads)
+    written. faiss's thread count is the calling thread's OpenMP setting, so it is set here."""
+    faiss.omp_set_num_threads(1)
     store = Store.open(store_path)
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
