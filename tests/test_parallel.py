@@ -6,17 +6,18 @@ from __future__ import annotations
 import threading
 import time
 
+import faiss
 import numpy as np
 import pytest
 
-from audiotok_cli.parallel import read_ahead
+from audiotok_cli.parallel import available_cores, read_ahead
 from audiotok_cli.settings import load_settings
 from audiotok_cli.stages.expand import expand
 from audiotok_cli.stages.featurize import featurize
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab, sample_frames
-from audiotok_cli.store import Store
+from audiotok_cli.store import Store, fingerprint
 
 
 def test_workers_write_the_same_store_to_the_bit_as_one_process(small_mirrors):
@@ -147,3 +148,29 @@ def test_read_ahead_keeps_order_and_at_most_workers_plus_one_results_waiting():
         time.sleep(0.02)  # a slow consumer: reads must not run far ahead of it
         assert len(started) <= len(seen) + 3
     assert seen == [item * 10 for item in range(12)]
+
+
+def test_tokens_are_a_one_thread_search_whatever_the_cores(tokenized):
+    """Frames halfway between two centroids tie, and faiss on several threads breaks ties by how
+    it splits the work (~20% of 20,000 midpoints flipped between 1 and 2 threads): tokenize's
+    searches run on one thread, so its tokens are the same on any machine."""
+    store = Store.open(tokenized.store_path)
+    features, vocab = store.features(), store.vocab()
+    block, lengths = features.read_shard(0)
+    frames = block[lengths > 0][:, 0].astype(np.float32)[:32]  # the first frame of 32 clips
+    offset = np.random.default_rng(0).normal(size=frames.shape).astype(np.float32)
+    centroids = np.concatenate([frames + offset, frames - offset])  # each of those frames is a tie
+    update = {"fingerprint": fingerprint(centroids), "n_clusters": len(centroids)}
+    with Store.writing(tokenized.store_path, "test") as writer:
+        writer.write_vocab(vocab.name, centroids, vocab.record.model_copy(update=update), overwrite=True)
+    valid = np.arange(block.shape[1]) < lengths[:, None]
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(centroids)
+    faiss.omp_set_num_threads(1)
+    try:
+        expected = index.search(np.ascontiguousarray(block[valid], dtype=np.float32), 1)[1][:, 0]
+    finally:
+        faiss.omp_set_num_threads(available_cores())
+    assert valid.sum() > 4096  # enough frames for faiss to share them between threads
+    tokenize(tokenized.store_path, overwrite=True)
+    assert np.array_equal(Store.open(tokenized.store_path).tokens().data[:][valid], expected)
