@@ -57,21 +57,27 @@ def run_shards(
     if dask is not None:
         yield from _on_dask(task, shards, workers, dask)
         return
-    if min(workers, len(shards)) <= 1 or threads:
-        _reporting["local"] = on_report
-        try:
-            if threads and min(workers, len(shards)) > 1:
-                yield from _on_threads(task, shards, workers)
-            else:
-                for shard in shards:
-                    yield shard, task(shard)
-        finally:
-            _reporting["local"] = None
+    workers = min(workers, len(shards))
+    if workers > 1 and not threads:
+        yield from _on_processes(task, shards, workers, on_report)
         return
+    _reporting["local"] = on_report
+    try:
+        if workers > 1:
+            yield from _on_threads(task, shards, workers)
+        else:
+            yield from ((shard, task(shard)) for shard in shards)
+    finally:
+        _reporting["local"] = None
+
+
+def _on_processes(
+    task: Callable[[int], T], shards: list[int], workers: int, on_report: Callable[[int], None] | None
+) -> Iterator[tuple[int, T]]:
     context = multiprocessing.get_context("spawn")
     reports = context.SimpleQueue()
     with ProcessPoolExecutor(
-        min(workers, len(shards)), mp_context=context, initializer=_start_worker, initargs=(reports,)
+        workers, mp_context=context, initializer=_start_worker, initargs=(reports,)
     ) as pool:
         futures = {pool.submit(task, shard): shard for shard in shards}
         try:
@@ -94,7 +100,7 @@ def run_shards(
 
 
 def _on_threads(task: Callable[[int], T], shards: list[int], workers: int) -> Iterator[tuple[int, T]]:
-    with ThreadPoolExecutor(min(workers, len(shards))) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(task, shard): shard for shard in shards}
         try:
             for future in as_completed(futures):
