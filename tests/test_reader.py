@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+import audiotok_cli.training.data as data_module
 import audiotok_cli.training.loop as loop
 from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.store import Store
-from audiotok_cli.training.data import BatchReader, ModelInputs, frame_statistics
+from audiotok_cli.training.data import BatchReader, ModelInputs, frame_statistics, reader_workers
 from training_helpers import assert_same_tensors
 
 
@@ -70,3 +71,12 @@ def test_training_with_reader_workers_equals_training_without(small_shards):
     alone, helped = run("alone", 0), run("helped", 2)
     assert [e["val_mAP"] for e in alone.history] == [e["val_mAP"] for e in helped.history]
     assert_same_tensors(helped.run_dir / "last.safetensors", alone.run_dir / "last.safetensors")
+
+
+def test_ranks_on_one_machine_share_its_cores_between_their_readers(monkeypatch):
+    monkeypatch.setattr(data_module, "available_cores", lambda: 16)
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert reader_workers(None, gpu) == data_module.MAX_GPU_READERS == 4
+    assert reader_workers(None, gpu, ranks_here=8) == 1  # 2 cores a rank: one for training
+    assert reader_workers(None, gpu, ranks_here=16) == 0
+    assert reader_workers(None, cpu, ranks_here=1) == 0 and reader_workers(3, gpu, ranks_here=8) == 3

@@ -73,12 +73,14 @@ def frame_statistics(features: PaddedSet, rows: np.ndarray) -> tuple[np.ndarray,
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def reader_workers(setting: int | None, device: torch.device) -> int:
+def reader_workers(setting: int | None, device: torch.device, ranks_here: int = 1) -> int:
     """Reader processes: as set, or none on a CPU (the model's threads want every core) and up
-    to MAX_GPU_READERS on an accelerator, leaving a core to the training process."""
+    to MAX_GPU_READERS on an accelerator, leaving a core to the training process; `ranks_here`
+    training processes on this machine (torchrun's local world) share its cores."""
     if setting is not None:
         return setting
-    return 0 if device.type == "cpu" else max(0, min(MAX_GPU_READERS, available_cores() - 1))
+    cores = available_cores() // max(ranks_here, 1)
+    return 0 if device.type == "cpu" else max(0, min(MAX_GPU_READERS, cores - 1))
 
 
 def balanced_weights(labels: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:

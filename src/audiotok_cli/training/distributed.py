@@ -27,6 +27,7 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1  # ranks on this machine
 
     @property
     def main(self) -> bool:
@@ -46,7 +47,12 @@ def ranks(device: torch.device) -> Iterator[Ranks]:
     if world <= 1:
         yield Ranks()
         return
-    here = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    here = Ranks(
+        int(os.environ["RANK"]),
+        world,
+        int(os.environ.get("LOCAL_RANK", "0")),
+        int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+    )
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if not here.main:
         show_bars(False)

@@ -201,7 +201,7 @@ def fit(
                 if history:
                     load_checkpoint(job.directory, network, optimizer)
                     log.info("resuming %s after epoch %d", job.directory, len(history))
-                workers = reader_workers(settings.loader_workers, device)
+                workers = reader_workers(settings.loader_workers, device, here.local_world)
                 with BatchReader(job.store, job.inputs, workers) as reader:
                     balanced = settings.sampler == "balanced"
                     epochs = _Fit(
