@@ -31,7 +31,9 @@ def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
     loop._Fit._train_epoch, loop._Fit.epochs = train_epoch, epochs
     settings = load_settings({"data_dir": data_dir})
     model = ModelSettings(kind="simple", embed_dim=8, dropout=0.1)
-    train = TrainSettings(epochs=3, batch_size=4, run_name=run_name, schedule="cosine", mixup=0.3)
+    train = TrainSettings(
+        epochs=3, batch_size=4, accumulate=64, run_name=run_name, schedule="cosine", mixup=0.3
+    )  # one partial accumulation an epoch: DDP must sync its last micro-batch (no_sync before it)
     loop.train(settings.resolved_paths, model, train, seed=0)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -368,17 +368,24 @@ class _Fit:
         read_before = self.reader.counts()
         started = time.perf_counter()
         part = (self.here.rank, self.here.world)
+        expected = -(-self.rows_per_rank // cfg.batch_size)  # batches, the same on every rank
         with progress(f"epoch {epoch}/{cfg.epochs}", self.rows_per_rank) as advance:
             for index, batch in enumerate(
                 self.reader.batches(self.rows[0], cfg.batch_size, rng, self.weights, part)
             ):
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    loss = self.task.loss(self.trainer, batch, self.device)
-                (loss / cfg.accumulate).backward()
+                steps = (index + 1) % cfg.accumulate == 0 or index + 1 == expected
+                with self._gradients(synced=steps):
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                        loss = self.task.loss(self.trainer, batch, self.device)
+                    (loss / cfg.accumulate).backward()
                 total, batches, samples = total + loss.item(), batches + 1, samples + len(batch.rows)
                 if (index + 1) % cfg.accumulate == 0:
                     optimizer_step()
                 advance(len(batch.rows))
+        if batches != expected:  # a rank stepping on gradients it never shared would drift silently
+            raise RuntimeError(
+                f"epoch {epoch} read {batches} batches on rank {self.here.rank}, not {expected}"
+            )
         if batches % cfg.accumulate:  # the epoch's last, partial accumulation
             optimizer_step()
         return {
@@ -389,6 +396,11 @@ class _Fit:
             "samples_per_s": round(samples * self.here.world / (time.perf_counter() - started), 1),
             "reader_samples_per_s": round(self.reader.samples_per_second(read_before) * self.here.world, 1),
         }
+
+    def _gradients(self, synced: bool) -> AbstractContextManager:
+        """DDP averages the gradients over the ranks at every backward; between the micro-batches
+        of one accumulated step that is wasted, so only the step's last backward syncs."""
+        return nullcontext() if synced or not self.here.distributed else self.trainer.no_sync()
 
     def _validate(self) -> dict[str, float]:
         return self.task.validate(
