@@ -91,6 +91,7 @@ def test_help_shows_every_default_and_no_bool_metavar(cli, command):
         ("featurize", "--log-level", "DEBUG, INFO, WARNING, ERROR.  [default: WARNING]"),
         ("featurize", "--normalize", "[default: false]"),
         ("tokenize", "--vocab", "[default: the only one]"),
+        ("vocab", "--workers", "tokenize and vocab's reads on threads.  [default: the cores available]"),
     ],
 )
 def test_help_names_the_choices(cli, command, flag, shown):

@@ -36,7 +36,8 @@ def test_every_stage_through_the_cli(cli, layout):
     assert rerun.exit_code == 0 and "0 files expanded" in rerun.stdout and "0 clips added" in rerun.stdout
     assert Store.open(settings.store_path).n_clips == 64
 
-    assert cli("vocab", "--k", "16").exit_code == 0
+    made = cli("vocab", "--k", "16", "--workers", "2")
+    assert made.exit_code == 0 and "vocab 'logmel-k16': 16 centroids" in made.stdout
     again = cli("vocab", "--k", "16")
     assert again.exit_code == 7 and "vocab 'logmel-k16' already exists" in again.stderr
     assert cli("tokenize", "--k", "16").exit_code == 0
