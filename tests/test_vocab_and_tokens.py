@@ -139,3 +139,27 @@ def test_sample_frames_sets_how_many_frames_are_clustered(cli, featurized):
     assert "held-out inertia" in result.stdout
     record = Store.open(featurized.store_path).vocab().record
     assert 2600 < record.n_frames < 3400  # a Bernoulli draw of about 3000
+
+
+def test_kmeans_runs_on_one_thread_so_any_machine_makes_the_same_vocabulary(featurized, monkeypatch):
+    import faiss
+    from threadpoolctl import threadpool_info
+
+    import audiotok_cli.stages.vocab as vocab_module
+
+    threads: list[int] = []
+
+    def spy(real):
+        def call(*args, **kwargs):
+            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            threads.extend([faiss.omp_get_max_threads(), *blas])
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(faiss.Kmeans, "train", spy(faiss.Kmeans.train))
+    monkeypatch.setattr(vocab_module, "kmeans_plusplus", spy(vocab_module.kmeans_plusplus))
+    before = faiss.omp_get_max_threads()
+    _vocab(featurized)
+    assert len(threads) >= 4 and set(threads) == {1}  # seeding and Lloyd: faiss's and numpy's BLAS
+    assert faiss.omp_get_max_threads() == before  # the other stages keep their threads
