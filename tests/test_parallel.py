@@ -153,7 +153,7 @@ def test_read_ahead_keeps_order_and_at_most_workers_plus_one_results_waiting():
 def test_tokens_are_a_one_thread_search_whatever_the_cores(tokenized):
     """Frames halfway between two centroids tie, and faiss on several threads breaks ties by how
     it splits the work (~20% of 20,000 midpoints flipped between 1 and 2 threads): tokenize's
-    searches run on one thread, so its tokens are the same on any machine."""
+    searches run on one thread, so its tokens are the same whatever the core count."""
     store = Store.open(tokenized.store_path)
     features, vocab = store.features(), store.vocab()
     block, lengths = features.read_shard(0)

@@ -141,7 +141,7 @@ def test_sample_frames_sets_how_many_frames_are_clustered(cli, featurized):
     assert 2600 < record.n_frames < 3400  # a Bernoulli draw of about 3000
 
 
-def test_kmeans_runs_on_one_thread_so_any_machine_makes_the_same_vocabulary(featurized, monkeypatch):
+def test_kmeans_runs_on_one_thread_so_any_core_count_makes_the_same_vocabulary(featurized, monkeypatch):
     import faiss
     from threadpoolctl import threadpool_info
 

@@ -9,8 +9,8 @@ GPU build of faiss sees any.
 
 On a CPU, k-means runs on one thread: on several, how BLAS splits the work changes the last bits of
 some distances, and k-means drifts from there (centroids differed by up to 0.22 between 1 and 2
-threads on 262k demo frames, k=1024). So the same store and seed make the same vocabulary on any
-machine, for 1.4x the time on 2 cores (16.0 s against 11.6 s).
+threads on 262k demo frames, k=1024). So the same store and seed make the same vocabulary whatever
+the core count, for 1.4x the time on 2 cores (16.0 s against 11.6 s).
 """
 
 from __future__ import annotations
