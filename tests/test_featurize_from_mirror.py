@@ -121,3 +121,16 @@ def test_clips_of_a_pruned_mirror_file_fail_alone_and_name_it(small_mirrors, tmp
     result = _featurize(settings)
     assert set(result.failures) == lost and result.clips_done == 48 - len(lost) > 0
     assert all(f"mirror file bal_train/{pruned.name} is gone" in why for why in result.failures.values())
+
+
+def test_a_clip_listed_twice_in_a_mirror_file_is_read_from_its_first_copy(small_mirrors, tmp_path):
+    copy = tmp_path / "mirror"
+    shutil.copytree(small_mirrors["parquet"].mirror_dir, copy)
+    path = sorted((copy / "data" / "bal_train").glob("*.parquet"))[0]
+    table = pq.read_table(path)
+    again = table.slice(0, 1).set_column(1, "audio", pa.array([{"bytes": b"junk", "path": "x.flac"}]))
+    pq.write_table(pa.concat_tables([table, again.cast(table.schema)]), path)  # the first clip, twice
+    settings = load_settings({"data_dir": tmp_path, "paths": {"mirror_dir": copy}})
+    expand(settings.resolved_paths, audio=False)
+    result = _featurize(settings)
+    assert result.clips_done == 48 and not result.failures  # the junk second copy was never decoded

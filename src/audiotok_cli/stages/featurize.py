@@ -186,7 +186,8 @@ def _clip_audio(
             if path is None:
                 raise DataError(f"mirror file {name} is gone (pruned?); fetch it again or expand its audio")
             for ytid, payload in iter_audio(path, mirror.layout, set(wanted)):
-                yield wanted.pop(ytid), payload
+                if ytid in wanted:  # a file listing a clip twice: the first copy, as expand keeps
+                    yield wanted.pop(ytid), payload
         except DataError as exc:
             yield from ((offset, exc) for offset in wanted.values())
             continue
