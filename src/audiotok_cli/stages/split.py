@@ -45,9 +45,8 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         codes[sources == source_code("eval")] = split_code("test")
         other = ~np.isin(sources, [source_code(name) for name in (*settings.train_sources, "eval")])
         left_out = np.zeros(len(codes), dtype=bool) if settings.keep_unlabeled else ~store.labeled()
-        codes[left_out | other] = split_code(
-            "unassigned"
-        )  # no labels: an all-negative example is a wrong one
+        # no labels: an all-negative example is a wrong one; other sources: kept out of train/val
+        codes[left_out | other] = split_code("unassigned")
         record = SplitRecord(
             val_ratio=ratio,
             seed=seed,
