@@ -163,20 +163,26 @@ def _featurize_task(
 
 
 def _clip_audio(
-    audio_dir: Path, mirror: MirrorAudio | None, store: Store, rows: slice, offsets: np.ndarray
+    audio_dir: Path,
+    mirror: MirrorAudio | None,
+    store: Store,
+    rows: slice,
+    ytids: np.ndarray,
+    offsets: np.ndarray,
 ) -> Iterator[tuple[int, Path | bytes | DataError]]:
-    """`(offset, audio)` for each clip: its expanded file, else (or always, if asked) its bytes as
-    they are read from the mirror file it came from (each read once, a batch at a time); or why
-    there is none."""
-    ytids, sources = store.ytids(rows), store.sources(rows)
+    """`(offset, audio)` for each clip (`ytids`: the shard's): its expanded file, else (or always,
+    if asked) its bytes as they are read from the mirror file it came from (each read once, a batch
+    at a time); or why there is none."""
+    sources = store.sources(rows)
     from_mirror: dict[str, dict[str, int]] = {}  # mirror file -> ytid -> offset
     files = store.mirror_files(rows) if mirror is not None else [None] * len(ytids)
     for offset in offsets:
         path = audio_path(audio_dir, SOURCES[sources[offset]], ytids[offset])
-        if files[offset] is not None and (mirror.always or not path.exists()):
+        exists = path.exists()
+        if files[offset] is not None and (mirror.always or not exists):
             from_mirror.setdefault(files[offset], {})[ytids[offset]] = offset
         else:
-            yield offset, path if path.exists() else DataError(f"{path} is missing; {REPAIR}")
+            yield offset, path if exists else DataError(f"{path} is missing; {REPAIR}")
     for name, wanted in from_mirror.items():
         source, file_name = name.split("/", 1)
         path = next(
@@ -215,7 +221,7 @@ def featurize_shard(
         block, lengths = features.read_shard(shard)
     ytids = store.ytids(rows)
     done, failures = [], {}
-    for offset, source in _clip_audio(audio_dir, mirror, store, rows, np.flatnonzero(todo)):
+    for offset, source in _clip_audio(audio_dir, mirror, store, rows, ytids, np.flatnonzero(todo)):
         ytid = ytids[offset]
         name = str(source) if isinstance(source, Path) else f"{ytid} (from the mirror)"
         try:
@@ -224,9 +230,9 @@ def featurize_shard(
             frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name), name=name)
         except DataError as exc:
             failures[ytid] = str(exc)
-            report()
             continue
-        report()
+        finally:
+            report()  # one unit of the bar per clip, done or failed
         block[offset] = 0
         block[offset, : len(frames)] = frames
         lengths[offset] = len(frames)
