@@ -172,5 +172,7 @@ def test_tokens_are_a_one_thread_search_whatever_the_cores(tokenized):
     finally:
         faiss.omp_set_num_threads(available_cores())
     assert valid.sum() > 4096  # enough frames for faiss to share them between threads
+    before = faiss.omp_get_max_threads()
     tokenize(tokenized.store_path, overwrite=True)
     assert np.array_equal(Store.open(tokenized.store_path).tokens().data[:][valid], expected)
+    assert faiss.omp_get_max_threads() == before  # the process keeps its threads for other work

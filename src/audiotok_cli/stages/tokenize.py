@@ -12,7 +12,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
@@ -71,7 +70,7 @@ def tokenize(
         token_lengths = tokens.all_lengths()
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
         task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids)
-        with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance, threadpool_limits(1):
+        with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
             for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask, threads=True):
                 advance(clips)
     return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
@@ -79,12 +78,16 @@ def tokenize(
 
 def _tokenize_task(store_path: Path, features: str, tokens: str, centroids: np.ndarray, shard: int) -> int:
     """One shard's work, in whichever thread or process runs it; only the shard's own tokens are
-    written. faiss's thread count is the calling thread's OpenMP setting, so it is set here."""
+    written. faiss's thread count is the calling thread's OpenMP setting: one here, restored after."""
+    threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
-    store = Store.open(store_path)
-    index = faiss.IndexFlatL2(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    return tokenize_shard(index, store.features(features), store.padded("tokens", tokens), shard)
+    try:
+        store = Store.open(store_path)
+        index = faiss.IndexFlatL2(centroids.shape[1])
+        index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        return tokenize_shard(index, store.features(features), store.padded("tokens", tokens), shard)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def tokenize_shard(index: faiss.Index, features: FeatureSet, tokens: TokenSet, shard: int) -> int:
