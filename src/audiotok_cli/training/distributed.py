@@ -3,9 +3,9 @@
     torchrun --nproc-per-node 4 -m audiotok_cli train --model bert ...
 
 Under torchrun (WORLD_SIZE > 1) every rank reads its own part of each epoch's shard plan, the
-model is wrapped in DDP (NCCL on GPUs, gloo on CPUs), validation runs once on rank 0 over every
-val clip (no padded duplicates) and its scores are broadcast, and only rank 0 writes the run
-folder (weights without DDP's `module.` prefix) and prints. Multi-node runs use torchrun's own
+model is wrapped in DDP (NCCL on GPUs, gloo on CPUs and for CPU values), validation runs once on
+rank 0 over every val clip (no padded duplicates) and its scores are broadcast, and only rank 0
+writes the run folder (weights without DDP's `module.` prefix) and prints. Multi-node runs use torchrun's own
 rendezvous flags (`--nnodes`, `--node-rank`, `--rdzv-endpoint`); the runs folder must be on a
 filesystem every node sees."""
 
@@ -53,7 +53,9 @@ def ranks(device: torch.device) -> Iterator[Ranks]:
         int(os.environ.get("LOCAL_RANK", "0")),
         int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
     )
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # gradients go over NCCL; the epoch's loss sums and val scores are CPU values, which NCCL
+    # alone cannot reduce: gloo carries those
+    dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     if not here.main:
         show_bars(False)
     try:
