@@ -53,7 +53,7 @@ def main() -> None:
         [args.frames * 2 // 3, args.frames // 2, args.frames // 3]
     )  # ~10% short clips
     ours = seconds_per_step(
-        LSTMClassifier(64, args.hidden, args.hidden, args.layers, 0.0), ids, lengths, args.repeats
+        LSTMClassifier(64, args.hidden, args.hidden, args.layers, 0.0, 527), ids, lengths, args.repeats
     )
     packed = seconds_per_step(PackedLSTM(64, args.hidden, args.layers), ids, lengths, args.repeats)
     print(f"packed sequences   {packed:8.3f} s/step")

@@ -42,6 +42,10 @@ def test_a_stage_never_imports_another_stage_the_cli_or_training(path):
         ),
         ("audio", ("audiotok_cli.stages", "audiotok_cli.training", "audiotok_cli.cli", "audiotok_cli.store")),
         ("audioset", ("audiotok_cli.stages", "audiotok_cli.training", "audiotok_cli.cli")),
+        (
+            "corpora",
+            ("audiotok_cli.stages", "audiotok_cli.training", "audiotok_cli.cli", "audiotok_cli.store"),
+        ),
         ("training", ("audiotok_cli.stages", "audiotok_cli.cli")),
     ],
 )

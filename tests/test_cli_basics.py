@@ -39,7 +39,7 @@ def test_missing_mirror_names_the_fix(cli):
     assert "audiotok fetch" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["expand", "featurize", "fetch", "prune"])
+@pytest.mark.parametrize("command", ["expand", "fetch", "prune"])
 def test_unknown_source_is_refused_with_the_choices(cli, command):
     result = cli(command, "--source", "bal-train")
     assert result.exit_code == 3

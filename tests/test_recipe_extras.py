@@ -81,7 +81,7 @@ def test_frame_mixup_mixes_frames_labels_and_lengths_with_the_same_weights():
 
 def test_token_mixup_mixes_the_embeddings_inside_the_model():
     torch.manual_seed(0)
-    model = MeanPoolClassifier(n_tokens=12, embed_dim=5, dropout=0.0).eval()
+    model = MeanPoolClassifier(n_tokens=12, embed_dim=5, dropout=0.0, n_classes=527).eval()
     ids, lengths = torch.randint(4, 16, (4, 6)), torch.full((4,), 6)
     mix = _Mix(torch.tensor([0.2, 0.5, 0.9, 1.0]), torch.tensor([1, 0, 3, 2]))
     with mixing_embeddings(model, mix):

@@ -117,12 +117,10 @@ def test_only_the_train_sources_are_split_and_the_record_says_so(cli):
     assert (codes[60:100] == 0).all() and (codes[100:] == 3).all() and set(codes[:60]) == {1, 2}
     assert store.split.train_sources == ("bal_train",)
 
-    result = cli("split")  # the default splits both training sources again
-    assert result.exit_code == 0 and Store.open(settings.store_path).split.train_sources[1] == "unbal_train"
+    result = cli("split")  # the default splits every source not tested again
+    assert result.exit_code == 0 and Store.open(settings.store_path).split.train_sources is None
     assert set(Store.open(settings.store_path).splits()[60:100]) <= {1, 2}
 
     refused = cli("split", "--train-source", "eval")
     assert refused.exit_code == 3
-    assert (
-        "train source 'eval': choose bal_train and/or unbal_train (eval is the test split)" in refused.stderr
-    )
+    assert "train source 'eval': eval is AudioSet's test split; choose other sources" in refused.stderr

@@ -97,29 +97,52 @@ class FeaturesSettings(_Group):
 
 
 class SplitSettings(_Group):
+    """Which clips are test, val and train: AudioSet's eval source is always test; an imported
+    collection is cut by its own structure (a fold, groups, sources) or, with none named, by a
+    seeded hash (by group where clips have groups). Val is drawn by group where groups exist, so it
+    never shares a speaker or a recording with train."""
+
     val_ratio: float = Field(0.1, gt=0, lt=1, description="Share of training clips held out.")
     keep_unlabeled: bool = Field(
         False, description="Put clips with no labels in train/val/test too (they train as all-negative)."
     )
-    train_sources: tuple[str, ...] = Field(
-        ("bal_train", "unbal_train"),
+    train_sources: tuple[str, ...] | None = Field(
+        None,
         min_length=1,
-        description="Sources split into train and val; others stay unassigned (pretrain still reads them).",
+        description="Sources split into train and val (default: every source not tested); others stay "
+        "unassigned (pretrain still reads them).",
+    )
+    test_fold: int | None = Field(None, description="Clips of this fold are the test split (ESC-50, US8K).")
+    test_groups: tuple[str, ...] = Field(
+        (), description="Clips of these groups (speakers, recordings) are test."
+    )
+    test_sources: tuple[str, ...] = Field((), description="Clips of these sources are test (eval always is).")
+    test_ratio: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Imported clips hashed into test when no fold, group or source is named (by group "
+        "where they have groups).",
+    )
+    val_by_group: bool | None = Field(
+        None,
+        description="Draw val by group, never sharing one with train (default: where clips have groups).",
     )
 
-    @field_validator("train_sources", mode="before")
+    @field_validator("train_sources", "test_groups", "test_sources", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        return tuple(value.split(",")) if isinstance(value, str) else value
+        return (
+            tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, str)
+            else value
+        )
 
     @field_validator("train_sources")
     @classmethod
-    def _training_sources(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        for name in names:
-            if name not in ("bal_train", "unbal_train"):
-                raise ValueError(
-                    f"train source {name!r}: choose bal_train and/or unbal_train (eval is the test split)"
-                )
+    def _training_sources(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if names is not None and "eval" in names:
+            raise ValueError("train source 'eval': eval is AudioSet's test split; choose other sources")
         return names
 
 

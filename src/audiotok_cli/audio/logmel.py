@@ -52,6 +52,16 @@ def decode(source: Path | bytes, sample_rate: int, name: str = "", fix: str = RE
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def unreadable(path: Path) -> str | None:
+    """Why `path` cannot be featurized, read from its header alone (cheap), or None where it can:
+    a missing file, one no decoder knows, one with no samples."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        return getattr(exc, "error_string", None) or str(exc).split(": ", 1)[-1]
+    return None if info.frames > 0 else "it holds no audio samples"
+
+
 class LogMel:
     """Log-mel frames `[frame, mel]` with librosa's STFT and a mel matrix built once."""
 

@@ -1,5 +1,6 @@
-"""Commands that bring AudioSet in and clear it out: fetch, demo-data, expand, prune."""
+"""Commands that bring audio in and clear it out: fetch, demo-data, expand, import, prune."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -165,6 +166,54 @@ def _render_prune(result) -> None:
     )
     for path, pending in result.kept.items():
         console.print(f"  kept {escape(str(path))}: {pending} clips not featurized")
+
+
+def _render_import(r) -> None:
+    classes = "AudioSet's 527 classes" if r.audioset_classes else f"its own {r.n_classes} classes"
+    protocol = [f"folds {', '.join(map(str, r.folds))}"] * bool(r.folds) + [f"{r.groups} groups"] * bool(
+        r.groups
+    )
+    console.print(
+        f"{r.name} ({r.layout}, {r.root}): {r.clips_added} clips added, {r.clips_known} already in "
+        f"the store, {r.unlabeled} unlabeled, {len(r.unreadable)} unreadable files skipped; {classes}"
+        + "".join(f"; {part}" for part in protocol)
+    )
+
+
+@command("import", render=_render_import)
+def import_cmd(
+    root: Annotated[Path, typer.Argument(help="The collection's root folder.", show_default=False)],
+    manifest: Annotated[
+        Path | None,
+        option(
+            "--manifest",
+            help="CSV with columns path (relative to ROOT) and labels (';'-separated), optional fold, "
+            "group, source.",
+            default="none: a published layout or class folders",
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        option("--layout", help="One of esc50, urbansound8k, manifest, folders.", default="detected"),
+    ] = None,
+    name: Annotated[
+        str | None,
+        option(
+            "--name", help="The collection's name, the first part of its clip ids.", default="ROOT's name"
+        ),
+    ] = None,
+    copy: Annotated[
+        bool, typer.Option("--copy", help="Copy the files under --audio-dir/NAME and read them there.")
+    ] = False,
+    audio_dir: AudioDirOpt = None,
+    store: StoreOpt = None,
+):
+    """Local labelled audio (a manifest, class folders, ESC-50, UrbanSound8K) -> clips in the store."""
+    from audiotok_cli.stages.import_audio import import_collection
+
+    settings = command_settings(paths={"store": store, "audio_dir": audio_dir})
+    copy_to = settings.audio_dir if copy else None
+    return import_collection(settings.store_path, root, name, layout, manifest, copy_to)
 
 
 @command("prune", render=_render_prune)

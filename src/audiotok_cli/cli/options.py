@@ -43,7 +43,11 @@ AudioDirOpt = _path("--audio-dir", "DATA_DIR/audio", "Expanded audio files, one 
 RunsOpt = _path("--runs-dir", "DATA_DIR/runs", "Training runs: one folder each.")
 SourceOpt = Annotated[
     list[str] | None,
-    option("--source", help=f"One of {', '.join(SOURCES)}; repeatable.", default="all"),
+    option(
+        "--source",
+        help=f"One of {', '.join(SOURCES)} (or an imported collection's); repeatable.",
+        default="all",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,

@@ -24,15 +24,24 @@ from audiotok_cli.parallel import available_cores
 from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings, VocabSettings
 
 
-@command(
-    "split",
-    render=lambda r: console.print(
-        f"split (val_ratio {r.val_ratio:.2f}, seed {r.seed}): "
+def _render_split(r) -> None:
+    console.print(
+        f"split (val_ratio {r.val_ratio:.2f}{' by group' if r.val_by_group else ''}, seed {r.seed}; "
+        f"test: {r.test_rule}): "
         + ", ".join(f"{count} {name}" for name, count in r.counts.items())
         + f"; {r.unlabeled_left_out} clips without labels left out"
         + (f", {r.other_sources_left_out} of other sources unassigned" if r.other_sources_left_out else "")
-    ),
-)
+    )
+
+
+def _names(values: list[str] | None) -> tuple[str, ...] | None:
+    """Repeatable and comma-separated option values as one tuple (None when not given)."""
+    if not values:
+        return None
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@command("split", render=_render_split)
 def split_cmd(
     val_ratio: Annotated[float | None, setting(SplitSettings, "val_ratio", "--val-ratio")] = None,
     keep_unlabeled: Annotated[
@@ -43,12 +52,26 @@ def split_cmd(
         option(
             "--train-source",
             help="Split only this source's clips into train and val; repeatable.",
-            default="bal_train, unbal_train",
+            default="every source not tested",
         ),
+    ] = None,
+    test_fold: Annotated[int | None, setting(SplitSettings, "test_fold", "--test-fold")] = None,
+    test_group: Annotated[
+        list[str] | None,
+        option("--test-group", help="Clips of these groups are test; repeatable or A,B.", default="none"),
+    ] = None,
+    test_source: Annotated[
+        list[str] | None,
+        option("--test-source", help="Clips of this source are test; repeatable.", default="eval only"),
+    ] = None,
+    test_ratio: Annotated[float | None, setting(SplitSettings, "test_ratio", "--test-ratio")] = None,
+    val_by_group: Annotated[
+        bool | None, setting(SplitSettings, "val_by_group", "--val-by-group/--no-val-by-group")
     ] = None,
     store: StoreOpt = None,
 ):
-    """Deterministic train/val split (seeded hash of each ytid); the eval source is the test split."""
+    """Test by the eval source, a fold, groups or sources (else a seeded hash); val by a seeded hash
+    of each clip, or of its group."""
     from audiotok_cli.stages.split import split
 
     settings = command_settings(
@@ -56,7 +79,12 @@ def split_cmd(
         split={
             "val_ratio": val_ratio,
             "keep_unlabeled": keep_unlabeled,
-            "train_sources": tuple(train_source) if train_source else None,
+            "train_sources": _names(train_source),
+            "test_fold": test_fold,
+            "test_groups": _names(test_group),
+            "test_sources": _names(test_source),
+            "test_ratio": test_ratio,
+            "val_by_group": val_by_group,
         },
     )
     return split(settings.store_path, settings.split, settings.seed)

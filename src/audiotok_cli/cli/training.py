@@ -204,26 +204,18 @@ def pretrain_cmd(
 
 
 def _render_eval(report) -> None:
-    table = Table(
-        "split",
-        "clips",
-        "mAP",
-        "prior mAP",
-        "AUC",
-        "d'",
-        "F1 micro@0.5",
-        "F1 macro@0.5",
-        "F1 micro tuned",
-        "F1 macro tuned",
-        "Hamming",
-        title=str(report.run_dir),
-    )
+    single_label = any("accuracy" in m for m in report.splits.values())
+    columns = ["split", "clips", "mAP", "prior mAP", *["accuracy"] * single_label, "AUC", "d'"]
+    columns += ["F1 micro@0.5", "F1 macro@0.5", "F1 micro tuned", "F1 macro tuned", "Hamming"]
+    table = Table(*columns, title=str(report.run_dir))
+    official = "official eval" if report.test_rule == "the eval source" else report.test_rule
     for name, m in report.splits.items():
         table.add_row(
-            "test (official eval)" if name == "test" else name,
+            f"test ({official})" if name == "test" else name,
             str(m["n_clips"]),
             f"{m['mAP']:.4f}",
             f"{m['prior_mAP']:.4f}",
+            *[f"{m.get('accuracy', float('nan')):.4f}"] * single_label,
             f"{m['AUC']:.4f}",
             f"{m['d_prime']:.3f}",
             f"{m['f1_micro_0.5']:.4f}",

@@ -25,7 +25,7 @@ from audiotok_cli.audioset.mirror import (
     read_segments,
     source_files,
 )
-from audiotok_cli.errors import DataError, MissingInputError, SettingsError
+from audiotok_cli.errors import DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Store
@@ -105,6 +105,11 @@ def expand(
     layout = layout or detect_layout(paths.mirror_dir)
     sources = sources or available_sources(paths.mirror_dir, layout)
     with Store.writing(paths.store, "expand", create=True) as store:
+        if not store.classes.is_audioset:
+            raise MismatchError(
+                f"the store {store.path} holds a collection with its own {len(store.classes)} classes; "
+                "expand AudioSet into another store with --store"
+            )
         if repair:
             failed = {
                 ytid for name in store.names("features") for ytid in store.features(name).record.failures

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiotok_cli.atomic import naming_full_disk
-from audiotok_cli.audioset.classes import SOURCES, class_index
 from audiotok_cli.errors import OutputExistsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
@@ -45,7 +44,7 @@ def export_tokens(
     tokens = store.tokens(pick)
     lengths = tokens.all_lengths()
     done = lengths >= 0
-    mids = np.asarray(class_index().mids)
+    mids, sources = np.asarray(store.classes.mids), store.source_names
     partial = output.with_name(f".{output.name}.partial")
     output.parent.mkdir(parents=True, exist_ok=True)
     clips = 0
@@ -59,7 +58,7 @@ def export_tokens(
                 labels = store.labels(span)
                 batch = {
                     "ytid": store.ytids(span)[keep].tolist(),
-                    "source": [SOURCES[c] for c in store.sources(span)[keep]],
+                    "source": [sources[c] for c in store.sources(span)[keep]],
                     "split": [SPLITS[c] for c in store.splits(span)[keep]],
                     "labels": [mids[labels[row]].tolist() for row in keep],
                     "tokens": [ids[row, : shard_lengths[row]].astype(np.int32) for row in keep],

@@ -4,7 +4,8 @@ A shard is the unit of work: its frames are written in one call (partial-shard w
 rewrite the shard), then its lengths mark the clips done. Clips that fail to decode stay pending, are
 reported by file name, and are retried by the next run.
 
-Audio comes from the expanded files, or straight from the fetched mirror files (Parquet row groups,
+Audio comes from the expanded files, from an imported collection's own files (read in place), or
+straight from the fetched mirror files (Parquet row groups,
 tar members) for clips whose file is not there (`expand --no-audio`, or deleted) or for every clip
 with `from_mirror`: the store records which mirror file each clip came from, and a shard's task
 reads each of its mirror files once, a batch at a time.
@@ -21,15 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
-from audiotok_cli.audioset.classes import SOURCES, checked_sources
 from audiotok_cli.audioset.mirror import detect_layout, iter_audio, source_files
-from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.errors import DataError, MissingInputError, SettingsError
 from audiotok_cli.parallel import check_dask, report, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, FeaturesSettings
 from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
 
 log = logging.getLogger(__name__)
+IMPORTED = (
+    "an imported file: put it back or replace it where it was imported from; until then it stays pending"
+)
 
 
 @dataclass(frozen=True)
@@ -72,17 +75,19 @@ def featurize(
     mirror_dir: Path | None = None,
     from_mirror: bool = False,
 ) -> FeaturizeResult:
-    """Featurize the pending clips of `sources` (default: all) into `features/{layout.name}`, a
-    shard per task on `workers` processes or a Dask cluster (`dask`: an address, or "local"); the
-    result is the same to the bit for any count."""
-    sources = checked_sources(sources or list(SOURCES))
+    """Featurize the pending clips of `sources` (default: all the store holds) into
+    `features/{layout.name}`, a shard per task on `workers` processes or a Dask cluster (`dask`: an
+    address, or "local"); the result is the same to the bit for any count."""
     check_dask(dask)
     mirror = _mirror_audio(mirror_dir, from_mirror)
     with Store.writing(store_path, "featurize") as store:
         if store.n_clips == 0:
-            raise MissingInputError(f"store {store.path} holds no clips; run `audiotok expand` first")
+            raise MissingInputError(
+                f"store {store.path} holds no clips; run `audiotok expand` or `audiotok import` first"
+            )
+        sources = _known_sources(store, sources)
         features = _open_or_create(store, audio, layout, overwrite)
-        wanted = np.isin(store.sources(), [SOURCES.index(s) for s in sources])
+        wanted = np.isin(store.sources(), store.source_codes(sources))
         todo = wanted & (features.all_lengths() == PENDING)
         result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
         task = partial(_featurize_task, store_path, audio_dir, mirror, audio, features.name, todo)
@@ -102,6 +107,16 @@ def featurize(
     for failure in result.failures.values():
         log.warning(failure)
     return result
+
+
+def _known_sources(store: Store, sources: list[str] | None) -> list[str]:
+    """The sources asked for (default: every one), each refused unless the store holds it."""
+    for source in sources or []:
+        if source not in store.source_names:
+            raise SettingsError(
+                f"unknown source {source!r}; {store.path} holds {', '.join(store.source_names)}"
+            )
+    return sources or store.source_names
 
 
 def _remember(features: FeatureSet, attempted: np.ndarray, failures: dict[str, str]) -> None:
@@ -173,11 +188,16 @@ def _clip_audio(
     """`(offset, audio)` for each clip (`ytids`: the shard's): its expanded file, else (or always,
     if asked) its bytes as they are read from the mirror file it came from (each read once, a batch
     at a time); or why there is none."""
-    sources = store.sources(rows)
+    sources, names, collections = store.sources(rows), store.source_names, store.collections
     from_mirror: dict[str, dict[str, int]] = {}  # mirror file -> ytid -> offset
     files = store.mirror_files(rows) if mirror is not None else [None] * len(ytids)
     for offset in offsets:
-        path = audio_path(audio_dir, SOURCES[sources[offset]], ytids[offset])
+        collection, _, relative = ytids[offset].partition("/")
+        if collection in collections:  # an imported clip: its own file, read in place
+            path = Path(collections[collection].root) / relative
+            yield offset, path if path.exists() else DataError(f"{path} is missing; {IMPORTED}")
+            continue
+        path = audio_path(audio_dir, names[sources[offset]], ytids[offset])
         exists = path.exists()
         if files[offset] is not None and (mirror.always or not exists):
             from_mirror.setdefault(files[offset], {})[ytids[offset]] = offset
@@ -220,6 +240,7 @@ def featurize_shard(
     else:
         block, lengths = features.read_shard(shard)
     ytids = store.ytids(rows)
+    collections = store.collections
     done, failures = [], {}
     for offset, source in _clip_audio(audio_dir, mirror, store, rows, ytids, np.flatnonzero(todo)):
         ytid = ytids[offset]
@@ -227,7 +248,8 @@ def featurize_shard(
         try:
             if isinstance(source, DataError):
                 raise source
-            frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name), name=name)
+            fix = IMPORTED if ytid.partition("/")[0] in collections else REPAIR
+            frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name, fix=fix), name=name)
         except DataError as exc:
             failures[ytid] = str(exc)
             continue

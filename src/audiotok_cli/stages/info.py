@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.audioset.mirror import available_sources, clip_ids, detect_layout, source_files
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError
 from audiotok_cli.store import SPLITS, Pick, Store
@@ -54,7 +53,7 @@ def describe_store(store_path: Path) -> dict[str, Any]:
     sources, splits = store.sources(), store.splits()
     clips = {
         source: {split: int(((sources == i) & (splits == j)).sum()) for j, split in enumerate(SPLITS)}
-        for i, source in enumerate(SOURCES)
+        for i, source in enumerate(store.source_names)
         if (sources == i).any()
     }
     groups: dict[str, Any] = {}

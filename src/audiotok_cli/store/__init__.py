@@ -14,16 +14,22 @@ from audiotok_cli.store.layout import (
     fingerprint,
     only_candidate,
     require_same,
-    source_code,
     split_code,
 )
 from audiotok_cli.store.lock import WriterLock
-from audiotok_cli.store.records import FeaturesRecord, SplitRecord, TokensRecord, VocabRecord
+from audiotok_cli.store.records import (
+    CollectionRecord,
+    FeaturesRecord,
+    SplitRecord,
+    TokensRecord,
+    VocabRecord,
+)
 
 __all__ = [
     "PENDING",
     "SOURCES",
     "SPLITS",
+    "CollectionRecord",
     "FeatureSet",
     "FeaturesRecord",
     "PaddedSet",
@@ -38,6 +44,5 @@ __all__ = [
     "fingerprint",
     "only_candidate",
     "require_same",
-    "source_code",
     "split_code",
 ]

@@ -1,7 +1,8 @@
 """The one module that knows the Zarr v3 store layout (documented in docs/store.md).
 
     audiotok.zarr/                    record: format_version, n_clips
-      clips/ytid|source|split|labels|mirror_file  one row per clip, keyed by YouTube ID
+      clips/ytid|source|split|labels|mirror_file|fold|group  one row per clip, keyed by its id
+                                      (a YouTube ID, or `{collection}/{path}` for imported clips)
       features/{name}/data|lengths    padded log-mel frames [clip, frame, mel] + true frame counts
       vocab/{name}/centroids          k-means centroids [k, mel]
       tokens/{name}/data|lengths      padded centroid ids [clip, frame] + true counts
@@ -32,7 +33,7 @@ from scipy import sparse
 from zarr.codecs import BloscCodec
 
 from audiotok_cli.atomic import naming_full_disk
-from audiotok_cli.audioset.classes import N_CLASSES, SOURCES
+from audiotok_cli.audioset.classes import SOURCES, ClassIndex, class_index
 from audiotok_cli.errors import (
     DataError,
     MismatchError,
@@ -45,6 +46,7 @@ from audiotok_cli.store.lock import WriterLock
 from audiotok_cli.store.records import (
     RECORD_KEY,
     ClipsRecord,
+    CollectionRecord,
     FeaturesRecord,
     SplitRecord,
     StoreRecord,
@@ -58,6 +60,7 @@ SPLITS = ("unassigned", "train", "val", "test")
 KINDS: dict[str, type[BaseModel]] = {"features": FeaturesRecord, "vocab": VocabRecord, "tokens": TokensRecord}
 CLIP_ROWS_PER_CHUNK = 4096
 MIRROR_FILE, UNKNOWN_FILE = "mirror_file", -1  # clips/mirror_file: index into ClipsRecord.mirror_files
+NO_FOLD, NO_GROUP = -1, ""  # clips/fold and clips/group where a collection has none
 PENDING = -1
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 R = TypeVar("R", bound=BaseModel)
@@ -89,10 +92,6 @@ def only_candidate(
 
 def split_code(name: str) -> int:
     return SPLITS.index(name)
-
-
-def source_code(name: str) -> int:
-    return SOURCES.index(name)
 
 
 def fingerprint(values: Any) -> str:
@@ -224,7 +223,8 @@ class Store:
     def open(cls, path: Path, mode: str = "r+") -> Store:
         if not (path / "zarr.json").exists():
             raise MissingInputError(
-                f"no audiotok store at {path}; run `audiotok expand` first or pass --store"
+                f"no audiotok store at {path}; run `audiotok expand` (AudioSet) or `audiotok import` "
+                "(your own audio) first, or pass --store"
             )
         root = _open_root(path, mode)
         store = cls(root, path)
@@ -239,13 +239,16 @@ class Store:
 
     @classmethod
     @contextmanager
-    def writing(cls, path: Path, command: str, create: bool = False) -> Iterator[Store]:
-        """The store under its writer lock; `create` makes an empty one where none is complete."""
+    def writing(
+        cls, path: Path, command: str, create: bool = False, classes: ClassIndex | None = None
+    ) -> Iterator[Store]:
+        """The store under its writer lock; `create` makes an empty one where none is complete, its
+        labels over `classes` (default: AudioSet's 527)."""
         with WriterLock(path, command):
-            yield cls._open_or_create(path) if create else cls.open(path)
+            yield cls._open_or_create(path, classes or class_index()) if create else cls.open(path)
 
     @classmethod
-    def _open_or_create(cls, path: Path) -> Store:
+    def _open_or_create(cls, path: Path, classes: ClassIndex) -> Store:
         if (path / "zarr.json").exists():
             root = _open_root(path, "r")
             if RECORD_KEY in root.attrs or "format_version" in root.attrs:
@@ -260,14 +263,19 @@ class Store:
             MIRROR_FILE, shape=(0,), dtype="int32", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=UNKNOWN_FILE
         )
         clips.create_array(
+            "fold", shape=(0,), dtype="int16", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=NO_FOLD
+        )
+        clips.create_array("group", shape=(0,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,))
+        clips.create_array(
             "labels",
-            shape=(0, N_CLASSES),
+            shape=(0, len(classes)),
             dtype="bool",
-            chunks=(CLIP_ROWS_PER_CHUNK, N_CLASSES),
+            chunks=(CLIP_ROWS_PER_CHUNK, len(classes)),
             fill_value=False,
             compressors=_COMPRESSOR,
         )
-        _write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS)))
+        own = None if classes.is_audioset else list(classes.mids)
+        _write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS), classes=own))
         for kind in KINDS:
             root.create_group(kind)
         _write_record(root, StoreRecord(format_version=FORMAT_VERSION))
@@ -319,28 +327,87 @@ class Store:
     def labels(self, rows: slice | None = None) -> np.ndarray:
         return self._column("labels", rows)
 
+    def folds(self, rows: slice | None = None) -> np.ndarray:
+        """Each clip's fold in its collection's own protocol (ESC-50, UrbanSound8K), -1 where none."""
+        if "fold" not in self._clips:  # a store made before imports: AudioSet clips have none
+            return np.full(self._span(rows), NO_FOLD, dtype=np.int16)
+        return self._column("fold", rows)
+
+    def groups(self, rows: slice | None = None) -> np.ndarray:
+        """Each clip's group (speaker, recording, source file), "" where none."""
+        if "group" not in self._clips:
+            return np.full(self._span(rows), NO_GROUP, dtype=object)
+        return np.asarray(self._column("group", rows), dtype=object)
+
+    def _span(self, rows: slice | None) -> int:
+        return len(range(self.n_clips)[rows if rows is not None else slice(None)])
+
+    @cached_property
+    def classes(self) -> ClassIndex:
+        """The class list the labels' columns follow: AudioSet's 527, or an imported collection's own."""
+        own = self.clips_record.classes
+        return class_index() if own is None else ClassIndex(tuple(own), tuple(own))
+
+    @property
+    def source_names(self) -> list[str]:
+        """Source names by their code in `clips/source`: AudioSet's three, then imported ones."""
+        return self.clips_record.sources
+
+    def source_codes(self, names: list[str] | tuple[str, ...]) -> list[int]:
+        """The codes of the named sources this store knows (others hold no clip here)."""
+        known = self.source_names
+        return [known.index(name) for name in names if name in known]
+
+    @property
+    def collections(self) -> dict[str, CollectionRecord]:
+        return self.clips_record.collections
+
+    def save_collection(self, name: str, collection: CollectionRecord) -> None:
+        record = self.clips_record
+        record.collections[name] = collection
+        _write_record(self._clips, record)
+
     def append_clips(
-        self, ytids: list[str], source: str, labels: np.ndarray, mirror_file: str | None = None
+        self,
+        ytids: list[str],
+        source: str,
+        labels: np.ndarray,
+        mirror_file: str | None = None,
+        folds: list[int] | None = None,
+        groups: list[str] | None = None,
     ) -> None:
-        """Append clip rows, and the mirror file they came from; `n_clips` moves only after the rows
-        are written (crash-safe)."""
+        """Append clip rows, the mirror file they came from, and their folds and groups where the
+        collection has them; `n_clips` moves only after the rows are written (crash-safe)."""
         if not ytids:
             return
         start, stop = self.n_clips, self.n_clips + len(ytids)
         clips = self._clips
-        names = ["ytid", "source", "split", "labels"] + [MIRROR_FILE] * (MIRROR_FILE in clips)
-        for name in names:
+        optional = [name for name in (MIRROR_FILE, "fold", "group") if name in clips]
+        for name in ["ytid", "source", "split", "labels", *optional]:
             array = clips[name]
             if array.shape[0] < stop:
                 array.resize((stop, *array.shape[1:]))
         if mirror_file is not None and MIRROR_FILE in clips:
             clips[MIRROR_FILE][start:stop] = self._mirror_file_code(f"{source}/{mirror_file}")
+        if "fold" in clips:
+            clips["fold"][start:stop] = np.asarray(folds if folds is not None else NO_FOLD, dtype=np.int16)
+            clips["group"][start:stop] = np.asarray(
+                groups if groups is not None else [NO_GROUP] * len(ytids), dtype=str
+            )
         clips["ytid"][start:stop] = np.asarray(ytids, dtype=str)
-        clips["source"][start:stop] = source_code(source)
+        clips["source"][start:stop] = self._source_code(source)
         clips["split"][start:stop] = split_code("unassigned")
         clips["labels"][start:stop] = labels
         _write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
         self.__dict__.pop("row_of", None)
+
+    def _source_code(self, name: str) -> int:
+        """A source's code, adding an imported collection's source to the record the first time."""
+        record = self.clips_record
+        if name not in record.sources:
+            record.sources.append(name)
+            _write_record(self._clips, record)
+        return record.sources.index(name)
 
     def _mirror_file_code(self, name: str) -> int:
         record = self.clips_record
@@ -366,7 +433,7 @@ class Store:
 
     def label_prior(self, rows: np.ndarray) -> np.ndarray:
         """Per-class share of positives among the selected rows (a mask), read chunk by chunk."""
-        counts = np.zeros(N_CLASSES, dtype=np.int64)
+        counts = np.zeros(len(self.classes), dtype=np.int64)
         for span, labels in self._label_chunks(len(rows)):
             counts += labels[rows[span]].sum(axis=0)
         return counts / max(int(rows.sum()), 1)
@@ -376,7 +443,9 @@ class Store:
         a clip keep it near 10 MB for all of AudioSet, where the dense columns hold 917 MB."""
         chunks = [sparse.csr_matrix(labels) for _, labels in self._label_chunks()]
         return (
-            sparse.vstack(chunks, format="csr") if chunks else sparse.csr_matrix((0, N_CLASSES), dtype=bool)
+            sparse.vstack(chunks, format="csr")
+            if chunks
+            else sparse.csr_matrix((0, len(self.classes)), dtype=bool)
         )
 
     def expanded_files(self, source: str) -> list[str]:

@@ -36,12 +36,38 @@ class SplitRecord(BaseModel):
     val_ratio: float
     seed: int
     keep_unlabeled: bool = False
-    train_sources: tuple[str, ...] = ("bal_train", "unbal_train")
+    train_sources: tuple[str, ...] | None = Field(
+        ("bal_train", "unbal_train"), description="None: every source not tested."
+    )
+    test_fold: int | None = None
+    test_groups: tuple[str, ...] = ()
+    test_sources: tuple[str, ...] = ()
+    test_ratio: float | None = Field(
+        None, description="Imported clips hashed into test (no fold/group/source)."
+    )
+    val_by_group: bool = False
+    test_rule: str = Field("the eval source", description="How test was chosen, for tables.")
+
+
+class CollectionRecord(BaseModel):
+    """A collection brought in by `import`: its clips' audio is read in place, under `root`."""
+
+    root: str = Field(description="Absolute folder; a clip `{name}/{relative path}` is `root/relative path`.")
+    layout: str = Field(description="How it was read: manifest, folders, esc50, urbansound8k.")
+    unreadable: dict[str, str] = Field(
+        default_factory=dict, description="Relative path -> why the file was skipped (retried next import)."
+    )
 
 
 class ClipsRecord(BaseModel):
     sources: list[str]
     splits: list[str]
+    classes: list[str] | None = Field(
+        None, description="The class ids the labels' columns follow; None: AudioSet's 527 (MIDs)."
+    )
+    collections: dict[str, CollectionRecord] = Field(
+        default_factory=dict, description="Imported collections by name (the first part of their clip ids)."
+    )
     split: SplitRecord | None = None
     expanded_files: dict[str, list[str]] = Field(
         default_factory=dict, description="Per source, mirror files whose clips are all stored."

@@ -28,6 +28,7 @@ class EvalReport:
     run_dir: Path
     report_path: Path
     splits: dict[str, dict]  # split -> metrics, with "prior_mAP" and "per_class_AP"
+    test_rule: str  # how the store chose its test clips: "the eval source", "fold 1", ...
 
 
 def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) -> Path:
@@ -92,7 +93,8 @@ def evaluate(
         "run": str(directory),
         "model": record.model.model_dump(),
         "best_epoch": record.best_epoch,
+        "test_rule": store.split.test_rule,
         "splits": results,
     }
     write_json(directory / REPORT, report)
-    return EvalReport(directory, directory / REPORT, results)
+    return EvalReport(directory, directory / REPORT, results, store.split.test_rule)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audiotok_cli.audioset.classes import ClassIndex
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
 from audiotok_cli.store import Pick, Store
@@ -21,6 +22,7 @@ class TrainingInputs:
     model_inputs: ModelInputs
     record: RunInputs
     preprocessing: dict[str, np.ndarray]  # saved with the run: centroids, or mean and std
+    classes: ClassIndex  # the store's, which the model's outputs follow
     n_tokens: int = 0
     n_mels: int = 0
 
@@ -31,6 +33,7 @@ class TrainingInputs:
             n_tokens=self.n_tokens,
             n_mels=self.n_mels,
             max_frames=self.model_inputs.padded.data.shape[1],
+            n_classes=len(self.classes),
             **model.model_dump(exclude={"vocab_size"}),
         )
 
@@ -57,7 +60,11 @@ def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> Train
         vocab_fingerprint=tokens.record.vocab_fingerprint,
     )
     return TrainingInputs(
-        ModelInputs(tokens, "tokens"), record, {"centroids": vocab.centroids}, n_tokens=n_tokens
+        ModelInputs(tokens, "tokens"),
+        record,
+        {"centroids": vocab.centroids},
+        store.classes,
+        n_tokens=n_tokens,
     )
 
 
@@ -77,12 +84,20 @@ def _frames(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
         split=store.split,
     )
     inputs = ModelInputs(features, "frames", mean, std)
-    return TrainingInputs(inputs, record, {"mean": mean, "std": std}, n_mels=features.data.shape[2])
+    return TrainingInputs(
+        inputs, record, {"mean": mean, "std": std}, store.classes, n_mels=features.data.shape[2]
+    )
 
 
 def inputs_for_run(store: Store, run: Run) -> ModelInputs:
     """What a trained run reads from the store, checked against what it was trained on."""
     recorded = run.record.inputs
+    if run.classes.mids != store.classes.mids:
+        raise MismatchError(
+            f"run {run.directory} was trained on {len(run.classes)} classes ({_first(run.classes)}), "
+            f"the store {store.path} holds {len(store.classes)} ({_first(store.classes)}); score it on "
+            "the store it was trained on (--store), or train it on this one"
+        )
     store.require_split(f"run {run.directory}", recorded.split, "audiotok train --overwrite")
     if recorded.input == "frames":
         features = store.features(recorded.features)
@@ -99,3 +114,9 @@ def inputs_for_run(store: Store, run: Run) -> ModelInputs:
             "train it again with --overwrite"
         )
     return ModelInputs(tokens, "tokens")
+
+
+def _first(classes: ClassIndex, shown: int = 3) -> str:
+    """The first few class names, for messages."""
+    more = ", ..." if len(classes) > shown else ""
+    return ", ".join(classes.names[:shown]) + more

@@ -38,7 +38,7 @@ from audiotok_cli.training.distributed import (
     wrap,
 )
 from audiotok_cli.training.inputs import inputs_for_training
-from audiotok_cli.training.metrics import mean_average_precision
+from audiotok_cli.training.metrics import accuracy, mean_average_precision
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.monitor import RunMonitor
@@ -106,7 +106,10 @@ class Classification:
         self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
     ) -> dict[str, float]:
         labels, scores = predict(model, reader, rows, batch_size, device)
-        return {"val_mAP": mean_average_precision(labels, scores)}
+        top = accuracy(labels, scores)
+        return {"val_mAP": mean_average_precision(labels, scores)} | (
+            {} if top is None else {"val_accuracy": top}
+        )
 
 
 @dataclass
@@ -189,7 +192,7 @@ def fit(
             history = _resumable_history(job.directory, record, overwrite)
             if not history and here.main:
                 (job.directory / REPORT).unlink(missing_ok=True)
-                write_inputs(job.directory, job.preprocessing)
+                write_inputs(job.directory, job.preprocessing, job.store.classes)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 network = job.build()

@@ -1,5 +1,6 @@
 """AudioSet's metrics, as its papers report them: mAP (macro over classes with positives), ROC AUC
-and d-prime, micro/macro F1 at 0.5 and at per-class thresholds tuned on val, Hamming loss."""
+and d-prime, micro/macro F1 at 0.5 and at per-class thresholds tuned on val, Hamming loss; and for
+single-label collections (ESC-50, UrbanSound8K), accuracy of the top class, as their papers report."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     if not present.any():
         return float("nan")
     return float(average_precision_score(labels[:, present], scores[:, present], average="macro"))
+
+
+def accuracy(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Share of clips whose top-scored class is their label, where every clip has exactly one
+    label (None otherwise: top-1 accuracy means nothing for multi-label clips)."""
+    if len(labels) == 0 or not (labels.sum(axis=1) == 1).all():
+        return None
+    return float((labels[np.arange(len(labels)), scores.argmax(axis=1)]).mean())
 
 
 def per_class_ap(labels: np.ndarray, scores: np.ndarray) -> dict[int, float]:
@@ -65,6 +74,9 @@ def classification_metrics(
         "n_clips": len(labels),
         "n_classes": int(present.sum()),
     }
+    top = accuracy(labels, scores)
+    if top is not None:
+        metrics["accuracy"] = top
     if thresholds is not None:
         metrics |= _f1(labels, scores >= thresholds, present, "tuned")
     return metrics

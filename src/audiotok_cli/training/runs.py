@@ -8,7 +8,7 @@ and JSON (never pickles), so copying the folder is enough to share it.
                                              finished epoch (the record's copy that counts)
 {runs_dir}/{name}/preprocessing.safetensors  the vocabulary's `centroids` (token models) or the
                                              train split's per-mel `mean` and `std` (frame models)
-{runs_dir}/{name}/classes.csv                the class index the 527 outputs follow
+{runs_dir}/{name}/classes.csv                the class index the outputs follow (the store's)
 {runs_dir}/{name}/eval.json                  the last `eval` report
 {runs_dir}/{name}/recent/epoch-NNNN.safetensors  weights of the last epochs (`--average-last`)
 {runs_dir}/{name}/metrics.jsonl, curves.png, tensorboard/   what training showed (training/monitor.py)
@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from audiotok_cli.atomic import write_atomic, write_json
-from audiotok_cli.audioset.classes import ClassIndex, class_index_csv, parse_class_index
+from audiotok_cli.audioset.classes import ClassIndex, parse_class_csv
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings
 from audiotok_cli.store import SplitRecord
@@ -121,11 +121,11 @@ def write_record(directory: Path, record: RunRecord) -> None:
     write_json(directory / RECORD, record.model_dump(mode="json"))
 
 
-def write_inputs(directory: Path, preprocessing: dict[str, np.ndarray]) -> None:
+def write_inputs(directory: Path, preprocessing: dict[str, np.ndarray], classes: ClassIndex) -> None:
     """What a run needs besides its weights to stand alone: its preprocessing arrays, class index."""
     tensors = {name: torch.from_numpy(np.asarray(array, np.float32)) for name, array in preprocessing.items()}
     save_tensors(directory / PREPROCESSING, tensors)
-    write_atomic(directory / CLASSES, class_index_csv().encode())
+    write_atomic(directory / CLASSES, classes.to_csv().encode())
 
 
 def save_tensors(
@@ -237,9 +237,14 @@ def load_run(directory: Path) -> Run:
         raise DataError(f"{weights} does not fit the run's model ({_first_line(exc)}); {RETRAIN}") from None
     try:
         preprocessing = {k: v.numpy() for k, v in _load_tensors(directory / PREPROCESSING).items()}
-        classes = parse_class_index((directory / CLASSES).read_text())
+        classes = parse_class_csv((directory / CLASSES).read_text(), str(directory / CLASSES))
     except OSError as exc:
         raise DataError(f"run {directory} is incomplete ({exc}); {RETRAIN}") from None
+    if len(classes) != record.model.n_classes:
+        raise DataError(
+            f"{directory / CLASSES} lists {len(classes)} classes, the model has {record.model.n_classes} "
+            f"outputs; {RETRAIN}"
+        )
     return Run(directory, record, model, preprocessing, classes)
 
 

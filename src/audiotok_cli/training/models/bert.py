@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
-from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.training.models.frames import front_end, time_mask
 from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID
 from audiotok_cli.training.models.spec import ModelSpec
@@ -36,7 +35,7 @@ class BertClassifier(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.bert = BertModel(bert_config(spec), add_pooling_layer=False)
-        self.head = nn.Linear(spec.hidden_size, N_CLASSES)
+        self.head = nn.Linear(spec.hidden_size, spec.n_classes)
 
     @property
     def token_embeddings(self) -> nn.Embedding:
@@ -58,7 +57,7 @@ class FrameBertClassifier(nn.Module):
         self.front, width = front_end(spec)
         self.project = nn.Linear(width, spec.hidden_size)
         self.bert = BertModel(bert_config(spec), add_pooling_layer=False)
-        self.head = nn.Linear(spec.hidden_size, N_CLASSES)
+        self.head = nn.Linear(spec.hidden_size, spec.n_classes)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.front is not None:

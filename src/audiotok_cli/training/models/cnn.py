@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.training.models.frames import front_end, masked_max, masked_mean, time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 
@@ -39,7 +38,7 @@ class LogMelCNN(nn.Module):
         self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in itertools.pairwise(channels))
         self.dropout = nn.Dropout(spec.dropout)
         self.hidden = nn.Linear(channels[-1], channels[-1])
-        self.head = nn.Linear(channels[-1], N_CLASSES)
+        self.head = nn.Linear(channels[-1], spec.n_classes)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.front is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.training.models.frames import front_end, masked_mean, time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 
@@ -20,7 +19,7 @@ class FrameMLP(nn.Module):
             layers += [nn.Linear(width, spec.hidden_size), nn.ReLU(), nn.Dropout(spec.dropout)]
             width = spec.hidden_size
         self.frames = nn.Sequential(*layers)
-        self.head = nn.Linear(width, N_CLASSES)
+        self.head = nn.Linear(width, spec.n_classes)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.front is not None:

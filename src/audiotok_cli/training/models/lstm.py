@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID
 from audiotok_cli.training.models.spec import ModelSpec
 
@@ -28,7 +27,13 @@ class LSTMClassifier(nn.Module):
     """
 
     def __init__(
-        self, n_tokens: int, embed_dim: int, hidden_size: int, num_layers: int, dropout: float
+        self,
+        n_tokens: int,
+        embed_dim: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        n_classes: int,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(n_tokens + N_SPECIAL, embed_dim, padding_idx=PAD_ID)
@@ -36,7 +41,7 @@ class LSTMClassifier(nn.Module):
         self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden_size, N_CLASSES)
+        self.head = nn.Linear(2 * hidden_size, n_classes)
 
     @property
     def token_embeddings(self) -> nn.Embedding:
@@ -63,4 +68,6 @@ class LSTMClassifier(nn.Module):
 
 
 def build(spec: ModelSpec) -> nn.Module:
-    return LSTMClassifier(spec.n_tokens, spec.embed_dim, spec.hidden_size, spec.num_layers, spec.dropout)
+    return LSTMClassifier(
+        spec.n_tokens, spec.embed_dim, spec.hidden_size, spec.num_layers, spec.dropout, spec.n_classes
+    )

@@ -5,17 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiotok_cli.audioset.classes import N_CLASSES
 from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID
 from audiotok_cli.training.models.spec import ModelSpec
 
 
 class MeanPoolClassifier(nn.Module):
-    def __init__(self, n_tokens: int, embed_dim: int, dropout: float) -> None:
+    def __init__(self, n_tokens: int, embed_dim: int, dropout: float, n_classes: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(n_tokens + N_SPECIAL, embed_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(embed_dim, N_CLASSES)
+        self.head = nn.Linear(embed_dim, n_classes)
 
     @property
     def token_embeddings(self) -> nn.Embedding:
@@ -29,4 +28,4 @@ class MeanPoolClassifier(nn.Module):
 
 
 def build(spec: ModelSpec) -> nn.Module:
-    return MeanPoolClassifier(spec.n_tokens, spec.embed_dim, spec.dropout)
+    return MeanPoolClassifier(spec.n_tokens, spec.embed_dim, spec.dropout, spec.n_classes)

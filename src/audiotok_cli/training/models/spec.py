@@ -10,6 +10,7 @@ class ModelSpec(BaseModel):
     input: str = Field(description="tokens or frames.")
     n_tokens: int = Field(0, description="Vocabulary size k (token models): centroid ids before specials.")
     n_mels: int = Field(0, description="Values per frame (frame models).")
+    n_classes: int = Field(527, gt=0, description="Outputs: the store's classes (AudioSet's 527 by default).")
     max_frames: int = Field(description="Longest sequence, in frames (BERT's position table).")
     embed_dim: int
     hidden_size: int

@@ -1,0 +1,61 @@
+"""Labelled audio collections as they ship: what each file is, its labels and its protocol (fold,
+group, source), read from a manifest, class folders, or a published layout (ESC-50, UrbanSound8K).
+
+Each layout is one reader `read(root, manifest) -> list[Entry]` and one `Layout` line here; it knows
+the collection's files and nothing of the store (`stages/import_audio.py` brings entries in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from audiotok_cli.corpora.entries import Entry
+from audiotok_cli.corpora.generic import read_folders, read_manifest
+from audiotok_cli.corpora.published import ESC50_META, URBANSOUND8K_META, read_esc50, read_urbansound8k
+from audiotok_cli.errors import MissingInputError, SettingsError
+
+__all__ = ["LAYOUTS", "Entry", "Layout", "detect_layout", "read_collection"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    marker: str | None  # a file whose presence under the root says "this layout"
+    read: Callable[[Path, Path | None], list[Entry]]
+
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("esc50", ESC50_META, read_esc50),
+        Layout("urbansound8k", URBANSOUND8K_META, read_urbansound8k),
+        Layout("manifest", None, read_manifest),
+        Layout("folders", None, read_folders),
+    )
+}
+
+
+def detect_layout(root: Path, manifest: Path | None) -> str:
+    """A manifest when one is given, else a published layout whose metadata file is there, else
+    class folders."""
+    if manifest is not None:
+        return "manifest"
+    found = [layout.name for layout in LAYOUTS.values() if layout.marker and (root / layout.marker).is_file()]
+    return found[0] if found else "folders"
+
+
+def read_collection(
+    root: Path, layout: str | None = None, manifest: Path | None = None
+) -> tuple[str, list[Entry]]:
+    """The collection's layout (detected unless given) and its entries, sorted by path."""
+    if not root.is_dir():
+        raise MissingInputError(f"{root} is not a folder; pass the collection's root folder")
+    if layout is not None and layout not in LAYOUTS:
+        raise SettingsError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if layout == "manifest" and manifest is None:
+        raise SettingsError("--layout manifest needs --manifest FILE.csv")
+    layout = layout or detect_layout(root, manifest)
+    entries = LAYOUTS[layout].read(root, manifest)
+    return layout, sorted(entries, key=lambda entry: entry.path)

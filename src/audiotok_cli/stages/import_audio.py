@@ -1,0 +1,167 @@
+"""`import`: a labelled audio collection on disk -> clip rows in the store, its audio read in place.
+
+A clip's id is `{collection}/{path relative to the root}`, so importing again adds only new files.
+Labels that are all AudioSet MIDs or display names join AudioSet's 527 classes; otherwise the
+collection keeps its own class list (sorted label names), recorded in the store: a store has one
+class list, and labels outside it are refused before anything is written. Files no decoder can
+open are reported, counted and skipped (the next import tries them again), never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiotok_cli.audio.logmel import unreadable
+from audiotok_cli.audioset.classes import ClassIndex, audioset_ids, class_index, own_classes
+from audiotok_cli.corpora import Entry, read_collection
+from audiotok_cli.errors import MismatchError, SettingsError
+from audiotok_cli.progress import progress
+from audiotok_cli.settings import NAME_PATTERN
+from audiotok_cli.store import CollectionRecord, Store
+
+log = logging.getLogger(__name__)
+ROWS_PER_COMMIT = 512
+
+
+@dataclass
+class ImportResult:
+    name: str
+    layout: str
+    root: str
+    n_classes: int
+    audioset_classes: bool
+    clips_added: int = 0
+    clips_known: int = 0
+    unlabeled: int = 0
+    sources: dict[str, int] = field(default_factory=dict)  # source -> clips added
+    folds: list[int] = field(default_factory=list)
+    groups: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)  # relative path -> why
+
+
+def import_collection(
+    store_path: Path,
+    root: Path,
+    name: str | None = None,
+    layout: str | None = None,
+    manifest: Path | None = None,
+    copy_to: Path | None = None,
+) -> ImportResult:
+    """Import the collection at `root` (layout detected unless given) as `name` (default: the
+    folder's name); with `copy_to`, its files are copied under `copy_to/name/` and read from there."""
+    root = root.resolve()
+    name = _collection_name(name or root.name)
+    layout, entries = read_collection(root, layout, manifest)
+    home = root if copy_to is None else copy_to.resolve() / name
+    labels = {label for entry in entries for label in entry.labels}
+    as_mids = audioset_ids(labels)
+    wanted = class_index() if as_mids is not None else own_classes(sorted(labels))
+    with Store.writing(store_path, "import", create=True, classes=wanted) as store:
+        classes = store.classes
+        ids = _label_ids(store, classes, labels, as_mids)
+        known = store.collections.get(name)
+        if known is not None and known.root != str(home):
+            raise MismatchError(
+                f"collection {name!r} in {store.path} reads its audio from {known.root}, not {home}; "
+                "import this one under another --name"
+            )
+        result = ImportResult(name, layout, str(home), len(classes), classes.is_audioset)
+        store.save_collection(name, CollectionRecord(root=str(home), layout=layout))
+        new = [entry for entry in entries if f"{name}/{entry.path}" not in store.row_of]
+        result.clips_known = len(entries) - len(new)
+        pending: list[Entry] = []
+        with progress(f"import {name}", len(new)) as advance:
+            for entry in new:
+                if copy_to is not None:
+                    _copy(root / entry.path, home / entry.path)
+                why = unreadable(home / entry.path)
+                if why is not None:
+                    result.unreadable[entry.path] = why
+                else:
+                    pending.append(entry)
+                    if len(pending) >= ROWS_PER_COMMIT:
+                        _append(store, name, pending, classes, ids, result)
+                advance(1)
+            _append(store, name, pending, classes, ids, result)
+        store.save_collection(
+            name, CollectionRecord(root=str(home), layout=layout, unreadable=result.unreadable)
+        )
+        folds, groups = store.folds(), store.groups()
+        mine = np.char.startswith(store.ytids().astype(str), f"{name}/")
+        result.folds = sorted(int(f) for f in np.unique(folds[mine]) if f >= 0)
+        result.groups = len({g for g in groups[mine] if g})
+    if result.unreadable:
+        first_path, first_why = next(iter(result.unreadable.items()))
+        log.warning(
+            "%d files of %s could not be read and were skipped; first: %s (%s)",
+            len(result.unreadable),
+            root,
+            root / first_path,
+            first_why,
+        )
+    return result
+
+
+def _collection_name(name: str) -> str:
+    """A collection name is the first part of its clip ids: one plain segment."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise SettingsError(
+            f"collection name {name!r}: use letters, digits, '.', '_' or '-' (at most 64); pass --name"
+        )
+    return name
+
+
+def _label_ids(
+    store: Store, classes: ClassIndex, labels: set[str], as_mids: dict[str, str] | None
+) -> dict[str, int]:
+    """Each label's column in the store's class list; labels outside it are refused in one line."""
+    names = as_mids if classes.is_audioset and as_mids is not None else {label: label for label in labels}
+    lookup = {mid: i for i, mid in enumerate(classes.mids)}
+    outside = sorted(label for label in labels if names[label] not in lookup)
+    if outside:
+        kind = "AudioSet's 527 classes" if classes.is_audioset else f"its own {len(classes)} classes"
+        raise MismatchError(
+            f"the store {store.path} labels clips with {kind}; {len(outside)} labels of this collection "
+            f"are not among them ({', '.join(outside[:3])}{', ...' if len(outside) > 3 else ''}); "
+            "import it into a fresh store with --store"
+        )
+    return {label: lookup[names[label]] for label in labels}
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_file() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _append(
+    store: Store,
+    name: str,
+    entries: list[Entry],
+    classes: ClassIndex,
+    ids: dict[str, int],
+    result: ImportResult,
+) -> None:
+    """Commit a batch of clip rows, one call per source (a row's source is one code)."""
+    for source in sorted({entry.source or name for entry in entries}):
+        batch = [entry for entry in entries if (entry.source or name) == source]
+        labels = np.zeros((len(batch), len(classes)), dtype=bool)
+        for row, entry in enumerate(batch):
+            labels[row, [ids[label] for label in entry.labels]] = True
+        store.append_clips(
+            [f"{name}/{entry.path}" for entry in batch],
+            source,
+            labels,
+            folds=[-1 if entry.fold is None else entry.fold for entry in batch],
+            groups=[entry.group or "" for entry in batch],
+        )
+        result.sources[source] = result.sources.get(source, 0) + len(batch)
+        result.unlabeled += int((~labels.any(axis=1)).sum())
+    result.clips_added += len(entries)
+    entries.clear()
