@@ -42,7 +42,7 @@ def esc50(
             for take in range(per_fold):
                 src = f"{fold}{target}{take // 2}"
                 name = f"{fold}-{src}-{'AB'[take % 2]}-{target}.wav"
-                write(root / "audio" / name, tone(target, group=take))
+                write(root / "audio" / name, tone(target, group=10 * fold + take))
                 rows.append([name, fold, target, category, "False", src, "AB"[take % 2]])
     _csv(
         root / "meta/esc50.csv", ["filename", "fold", "target", "category", "esc10", "src_file", "take"], rows

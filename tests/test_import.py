@@ -207,3 +207,34 @@ def test_bad_collections_are_one_line_naming_the_file(cli, tmp_path):
     result = cli("import", str(tmp_path), "--manifest", str(manifest))
     assert result.exit_code == 5 and "line 2: path '../outside.wav' must be relative to" in result.stderr
     assert not (tmp_path / "data").exists() or not (tmp_path / "data" / "audiotok.zarr").exists()
+
+
+def test_unseen_speakers_are_test_and_val_is_a_whole_speaker_of_the_others(cli, tmp_path):
+    """The spoken-digit protocol: two speakers never heard in training are test; val is drawn by
+    speaker, at least one whole speaker even where the ratio would draw none of four."""
+    root = tmp_path / "digits"
+    rows = [("path", "labels", "group")]
+    for speaker in range(6):
+        for digit in range(3):
+            for take in range(3):
+                name = f"{digit}_s{speaker}_{take}.wav"
+                write(root / name, tone(digit, group=speaker, seconds=0.3))
+                rows.append((name, f"digit{digit}", f"s{speaker}"))
+    manifest = tmp_path / "digits.csv"
+    with manifest.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    assert cli("import", str(root), "--manifest", str(manifest)).exit_code == 0
+
+    result = cli("split", "--test-group", "s4", "--test-group", "s5", "--val-ratio", "0.05")
+    assert result.exit_code == 0, result.output
+    assert "by group" in result.stdout and "test: groups s4,s5" in result.stdout
+    store = _store()
+    groups = store.groups()
+    assert set(groups[_rows(store, "test")]) == {"s4", "s5"}
+    val, train = set(groups[_rows(store, "val")]), set(groups[_rows(store, "train")])
+    assert len(val) == 1 and not val & train and len(train) == 3
+
+    shared = cli("split", "--test-group", "s4,s5", "--val-ratio", "0.3", "--no-val-by-group")
+    assert shared.exit_code == 0 and "by group" not in shared.stdout
+    store = _store()
+    assert set(store.groups()[_rows(store, "val")]) & set(store.groups()[_rows(store, "train")])

@@ -62,9 +62,12 @@ def _fields(group: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in flags.items() if name in group.model_fields}
 
 
-def _fit(stage: Callable[..., Any], flags: dict[str, Any], model: dict[str, Any], **extra: Any) -> Any:
+def _fit(
+    stage: Callable[..., Any], flags: dict[str, Any], model: dict[str, Any], cv: bool = False, **extra: Any
+) -> Any:
     """`train` or `pretrain` with the command's flags as settings (its parameters are named after
-    the fields they set, plus the pick: vocab, k, features)."""
+    the fields they set, plus the pick: vocab, k, features); with `cv`, the stage also gets the
+    split and vocab settings it applies per fold."""
     from audiotok_cli.store import Pick
 
     settings = command_settings(
@@ -73,6 +76,8 @@ def _fit(stage: Callable[..., Any], flags: dict[str, Any], model: dict[str, Any]
         model={**_fields(ModelSettings, flags), **model},
         train=_fields(TrainSettings, flags),
     )
+    if cv:
+        extra |= {"split_settings": settings.split, "vocab_settings": settings.vocab}
     return stage(
         settings.resolved_paths,
         settings.model,
@@ -99,8 +104,24 @@ def _epoch_line(entry: dict, total: int) -> None:
     )
 
 
+def _render_cv(r) -> None:
+    table = Table(
+        "fold", "run", "val mAP", "test mAP", "test accuracy", title=f"{r.name}: {len(r.folds)}-fold cv"
+    )
+    for f in r.folds:
+        table.add_row(str(f.fold), f.run, _score(f.val_mAP), _score(f.test_mAP), _score(f.test_accuracy))
+    console.print(table)
+    for key, label in (("test_mAP", "test mAP"), ("test_accuracy", "test accuracy")):
+        summary = r.summary(key)
+        if summary:
+            console.print(f"{r.name}: {label} {summary[0]:.4f} ± {summary[1]:.4f} over {len(r.folds)} folds")
+
+
 def _render_trained(r) -> None:
     if int(os.environ.get("RANK", "0")):  # under torchrun, rank 0 speaks for the run
+        return
+    if hasattr(r, "folds"):
+        _render_cv(r)
         return
     score = r.score.replace("_", " ")
     averaged = ""
@@ -156,11 +177,25 @@ def train_cmd(
     device: DeviceOpt = None,
     loader_workers: LoaderOpt = None,
     run_name: RunNameOpt = None,
+    cv: Annotated[
+        bool,
+        typer.Option(
+            "--cv",
+            help="Cross-validate: one run NAME-foldN per fold of the clips (ESC-50, UrbanSound8K), each with "
+            "that fold as test and, for token models, a vocabulary of its own; then mean and deviation.",
+        ),
+    ] = False,
     store: StoreOpt = None,
     runs_dir: RunsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Train a token or frame model (multi-label BCE over the 527 classes); keeps the best val-mAP epoch."""
+    """Train a token or frame model (multi-label BCE over the store's classes); keeps the best val-mAP
+    epoch. With --cv, one run per fold."""
+    if cv:
+        from audiotok_cli.experiments.cv import cross_validate
+
+        flags = {key: value for key, value in locals().items() if key != "cross_validate"}
+        return _fit(cross_validate, flags, {"kind": model}, cv=True, init=init)
     from audiotok_cli.training.loop import train
 
     return _fit(train, locals(), {"kind": model}, init=init)
@@ -267,36 +302,29 @@ def eval_cmd(
     )
 
 
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _score(value: float | None, spread: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" + ("" if spread is None else f" ± {spread:.4f}")
 
 
 def _render_runs(rows) -> None:
-    table = Table(
-        "run",
-        "model",
-        "input",
-        "parameters",
-        "epochs",
-        "train s",
-        "val mAP",
-        "test mAP",
-        "prior mAP",
-        "vs best frames",
-        "val MLM loss / acc",
-        title="runs (test: the official eval set)",
-    )
+    single_label = any(r.test_accuracy is not None for r in rows)
+    columns = ["run", "model", "input", "parameters", "epochs", "train s", "val mAP", "test mAP"]
+    columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc"]
+    table = Table(*columns, title="runs (test: each store's test split; (cv): mean ± std over folds)")
     for r in rows:
         gap = "-" if r.gap_to_best_frames is None else f"{r.gap_to_best_frames:+.4f}"
         table.add_row(
-            r.name,
+            r.name + (f" {r.folds} folds" if r.folds else ""),
             r.model,
             r.input,
             f"{r.parameters:,}",
             str(r.epochs),
             f"{r.train_seconds:.0f}",
             _score(r.val_mAP),
-            _score(r.test_mAP),
+            _score(r.test_mAP, r.test_mAP_std),
+            *[_score(r.test_accuracy, r.test_accuracy_std)] * single_label,
             _score(r.prior_mAP),
             gap,
             "-" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.3f} / {r.val_mlm_accuracy:.3f}",

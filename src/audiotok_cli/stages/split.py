@@ -55,7 +55,7 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         test, rule = _test_rows(store, settings, seed, sources, folds, groups, ids)
         by_group = settings.val_by_group if settings.val_by_group is not None else bool(grouped.any())
         val_keys = np.where(grouped, groups, ids) if by_group else ids
-        val = _draws(val_keys, seed) < settings.val_ratio
+        val = _at_least_one(_draws(val_keys, seed), settings.val_ratio, val_keys, ~test & grouped & by_group)
         codes = np.where(val, split_code("val"), split_code("train")).astype(np.uint8)
         codes[test] = split_code("test")
         if settings.train_sources is None:
@@ -123,9 +123,21 @@ def _test_rows(
     if not named and imported.any():
         grouped = groups != ""
         keys = np.where(grouped, groups, ids)
-        test |= imported & (_draws(keys, seed, "test:") < settings.test_ratio)
+        test |= imported & _at_least_one(
+            _draws(keys, seed, "test:"), settings.test_ratio, keys, imported & grouped
+        )
         rules.append(f"hash {settings.test_ratio:.0%} of imported clips" + " by group" * bool(grouped.any()))
     return test, " + ".join(rules) or "none"
+
+
+def _at_least_one(draws: np.ndarray, ratio: float, keys: np.ndarray, grouped: np.ndarray) -> np.ndarray:
+    """`draws < ratio`, and where that takes no group of the `grouped` clips, their group of lowest
+    draw: four speakers and a ratio of 0.1 would otherwise leave val (or test) empty as often as not."""
+    chosen = draws < ratio
+    if grouped.any() and not (chosen & grouped).any() and len(np.unique(keys[grouped])) > 1:
+        lowest = keys[grouped][np.argmin(draws[grouped])]
+        chosen |= keys == lowest
+    return chosen
 
 
 def _require_known(what: str, names: tuple[str, ...] | list[str], known: list[str]) -> None:

@@ -60,14 +60,15 @@ def build_vocab(
     features: str | None = None,
     overwrite: bool = False,
     workers: int = 1,
+    name: str | None = None,
 ) -> VocabResult:
     """Cluster train-split frames of `features` (default: the store's only features) into
-    `vocab/{features}-k{k}`, sampled with `workers` shard reads at a time; an existing vocabulary
-    is refused before any clustering."""
+    `vocab/{name}` (default `{features}-k{k}`), sampled with `workers` shard reads at a time; an
+    existing vocabulary is refused before any clustering."""
     with Store.writing(store_path, "vocab") as store:
         frames = store.features(features)
         k = settings.n_clusters
-        name = vocab_name(frames.name, k)
+        name = name or vocab_name(frames.name, k)
         store.check_free("vocab", name, overwrite)
         if store.split is None:
             raise MissingInputError(f"the clips of {store.path} are not split yet; run `audiotok split`")

@@ -5,6 +5,8 @@ has its answer in one place."""
 from __future__ import annotations
 
 import json
+import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs
 
 SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
+FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)$")  # the runs of `train --cv`
 
 
 @dataclass
@@ -23,8 +26,12 @@ class RunRow:
     epochs: int
     train_seconds: float
     val_mAP: float | None  # the run's model's: its best epoch, or its averaged weights
-    test_mAP: float | None  # from the last `eval` (the official eval set)
+    test_mAP: float | None  # from the last `eval` (the official eval set, or the store's test rule)
     prior_mAP: float | None
+    test_accuracy: float | None = None  # single-label collections: top-1 accuracy on test
+    folds: int = 0  # a cross-validation row: the mean over this many fold runs
+    test_mAP_std: float | None = None  # and the standard deviation over them
+    test_accuracy_std: float | None = None
     gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
     val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
     val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
@@ -37,6 +44,7 @@ def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
     rows = [_row(directory, record) for directory, record in find_runs(runs_dir)]
     if not rows:
         raise MissingInputError(f"no runs in {runs_dir}; run `audiotok train` first or pass --runs-dir")
+    rows += cross_validation_rows(rows)
     frames = [row.test_mAP for row in rows if row.input.startswith("frames") and row.test_mAP is not None]
     for row in rows:
         if frames and row.test_mAP is not None:
@@ -52,12 +60,13 @@ def _sort_value(row: RunRow, key: str) -> tuple[bool, object]:
 
 def _row(directory: Path, record: RunRecord) -> RunRow:
     inputs = record.inputs
-    test = prior = None
+    test = prior = accuracy = None
     report = directory / REPORT
     if report.exists():
         splits = json.loads(report.read_text()).get("splits", {})
         if "test" in splits:
             test, prior = splits["test"]["mAP"], splits["test"]["prior_mAP"]
+            accuracy = splits["test"].get("accuracy")
     history = record.history
     if record.task == "pretrain":
         best = min(history, key=lambda epoch: epoch["val_loss"]) if history else {}
@@ -86,7 +95,49 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         else max((epoch["val_mAP"] for epoch in history), default=None),
         test_mAP=test,
         prior_mAP=prior,
+        test_accuracy=accuracy,
     )
+
+
+def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
+    """One row per set of fold runs (`NAME-fold1`, `NAME-fold2`, ... all scored on test): the mean
+    of their scores, with the standard deviation across folds beside it."""
+    sets: dict[str, list[RunRow]] = {}
+    for row in rows:
+        match = FOLD_RUN.match(row.name)
+        if match and row.test_mAP is not None:
+            sets.setdefault(match["base"], []).append(row)
+    summaries = []
+    for base, folds in sets.items():
+        if len(folds) < 2:
+            continue
+        first = folds[0]
+        test_mAP, test_mAP_std = _mean_std([fold.test_mAP for fold in folds])
+        accuracy, accuracy_std = _mean_std([fold.test_accuracy for fold in folds])
+        summaries.append(
+            RunRow(
+                name=f"{base} (cv)",
+                model=first.model,
+                input=first.input.split("-fold")[0],
+                parameters=first.parameters,
+                epochs=round(statistics.fmean(fold.epochs for fold in folds)),
+                train_seconds=round(sum(fold.train_seconds for fold in folds), 1),
+                val_mAP=_mean_std([fold.val_mAP for fold in folds])[0],
+                test_mAP=test_mAP,
+                prior_mAP=_mean_std([fold.prior_mAP for fold in folds])[0],
+                test_accuracy=accuracy,
+                folds=len(folds),
+                test_mAP_std=test_mAP_std,
+                test_accuracy_std=accuracy_std,
+            )
+        )
+    return summaries
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    if not values or None in values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def plot_runs(rows: list[RunRow], path: Path) -> Path:

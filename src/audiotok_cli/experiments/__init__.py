@@ -1,0 +1,1 @@
+"""Experiments that chain stages and training: k-fold cross-validation (`cv.py`)."""

@@ -1,0 +1,172 @@
+"""`train --cv`: k-fold cross-validation as ESC-50 (5 folds) and UrbanSound8K (10 folds) are
+reported: one run per held-out fold with the same options, then the mean and standard deviation of
+the folds' test scores.
+
+Each fold is a whole experiment on its own split: the store is split with that fold as test (val
+drawn by group from the other folds), token models get a vocabulary clustered on that fold's train
+clips alone (`{features}-k{k}-fold{N}`, tokens of the same name: a vocabulary that saw the test
+fold's frames would flatter the tokenizer, which is what is being measured), then the run
+`{name}-fold{N}` trains and is scored. A fold whose run is finished and scored is not redone, so an
+interrupted `--cv` resumes; the store's split is put back as it was at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
+from audiotok_cli.stages.split import split
+from audiotok_cli.stages.tokenize import tokenize
+from audiotok_cli.stages.vocab import build_vocab, vocab_name
+from audiotok_cli.store import Pick, SplitRecord, Store
+from audiotok_cli.training.evaluate import EvalReport, evaluate
+from audiotok_cli.training.loop import EpochCallback, train
+from audiotok_cli.training.runs import REPORT, read_record
+
+log = logging.getLogger(__name__)
+FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)$")
+
+
+@dataclass
+class FoldScore:
+    fold: int
+    run: str
+    test_mAP: float
+    test_accuracy: float | None
+    val_mAP: float | None
+
+
+@dataclass
+class CvResult:
+    name: str
+    folds: list[FoldScore] = field(default_factory=list)
+
+    def summary(self, key: str) -> tuple[float, float] | None:
+        """Mean and (sample) standard deviation over the folds, or None where a fold lacks it."""
+        values = [getattr(fold, key) for fold in self.folds]
+        if not values or None in values:
+            return None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def cross_validate(
+    paths: Paths,
+    model: ModelSettings,
+    settings: TrainSettings,
+    seed: int,
+    pick: Pick,
+    overwrite: bool = False,
+    on_epoch: EpochCallback | None = None,
+    init: str | None = None,
+    split_settings: SplitSettings | None = None,
+    vocab_settings: VocabSettings | None = None,
+) -> CvResult:
+    """Train and score one run per fold of the store's clips (see the module's docstring)."""
+    if init is not None:
+        raise SettingsError("--cv with --init: a pretraining run saw every fold; fine-tune per fold by hand")
+    if pick.name is not None:
+        raise SettingsError(
+            "--cv clusters a vocabulary per fold; choose its size and features with --k and --features"
+        )
+    split_settings = split_settings or SplitSettings()
+    vocab_settings = vocab_settings or VocabSettings()
+    store = Store.open(paths.store)
+    folds = _folds(store)
+    features = store.features(pick.features).name
+    k = pick.k or vocab_settings.n_clusters
+    base = (
+        settings.run_name
+        or f"{model.kind}-{vocab_name(features, k) if model.input == 'tokens' else features}"
+    )
+    original = store.split
+    result = CvResult(base)
+    try:
+        for fold in folds:
+            result.folds.append(
+                _fold(
+                    paths,
+                    model,
+                    settings,
+                    seed,
+                    fold,
+                    base,
+                    features,
+                    k,
+                    overwrite,
+                    on_epoch,
+                    split_settings,
+                    vocab_settings,
+                )
+            )
+    finally:
+        if original is not None:
+            split(paths.store, _settings_of(original), original.seed)
+    return result
+
+
+def _fold(
+    paths: Paths,
+    model: ModelSettings,
+    settings: TrainSettings,
+    seed: int,
+    fold: int,
+    base: str,
+    features: str,
+    k: int,
+    overwrite: bool,
+    on_epoch: EpochCallback | None,
+    split_settings: SplitSettings,
+    vocab_settings: VocabSettings,
+) -> FoldScore:
+    run = f"{base}-fold{fold}"
+    directory = paths.runs_dir / run
+    fold_split = split_settings.model_copy(update={"test_fold": fold, "test_groups": (), "test_sources": ()})
+    split(paths.store, fold_split, seed)
+    record = read_record(directory) if directory.exists() else None
+    if not overwrite and record is not None and record.complete and (directory / REPORT).exists():
+        log.info("fold %d: %s is trained and scored; kept", fold, run)
+        return _score(fold, run, evaluate(paths, run))
+    pick = Pick(features=features)
+    if model.input == "tokens":
+        name = f"{vocab_name(features, k)}-fold{fold}"
+        _fold_vocab(paths.store, vocab_settings.model_copy(update={"n_clusters": k}), seed, features, name)
+        pick = Pick(name=name)
+    train(paths, model, settings.model_copy(update={"run_name": run}), seed, pick, overwrite, on_epoch)
+    return _score(fold, run, evaluate(paths, run))
+
+
+def _fold_vocab(store_path: Path, settings: VocabSettings, seed: int, features: str, name: str) -> None:
+    """The fold's vocabulary and tokens: kept where it was clustered on this very split, else made."""
+    store = Store.open(store_path)
+    current = name in store.names("vocab") and store.vocab_record(name).split == store.split
+    if not current:
+        build_vocab(store_path, settings, seed, features, overwrite=True, name=name)
+    tokenize(store_path, Pick(name=name), overwrite=not current)
+
+
+def _folds(store: Store) -> list[int]:
+    folds = sorted({int(fold) for fold in store.folds()[store.labeled()] if fold >= 0})
+    if len(folds) < 2:
+        raise MissingInputError(
+            f"--cv needs clips in 2 folds or more; {store.path} has {len(folds) or 'none'} "
+            "(import ESC-50 or UrbanSound8K as they ship, or a manifest with a fold column)"
+        )
+    return folds
+
+
+def _score(fold: int, run: str, report: EvalReport) -> FoldScore:
+    test, val = report.splits.get("test", {}), report.splits.get("val", {})
+    return FoldScore(fold, run, test.get("mAP", float("nan")), test.get("accuracy"), val.get("mAP"))
+
+
+def _settings_of(record: SplitRecord) -> SplitSettings:
+    """The split settings a record was made with, to put the store's split back."""
+    fields = record.model_dump(include=set(SplitSettings.model_fields))
+    if fields.get("test_ratio") is None:
+        fields.pop("test_ratio", None)
+    return SplitSettings(**fields)

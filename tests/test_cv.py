@@ -1,0 +1,75 @@
+"""`train --cv`: one run per fold, each on its own split (and, for tokens, its own vocabulary),
+mean and deviation over the folds, resumable, and the store's split put back."""
+
+from __future__ import annotations
+
+import pytest
+
+from audiotok_cli.settings import load_settings
+from audiotok_cli.store import Store
+from audiotok_cli.training.runs import read_record
+from collections_kit import esc50, folders
+
+
+@pytest.fixture
+def three_folds(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_SPLIT__VAL_RATIO", "0.4")
+    assert cli("import", str(esc50(tmp_path / "ESC-50", folds=3)), "--name", "esc").exit_code == 0
+    assert cli("split", "--test-fold", "3").exit_code == 0
+    assert cli("featurize", "--clip-seconds", "1").exit_code == 0
+    return load_settings({})
+
+
+def test_cv_trains_one_run_per_fold_and_reports_mean_and_deviation(cli, three_folds):
+    before = Store.open(three_folds.store_path).split
+    result = cli("train", "--model", "baseline", "--epochs", "2", "--cv")
+    assert result.exit_code == 0, result.output
+    assert "baseline-logmel: 3-fold cv" in result.stdout
+    assert "baseline-logmel: test mAP " in result.stdout and " over 3 folds" in result.stdout
+    assert "test accuracy" in result.stdout
+    runs = three_folds.runs_dir
+    for fold in (1, 2, 3):
+        record = read_record(runs / f"baseline-logmel-fold{fold}")
+        assert record.complete and record.inputs.split.test_fold == fold
+        assert record.inputs.split.val_by_group
+    assert Store.open(three_folds.store_path).split == before  # put back as it was
+
+    model = runs / "baseline-logmel-fold2" / "model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    again = cli("train", "--model", "baseline", "--epochs", "2", "--cv")
+    assert again.exit_code == 0 and model.stat().st_mtime_ns == stamp  # finished folds are kept
+
+    table = cli("runs")
+    assert table.exit_code == 0
+    assert "baseline-logmel (cv) 3 folds" in table.stdout and " ± " in table.stdout
+
+
+def test_token_cv_clusters_each_folds_vocabulary_on_that_folds_train_clips(cli, three_folds):
+    result = cli("train", "--model", "simple", "--k", "8", "--epochs", "1", "--cv")
+    assert result.exit_code == 0, result.output
+    store = Store.open(three_folds.store_path)
+    folds = store.folds()
+    for fold in (1, 2, 3):
+        vocab = store.vocab_record(f"logmel-k8-fold{fold}")
+        assert vocab.split.test_fold == fold
+        assert vocab.n_train_clips < int((folds != fold).sum())  # train only: no test, no val clips
+        assert read_record(three_folds.runs_dir / f"simple-logmel-k8-fold{fold}").inputs.tokens == (
+            f"logmel-k8-fold{fold}"
+        )
+    assert len({store.vocab_record(f"logmel-k8-fold{f}").fingerprint for f in (1, 2, 3)}) == 3
+
+
+def test_cv_without_folds_or_with_a_named_vocabulary_is_refused(cli, tmp_path, three_folds):
+    refused = cli("train", "--model", "simple", "--vocab", "logmel-k8", "--cv")
+    assert refused.exit_code == 3
+    assert "--cv clusters a vocabulary per fold; choose its size and features with --k" in refused.stderr
+
+    store = tmp_path / "nofolds.zarr"
+    assert cli("import", str(folders(tmp_path / "f", per_class=3)), "--store", str(store)).exit_code == 0
+    assert cli("split", "--store", str(store)).exit_code == 0
+    assert cli("featurize", "--store", str(store), "--clip-seconds", "1").exit_code == 0
+    result = cli("train", "--model", "baseline", "--cv", "--store", str(store))
+    assert result.exit_code == 4
+    assert (
+        "--cv needs clips in 2 folds or more;" in result.stderr and "has none (import ESC-50" in result.stderr
+    )
