@@ -178,6 +178,9 @@ def test_labels_outside_the_stores_class_list_are_refused_before_anything_is_wri
     )
     assert "import it into a fresh store with --store" in refused.stderr
     assert _store().n_clips == before and "extra" not in _store().collections
+    info = cli("info")
+    assert info.exit_code == 0 and "classes: its own 3 (bell, kalimba, ocarina)" in info.stdout
+    assert f"collection instruments (folders): {own_classes}" in info.stdout
 
     expanded = cli("expand", "--mirror-dir", str(small_mirrors["parquet"].mirror_dir))
     assert expanded.exit_code == 6

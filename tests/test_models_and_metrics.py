@@ -165,3 +165,24 @@ def test_the_lstm_recurrence_stays_fp32_under_bf16_autocast():
             mixed = model(ids, lengths)
     assert seen == [torch.float32, torch.float32]
     assert torch.allclose(full, mixed.float(), atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("kind", "input"),
+    [("simple", "tokens"), ("lstm", "tokens"), ("bert", "tokens"), ("baseline", "frames"), ("cnn", "frames"),
+     ("bert", "frames")],
+)  # fmt: skip
+def test_every_family_has_one_output_per_class_of_the_store(kind, input):
+    model = _model(kind, input=input, n_classes=3)
+    lengths = torch.tensor([20, 11])
+    inputs = torch.randint(4, 12, (2, 20)) if input == "tokens" else torch.randn(2, 20, 12)
+    assert model(inputs, lengths).shape == (2, 3)
+    assert _model(kind, input=input)(inputs, lengths).shape == (2, N_CLASSES)  # AudioSet's by default
+
+
+def test_accuracy_is_reported_for_single_label_clips_only():
+    labels = np.eye(3, dtype=bool)[[0, 1, 2, 2]]
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.0, 0.1, 0.8]])
+    assert classification_metrics(labels, scores)["accuracy"] == 0.75
+    labels[0, 1] = True  # one clip with two labels: top-1 accuracy means nothing
+    assert "accuracy" not in classification_metrics(labels, scores)

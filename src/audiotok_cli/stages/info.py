@@ -87,6 +87,8 @@ def describe_store(store_path: Path) -> dict[str, Any]:
         "store": str(store.path),
         "format_version": store.record.format_version,
         "n_clips": store.n_clips,
+        "classes": None if store.classes.is_audioset else list(store.classes.mids),
+        "collections": {name: c.model_dump() for name, c in store.collections.items()},
         "clips": clips,
         "split": split.model_dump() if split else None,
         "writer": writer.model_dump() if writer and writer.running() else None,
