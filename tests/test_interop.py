@@ -30,6 +30,7 @@ def test_an_exported_bert_loads_in_transformers_with_every_weight(cli, tokenized
         tmp_path / "hf", add_pooling_layer=False, output_loading_info=True
     )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert encoder.config.id2label[0] == "Speech" and len(encoder.config.id2label) == 527
     run = load_run(tokenized.runs_dir / run_name).model.eval()
     ids = (
         to_model_ids(torch.randint(0, 16, (2, 30)))

@@ -33,6 +33,9 @@ def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> ExportRe
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise OutputExistsError(f"{output} already exists and is not empty; pass --overwrite")
     output.mkdir(parents=True, exist_ok=True)
+    config = run.model.bert.config  # the head's outputs by name, for transformers' pipelines
+    config.id2label = dict(enumerate(run.classes.names))
+    config.label2id = {name: index for index, name in config.id2label.items()}
     run.model.bert.save_pretrained(output)
     head = {name: tensor for name, tensor in run.model.state_dict().items() if not name.startswith("bert.")}
     save_tensors(output / "audiotok_head.safetensors", head)
