@@ -100,6 +100,12 @@ def main() -> None:
     parser.add_argument("--split", default="", help='Options of `audiotok split`, e.g. "--test-fold 1".')
     parser.add_argument("--work", type=Path, help="Data directory (default: a temporary one).")
     parser.add_argument("--clip-seconds", default="5")
+    parser.add_argument(
+        "--featurize", default="", help='More options of `audiotok featurize`, e.g. "--n-mels 40".'
+    )
+    parser.add_argument(
+        "--train", default="", help='More options of every `audiotok train`, e.g. "--lr 3e-4".'
+    )
     parser.add_argument("--k", default="64")
     parser.add_argument("--epochs", default="12")
     parser.add_argument("--models", default=",".join(MODELS))
@@ -121,11 +127,11 @@ def main() -> None:
     name = ["--name", args.name] if args.name else []
     audiotok(env, "import", str(root), *name, *(["--manifest", str(manifest)] if manifest else []))
     audiotok(env, "split", *args.split.split())
-    audiotok(env, "featurize", "--clip-seconds", args.clip_seconds)
+    audiotok(env, "featurize", "--clip-seconds", args.clip_seconds, *args.featurize.split())
     audiotok(env, "vocab", "--k", args.k)
     audiotok(env, "tokenize", "--k", args.k)
     for model in args.models.split(","):
-        options = [*MODELS[model], "--run-name", model, "--epochs", args.epochs]
+        options = [*MODELS[model], "--run-name", model, "--epochs", args.epochs, *args.train.split()]
         tokens = "--input" not in options and model not in ("baseline", "cnn")
         audiotok(env, "train", *options, *(["--k", args.k] if tokens else []))
         audiotok(env, "eval", "--run", model)

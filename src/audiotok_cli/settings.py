@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
-from audiotok_cli.errors import SettingsError
+from audiotok_cli.errors import AudiotokError, SettingsError
 from audiotok_cli.training.models import FAMILIES, MODEL_NAMES
 
 ENV_PREFIX = "AUDIOTOK_"
@@ -158,6 +158,32 @@ class VocabSettings(_Group):
         None, gt=0, description="Train frames to cluster (default: k x max_points_per_centroid)."
     )
     init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
+    transforms: tuple[str, ...] = Field(
+        (),
+        description="Frame transforms before k-means, in order: clip-mean, clip-norm, deltas, context:N.",
+    )
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return (
+            tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, str)
+            else value
+        )
+
+    @field_validator("transforms")
+    @classmethod
+    def _known_transforms(cls, specs: tuple[str, ...]) -> tuple[str, ...]:
+        if not specs:
+            return specs
+        from audiotok_cli.audio.transforms import FrameTransforms  # the registry, as for models
+
+        try:
+            FrameTransforms(specs)
+        except AudiotokError as exc:
+            raise ValueError(str(exc)) from None
+        return specs
 
 
 class ModelSettings(_Group):

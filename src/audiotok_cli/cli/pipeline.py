@@ -165,17 +165,33 @@ def vocab_cmd(
     niter: Annotated[int | None, setting(VocabSettings, "niter", "--niter")] = None,
     init: Annotated[str | None, setting(VocabSettings, "init", "--init")] = None,
     sample_frames: Annotated[int | None, setting(VocabSettings, "sample_frames", "--sample-frames")] = None,
+    transform: Annotated[
+        list[str] | None,
+        option(
+            "--transform",
+            help="Transform each clip's frames before k-means (and tokenize, predict), in order; "
+            "repeatable: clip-mean, clip-norm, deltas, context:N.",
+            default="none",
+        ),
+    ] = None,
     features: FeaturesOpt = None,
     workers: WorkersOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """FAISS k-means over train-split frames -> a vocabulary of k centroids named FEATURES-kK."""
+    """FAISS k-means over train-split frames -> a vocabulary of k centroids named FEATURES-kK
+    (FEATURES-TRANSFORMS-kK with --transform)."""
     from audiotok_cli.stages.vocab import build_vocab
 
     settings = command_settings(
         paths={"store": store},
-        vocab={"n_clusters": k, "niter": niter, "init": init, "sample_frames": sample_frames},
+        vocab={
+            "n_clusters": k,
+            "niter": niter,
+            "init": init,
+            "sample_frames": sample_frames,
+            "transforms": _names(transform),
+        },
     )
     return build_vocab(
         settings.store_path, settings.vocab, settings.seed, features, overwrite, workers or available_cores()

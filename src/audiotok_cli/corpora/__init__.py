@@ -49,7 +49,8 @@ def detect_layout(root: Path, manifest: Path | None) -> str:
 def read_collection(
     root: Path, layout: str | None = None, manifest: Path | None = None
 ) -> tuple[str, list[Entry]]:
-    """The collection's layout (detected unless given) and its entries, sorted by path."""
+    """The collection's layout (detected unless given) and its entries, sorted by path; a file
+    listed twice is one clip, as its first line describes it."""
     if not root.is_dir():
         raise MissingInputError(f"{root} is not a folder; pass the collection's root folder")
     if layout is not None and layout not in LAYOUTS:
@@ -57,5 +58,7 @@ def read_collection(
     if layout == "manifest" and manifest is None:
         raise SettingsError("--layout manifest needs --manifest FILE.csv")
     layout = layout or detect_layout(root, manifest)
-    entries = LAYOUTS[layout].read(root, manifest)
-    return layout, sorted(entries, key=lambda entry: entry.path)
+    entries = {}
+    for entry in LAYOUTS[layout].read(root, manifest):
+        entries.setdefault(entry.path, entry)
+    return layout, sorted(entries.values(), key=lambda entry: entry.path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
@@ -69,14 +70,22 @@ def tokenize(
         feature_lengths = features.all_lengths()
         token_lengths = tokens.all_lengths()
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
-        task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids)
+        transforms = FrameTransforms(tuple(vocab.record.transforms))
+        task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids, transforms)
         with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
             for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask, threads=True):
                 advance(clips)
     return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
 
 
-def _tokenize_task(store_path: Path, features: str, tokens: str, centroids: np.ndarray, shard: int) -> int:
+def _tokenize_task(
+    store_path: Path,
+    features: str,
+    tokens: str,
+    centroids: np.ndarray,
+    transforms: FrameTransforms,
+    shard: int,
+) -> int:
     """One shard's work, in whichever thread or process runs it; only the shard's own tokens are
     written. faiss's thread count is the calling thread's OpenMP setting: one here, restored after."""
     threads = faiss.omp_get_max_threads()
@@ -85,18 +94,28 @@ def _tokenize_task(store_path: Path, features: str, tokens: str, centroids: np.n
         store = Store.open(store_path)
         index = faiss.IndexFlatL2(centroids.shape[1])
         index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-        return tokenize_shard(index, store.features(features), store.padded("tokens", tokens), shard)
+        return tokenize_shard(
+            index, store.features(features), store.padded("tokens", tokens), shard, transforms
+        )
     finally:
         faiss.omp_set_num_threads(threads)
 
 
-def tokenize_shard(index: faiss.Index, features: FeatureSet, tokens: TokenSet, shard: int) -> int:
-    """Assign every valid frame of one shard its nearest centroid; write the whole token shard."""
+def tokenize_shard(
+    index: faiss.Index,
+    features: FeatureSet,
+    tokens: TokenSet,
+    shard: int,
+    transforms: FrameTransforms | None = None,
+) -> int:
+    """Assign every valid frame of one shard its nearest centroid (each clip's frames transformed
+    first, as its vocabulary's were); write the whole token shard."""
     frames, lengths = features.read_shard(shard)
     valid = np.arange(frames.shape[1]) < lengths[:, None]
     ids = np.full(valid.shape, PAD_TOKEN, dtype=tokens.data.dtype)
     if valid.any():
-        _, nearest = index.search(np.ascontiguousarray(frames[valid], dtype=np.float32), 1)
+        vectors = transforms.valid_frames(frames, lengths) if transforms else frames[valid]
+        _, nearest = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
         ids[valid] = nearest[:, 0]
     tokens.write_shard(shard, ids, lengths)
     return int((lengths >= 0).sum())

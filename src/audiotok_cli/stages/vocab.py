@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.cluster import kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.parallel import read_ahead
 from audiotok_cli.progress import progress
@@ -48,9 +49,9 @@ class VocabResult:
     heldout_inertia: float
 
 
-def vocab_name(features: str, n_clusters: int) -> str:
-    """Vocabularies are named by what made them: `logmel-k64`."""
-    return f"{features}-k{n_clusters}"
+def vocab_name(features: str, n_clusters: int, transforms: FrameTransforms | None = None) -> str:
+    """Vocabularies are named by what made them: `logmel-k64`, `logmel-clip-mean.deltas-k64`."""
+    return f"{features}-{transforms.tag()}-k{n_clusters}" if transforms else f"{features}-k{n_clusters}"
 
 
 def build_vocab(
@@ -68,7 +69,8 @@ def build_vocab(
     with Store.writing(store_path, "vocab") as store:
         frames = store.features(features)
         k = settings.n_clusters
-        name = name or vocab_name(frames.name, k)
+        transforms = FrameTransforms(settings.transforms)
+        name = name or vocab_name(frames.name, k, transforms)
         store.check_free("vocab", name, overwrite)
         if store.split is None:
             raise MissingInputError(f"the clips of {store.path} are not split yet; run `audiotok split`")
@@ -80,7 +82,7 @@ def build_vocab(
             )
         rng = np.random.default_rng(seed)
         budget = settings.sample_frames or k * settings.max_points_per_centroid
-        sample, heldout = sample_frames(frames, train, budget, rng, workers)
+        sample, heldout = sample_frames(frames, train, budget, rng, workers, transforms)
         if len(sample) < k:
             raise SettingsError(f"only {len(sample)} train frames for k={k} clusters; lower --k")
         centroids, inertia = kmeans(sample, settings, seed, rng)
@@ -90,6 +92,7 @@ def build_vocab(
             audio=frames.record.audio,
             split=store.split,
             n_clusters=k,
+            transforms=list(settings.transforms),
             niter=settings.niter,
             init=settings.init,
             seed=seed,
@@ -105,11 +108,17 @@ def build_vocab(
 
 
 def sample_frames(
-    features: FeatureSet, rows: np.ndarray, budget: int, rng: np.random.Generator, workers: int = 1
+    features: FeatureSet,
+    rows: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    workers: int = 1,
+    transforms: FrameTransforms | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Uniform samples of about `budget` valid frames of the selected rows (drawn with `rng`) and
     of about HELDOUT_FRAMES others (at most HELDOUT_SHARE of them, drawn with a fixed seed), in one
-    pass, shard by shard, `workers` shards read at a time: the draws are the same for any count."""
+    pass, shard by shard, `workers` shards read at a time: the draws are the same for any count.
+    With `transforms`, each clip's frames are transformed first (totals count frames either way)."""
     lengths = features.all_lengths()
     total = int(lengths[rows].sum())
     set_aside = min(HELDOUT_SHARE, HELDOUT_FRAMES / max(total, 1))
@@ -124,7 +133,10 @@ def sample_frames(
             span = features.shard_rows(shard)
             valid = np.arange(block.shape[1]) < block_lengths[:, None]
             valid &= rows[span][:, None]
-            frames = block[valid]
+            if transforms:
+                frames = transforms.valid_frames(block, np.where(rows[span], block_lengths, 0))
+            else:
+                frames = block[valid]
             aside = fixed.random(len(frames)) < set_aside
             heldout.append(frames[aside].astype(np.float32))
             rest = frames[~aside]

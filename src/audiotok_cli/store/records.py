@@ -98,6 +98,10 @@ class VocabRecord(BaseModel):
     audio: AudioSettings = Field(description="The audio settings of those features.")
     split: SplitRecord = Field(description="The split whose train frames were clustered.")
     n_clusters: int
+    transforms: list[str] = Field(
+        default_factory=list,
+        description="Frame transforms before quantization, in order (audio/transforms.py).",
+    )
     niter: int
     init: str
     seed: int

@@ -58,6 +58,7 @@ def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> Train
         split=store.split,
         tokens=tokens.name,
         vocab_fingerprint=tokens.record.vocab_fingerprint,
+        transforms=vocab.record.transforms,
     )
     return TrainingInputs(
         ModelInputs(tokens, "tokens"),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from audiotok_cli.audio.logmel import LogMel, decode
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import DataError
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
@@ -81,7 +82,8 @@ def _score(run: Run, frames: np.ndarray) -> np.ndarray:
     """Sigmoid scores of one window's log-mel frames, prepared as the run's model reads them."""
     if run.record.inputs.input == "tokens":
         centroids = run.preprocessing["centroids"]
-        distances = ((frames[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+        vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)
+        distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
         inputs = to_model_ids(torch.from_numpy(distances.argmin(axis=1)[None]))
     else:
         inputs = torch.from_numpy(((frames - run.preprocessing["mean"]) / run.preprocessing["std"])[None])

@@ -52,6 +52,7 @@ class RunInputs(BaseModel):
     split: SplitRecord
     tokens: str | None = None
     vocab_fingerprint: str | None = None
+    transforms: list[str] = Field(default_factory=list, description="The vocabulary's frame transforms.")
 
 
 class AveragedWeights(BaseModel):

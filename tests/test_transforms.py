@@ -1,0 +1,100 @@
+"""Frame transforms before quantization: what each does to a clip, that vocab, tokenize and predict
+apply the same chain, and that bad specs are one line."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from audiotok_cli.audio.logmel import LogMel
+from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.settings import AudioSettings
+from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.models.ids import to_model_ids
+from audiotok_cli.training.runs import load_run
+
+
+def test_clip_mean_removes_gain_so_a_louder_copy_gives_the_same_vectors():
+    rng = np.random.default_rng(0)
+    samples = (rng.normal(0, 0.1, 22050) * np.hanning(22050)).astype(np.float32)
+    log_mel = LogMel(AudioSettings())
+    quiet, loud = log_mel(samples), log_mel(samples * 2)
+    assert np.abs(quiet - loud).max() > 5  # 6 dB apart as raw frames
+    clip_mean = FrameTransforms(("clip-mean",))
+    assert np.allclose(clip_mean(quiet), clip_mean(loud), atol=1e-3)
+    normed = FrameTransforms(("clip-norm",))(quiet)
+    assert np.allclose(normed.mean(axis=0), 0, atol=1e-4) and np.allclose(normed.std(axis=0), 1, atol=0.01)
+
+
+def test_deltas_and_context_widen_each_frame_and_keep_the_frame_count():
+    frames = np.arange(12, dtype=np.float32).reshape(3, 4)  # 3 frames of 4 bands, rising by 4 a frame
+    deltas = FrameTransforms(("deltas",))(frames)
+    assert deltas.shape == (3, 12) and np.array_equal(deltas[:, :4], frames)
+    assert not np.allclose(deltas[:, 4:8], 0)
+    assert np.allclose(FrameTransforms(("deltas",))(np.ones((5, 4)))[:, 4:], 0)  # a still clip: no motion
+    context = FrameTransforms(("context:2",))(frames)
+    assert context.shape == (3, 20)
+    assert np.array_equal(context[1], np.concatenate([frames[0], frames[0], frames[1], frames[2], frames[2]]))
+    chain = FrameTransforms(("clip-mean", "deltas", "context:1"))
+    assert chain(frames).shape == (3, chain.dim(4)) == (3, 36) and chain.tag() == "clip-mean.deltas.context1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("bogus", "unknown transform 'bogus'; choose from clip-mean, clip-norm, deltas, context:N"),
+        ("context", "transform 'context': write it context:N with N a whole number"),
+        ("deltas:2", "transform 'deltas:2': write it deltas"),
+    ],
+)
+def test_bad_transforms_are_refused_in_one_line(cli, spec, message):
+    result = cli("vocab", "--transform", spec)
+    assert result.exit_code == 3 and message in result.stderr
+
+
+def test_vocab_tokenize_and_predict_apply_the_same_chain(cli, featurized, small_mirrors):
+    result = cli("vocab", "--k", "16", "--transform", "clip-mean", "--transform", "deltas")
+    assert result.exit_code == 0, result.output
+    name = "logmel-clip-mean.deltas-k16"
+    assert f"vocab {name!r}" in result.stdout
+    store = Store.open(featurized.store_path)
+    vocab = store.vocab(Pick(name))
+    assert vocab.record.transforms == ["clip-mean", "deltas"] and vocab.centroids.shape == (16, 3 * 64)
+    assert cli("tokenize", "--vocab", name).exit_code == 0
+
+    tokens = Store.open(featurized.store_path).tokens(Pick(name))
+    features = store.features()
+    frames, lengths = features.read_shard(0)
+    ids, _ = tokens.read_shard(0)
+    chain = FrameTransforms(("clip-mean", "deltas"))
+    index = faiss.IndexFlatL2(vocab.centroids.shape[1])
+    index.add(vocab.centroids)
+    for row in np.flatnonzero(lengths > 0)[:4]:
+        _, nearest = index.search(chain(frames[row, : lengths[row]]), 1)
+        assert np.array_equal(ids[row, : lengths[row]], nearest[:, 0])
+
+    trained = cli("train", "--model", "simple", "--vocab", name, "--epochs", "1")
+    assert trained.exit_code == 0, trained.output
+    run = featurized.runs_dir / f"simple-{name}"
+    file = sorted((featurized.audio_dir / "eval").rglob("*.flac"))[0]
+    predicted = cli("predict", str(run), str(file), "--json", "--top", "3")
+    assert predicted.exit_code == 0, predicted.output
+    loaded = load_run(run)
+    row = store.row_of[file.stem]
+    ids, lengths = (
+        Store.open(featurized.store_path).tokens(Pick(name)).read_shard(row // tokens.rows_per_shard)
+    )
+    offset = row % tokens.rows_per_shard
+    clip = to_model_ids(torch.from_numpy(ids[offset : offset + 1, : lengths[offset]]))
+    with torch.no_grad():
+        logits = loaded.model.eval()(clip, torch.tensor([lengths[offset]]))
+    expected = torch.sigmoid(logits)[0].numpy()
+    top = json.loads(predicted.stdout)["files"][0]["top"]
+    for class_name, score in top:  # predict tokenized the file with the vocabulary's chain
+        assert score == pytest.approx(float(expected[loaded.classes.names.index(class_name)]), abs=1e-4)
+    runs = cli("runs")
+    assert f"tokens {name}" in runs.stdout
