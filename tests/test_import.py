@@ -55,7 +55,7 @@ def test_urbansound8k_holds_out_named_recordings_and_refuses_unknown_ones(cli, t
     assert cli("import", str(root)).exit_code == 0
     store = _store()
     assert store.collections["UrbanSound8K"].layout == "urbansound8k"
-    assert store.ytids()[0] == "UrbanSound8K/audio/fold1/1000-0-0-0.wav"
+    assert "UrbanSound8K/audio/fold1/1000-0-0-0.wav" in store.row_of
 
     result = cli("split", "--test-group", "1000,3010")
     assert result.exit_code == 0, result.output
@@ -242,3 +242,13 @@ def test_unseen_speakers_are_test_and_val_is_a_whole_speaker_of_the_others(cli, 
     assert shared.exit_code == 0 and "by group" not in shared.stdout
     store = _store()
     assert set(store.groups()[_rows(store, "val")]) & set(store.groups()[_rows(store, "train")])
+
+
+def test_a_collection_sorted_by_class_is_stored_with_its_classes_mixed_in_every_shard(cli, tmp_path):
+    """The batch reader draws a batch from one shard: shards of one class would make one-class batches."""
+    root = folders(tmp_path / "sorted", classes=("bell", "kalimba", "ocarina"), per_class=8)
+    assert cli("import", str(root)).exit_code == 0
+    labels = _store().labels().argmax(axis=1)
+    assert sorted(labels.tolist()) == [0] * 8 + [1] * 8 + [2] * 8
+    for shard in range(3):  # shards of 8 clips, as `featurize` would cut them with 8 clips a shard
+        assert len(set(labels[8 * shard : 8 * shard + 8].tolist())) >= 2

@@ -5,10 +5,16 @@ Labels that are all AudioSet MIDs or display names join AudioSet's 527 classes; 
 collection keeps its own class list (sorted label names), recorded in the store: a store has one
 class list, and labels outside it are refused before anything is written. Files no decoder can
 open are reported, counted and skipped (the next import tries them again), never fatal.
+
+New clips are stored in an order fixed by a hash of their ids, not by path: a collection's paths
+sort by class or speaker (`dog/...`, `0_george_...`), and a shard of one class would make every
+training batch one class (the batch reader draws a batch from a shard), which a CNN's batch norm
+never recovers from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -73,7 +79,10 @@ def import_collection(
             )
         result = ImportResult(name, layout, str(home), len(classes), classes.is_audioset)
         store.save_collection(name, CollectionRecord(root=str(home), layout=layout))
-        new = [entry for entry in entries if f"{name}/{entry.path}" not in store.row_of]
+        new = sorted(
+            (entry for entry in entries if f"{name}/{entry.path}" not in store.row_of),
+            key=lambda entry: _mixed(f"{name}/{entry.path}"),
+        )
         result.clips_known = len(entries) - len(new)
         pending: list[Entry] = []
         with progress(f"import {name}", len(new)) as advance:
@@ -106,6 +115,11 @@ def import_collection(
             first_why,
         )
     return result
+
+
+def _mixed(clip_id: str) -> bytes:
+    """A clip's place among the new rows: a hash of its id, the same on every machine."""
+    return hashlib.blake2b(clip_id.encode(), digest_size=8).digest()
 
 
 def _collection_name(name: str) -> str:
