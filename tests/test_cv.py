@@ -44,19 +44,21 @@ def test_cv_trains_one_run_per_fold_and_reports_mean_and_deviation(cli, three_fo
     assert "baseline-logmel (cv) 3 folds" in table.stdout and " ± " in table.stdout
 
 
-def test_token_cv_clusters_each_folds_vocabulary_on_that_folds_train_clips(cli, three_folds):
+def test_token_cv_clusters_each_folds_vocabulary_on_that_folds_train_clips(cli, three_folds, monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_VOCAB__TRANSFORMS", "clip-mean")
     result = cli("train", "--model", "simple", "--k", "8", "--epochs", "1", "--cv")
     assert result.exit_code == 0, result.output
     store = Store.open(three_folds.store_path)
     folds = store.folds()
     for fold in (1, 2, 3):
-        vocab = store.vocab_record(f"logmel-k8-fold{fold}")
-        assert vocab.split.test_fold == fold
+        vocab = store.vocab_record(f"logmel-clip-mean-k8-fold{fold}")
+        assert vocab.split.test_fold == fold and vocab.transforms == ["clip-mean"]
         assert vocab.n_train_clips < int((folds != fold).sum())  # train only: no test, no val clips
-        assert read_record(three_folds.runs_dir / f"simple-logmel-k8-fold{fold}").inputs.tokens == (
-            f"logmel-k8-fold{fold}"
-        )
-    assert len({store.vocab_record(f"logmel-k8-fold{f}").fingerprint for f in (1, 2, 3)}) == 3
+        run = read_record(three_folds.runs_dir / f"simple-logmel-clip-mean-k8-fold{fold}")
+        assert run.inputs.tokens == f"logmel-clip-mean-k8-fold{fold}" and run.inputs.transforms == [
+            "clip-mean"
+        ]
+    assert len({store.vocab_record(f"logmel-clip-mean-k8-fold{f}").fingerprint for f in (1, 2, 3)}) == 3
 
 
 def test_cv_without_folds_or_with_a_named_vocabulary_is_refused(cli, tmp_path, three_folds):

@@ -113,3 +113,20 @@ def test_env_example_lists_every_setting():
     example = (Path(__file__).parents[1] / ".env.example").read_text()
     for name in flatten(Settings().model_dump()):
         assert "AUDIOTOK_" + name.replace(".", "__").upper() in example, name
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "group", "field", "expected"),
+    [
+        ("AUDIOTOK_VOCAB__TRANSFORMS", "clip-mean,deltas", "vocab", "transforms", ("clip-mean", "deltas")),
+        ("AUDIOTOK_SPLIT__TRAIN_SOURCES", "bal_train", "split", "train_sources", ("bal_train",)),
+        ("AUDIOTOK_SPLIT__TEST_GROUPS", '["s1", "s2"]', "split", "test_groups", ("s1", "s2")),
+        ("AUDIOTOK_MODEL__CNN_CHANNELS", "8,16", "model", "cnn_channels", (8, 16)),
+        ("AUDIOTOK_MODEL__CNN_CHANNELS", "[8, 16]", "model", "cnn_channels", (8, 16)),
+    ],
+)
+def test_list_settings_come_from_the_environment_as_a_comma_list_or_json(
+    monkeypatch, variable, value, group, field, expected
+):
+    monkeypatch.setenv(variable, value)
+    assert getattr(getattr(load_settings({}), group), field) == expected

@@ -6,15 +6,16 @@ inconsistent values with one line naming the setting, so a bad value never reach
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 from audiotok_cli.errors import AudiotokError, SettingsError
@@ -25,6 +26,19 @@ ENV_FILE = ".env"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # store groups and run folders: no '/', no '..'
+
+
+def comma_list(value: object) -> object:
+    """A list setting given as text (a flag, or an environment variable: `a,b` or JSON `["a", "b"]`)
+    as a tuple; pydantic validates the items."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            return tuple(json.loads(value))
+        except (json.JSONDecodeError, TypeError):
+            raise ValueError(f'{value!r} is not a JSON list; write it a,b or ["a", "b"]') from None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 class _Group(BaseModel):
@@ -106,17 +120,19 @@ class SplitSettings(_Group):
     keep_unlabeled: bool = Field(
         False, description="Put clips with no labels in train/val/test too (they train as all-negative)."
     )
-    train_sources: tuple[str, ...] | None = Field(
+    train_sources: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None,
         min_length=1,
         description="Sources split into train and val (default: every source not tested); others stay "
         "unassigned (pretrain still reads them).",
     )
     test_fold: int | None = Field(None, description="Clips of this fold are the test split (ESC-50, US8K).")
-    test_groups: tuple[str, ...] = Field(
+    test_groups: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Clips of these groups (speakers, recordings) are test."
     )
-    test_sources: tuple[str, ...] = Field((), description="Clips of these sources are test (eval always is).")
+    test_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Clips of these sources are test (eval always is)."
+    )
     test_ratio: float = Field(
         0.2,
         gt=0,
@@ -132,11 +148,7 @@ class SplitSettings(_Group):
     @field_validator("train_sources", "test_groups", "test_sources", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        return (
-            tuple(part.strip() for part in value.split(",") if part.strip())
-            if isinstance(value, str)
-            else value
-        )
+        return comma_list(value)
 
     @field_validator("train_sources")
     @classmethod
@@ -158,7 +170,7 @@ class VocabSettings(_Group):
         None, gt=0, description="Train frames to cluster (default: k x max_points_per_centroid)."
     )
     init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
-    transforms: tuple[str, ...] = Field(
+    transforms: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Frame transforms before k-means, in order: clip-mean, clip-norm, deltas, context:N.",
     )
@@ -166,11 +178,7 @@ class VocabSettings(_Group):
     @field_validator("transforms", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        return (
-            tuple(part.strip() for part in value.split(",") if part.strip())
-            if isinstance(value, str)
-            else value
-        )
+        return comma_list(value)
 
     @field_validator("transforms")
     @classmethod
@@ -198,7 +206,7 @@ class ModelSettings(_Group):
     num_layers: int = Field(2, gt=0, description="Layers (lstm, bert, baseline).")
     num_heads: int = Field(4, gt=0, description="Attention heads (bert).")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout probability.")
-    cnn_channels: tuple[int, ...] = Field(
+    cnn_channels: Annotated[tuple[int, ...], NoDecode] = Field(
         (64, 128, 256, 512), min_length=1, description="Channels of each conv block (cnn), e.g. 64,128,256."
     )
     conv_kernels: int = Field(
@@ -216,7 +224,7 @@ class ModelSettings(_Group):
     @field_validator("cnn_channels", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        return tuple(int(part) for part in value.split(",")) if isinstance(value, str) else value
+        return comma_list(value)
 
     @model_validator(mode="after")
     def _input_of_family(self) -> ModelSettings:

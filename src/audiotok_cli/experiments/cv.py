@@ -18,6 +18,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.split import split
@@ -78,65 +79,68 @@ def cross_validate(
     store = Store.open(paths.store)
     folds = _folds(store)
     features = store.features(pick.features).name
-    k = pick.k or vocab_settings.n_clusters
-    base = (
-        settings.run_name
-        or f"{model.kind}-{vocab_name(features, k) if model.input == 'tokens' else features}"
+    vocab_settings = vocab_settings.model_copy(update={"n_clusters": pick.k or vocab_settings.n_clusters})
+    vocab = vocab_name(features, vocab_settings.n_clusters, FrameTransforms(vocab_settings.transforms))
+    base = settings.run_name or f"{model.kind}-{vocab if model.input == 'tokens' else features}"
+    plan = _Plan(
+        paths,
+        model,
+        settings,
+        seed,
+        base,
+        features,
+        vocab,
+        overwrite,
+        on_epoch,
+        split_settings,
+        vocab_settings,
     )
     original = store.split
     result = CvResult(base)
     try:
-        for fold in folds:
-            result.folds.append(
-                _fold(
-                    paths,
-                    model,
-                    settings,
-                    seed,
-                    fold,
-                    base,
-                    features,
-                    k,
-                    overwrite,
-                    on_epoch,
-                    split_settings,
-                    vocab_settings,
-                )
-            )
+        result.folds.extend(_fold(plan, fold) for fold in folds)
     finally:
         if original is not None:
             split(paths.store, _settings_of(original), original.seed)
     return result
 
 
-def _fold(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    fold: int,
-    base: str,
-    features: str,
-    k: int,
-    overwrite: bool,
-    on_epoch: EpochCallback | None,
-    split_settings: SplitSettings,
-    vocab_settings: VocabSettings,
-) -> FoldScore:
-    run = f"{base}-fold{fold}"
+@dataclass(frozen=True)
+class _Plan:
+    """What every fold shares: the options of the run and of its per-fold split and vocabulary."""
+
+    paths: Paths
+    model: ModelSettings
+    settings: TrainSettings
+    seed: int
+    base: str  # runs are `{base}-fold{N}`
+    features: str
+    vocab: str  # token models: vocabularies (and tokens) are `{vocab}-fold{N}`
+    overwrite: bool
+    on_epoch: EpochCallback | None
+    split_settings: SplitSettings
+    vocab_settings: VocabSettings
+
+
+def _fold(plan: _Plan, fold: int) -> FoldScore:
+    paths = plan.paths
+    run = f"{plan.base}-fold{fold}"
     directory = paths.runs_dir / run
-    fold_split = split_settings.model_copy(update={"test_fold": fold, "test_groups": (), "test_sources": ()})
-    split(paths.store, fold_split, seed)
+    fold_split = plan.split_settings.model_copy(
+        update={"test_fold": fold, "test_groups": (), "test_sources": ()}
+    )
+    split(paths.store, fold_split, plan.seed)
     record = read_record(directory) if directory.exists() else None
-    if not overwrite and record is not None and record.complete and (directory / REPORT).exists():
+    if not plan.overwrite and record is not None and record.complete and (directory / REPORT).exists():
         log.info("fold %d: %s is trained and scored; kept", fold, run)
         return _score(fold, run, evaluate(paths, run))
-    pick = Pick(features=features)
-    if model.input == "tokens":
-        name = f"{vocab_name(features, k)}-fold{fold}"
-        _fold_vocab(paths.store, vocab_settings.model_copy(update={"n_clusters": k}), seed, features, name)
+    pick = Pick(features=plan.features)
+    if plan.model.input == "tokens":
+        name = f"{plan.vocab}-fold{fold}"
+        _fold_vocab(paths.store, plan.vocab_settings, plan.seed, plan.features, name)
         pick = Pick(name=name)
-    train(paths, model, settings.model_copy(update={"run_name": run}), seed, pick, overwrite, on_epoch)
+    settings = plan.settings.model_copy(update={"run_name": run})
+    train(paths, plan.model, settings, plan.seed, pick, plan.overwrite, plan.on_epoch)
     return _score(fold, run, evaluate(paths, run))
 
 
