@@ -14,8 +14,9 @@ Usage:
       --split "--test-group octave4", no octave-4 note is trained on (val: other whole octaves).
   python benchmarks/real_audio.py --fsdd RECORDINGS_DIR --split "--test-group theo,yweweler" ...
       The free spoken digit dataset (Jakobovski/free-spoken-digit-dataset `recordings/`,
-      `{digit}_{speaker}_{take}.wav`): the digit is the label and the speaker the group, so
-      --test-group holds out unseen speakers and val is drawn by speaker.
+      `{digit}_{speaker}_{take}.wav`): the digit is the label, the speaker the group and a fold,
+      so --test-group holds out unseen speakers, val is drawn by speaker, and --cv leaves one
+      speaker out per fold.
 """
 
 from __future__ import annotations
@@ -60,13 +61,17 @@ def philharmonia_manifest(audio_dir: Path, every: int, path: Path) -> Path:
 
 
 def fsdd_manifest(recordings: Path, path: Path) -> Path:
-    """Digit as label, speaker as group."""
+    """Digit as label, speaker as group, and each speaker a fold of its own (leave-one-speaker-out
+    cross-validation with --cv)."""
+    files = sorted(recordings.glob("*.wav"))
+    speakers = sorted({wav.name.split("_")[1] for wav in files})
     rows = [
-        (wav.name, f"digit{wav.name.split('_')[0]}", wav.name.split("_")[1])
-        for wav in sorted(recordings.glob("*.wav"))
+        (wav.name, f"digit{wav.name.split('_')[0]}", speaker, speakers.index(speaker) + 1)
+        for wav in files
+        for speaker in [wav.name.split("_")[1]]
     ]
     with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows([("path", "labels", "group"), *rows])
+        csv.writer(handle).writerows([("path", "labels", "group", "fold"), *rows])
     return path
 
 
@@ -109,6 +114,7 @@ def main() -> None:
     parser.add_argument("--k", default="64")
     parser.add_argument("--epochs", default="12")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--cv", action="store_true", help="Cross-validate each model over the folds.")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="audiotok-real-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -133,8 +139,9 @@ def main() -> None:
     for model in args.models.split(","):
         options = [*MODELS[model], "--run-name", model, "--epochs", args.epochs, *args.train.split()]
         tokens = "--input" not in options and model not in ("baseline", "cnn")
-        audiotok(env, "train", *options, *(["--k", args.k] if tokens else []))
-        audiotok(env, "eval", "--run", model)
+        audiotok(env, "train", *options, *(["--k", args.k] if tokens else []), *(["--cv"] if args.cv else []))
+        if not args.cv:
+            audiotok(env, "eval", "--run", model)
     print(
         subprocess.run(
             [sys.executable, "-m", "audiotok_cli", "runs"], env=env, capture_output=True, text=True

@@ -74,7 +74,7 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             test_fold=settings.test_fold,
             test_groups=settings.test_groups,
             test_sources=settings.test_sources,
-            test_ratio=settings.test_ratio if rule.startswith("hash") else None,
+            test_ratio=settings.test_ratio if "hash" in rule else None,
             val_by_group=by_group,
             test_rule=rule,
         )
