@@ -1,4 +1,4 @@
-"""Commands of the per-clip pipeline: split, featurize, vocab, tokenize, export-tokens."""
+"""Commands of the per-clip pipeline: split, featurize, vocab, tokenize, inspect, export-tokens."""
 
 from pathlib import Path
 from typing import Annotated
@@ -220,6 +220,51 @@ def tokenize_cmd(
     settings = command_settings(paths={"store": store})
     pick = Pick(vocab, k, features)
     return tokenize(settings.store_path, pick, overwrite, workers or available_cores(), dask)
+
+
+def _render_inspect(r) -> None:
+    from rich.table import Table
+
+    transforms = f", transforms {', '.join(r.transforms)}" if r.transforms else ""
+    heldout = "" if r.heldout_inertia is None else f", held-out inertia {r.heldout_inertia:.4g}"
+    console.print(
+        f"vocab {r.name!r}: k={r.n_clusters}{transforms}{heldout}; on train {r.dead} clusters dead, "
+        f"{r.tiny} tiny"
+    )
+    table = Table(
+        "split", "clips", "tokens/clip", "entropy (bits)", "perplexity", "I(token; class) bits", "of H(class)"
+    )
+    for name, u in r.splits.items():
+        table.add_row(
+            name,
+            str(u.clips),
+            f"{u.tokens_per_clip:.1f}",
+            f"{u.entropy_bits:.2f}",
+            f"{u.perplexity:.1f}",
+            f"{u.label_information_bits:.3f}",
+            f"{u.label_information_share:.1%}",
+        )
+    console.print(table)
+    if r.plot:
+        console.print(f"plot: {r.plot}")
+
+
+@command("inspect", render=_render_inspect)
+def inspect_cmd(
+    vocab: VocabOpt = None,
+    k: PickKOpt = None,
+    features: FeaturesOpt = None,
+    plot: Annotated[
+        Path | None, option("--plot", help="Also draw the codebook and its use (PNG).", default="no plot")
+    ] = None,
+    store: StoreOpt = None,
+):
+    """What a vocabulary's tokens hold: cluster use, perplexity, and what a token says of the classes."""
+    from audiotok_cli.stages.inspect_vocab import inspect_vocab
+    from audiotok_cli.store import Pick
+
+    settings = command_settings(paths={"store": store})
+    return inspect_vocab(settings.store_path, Pick(vocab, k, features), plot)
 
 
 @command(

@@ -1,0 +1,50 @@
+"""`audiotok inspect`: cluster use, perplexity and the label information of a vocabulary's tokens,
+checked against an independent count of the store's own tokens."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import mutual_info_score
+
+from audiotok_cli.store import Store
+
+
+def _train_pairs(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """Every train token once per label of its clip: (token, class) pairs, counted the slow way."""
+    tokens = store.tokens()
+    lengths = tokens.all_lengths()
+    rows = np.flatnonzero(store.split_rows(lengths, "train"))
+    labels = store.labels()
+    ids = tokens.data[:]
+    pairs = [
+        (token, c) for row in rows for c in np.flatnonzero(labels[row]) for token in ids[row, : lengths[row]]
+    ]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def test_inspect_counts_use_and_label_information_as_an_independent_count_does(cli, tokenized, tmp_path):
+    result = cli("inspect", "--json", "--plot", str(tmp_path / "codebook.png"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    store = Store.open(tokenized.store_path)
+    token_ids, classes = _train_pairs(store)
+    lengths = store.tokens().all_lengths()
+    train = store.split_rows(lengths, "train")
+    ids = store.tokens().data[:]
+    usage = sum(np.bincount(ids[row, : lengths[row]], minlength=16) for row in np.flatnonzero(train))
+    assert report["usage"] == usage.tolist() and report["dead"] == int((usage == 0).sum())
+    use = report["splits"]["train"]
+    assert use["tokens"] == usage.sum() and use["clips"] == int(train.sum())
+    p = usage[usage > 0] / usage.sum()
+    assert use["perplexity"] == pytest.approx(2 ** -(p * np.log2(p)).sum()) and use["perplexity"] <= 16
+    assert use["label_information_bits"] == pytest.approx(mutual_info_score(token_ids, classes) / np.log(2))
+    assert 0 < use["label_information_share"] < 1 and "val" in report["splits"]
+    assert (tmp_path / "codebook.png").read_bytes()[:4] == b"\x89PNG"
+
+    shown = cli("inspect")
+    assert (
+        shown.exit_code == 0 and "vocab 'logmel-k16': k=16" in shown.stdout and "perplexity" in shown.stdout
+    )
