@@ -151,3 +151,10 @@ def test_json_is_alone_on_stdout_and_quiet_prints_nothing(cli):
     split = cli("split", "--json")
     assert json.loads(split.stdout)["counts"]["test"] == 2
     assert cli("split", "-q").stdout == ""
+
+
+def test_training_on_a_vocabulary_that_does_not_exist_names_both_commands_to_run(cli, tokenized):
+    result = cli("train", "--model", "simple", "--k", "32", "--epochs", "1")
+    assert result.exit_code == 4
+    assert "no tokens with k=32 in" in result.stderr and "(it holds logmel-k16)" in result.stderr
+    assert "run `audiotok vocab --k 32` and then `audiotok tokenize --k 32` first" in result.stderr

@@ -97,9 +97,10 @@ def test_a_manifest_of_every_format_joins_audioset_classes_and_skips_what_cannot
     assert result.exit_code == 0, result.output
     assert (
         "7 clips added" in result.stdout
-        and "1 unreadable files skipped; AudioSet's 527 classes" in result.stdout
+        and "1 unreadable file(s) skipped; AudioSet's 527 classes" in result.stdout
     )
-    assert "1 files of" in result.stderr and "broken.wav" in result.stderr
+    assert "warning: 1 file(s) of" in result.stderr and "broken.wav" in result.stderr
+    assert "WARNING:" not in result.stderr  # the level once, not logging's own LEVEL:name: prefix too
     store = _store()
     assert store.classes.is_audioset
     dog, bark = (class_index().mid_to_index[mid] for mid in ("/m/0bt9lr", "/m/05tny_"))

@@ -47,3 +47,15 @@ def test_predict_names_the_generators_class_for_every_format_from_a_copied_run(c
     assert "does not exist" in predictions["failed"][files[4]]
     shown = cli("predict", str(run), files[0])
     assert shown.exit_code == 0 and f"(25 s, 3 windows): {best} " in shown.stdout
+    sf.write(tmp_path / "short.wav", clip[: 44100 * 2], 44100)
+    short = cli("predict", str(run), str(tmp_path / "short.wav"))
+    assert short.exit_code == 0 and "(2 s, 1 window): " in short.stdout
+
+
+def test_an_unknown_run_is_refused_with_the_runs_there(cli, tokenized, tmp_path):
+    assert cli("train", "--model", "simple", "--epochs", "1").exit_code == 0
+    for command in (["predict", "lstm", str(tmp_path / "x.wav")], ["export", "lstm", str(tmp_path / "hf")]):
+        result = cli(*command)
+        assert result.exit_code == 4
+        assert "no run 'lstm' in" in result.stderr and "(it holds: simple-logmel-k16)" in result.stderr
+        assert "--run" not in result.stderr

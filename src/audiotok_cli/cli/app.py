@@ -203,8 +203,10 @@ class _LineHandler(logging.Handler):
         style = "dim" if record.levelno < logging.WARNING else "yellow"
         if record.levelno > logging.WARNING:
             style = "red"
-        level = f"[{style}]{record.levelname.lower()}:[/]"
-        err_console.print(f"{level} {escape(self.format(record))}", highlight=False)
+        level = (
+            f"[{style}]{record.levelname.lower()}:[/]"  # the level once: not the default LEVEL:name: prefix
+        )
+        err_console.print(f"{level} {escape(record.getMessage())}", highlight=False)
 
 
 def _jsonable(value: Any) -> Any:

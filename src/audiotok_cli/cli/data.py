@@ -175,7 +175,7 @@ def _render_import(r) -> None:
     )
     console.print(
         f"{r.name} ({r.layout}, {r.root}): {r.clips_added} clips added, {r.clips_known} already in "
-        f"the store, {r.unlabeled} unlabeled, {len(r.unreadable)} unreadable files skipped; {classes}"
+        f"the store, {r.unlabeled} unlabeled, {len(r.unreadable)} unreadable file(s) skipped; {classes}"
         + "".join(f"; {part}" for part in protocol)
     )
 

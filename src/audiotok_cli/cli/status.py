@@ -41,7 +41,7 @@ def _render_store(info: dict[str, Any]) -> None:
     shown = ", ".join(own[:8]) + (", ..." if own and len(own) > 8 else "") if own else ""
     console.print(f"classes: its own {len(own)} ({escape(shown)})" if own else "classes: AudioSet's 527")
     for name, c in info.get("collections", {}).items():
-        skipped = f", {len(c['unreadable'])} unreadable files skipped" if c["unreadable"] else ""
+        skipped = f", {len(c['unreadable'])} unreadable file(s) skipped" if c["unreadable"] else ""
         console.print(f"collection {name} ({c['layout']}): {escape(c['root'])}{skipped}")
     if info["writer"]:
         w = info["writer"]

@@ -357,7 +357,8 @@ def runs_cmd(
 def _render_predictions(result) -> None:
     for f in result.files:
         labels = ", ".join(f"{name} {p:.3f}" for name, p in f.top)
-        console.print(f"{escape(f.path)} ({f.seconds:g} s, {f.windows} windows): {escape(labels)}")
+        windows = f"{f.windows} window{'s' * (f.windows != 1)}"
+        console.print(f"{escape(f.path)} ({f.seconds:g} s, {windows}): {escape(labels)}")
     for path, why in result.failed.items():
         err_console.print(f"[yellow]not scored: {escape(path)}: {escape(why)}")
 
@@ -372,10 +373,10 @@ def predict_cmd(
 ):
     """Top labels of audio files from a trained run; the run folder alone is enough (no store)."""
     from audiotok_cli.training.predict import predict_files
-    from audiotok_cli.training.runs import load_run, pick_device
+    from audiotok_cli.training.runs import load_run, pick_device, run_folder
 
     settings = command_settings(paths={"runs_dir": runs_dir}, train={"device": device})
-    folder = Path(run) if Path(run).is_dir() else settings.runs_dir / run
+    folder = run_folder(settings.runs_dir, run)
     loaded = load_run(folder)
     loaded.model.to(pick_device(settings.train.device))
     return predict_files(loaded, files, top)
@@ -392,6 +393,7 @@ def export_cmd(
 ):
     """A trained BERT as a transformers folder (config.json + safetensors), its head beside it."""
     from audiotok_cli.training.export import export_run
+    from audiotok_cli.training.runs import run_folder
 
     settings = command_settings(paths={"runs_dir": runs_dir})
-    return export_run(Path(run) if Path(run).is_dir() else settings.runs_dir / run, output, overwrite)
+    return export_run(run_folder(settings.runs_dir, run), output, overwrite)

@@ -108,7 +108,7 @@ def import_collection(
     if result.unreadable:
         first_path, first_why = next(iter(result.unreadable.items()))
         log.warning(
-            "%d files of %s could not be read and were skipped; first: %s (%s)",
+            "%d file(s) of %s could not be read and were skipped; first: %s (%s)",
             len(result.unreadable),
             root,
             root / first_path,

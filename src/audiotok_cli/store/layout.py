@@ -523,8 +523,18 @@ class Store:
             if pick.matches(n, getattr(record, "n_clusters", None), getattr(record, "features", None))
         ]
         what = f"{kind}{pick.describe()}"
-        missing = f" (it holds {_listing(names)}); run `audiotok {_MAKER[kind]}` first"
+        missing = f" (it holds {_listing(names)}); run {self._makers(kind, pick)} first"
         return only_candidate(candidates, what, what, self.path, missing, _OPTION[kind])
+
+    def _makers(self, kind: str, pick: Pick) -> str:
+        """The commands that would make a missing input: tokens need their vocabulary first."""
+        flags = f" --k {pick.k}" if pick.k is not None else ""
+        command = f"`audiotok {_MAKER[kind]}{flags}`"
+        if kind == "tokens":
+            records = {n: self._group_record("vocab", self.root["vocab"][n]) for n in self.names("vocab")}
+            if not any(pick.matches(n, r.n_clusters, r.features) for n, r in records.items()):
+                return f"`audiotok vocab{flags}` and then {command}"
+        return command
 
     def _new_group(self, kind: str, name: str, overwrite: bool) -> zarr.Group:
         """An empty group for `kind`/`name`; finished output is replaced only with `overwrite`,

@@ -270,6 +270,20 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def run_folder(runs_dir: Path, run: str) -> Path:
+    """A run given by its folder's path or its name under `runs_dir`; neither is refused in one line
+    that lists the runs there."""
+    if Path(run).is_dir():
+        return Path(run)
+    if (runs_dir / run).is_dir():
+        return runs_dir / run
+    names = [directory.name for directory, _ in find_runs(runs_dir)]
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") if names else "none"
+    raise MissingInputError(
+        f"no run {run!r} in {runs_dir} (it holds: {shown}); give a run's name or its folder's path"
+    )
+
+
 def find_runs(runs_dir: Path) -> list[tuple[Path, RunRecord]]:
     """Every finished-or-started run under `runs_dir` of the current format, by name."""
     runs = []
