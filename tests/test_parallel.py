@@ -176,3 +176,21 @@ def test_tokens_are_a_one_thread_search_whatever_the_cores(tokenized):
     tokenize(tokenized.store_path, overwrite=True)
     assert np.array_equal(Store.open(tokenized.store_path).tokens().data[:][valid], expected)
     assert faiss.omp_get_max_threads() == before  # the process keeps its threads for other work
+
+
+def _blas_threads(shard: int) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_a_task_run_in_this_process_gets_one_blas_thread_as_a_worker_does():
+    """With several, numpy sums the mel matmul in another order: the store would then differ in
+    the last bit from one written by worker processes."""
+    from audiotok_cli.parallel import run_shards
+
+    before = _blas_threads(0)
+    if not before or max(before) < 2:
+        pytest.skip("numpy's BLAS runs on one thread here anyway")
+    assert [threads for _, threads in run_shards(_blas_threads, [0, 1], workers=1)] == [[1] * len(before)] * 2
+    assert _blas_threads(0) == before  # the process keeps its threads
