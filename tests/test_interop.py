@@ -31,6 +31,7 @@ def test_an_exported_bert_loads_in_transformers_with_every_weight(cli, tokenized
     )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert encoder.config.id2label[0] == "Speech" and len(encoder.config.id2label) == 527
+    assert "centroid c is c+4" in encoder.config.audiotok_token_ids
     run = load_run(tokenized.runs_dir / run_name).model.eval()
     ids = (
         to_model_ids(torch.randint(0, 16, (2, 30)))
@@ -69,7 +70,10 @@ def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
             and record["split"] == SPLITS[store.splits()[row]]
         )
         assert record["tokens"] == ids[row, : lengths[row]].tolist()
+        assert record["input_ids"] == [1] + [c + 4 for c in record["tokens"]]  # what the models read
         assert record["labels"] == [mids[c] for c in np.flatnonzero(store.labels(slice(row, row + 1))[0])]
+    scheme = pq.read_schema(tmp_path / "tokens.parquet").metadata[b"audiotok.token_ids"].decode()
+    assert "[CLS]=1" in scheme and "centroid c is c+4" in scheme
     assert cli("export-tokens", str(tmp_path / "tokens.parquet")).exit_code == 7
 
     from datasets import load_dataset  # what a text-model toolchain would read it with

@@ -1,6 +1,8 @@
-"""`export-tokens`: every tokenized clip as one Parquet row (ytid, source, split, label MIDs, token
+"""`export-tokens`: every tokenized clip as one Parquet row (ytid, source, split, label ids, token
 ids), written shard by shard, so any text-model toolchain (pyarrow, pandas, Hugging Face `datasets`)
-can train on audiotok tokens. Token ids are the centroid indices as stored, padding removed."""
+can train on audiotok tokens. Two id columns, named so neither is mistaken for the other: `tokens`
+are the centroid indices as stored (padding removed), `input_ids` what audiotok's models and an
+exported BERT read ([CLS], then centroid + 4); the scheme is in the file's metadata too."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from audiotok_cli.atomic import naming_full_disk
 from audiotok_cli.errors import OutputExistsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
+from audiotok_cli.token_ids import SCHEME, input_ids
 
 SCHEMA = pa.schema(
     [
@@ -23,7 +26,9 @@ SCHEMA = pa.schema(
         ("split", pa.string()),
         ("labels", pa.list_(pa.string())),
         ("tokens", pa.list_(pa.int32())),
-    ]
+        ("input_ids", pa.list_(pa.int32())),
+    ],
+    metadata={"audiotok.token_ids": SCHEME},
 )
 
 
@@ -62,6 +67,7 @@ def export_tokens(
                     "split": [SPLITS[c] for c in store.splits(span)[keep]],
                     "labels": [mids[labels[row]].tolist() for row in keep],
                     "tokens": [ids[row, : shard_lengths[row]].astype(np.int32) for row in keep],
+                    "input_ids": [input_ids(ids[row, : shard_lengths[row]]).astype(np.int32) for row in keep],
                 }
                 writer.write_table(pa.table(batch, schema=SCHEMA))
                 clips += len(keep)

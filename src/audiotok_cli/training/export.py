@@ -14,6 +14,7 @@ from pathlib import Path
 
 from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import OutputExistsError, SettingsError
+from audiotok_cli.token_ids import SCHEME
 from audiotok_cli.training.runs import CLASSES, PREPROCESSING, load_run, save_tensors
 
 
@@ -36,6 +37,7 @@ def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> ExportRe
     config = run.model.bert.config  # the head's outputs by name, for transformers' pipelines
     config.id2label = dict(enumerate(run.classes.names))
     config.label2id = {name: index for index, name in config.id2label.items()}
+    config.audiotok_token_ids = SCHEME  # what input_ids mean (export-tokens writes them so)
     run.model.bert.save_pretrained(output)
     head = {name: tensor for name, tensor in run.model.state_dict().items() if not name.startswith("bert.")}
     save_tensors(output / "audiotok_head.safetensors", head)
