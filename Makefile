@@ -20,19 +20,23 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# A fresh demo mirror and store each time; runs you trained in $(DEMO_DIR)/runs stay (the demo's own
+# two are trained again with --overwrite).
 demo: $(INSTALLED)
-	rm -rf $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)/mirror $(DEMO_DIR)/audio $(DEMO_DIR)/audiotok.zarr
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok demo-data
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok expand
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok split --val-ratio 0.1
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok featurize
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok vocab --k 64
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok tokenize --k 64
-	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_MODEL) --k 64
-	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --model $(DEMO_MODEL) --k 64
-	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_SPECTROGRAM)
-	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --model cnn
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_MODEL) --k 64 --overwrite
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --run $(DEMO_MODEL)-logmel-k64
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok train --model $(DEMO_SPECTROGRAM) --overwrite
+	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok eval --run cnn-logmel
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok runs --plot $(DEMO_DIR)/runs.png
+	@echo "The demo's store, runs and runs.png are in $(DEMO_DIR). To look further:"
+	@echo "  . $(BIN)/activate && export AUDIOTOK_DATA_DIR=$(DEMO_DIR) && audiotok runs"
 
 test: $(INSTALLED)
 	$(BIN)/pytest -q
