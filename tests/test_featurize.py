@@ -97,6 +97,9 @@ def test_featurize_refuses_features_made_with_other_settings(tmp_path, cli):
     assert "features 'logmel' was made with n_mels 64 (wanted 32)" in result.stderr
     assert cli("featurize", "--n-mels", "32", "--overwrite").exit_code == 0
     assert Store.open(settings.store_path).features("logmel").data.shape[2] == 32
+    again = cli("featurize", "--n-mels", "32")  # nothing left to do: said, with no empty bar
+    assert again.exit_code == 0 and "0 clips featurized, 1 already done" in again.stdout
+    assert "0/0" not in again.stderr
 
 
 def _wav(samples: np.ndarray, rate: int = 48000) -> bytes:

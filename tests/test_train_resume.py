@@ -29,7 +29,7 @@ def train(featurized, run_name: str, overwrite: bool = False, **train_settings):
     )
 
 
-def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(featurized, monkeypatch):
+def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(featurized, monkeypatch, caplog):
     _tokenized(featurized)
     whole = train(featurized, "whole")
 
@@ -38,6 +38,7 @@ def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(featurized,
     assert [e["epoch"] for e in record["history"]] == [1] and record["complete"] is False
 
     resumed = train(featurized, "cut")
+    assert f"resuming {resumed.run_dir} after epoch 1 of 3" in caplog.text
     assert [e["epoch"] for e in resumed.history] == [1, 2, 3]
     assert [e["val_mAP"] for e in resumed.history] == pytest.approx([e["val_mAP"] for e in whole.history])
     assert any(k.startswith("optim.") for k in load_file(resumed.run_dir / CHECKPOINT))

@@ -28,7 +28,8 @@ def show_bars(shown: bool) -> None:
 
 @contextmanager
 def progress(description: str, total: int | None, unit: str = "items") -> Iterator[Callable[[int], None]]:
-    """A bar for one loop; yields `advance(n)`. With `unit="bytes"` it shows sizes and speed."""
+    """A bar for one loop; yields `advance(n)`. With `unit="bytes"` it shows sizes and speed. A
+    loop with nothing to do (total 0: a rerun of finished work) shows no bar."""
     counts = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -39,7 +40,7 @@ def progress(description: str, total: int | None, unit: str = "items") -> Iterat
         TimeRemainingColumn(),
         console=stderr_console,
         transient=False,
-        disable=not _shown["bars"],
+        disable=not _shown["bars"] or total == 0,
     )
     with bar:
         task = bar.add_task(description, total=total)

@@ -278,6 +278,10 @@ def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> l
         raise MismatchError(
             f"run {directory} was interrupted but made with other settings; pass --overwrite or --run-name"
         )
+    if previous.history:  # said, so that a run picked up from an earlier process is never a surprise
+        log.warning(
+            "resuming %s after epoch %d of %s", directory, len(previous.history), record.train["epochs"]
+        )
     return previous.history
 
 
