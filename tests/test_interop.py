@@ -47,6 +47,8 @@ def test_an_exported_bert_loads_in_transformers_with_every_weight(cli, tokenized
     ).exists()
     again = cli("export", run_name, str(tmp_path / "hf"))
     assert again.exit_code == 7 and "--overwrite" in again.stderr
+    quiet = cli("export", run_name, str(tmp_path / "hf"), "--overwrite", "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
 
 
 def test_only_bert_runs_export(cli, tokenized, tmp_path):

@@ -12,6 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers.utils import logging as hf_logging
+
 from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import OutputExistsError, SettingsError
 from audiotok_cli.token_ids import SCHEME
@@ -38,6 +40,7 @@ def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> ExportRe
     config.id2label = dict(enumerate(run.classes.names))
     config.label2id = {name: index for index, name in config.id2label.items()}
     config.audiotok_token_ids = SCHEME  # what input_ids mean (export-tokens writes them so)
+    hf_logging.disable_progress_bar()  # its "Writing model shards" bar ignored --quiet
     run.model.bert.save_pretrained(output)
     head = {name: tensor for name, tensor in run.model.state_dict().items() if not name.startswith("bert.")}
     save_tensors(output / "audiotok_head.safetensors", head)
