@@ -59,3 +59,27 @@ def test_an_unknown_run_is_refused_with_the_runs_there(cli, tokenized, tmp_path)
         assert result.exit_code == 4
         assert "no run 'lstm' in" in result.stderr and "(it holds: simple-logmel-k16)" in result.stderr
         assert "--run" not in result.stderr
+
+
+def test_debug_logging_is_audiotoks_own_not_every_librarys(cli, tokenized, tmp_path):
+    """--log-level DEBUG on one predict used to print hundreds of numba and numcodecs lines."""
+    import os
+    import subprocess
+    import sys
+
+    assert cli("train", "--model", "simple", "--epochs", "1").exit_code == 0
+    file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
+    command = [
+        sys.executable,
+        "-m",
+        "audiotok_cli",
+        "--log-level",
+        "DEBUG",
+        "predict",
+        "simple-logmel-k16",
+        str(file),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "debug:" not in done.stderr  # numba alone printed hundreds of "debug: stack []" lines
+    assert "(4 s, 1 window)" in done.stdout

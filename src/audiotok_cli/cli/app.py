@@ -191,7 +191,9 @@ def _as_audiotok_error(exc: Exception) -> AudiotokError:
 
 def _configure(settings: Settings) -> None:
     """Logging and global seeds, once per command (torch is seeded locally by `train`)."""
-    logging.basicConfig(level=settings.log_level, handlers=[_LineHandler()], force=True)
+    # --log-level is audiotok's own; libraries (numba, numcodecs, ...) say only their warnings
+    logging.basicConfig(level=logging.WARNING, handlers=[_LineHandler()], force=True)
+    logging.getLogger("audiotok_cli").setLevel(settings.log_level)
     random.seed(settings.seed)
     np.random.seed(settings.seed)
 

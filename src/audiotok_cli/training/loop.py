@@ -203,7 +203,10 @@ def fit(
                 )
                 if history:
                     load_checkpoint(job.directory, network, optimizer)
-                    log.info("resuming %s after epoch %d", job.directory, len(history))
+                    if here.main:  # said: a run picked up from an earlier process is never a surprise
+                        log.warning(
+                            "resuming %s after epoch %d of %d", job.directory, len(history), settings.epochs
+                        )
                 workers = reader_workers(settings.loader_workers, device, here.local_world)
                 with BatchReader(job.store, job.inputs, workers) as reader:
                     balanced = settings.sampler == "balanced"
@@ -277,10 +280,6 @@ def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> l
     if previous.resume_key != record.resume_key or not (directory / CHECKPOINT).exists():
         raise MismatchError(
             f"run {directory} was interrupted but made with other settings; pass --overwrite or --run-name"
-        )
-    if previous.history:  # said, so that a run picked up from an earlier process is never a surprise
-        log.warning(
-            "resuming %s after epoch %d of %s", directory, len(previous.history), record.train["epochs"]
         )
     return previous.history
 
