@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,7 +30,8 @@ import numpy as np
 import zarr
 from pydantic import BaseModel, ValidationError
 from scipy import sparse
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+from zarr.core.sync import sync
 
 from audiotok_cli.atomic import naming_full_disk
 from audiotok_cli.audioset.classes import SOURCES, ClassIndex, class_index
@@ -62,7 +63,10 @@ CLIP_ROWS_PER_CHUNK = 4096
 MIRROR_FILE, UNKNOWN_FILE = "mirror_file", -1  # clips/mirror_file: index into ClipsRecord.mirror_files
 NO_FOLD, NO_GROUP = -1, ""  # clips/fold and clips/group where a collection has none
 PENDING = -1
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+# every chunk of per-clip data carries a CRC32C (inner chunks of a shard included, not only the shard
+# index): a flipped bit or a truncated shard is refused by any reader, never read as data
+_COMPRESSOR = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec())
+_CHECKSUMMED = (ZstdCodec(), Crc32cCodec())
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -170,8 +174,34 @@ class PaddedSet(Generic[R]):
             self.lengths[rows] = lengths
 
     def read_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.shard_rows(shard)
-        return self.data[rows], self.lengths[rows]
+        """One shard's data and lengths; a shard that is damaged, or marked done with its data file
+        gone (which would read as padding), is refused in one line naming it and the fix."""
+        lengths = self._checked(shard, lambda: self.lengths[self.shard_rows(shard)])
+        return self.read_data(shard, lengths), lengths
+
+    def read_data(self, shard: int, lengths: np.ndarray) -> np.ndarray:
+        """One shard's data, its `lengths` known already (the batch reader keeps them in memory)."""
+        if (lengths >= 0).any() and not self._shard_on_disk(shard):
+            raise self._damaged(shard, "its data file is missing, but its clips are marked done")
+        return self._checked(shard, lambda: self.data[self.shard_rows(shard)])
+
+    def _checked(self, shard: int, read: Callable[[], np.ndarray]) -> np.ndarray:
+        try:
+            return read()
+        except ValueError as exc:  # zarr's checksum, or a shard too short to hold its index
+            raise self._damaged(shard, str(exc).split(". ")[0]) from None
+
+    def _shard_on_disk(self, shard: int) -> bool:
+        key = "/".join([self.data.path, "c", str(shard), *["0"] * (self.data.ndim - 1)])
+        return sync(self.data.store_path.store.exists(key))
+
+    def _damaged(self, shard: int, why: str) -> DataError:
+        kind, store = self.group.path.split("/")[0], self.group.store_path.store
+        return DataError(
+            f"shard {shard} of {self.group.path} (rows {self.shard_rows(shard).start}-"
+            f"{self.shard_rows(shard).stop - 1}) in {getattr(store, 'root', store)} is damaged ({why}); "
+            f"make it again: `audiotok {_MAKER[kind]} --overwrite`"
+        )
 
     def save_record(self) -> None:
         """Write back the record after bookkeeping changed it (the parent process only)."""
@@ -577,7 +607,12 @@ class Store:
             compressors=_COMPRESSOR,
         )
         group.create_array(
-            "lengths", shape=(n_rows,), dtype="int32", chunks=(rows_per_shard,), fill_value=PENDING
+            "lengths",
+            shape=(n_rows,),
+            dtype="int32",
+            chunks=(rows_per_shard,),
+            fill_value=PENDING,
+            compressors=_CHECKSUMMED,
         )
         _write_record(group, record)
         return PaddedSet(group, record)

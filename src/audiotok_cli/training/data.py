@@ -118,7 +118,7 @@ class _ShardDataset(Dataset):
         rows = keep + span.start
         lengths = self.lengths[rows]
         return ShardRows(
-            inputs=self.inputs.tensor(self.inputs.padded.data[span][keep], lengths),
+            inputs=self.inputs.tensor(self.inputs.padded.read_data(shard, self.lengths[span])[keep], lengths),
             lengths=torch.from_numpy(lengths.astype(np.int64)),
             labels=torch.from_numpy(self.labels[rows].toarray().astype(np.float32)),
             rows=torch.from_numpy(rows),
