@@ -4,7 +4,7 @@ fast token model trained and scored on them, beside a frame model on the same sp
 What a tokenizer loses shows as the gap between its row and the frame row.
 
 Usage:
-  python benchmarks/tokenizers.py --work DIR [--k 256] [--epochs 30] [--model simple]
+  python benchmarks/bench_tokenizers.py --work DIR [--k 256] [--epochs 30] [--model simple]
                                   [--chains "none;clip-mean;clip-mean,deltas;clip-mean,deltas,context:2"]
                                   [--frames baseline]
 """
