@@ -13,8 +13,6 @@ interrupted `--cv` resumes; the store's split is put back as it was at the end.
 from __future__ import annotations
 
 import logging
-import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +23,12 @@ from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
+from audiotok_cli.training.compare import mean_std
 from audiotok_cli.training.evaluate import EvalReport, evaluate
 from audiotok_cli.training.loop import EpochCallback, train
 from audiotok_cli.training.runs import REPORT, read_record
 
 log = logging.getLogger(__name__)
-FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)$")
 
 
 @dataclass
@@ -49,10 +47,8 @@ class CvResult:
 
     def summary(self, key: str) -> tuple[float, float] | None:
         """Mean and (sample) standard deviation over the folds, or None where a fold lacks it."""
-        values = [getattr(fold, key) for fold in self.folds]
-        if not values or None in values:
-            return None
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        mean, std = mean_std([getattr(fold, key) for fold in self.folds])
+        return None if mean is None else (mean, std)
 
 
 def cross_validate(

@@ -192,10 +192,9 @@ def _clip_audio(
     from_mirror: dict[str, dict[str, int]] = {}  # mirror file -> ytid -> offset
     files = store.mirror_files(rows) if mirror is not None else [None] * len(ytids)
     for offset in offsets:
-        collection, _, relative = ytids[offset].partition("/")
-        if collection in collections:  # an imported clip: its own file, read in place
-            path = Path(collections[collection].root) / relative
-            yield offset, path if path.exists() else DataError(f"{path} is missing; {IMPORTED}")
+        imported = store.collection_file(ytids[offset], collections)
+        if imported is not None:  # its own file, read in place
+            yield offset, imported if imported.exists() else DataError(f"{imported} is missing; {IMPORTED}")
             continue
         path = audio_path(audio_dir, names[sources[offset]], ytids[offset])
         exists = path.exists()
@@ -248,7 +247,7 @@ def featurize_shard(
         try:
             if isinstance(source, DataError):
                 raise source
-            fix = IMPORTED if ytid.partition("/")[0] in collections else REPAIR
+            fix = REPAIR if store.collection_file(ytid, collections) is None else IMPORTED
             frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name, fix=fix), name=name)
         except DataError as exc:
             failures[ytid] = str(exc)

@@ -392,6 +392,15 @@ class Store:
     def collections(self) -> dict[str, CollectionRecord]:
         return self.clips_record.collections
 
+    def collection_file(
+        self, clip_id: str, collections: dict[str, CollectionRecord] | None = None
+    ) -> Path | None:
+        """Where an imported clip's audio lives (`{collection}/{path}` -> root/path), or None for a
+        clip that is not imported. Pass `collections` to look many clips up with one record read."""
+        collections = self.collections if collections is None else collections
+        name, _, relative = clip_id.partition("/")
+        return Path(collections[name].root) / relative if name in collections else None
+
     def save_collection(self, name: str, collection: CollectionRecord) -> None:
         record = self.clips_record
         record.collections[name] = collection

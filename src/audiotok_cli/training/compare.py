@@ -112,8 +112,8 @@ def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
         if len(folds) < 2:
             continue
         first = folds[0]
-        test_mAP, test_mAP_std = _mean_std([fold.test_mAP for fold in folds])
-        accuracy, accuracy_std = _mean_std([fold.test_accuracy for fold in folds])
+        test_mAP, test_mAP_std = mean_std([fold.test_mAP for fold in folds])
+        accuracy, accuracy_std = mean_std([fold.test_accuracy for fold in folds])
         summaries.append(
             RunRow(
                 name=f"{base} (cv)",
@@ -122,9 +122,9 @@ def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
                 parameters=first.parameters,
                 epochs=round(statistics.fmean(fold.epochs for fold in folds)),
                 train_seconds=round(sum(fold.train_seconds for fold in folds), 1),
-                val_mAP=_mean_std([fold.val_mAP for fold in folds])[0],
+                val_mAP=mean_std([fold.val_mAP for fold in folds])[0],
                 test_mAP=test_mAP,
-                prior_mAP=_mean_std([fold.prior_mAP for fold in folds])[0],
+                prior_mAP=mean_std([fold.prior_mAP for fold in folds])[0],
                 test_accuracy=accuracy,
                 folds=len(folds),
                 test_mAP_std=test_mAP_std,
@@ -134,7 +134,8 @@ def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
     return summaries
 
 
-def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 for one value); None, None where any value is missing."""
     if not values or None in values:
         return None, None
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
