@@ -17,7 +17,8 @@ def three_runs(cli, featurized):
     assert cli("tokenize", "--overwrite").exit_code == 0
     quick = ["--epochs", "3", "--batch-size", "8"]
     for model in ("simple", "baseline", "lstm"):
-        trained = cli("train", "--model", model, *quick, "--hidden-size", "16", "--embed-dim", "16")
+        recipe = ["--lr", "3e-3", "--mixup", "0.2", "--seed", "3"] if model == "baseline" else []
+        trained = cli("train", "--model", model, *quick, "--hidden-size", "16", "--embed-dim", "16", *recipe)
         assert trained.exit_code == 0, trained.output
     for run in ("simple-logmel-k16", "baseline-logmel"):  # the lstm run is left unscored
         assert cli("eval", "--run", run).exit_code == 0
@@ -38,6 +39,9 @@ def test_runs_rows_equal_each_runs_record_and_report(cli, three_runs):
         test = json.loads((three_runs / name / REPORT).read_text())["splits"]["test"]
         assert rows[name]["test_mAP"] == test["mAP"] and rows[name]["prior_mAP"] == test["prior_mAP"]
     assert rows["simple-logmel-k16"]["input"] == "tokens logmel-k16"
+    # how each was trained, where it differs from the defaults (the name says none of it)
+    assert rows["baseline-logmel"]["recipe"] == "batch 8, lr 0.003, mixup 0.2, seed 3"
+    assert rows["simple-logmel-k16"]["recipe"] == "batch 8, seed 0"
     assert rows["baseline-logmel"]["input"] == "frames logmel"
     assert rows["baseline-logmel"]["gap_to_best_frames"] == 0.0
     expected_gap = rows["simple-logmel-k16"]["test_mAP"] - rows["baseline-logmel"]["test_mAP"]

@@ -311,7 +311,7 @@ def _score(value: float | None, spread: float | None = None) -> str:
 def _render_runs(rows) -> None:
     single_label = any(r.test_accuracy is not None for r in rows)
     columns = ["run", "model", "input", "parameters", "epochs", "train s", "val mAP", "test mAP"]
-    columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc"]
+    columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc", "recipe"]
     table = Table(*columns, title="runs (test: each store's test split; (cv): mean ± std over folds)")
     for r in rows:
         gap = "-" if r.gap_to_best_frames is None else f"{r.gap_to_best_frames:+.4f}"
@@ -328,6 +328,7 @@ def _render_runs(rows) -> None:
             _score(r.prior_mAP),
             gap,
             "-" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.3f} / {r.val_mlm_accuracy:.3f}",
+            r.recipe,
         )
     console.print(table)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.settings import TrainSettings
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs
 
 SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
@@ -35,6 +36,7 @@ class RunRow:
     gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
     val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
     val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
+    recipe: str = ""  # how it was trained, where that differs from the defaults: "lr 0.003, seed 2"
 
 
 def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
@@ -68,6 +70,7 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
             test, prior = splits["test"]["mAP"], splits["test"]["prior_mAP"]
             accuracy = splits["test"].get("accuracy")
     history = record.history
+    recipe = _recipe(record)
     if record.task == "pretrain":
         best = min(history, key=lambda epoch: epoch["val_loss"]) if history else {}
         return RunRow(
@@ -82,6 +85,7 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
             prior_mAP=None,
             val_mlm_loss=best.get("val_loss"),
             val_mlm_accuracy=best.get("val_accuracy"),
+            recipe=recipe,
         )
     return RunRow(
         name=directory.name,
@@ -96,7 +100,24 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         test_mAP=test,
         prior_mAP=prior,
         test_accuracy=accuracy,
+        recipe=recipe,
     )
+
+
+_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "batch_size": "batch", "warmup_ratio": "warmup"}
+
+
+def _recipe(record: RunRecord) -> str:
+    """The training settings that differ from the defaults, and the seed: a run's name is not a record
+    of how it was trained."""
+    defaults = TrainSettings().model_dump()
+    changed = [
+        f"{_SHORT.get(key, key.replace('_', '-'))} {value:g}" if isinstance(value, float) else
+        f"{_SHORT.get(key, key.replace('_', '-'))} {value}"
+        for key, value in record.train.items()
+        if key in defaults and key != "epochs" and value != defaults[key]
+    ]  # fmt: skip
+    return ", ".join([*changed, f"seed {record.seed}"])
 
 
 def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
@@ -129,6 +150,7 @@ def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
                 folds=len(folds),
                 test_mAP_std=test_mAP_std,
                 test_accuracy_std=accuracy_std,
+                recipe=first.recipe,
             )
         )
     return summaries
