@@ -124,3 +124,17 @@ def test_only_the_train_sources_are_split_and_the_record_says_so(cli):
     refused = cli("split", "--train-source", "eval")
     assert refused.exit_code == 3
     assert "train source 'eval': eval is AudioSet's test split; choose other sources" in refused.stderr
+
+
+def test_a_store_made_before_imports_gains_fold_and_group_columns_with_its_first_import(tmp_path):
+    path = tmp_path / "old.zarr"
+    store = new_store(path)
+    store.append_clips([f"b{i:010d}" for i in range(5)], "bal_train", _labels(5))
+    clips = zarr.open_group(path / "clips", mode="r+")
+    del clips["fold"], clips["group"]  # as a store written before this release holds them
+    store = Store.open(path)
+    assert store.folds().tolist() == [-1] * 5 and store.groups().tolist() == [""] * 5
+    store.append_clips(["c/a.wav", "c/b.wav"], "c", _labels(2), folds=[2, 3], groups=["s1", "s2"])
+    store = Store.open(path)
+    assert store.folds().tolist() == [-1] * 5 + [2, 3]
+    assert store.groups().tolist() == [""] * 5 + ["s1", "s2"]

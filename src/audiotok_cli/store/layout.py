@@ -292,10 +292,7 @@ class Store:
         clips.create_array(
             MIRROR_FILE, shape=(0,), dtype="int32", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=UNKNOWN_FILE
         )
-        clips.create_array(
-            "fold", shape=(0,), dtype="int16", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=NO_FOLD
-        )
-        clips.create_array("group", shape=(0,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,))
+        _add_protocol_columns(clips, 0)
         clips.create_array(
             "labels",
             shape=(0, len(classes)),
@@ -421,6 +418,8 @@ class Store:
             return
         start, stop = self.n_clips, self.n_clips + len(ytids)
         clips = self._clips
+        if (folds is not None or groups is not None) and "fold" not in clips:
+            _add_protocol_columns(clips, start)  # a store made before imports: its clips have none
         optional = [name for name in (MIRROR_FILE, "fold", "group") if name in clips]
         for name in ["ytid", "source", "split", "labels", *optional]:
             array = clips[name]
@@ -708,6 +707,16 @@ class Store:
 
 _MAKER = {"features": "featurize", "vocab": "vocab", "tokens": "tokenize"}
 _OPTION = {"features": "--features", "vocab": "--vocab", "tokens": "--vocab"}
+
+
+def _add_protocol_columns(clips: zarr.Group, n_rows: int) -> None:
+    """`clips/fold` and `clips/group`, every existing row without either."""
+    clips.create_array(
+        "fold", shape=(n_rows,), dtype="int16", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=NO_FOLD
+    )
+    group = clips.create_array("group", shape=(n_rows,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,))
+    if n_rows:
+        group[:] = np.full(n_rows, NO_GROUP, dtype=str)
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
