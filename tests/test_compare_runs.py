@@ -60,6 +60,9 @@ def test_runs_table_sort_and_plot(cli, three_runs, tmp_path):
     table = cli("runs", "--plot", str(tmp_path / "runs.png"))
     assert table.exit_code == 0 and "frames logmel" in table.stdout and "tokens logmel-k16" in table.stdout
     assert (tmp_path / "runs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"chart: {tmp_path / 'runs.png'}" in table.stdout
+    assert "lstm-logmel-k16 is not scored on test yet: `audiotok eval --run lstm-logmel-k16`" in table.stdout
+    assert "simple-logmel-k16 is not scored" not in table.stdout
     bad = cli("runs", "--sort", "speed")
     assert bad.exit_code == 3 and "invalid --sort 'speed'" in bad.stderr
 

@@ -331,6 +331,9 @@ def _render_runs(rows) -> None:
             r.recipe,
         )
     console.print(table)
+    unscored = [r.name for r in rows if r.test_mAP is None and r.val_mlm_loss is None and not r.folds]
+    for name in unscored:  # their val mAP is not a test score: say how to get one
+        console.print(f"{name} is not scored on test yet: `audiotok eval --run {name}`")
 
 
 @command("runs", render=_render_runs)
@@ -352,6 +355,8 @@ def runs_cmd(
     rows = compare_runs(settings.runs_dir, sort)
     if plot is not None:
         plot_runs(rows, plot)
+        if not quiet_or_json():
+            console.print(f"chart: {plot}")
     return rows
 
 

@@ -177,15 +177,20 @@ def plot_runs(rows: list[RunRow], path: Path) -> Path:
     colours = ["tab:blue" if row.input.startswith("tokens") else "tab:orange" for row in rows]
     figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5))
     bars = axes.bar(names, scores, color=colours)
+    unscored = [bar for bar, row in zip(bars, rows, strict=True) if row.test_mAP is None]
+    for bar in unscored:  # a val score: hatched and pale, never read as a test score
+        bar.set(hatch="//", alpha=0.4)
+    if unscored:
+        unscored[0].set_label("val mAP (not evaluated on test)")
     axes.bar_label(bars, fmt="%.3f")
     priors = [row.prior_mAP for row in rows if row.prior_mAP is not None]
     if priors:
         axes.axhline(max(priors), color="grey", linestyle="--", label="label prior")
-    axes.set_ylabel("mAP (official eval set; val where not evaluated)")
+    axes.set_ylabel("test mAP (val where not evaluated)")
     axes.set_ylim(0, 1)
     axes.set_title("audiotok runs: tokens (blue) vs spectrogram frames (orange)")
     axes.tick_params(axis="x", labelrotation=30)
-    if priors:
+    if priors or unscored:
         axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
