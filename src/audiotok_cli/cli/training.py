@@ -191,14 +191,14 @@ def train_cmd(
 ):
     """Train a token or frame model (multi-label BCE over the store's classes); keeps the best val-mAP
     epoch. With --cv, one run per fold."""
+    flags = dict(locals())  # the options, before any import adds a name here
     if cv:
         from audiotok_cli.experiments.cv import cross_validate
 
-        flags = {key: value for key, value in locals().items() if key != "cross_validate"}
         return _fit(cross_validate, flags, {"kind": model}, cv=True, init=init)
     from audiotok_cli.training.loop import train
 
-    return _fit(train, locals(), {"kind": model}, init=init)
+    return _fit(train, flags, {"kind": model}, init=init)
 
 
 @command("pretrain", render=_render_trained)

@@ -136,7 +136,7 @@ def _label_ids(
 ) -> dict[str, int]:
     """Each label's column in the store's class list; labels outside it are refused in one line."""
     names = as_mids if classes.is_audioset and as_mids is not None else {label: label for label in labels}
-    lookup = {mid: i for i, mid in enumerate(classes.mids)}
+    lookup = classes.mid_to_index
     outside = sorted(label for label in labels if names[label] not in lookup)
     if outside:
         kind = "AudioSet's 527 classes" if classes.is_audioset else f"its own {len(classes)} classes"

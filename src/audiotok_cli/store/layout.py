@@ -426,33 +426,28 @@ class Store:
             if array.shape[0] < stop:
                 array.resize((stop, *array.shape[1:]))
         if mirror_file is not None and MIRROR_FILE in clips:
-            clips[MIRROR_FILE][start:stop] = self._mirror_file_code(f"{source}/{mirror_file}")
+            clips[MIRROR_FILE][start:stop] = self._listed_code("mirror_files", f"{source}/{mirror_file}")
         if "fold" in clips:
             clips["fold"][start:stop] = np.asarray(folds if folds is not None else NO_FOLD, dtype=np.int16)
             clips["group"][start:stop] = np.asarray(
                 groups if groups is not None else [NO_GROUP] * len(ytids), dtype=str
             )
         clips["ytid"][start:stop] = np.asarray(ytids, dtype=str)
-        clips["source"][start:stop] = self._source_code(source)
+        clips["source"][start:stop] = self._listed_code("sources", source)
         clips["split"][start:stop] = split_code("unassigned")
         clips["labels"][start:stop] = labels
         _write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
         self.__dict__.pop("row_of", None)
 
-    def _source_code(self, name: str) -> int:
-        """A source's code, adding an imported collection's source to the record the first time."""
+    def _listed_code(self, field: str, name: str) -> int:
+        """`name`'s index in the clips record's list `field` (sources, mirror files), appending it the
+        first time: an imported collection's source, a newly expanded mirror file."""
         record = self.clips_record
-        if name not in record.sources:
-            record.sources.append(name)
+        names = getattr(record, field)
+        if name not in names:
+            names.append(name)
             _write_record(self._clips, record)
-        return record.sources.index(name)
-
-    def _mirror_file_code(self, name: str) -> int:
-        record = self.clips_record
-        if name not in record.mirror_files:
-            record.mirror_files.append(name)
-            _write_record(self._clips, record)
-        return record.mirror_files.index(name)
+        return names.index(name)
 
     def mirror_files(self, rows: slice) -> list[str | None]:
         """The `source/file` each clip came from (None where unknown: a store expanded by an
