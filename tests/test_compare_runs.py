@@ -70,3 +70,40 @@ def test_runs_table_sort_and_plot(cli, three_runs, tmp_path):
 def test_runs_without_any_run_names_the_fix(cli):
     result = cli("runs")
     assert result.exit_code == 4 and "run `audiotok train` first" in result.stderr
+
+
+def _table_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line[:1] in (" ", "│", "┃", "┏", "┡", "└", "─")]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_runs_and_eval_tables_fit_the_terminal_with_every_name_and_score_whole(
+    cli, three_runs, monkeypatch, columns
+):
+    rows = json.loads(cli("runs", "--json").stdout)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    table = cli("runs")
+    assert table.exit_code == 0, table.output
+    lines = _table_lines(table.stdout)
+    assert lines and max(map(len, lines)) <= columns
+    digits = 3 if columns == 80 else 4  # the narrow form rounds to what a comparison needs
+    for row in rows:
+        assert any(row["name"] in line for line in lines), row["name"]  # never `lst…`
+        line = next(line for line in lines if row["name"] in line)
+        assert f"{row['val_mAP']:.{digits}f}" in line
+        if row["test_mAP"] is not None:
+            assert f"{row['test_mAP']:.{digits}f}" in line
+    wide_only = any("parameters" in line for line in lines)
+    assert wide_only == (columns == 200)
+    if columns == 80:  # what the narrow table leaves out is said below it
+        assert "baseline-logmel: batch 8, lr 0.003, mixup 0.2, seed 3" in table.stdout
+        assert "a wider terminal or --json" in table.stdout
+    report = cli("eval", "--run", "baseline-logmel")
+    assert report.exit_code == 0, report.output
+    lines = _table_lines(report.stdout)
+    assert lines and max(map(len, lines)) <= columns
+    scores = json.loads((three_runs / "baseline-logmel" / REPORT).read_text())["splits"]
+    for split in ("val", "test"):
+        for key in ("mAP", "AUC", "f1_macro_tuned"):
+            assert f"{scores[split][key]:.4f}" in report.stdout
+    assert any("F1 macro tuned" in line for line in lines)

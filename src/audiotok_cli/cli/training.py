@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
+from rich import box
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from audiotok_cli.cli.app import command, command_settings, console, err_console, quiet_or_json
 from audiotok_cli.cli.options import (
@@ -21,6 +22,7 @@ from audiotok_cli.cli.options import (
     option,
     setting,
 )
+from audiotok_cli.cli.tables import print_fitting
 from audiotok_cli.settings import ModelSettings, TrainSettings
 
 ModelOpt = Annotated[str | None, setting(ModelSettings, "kind", "--model")]
@@ -238,28 +240,42 @@ def pretrain_cmd(
     return _fit(pretrain, locals(), {"kind": "bert", "input": "tokens"})
 
 
+_EVAL_METRICS = (  # (column, key, digits)
+    ("mAP", "mAP", 4),
+    ("prior mAP", "prior_mAP", 4),
+    ("accuracy", "accuracy", 4),
+    ("AUC", "AUC", 4),
+    ("d'", "d_prime", 3),
+    ("F1 micro@0.5", "f1_micro_0.5", 4),
+    ("F1 macro@0.5", "f1_macro_0.5", 4),
+    ("F1 micro tuned", "f1_micro_tuned", 4),
+    ("F1 macro tuned", "f1_macro_tuned", 4),
+    ("Hamming", "hamming_loss", 5),
+)
+
+
 def _render_eval(report) -> None:
     single_label = any("accuracy" in m for m in report.splits.values())
-    columns = ["split", "clips", "mAP", "prior mAP", *["accuracy"] * single_label, "AUC", "d'"]
-    columns += ["F1 micro@0.5", "F1 macro@0.5", "F1 micro tuned", "F1 macro tuned", "Hamming"]
-    table = Table(*columns, title=str(report.run_dir))
+    metrics = [m for m in _EVAL_METRICS if m[1] != "accuracy" or single_label]
     official = "official eval" if report.test_rule == "the eval source" else report.test_rule
+    names = {name: f"test ({official})" if name == "test" else name for name in report.splits}
+
+    def cell(split: dict, key: str, digits: int) -> str:
+        return f"{split.get(key, float('nan')):.{digits}f}"
+
+    wide = Table("split", "clips", *[column for column, _, _ in metrics], title=str(report.run_dir))
     for name, m in report.splits.items():
-        table.add_row(
-            f"test ({official})" if name == "test" else name,
-            str(m["n_clips"]),
-            f"{m['mAP']:.4f}",
-            f"{m['prior_mAP']:.4f}",
-            *[f"{m.get('accuracy', float('nan')):.4f}"] * single_label,
-            f"{m['AUC']:.4f}",
-            f"{m['d_prime']:.3f}",
-            f"{m['f1_micro_0.5']:.4f}",
-            f"{m['f1_macro_0.5']:.4f}",
-            f"{m.get('f1_micro_tuned', float('nan')):.4f}",
-            f"{m.get('f1_macro_tuned', float('nan')):.4f}",
-            f"{m['hamming_loss']:.5f}",
-        )
-    console.print(table)
+        wide.add_row(names[name], str(m["n_clips"]), *[cell(m, key, digits) for _, key, digits in metrics])
+
+    def on_its_side() -> Table:  # one row per metric: as narrow as the splits' names
+        table = Table("", *[Column(names[name], overflow="fold") for name in report.splits])
+        table.title = str(report.run_dir)
+        table.add_row("clips", *[str(m["n_clips"]) for m in report.splits.values()])
+        for column, key, digits in metrics:
+            table.add_row(column, *[cell(m, key, digits) for m in report.splits.values()])
+        return table
+
+    print_fitting(console, wide, on_its_side)
     test = report.splits.get("test")
     if test:
         aps = test["per_class_AP"]
@@ -302,21 +318,21 @@ def eval_cmd(
     )
 
 
-def _score(value: float | None, spread: float | None = None) -> str:
+def _score(value: float | None, spread: float | None = None, digits: int = 4) -> str:
     if value is None:
         return "-"
-    return f"{value:.4f}" + ("" if spread is None else f" ± {spread:.4f}")
+    return f"{value:.{digits}f}" + ("" if spread is None else f" ± {spread:.{digits}f}")
 
 
 def _render_runs(rows) -> None:
     single_label = any(r.test_accuracy is not None for r in rows)
+    title = "runs (test: each store's test split; (cv): mean ± std over folds)"
     columns = ["run", "model", "input", "parameters", "epochs", "train s", "val mAP", "test mAP"]
     columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc", "recipe"]
-    table = Table(*columns, title="runs (test: each store's test split; (cv): mean ± std over folds)")
+    wide = Table(*columns, title=title)
     for r in rows:
-        gap = "-" if r.gap_to_best_frames is None else f"{r.gap_to_best_frames:+.4f}"
-        table.add_row(
-            r.name + (f" {r.folds} folds" if r.folds else ""),
+        wide.add_row(
+            _run_name(r),
             r.model,
             r.input,
             f"{r.parameters:,}",
@@ -326,14 +342,46 @@ def _render_runs(rows) -> None:
             _score(r.test_mAP, r.test_mAP_std),
             *[_score(r.test_accuracy, r.test_accuracy_std)] * single_label,
             _score(r.prior_mAP),
-            gap,
+            _gap(r),
             "-" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.3f} / {r.val_mlm_accuracy:.3f}",
             r.recipe,
         )
-    console.print(table)
+
+    def narrow() -> Table:  # what a comparison needs; the recipes follow as lines
+        table = Table(
+            Column("run", overflow="fold"),
+            Column("model", overflow="fold"),
+            Column("input", overflow="fold"),
+            "val",
+            "test",
+            *["acc"] * single_label,
+            "vs frames",
+            title=title,
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+        )
+        for r in rows:
+            test = "-" if r.test_mAP is None else _score(r.test_mAP, r.test_mAP_std, 3)
+            accuracy = _score(r.test_accuracy, r.test_accuracy_std, 3)
+            val = _score(r.val_mAP, digits=3) if r.val_mlm_loss is None else f"MLM {r.val_mlm_accuracy:.3f}"
+            table.add_row(_run_name(r), r.model, r.input, val, test, *[accuracy] * single_label, _gap(r, 3))
+        return table
+
+    if print_fitting(console, wide, narrow):
+        for r in rows:
+            console.print(f"{_run_name(r)}: {r.recipe}", highlight=False)
+        console.print("(parameters, epochs, train seconds and the prior: a wider terminal or --json)")
     unscored = [r.name for r in rows if r.test_mAP is None and r.val_mlm_loss is None and not r.folds]
     for name in unscored:  # their val mAP is not a test score: say how to get one
         console.print(f"{name} is not scored on test yet: `audiotok eval --run {name}`")
+
+
+def _run_name(r) -> str:
+    return r.name + (f" {r.folds} folds" if r.folds else "")
+
+
+def _gap(r, digits: int = 4) -> str:
+    return "-" if r.gap_to_best_frames is None else f"{r.gap_to_best_frames:+.{digits}f}"
 
 
 @command("runs", render=_render_runs)
