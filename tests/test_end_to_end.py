@@ -99,8 +99,11 @@ def test_bert_trains_and_evaluates_through_the_cli(cli):
     assert record["model"]["kind"] == "bert" and record["model"]["max_frames"] == 431
     assert record["format"] == 3 and record["inputs"]["tokens"] == "logmel-k8"
     assert cli("eval", "--model", "bert", "--k", "8").exit_code == 0
-    again = cli("train", "--model", "bert", "--k", "8")
-    assert again.exit_code == 7 and "--overwrite" in again.stderr
+    shape = ["--epochs", "1", "--hidden-size", "32", "--num-heads", "2"]
+    again = cli("train", "--model", "bert", "--k", "8", *shape)  # the default name is never taken twice
+    assert again.exit_code == 0 and "bert-logmel-k8-2" in again.stdout
+    named = cli("train", "--model", "bert", "--k", "8", "--run-name", "bert-logmel-k8", *shape)
+    assert named.exit_code == 7 and "--overwrite" in named.stderr
 
 
 def _generator_labels(mirror_dir, layout):

@@ -54,3 +54,18 @@ def test_an_interrupted_run_with_other_settings_is_refused(featurized, monkeypat
     with pytest.raises(MismatchError, match="interrupted but made with other settings"):
         train(featurized, "run", learning_rate=0.01)
     assert len(train(featurized, "run", overwrite=True, learning_rate=0.01).history) == 3
+
+
+def test_default_names_never_collide_and_an_interrupted_default_run_still_resumes(featurized, monkeypatch):
+    _tokenized(featurized)
+    runs = featurized.resolved_paths.runs_dir
+    killed_in_epoch_two(monkeypatch, lambda: train(featurized, None))
+    resumed = train(featurized, None)  # the interrupted run of these settings, not a new one
+    assert resumed.run_dir == runs / "simple-logmel-k16" and len(resumed.history) == 3
+    second = train(featurized, None)  # the first is finished: the next free name
+    assert second.run_dir == runs / "simple-logmel-k16-2"
+    other = train(featurized, None, learning_rate=0.01)
+    assert other.run_dir == runs / "simple-logmel-k16-3"
+    assert json.loads((other.run_dir / RECORD).read_text())["train"]["learning_rate"] == 0.01
+    with pytest.raises(OutputExistsError, match="--overwrite or --run-name"):  # a name given is that name
+        train(featurized, "simple-logmel-k16")

@@ -54,6 +54,7 @@ from audiotok_cli.training.runs import (
     load_checkpoint,
     pick_device,
     read_record,
+    run_directory,
     save_best,
     save_checkpoint,
     write_inputs,
@@ -158,8 +159,10 @@ def train(
             f"no {what} val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
         )
     spec = chosen.spec(model)
-    directory = paths.runs_dir / (settings.run_name or f"{model.kind}-{padded.name}")
     record = start_record(chosen.record, spec, settings, seed, "classify", init)
+    directory = run_directory(
+        paths.runs_dir, settings.run_name, default_run_name(model, padded.name), record, overwrite
+    )
     encoder = init_encoder(paths.runs_dir, init, record) if init else None
     prior = store.label_prior(rows[0])
 
@@ -172,6 +175,11 @@ def train(
 
     job = Job(directory, "train", record, store, chosen.model_inputs, rows, chosen.preprocessing, build)
     return fit(job, Classification(augment), settings, seed, overwrite, on_epoch)
+
+
+def default_run_name(model: ModelSettings, inputs: str) -> str:
+    """`lstm-logmel-k64`, `cnn-logmel`: the model and what it reads."""
+    return f"{model.kind}-{inputs}"
 
 
 def fit(

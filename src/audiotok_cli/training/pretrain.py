@@ -21,6 +21,7 @@ from audiotok_cli.training.data import Batch, BatchReader
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID
+from audiotok_cli.training.runs import run_directory
 
 MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
 IGNORED = -100  # the label of every position the loss skips (transformers' convention)
@@ -122,8 +123,10 @@ def pretrain(
             "run `audiotok split` and `audiotok tokenize`"
         )
     spec = chosen.spec(model)
-    directory = paths.runs_dir / (settings.run_name or f"pretrain-bert-{padded.name}")
     record = start_record(chosen.record, spec, settings, seed, "pretrain")
+    directory = run_directory(
+        paths.runs_dir, settings.run_name, f"pretrain-bert-{padded.name}", record, overwrite
+    )
     from audiotok_cli.training.models.bert import build_masked_lm
 
     job = Job(

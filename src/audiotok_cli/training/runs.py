@@ -16,6 +16,7 @@ and JSON (never pickles), so copying the folder is enough to share it.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch import nn
 
 from audiotok_cli.atomic import write_atomic, write_json
 from audiotok_cli.audioset.classes import ClassIndex, parse_class_csv
-from audiotok_cli.errors import DataError, MismatchError, MissingInputError, SettingsError
+from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings
 from audiotok_cli.store import SplitRecord
 from audiotok_cli.training.models import build_model
@@ -282,6 +283,23 @@ def run_folder(runs_dir: Path, run: str) -> Path:
     raise MissingInputError(
         f"no run {run!r} in {runs_dir} (it holds: {shown}); give a run's name or its folder's path"
     )
+
+
+def run_directory(runs_dir: Path, name: str | None, default: str, record: RunRecord, overwrite: bool) -> Path:
+    """`--run-name` as given; else `default`, or `default-2`, `-3`, ...: the first that is free or
+    holds an interrupted run of these very settings (which then resumes). So a second run of a model
+    never collides with the first, and a rerun after a crash still finds its run."""
+    if name or overwrite:
+        return runs_dir / (name or default)
+    for number in itertools.count(1):
+        directory = runs_dir / (default if number == 1 else f"{default}-{number}")
+        try:
+            previous = read_record(directory)
+        except AudiotokError:  # damaged or of another format: not ours to resume
+            continue
+        if previous is None or (not previous.complete and previous.resume_key == record.resume_key):
+            return directory
+    raise AssertionError("unreachable")
 
 
 def find_runs(runs_dir: Path) -> list[tuple[Path, RunRecord]]:
