@@ -67,7 +67,8 @@ def test_pretrain_then_train_init_loads_every_encoder_weight(cli, tokenized):
     weights = load_file(run_dir / WEIGHTS)
     assert {name.split(".")[0] for name in weights} == {"bert", "cls"}  # the encoder and the MLM head
 
-    tuned = cli("train", "--model", "bert", *SMALL, "--epochs", "1", "--init", "pretrain-bert-logmel-k16")
+    # the encoder's sizes come from the pretraining run: --init alone is enough
+    tuned = cli("train", "--model", "bert", "--epochs", "1", "--init", "pretrain-bert-logmel-k16")
     assert tuned.exit_code == 0, tuned.output
     from audiotok_cli.training.models import build_model
     from audiotok_cli.training.runs import RunRecord, init_encoder
@@ -79,6 +80,7 @@ def test_pretrain_then_train_init_loads_every_encoder_weight(cli, tokenized):
     result = fresh.bert.load_state_dict(encoder, strict=False)
     assert not result.missing_keys and not result.unexpected_keys  # every encoder weight, nothing else
     assert len(encoder) == len(fresh.bert.state_dict())
+    assert (fine.model.hidden_size, fine.model.num_layers, fine.model.num_heads) == (32, 1, 2)
 
     listed = cli("runs", "--json")
     rows = {row["name"]: row for row in json.loads(listed.stdout)}

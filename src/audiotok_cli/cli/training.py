@@ -143,7 +143,7 @@ def train_cmd(
         str | None,
         option(
             "--init",
-            help="Start BERT's encoder from this pretraining run (a name or a folder).",
+            help="Start BERT's encoder from this pretraining run (a name or a folder), with its sizes.",
             default="unset",
         ),
     ] = None,

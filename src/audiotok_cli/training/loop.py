@@ -57,6 +57,7 @@ from audiotok_cli.training.runs import (
     run_directory,
     save_best,
     save_checkpoint,
+    sized_like_init,
     write_inputs,
     write_record,
 )
@@ -145,6 +146,8 @@ def train(
     pick = pick or Pick()
     if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
         raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
+    if init:
+        model = sized_like_init(paths.runs_dir, init, model)
     augment = Augment.of(settings, model.input)
     store = Store.open(paths.store)
     chosen = inputs_for_training(store, model, pick)

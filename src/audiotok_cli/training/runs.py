@@ -32,7 +32,7 @@ from torch import nn
 from audiotok_cli.atomic import write_atomic, write_json
 from audiotok_cli.audioset.classes import ClassIndex, parse_class_csv
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError, SettingsError
-from audiotok_cli.settings import AudioSettings
+from audiotok_cli.settings import AudioSettings, ModelSettings
 from audiotok_cli.store import SplitRecord
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
@@ -183,10 +183,29 @@ def average_weights(recent: list[tuple[int, Path]]) -> dict[str, torch.Tensor]:
 ENCODER_SHAPE = ("kind", "input", "n_tokens", "max_frames", "hidden_size", "num_layers", "num_heads")
 
 
+SIZED_BY_INIT = ("hidden_size", "num_layers", "num_heads")
+
+
+def sized_like_init(runs_dir: Path, init: str, model: ModelSettings) -> ModelSettings:
+    """`model` with the encoder sizes of pretraining run `init` where they were not set: `--init RUN`
+    alone fine-tunes RUN's encoder (sizes that were set must agree; `init_encoder` checks)."""
+    pretrained = read_record(_init_directory(runs_dir, init))
+    if pretrained is None:
+        return model  # init_encoder names what is missing
+    taken = {
+        name: getattr(pretrained.model, name) for name in SIZED_BY_INIT if name not in model.model_fields_set
+    }
+    return model.model_copy(update=taken)
+
+
+def _init_directory(runs_dir: Path, init: str) -> Path:
+    return Path(init) if Path(init).is_dir() else runs_dir / init
+
+
 def init_encoder(runs_dir: Path, init: str, record: RunRecord) -> dict[str, torch.Tensor]:
     """The encoder weights of pretraining run `init` (a folder, or a run name under `runs_dir`),
     checked against the run about to start them: the same encoder shape, on the same tokens."""
-    directory = Path(init) if Path(init).is_dir() else runs_dir / init
+    directory = _init_directory(runs_dir, init)
     pretrained = read_record(directory)
     if pretrained is None or not (directory / WEIGHTS).exists():
         raise MissingInputError(f"no pretraining run at {directory}; run `audiotok pretrain` first")
