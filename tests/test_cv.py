@@ -24,7 +24,7 @@ def test_cv_trains_one_run_per_fold_and_reports_mean_and_deviation(cli, three_fo
     before = Store.open(three_folds.store_path).split
     result = cli("train", "--model", "baseline", "--epochs", "2", "--cv")
     assert result.exit_code == 0, result.output
-    assert "baseline-logmel: 3-fold cv" in result.stdout
+    assert "baseline-logmel: 3 folds" in result.stdout
     assert "baseline-logmel: test mAP " in result.stdout and " over 3 folds" in result.stdout
     assert "test accuracy" in result.stdout
     runs = three_folds.runs_dir

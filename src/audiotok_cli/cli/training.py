@@ -23,6 +23,7 @@ from audiotok_cli.cli.options import (
     setting,
 )
 from audiotok_cli.cli.tables import print_fitting
+from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 
 ModelOpt = Annotated[str | None, setting(ModelSettings, "kind", "--model")]
@@ -106,24 +107,28 @@ def _epoch_line(entry: dict, total: int) -> None:
     )
 
 
-def _render_cv(r) -> None:
+def _render_repeats(r) -> None:
+    unit = r.unit
     table = Table(
-        "fold", "run", "val mAP", "test mAP", "test accuracy", title=f"{r.name}: {len(r.folds)}-fold cv"
+        unit, "run", "val mAP", "test mAP", "test accuracy", title=f"{r.name}: {len(r.repeats)} {unit}s"
     )
-    for f in r.folds:
-        table.add_row(str(f.fold), f.run, _score(f.val_mAP), _score(f.test_mAP), _score(f.test_accuracy))
+    for f in r.repeats:
+        table.add_row(str(f.index), f.run, _score(f.val_mAP), _score(f.test_mAP), _score(f.test_accuracy))
     console.print(table)
     for key, label in (("test_mAP", "test mAP"), ("test_accuracy", "test accuracy")):
-        summary = r.summary(key)
-        if summary:
-            console.print(f"{r.name}: {label} {summary[0]:.4f} ± {summary[1]:.4f} over {len(r.folds)} folds")
+        s = r.summary(key)
+        if s:
+            console.print(
+                f"{r.name}: {label} {s.mean:.4f} ± {s.ci95:.4f} (95% interval of the mean; "
+                f"std {s.std:.4f}) over {s.n} {unit}s"
+            )
 
 
 def _render_trained(r) -> None:
     if int(os.environ.get("RANK", "0")):  # under torchrun, rank 0 speaks for the run
         return
-    if hasattr(r, "folds"):
-        _render_cv(r)
+    if hasattr(r, "repeats"):
+        _render_repeats(r)
         return
     score = r.score.replace("_", " ")
     averaged = ""
@@ -179,6 +184,15 @@ def train_cmd(
     device: DeviceOpt = None,
     loader_workers: LoaderOpt = None,
     run_name: RunNameOpt = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help="Train (and score) the run under this many seeds, NAME-seedS from --seed on; then the mean "
+            "and its 95% interval.",
+            min=1,
+        ),
+    ] = 1,
     cv: Annotated[
         bool,
         typer.Option(
@@ -194,10 +208,16 @@ def train_cmd(
     """Train a token or frame model (multi-label BCE over the store's classes); keeps the best val-mAP
     epoch. With --cv, one run per fold."""
     flags = dict(locals())  # the options, before any import adds a name here
+    if cv and seeds > 1:
+        raise SettingsError("--cv and --seeds: choose one (a run per fold, or a run per seed)")
     if cv:
         from audiotok_cli.experiments.cv import cross_validate
 
         return _fit(cross_validate, flags, {"kind": model}, cv=True, init=init)
+    if seeds > 1:
+        from audiotok_cli.experiments.repeats import train_seeds
+
+        return _fit(train_seeds, flags, {"kind": model}, init=init, seeds=seeds)
     from audiotok_cli.training.loop import train
 
     return _fit(train, flags, {"kind": model}, init=init)
@@ -326,7 +346,7 @@ def _score(value: float | None, spread: float | None = None, digits: int = 4) ->
 
 def _render_runs(rows) -> None:
     single_label = any(r.test_accuracy is not None for r in rows)
-    title = "runs (test: each store's test split; (cv): mean ± std over folds)"
+    title = "runs (test: each store's test split; (cv), (seeds): mean ± 95% interval)"
     columns = ["run", "model", "input", "parameters", "epochs", "train s", "val mAP", "test mAP"]
     columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc", "recipe"]
     wide = Table(*columns, title=title)
@@ -339,8 +359,8 @@ def _render_runs(rows) -> None:
             str(r.epochs),
             f"{r.train_seconds:.0f}",
             _score(r.val_mAP),
-            _score(r.test_mAP, r.test_mAP_std),
-            *[_score(r.test_accuracy, r.test_accuracy_std)] * single_label,
+            _score(r.test_mAP, r.test_mAP_ci95),
+            *[_score(r.test_accuracy, r.test_accuracy_ci95)] * single_label,
             _score(r.prior_mAP),
             _gap(r),
             "-" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.3f} / {r.val_mlm_accuracy:.3f}",
@@ -361,8 +381,8 @@ def _render_runs(rows) -> None:
             show_edge=False,
         )
         for r in rows:
-            test = "-" if r.test_mAP is None else _score(r.test_mAP, r.test_mAP_std, 3)
-            accuracy = _score(r.test_accuracy, r.test_accuracy_std, 3)
+            test = _score(r.test_mAP, r.test_mAP_ci95, 3)
+            accuracy = _score(r.test_accuracy, r.test_accuracy_ci95, 3)
             val = _score(r.val_mAP, digits=3) if r.val_mlm_loss is None else f"MLM {r.val_mlm_accuracy:.3f}"
             table.add_row(_run_name(r), r.model, r.input, val, test, *[accuracy] * single_label, _gap(r, 3))
         return table
@@ -371,13 +391,13 @@ def _render_runs(rows) -> None:
         for r in rows:
             console.print(f"{_run_name(r)}: {r.recipe}", highlight=False)
         console.print("(parameters, epochs, train seconds and the prior: a wider terminal or --json)")
-    unscored = [r.name for r in rows if r.test_mAP is None and r.val_mlm_loss is None and not r.folds]
+    unscored = [r.name for r in rows if r.test_mAP is None and r.val_mlm_loss is None and not r.folds + r.seeds]
     for name in unscored:  # their val mAP is not a test score: say how to get one
         console.print(f"{name} is not scored on test yet: `audiotok eval --run {name}`")
 
 
 def _run_name(r) -> str:
-    return r.name + (f" {r.folds} folds" if r.folds else "")
+    return r.name + (f" {r.folds} folds" if r.folds else "") + (f" {r.seeds} runs" if r.seeds else "")
 
 
 def _gap(r, digits: int = 4) -> str:

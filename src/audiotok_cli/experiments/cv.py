@@ -13,42 +13,21 @@ interrupted `--cv` resumes; the store's split is put back as it was at the end.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, repeat_score, scored
 from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
-from audiotok_cli.training.compare import mean_std
-from audiotok_cli.training.evaluate import EvalReport, evaluate
+from audiotok_cli.training.evaluate import evaluate
 from audiotok_cli.training.loop import EpochCallback, train
-from audiotok_cli.training.runs import REPORT, read_record
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FoldScore:
-    fold: int
-    run: str
-    test_mAP: float
-    test_accuracy: float | None
-    val_mAP: float | None
-
-
-@dataclass
-class CvResult:
-    name: str
-    folds: list[FoldScore] = field(default_factory=list)
-
-    def summary(self, key: str) -> tuple[float, float] | None:
-        """Mean and (sample) standard deviation over the folds, or None where a fold lacks it."""
-        mean, std = mean_std([getattr(fold, key) for fold in self.folds])
-        return None if mean is None else (mean, std)
 
 
 def cross_validate(
@@ -62,7 +41,7 @@ def cross_validate(
     init: str | None = None,
     split_settings: SplitSettings | None = None,
     vocab_settings: VocabSettings | None = None,
-) -> CvResult:
+) -> RepeatedRuns:
     """Train and score one run per fold of the store's clips (see the module's docstring)."""
     if init is not None:
         raise SettingsError("--cv with --init: a pretraining run saw every fold; fine-tune per fold by hand")
@@ -92,9 +71,9 @@ def cross_validate(
         vocab_settings,
     )
     original = store.split
-    result = CvResult(base)
+    result = RepeatedRuns(base, "fold")
     try:
-        result.folds.extend(_fold(plan, fold) for fold in folds)
+        result.repeats.extend(_fold(plan, fold) for fold in folds)
     finally:
         if original is not None:
             split(paths.store, _settings_of(original), original.seed)
@@ -118,18 +97,16 @@ class _Plan:
     vocab_settings: VocabSettings
 
 
-def _fold(plan: _Plan, fold: int) -> FoldScore:
+def _fold(plan: _Plan, fold: int) -> RepeatScore:
     paths = plan.paths
     run = f"{plan.base}-fold{fold}"
-    directory = paths.runs_dir / run
     fold_split = plan.split_settings.model_copy(
         update={"test_fold": fold, "test_groups": (), "test_sources": ()}
     )
     split(paths.store, fold_split, plan.seed)
-    record = read_record(directory) if directory.exists() else None
-    if not plan.overwrite and record is not None and record.complete and (directory / REPORT).exists():
+    if not plan.overwrite and scored(paths, run):
         log.info("fold %d: %s is trained and scored; kept", fold, run)
-        return _score(fold, run, evaluate(paths, run))
+        return repeat_score(fold, run, evaluate(paths, run))
     pick = Pick(features=plan.features)
     if plan.model.input == "tokens":
         name = f"{plan.vocab}-fold{fold}"
@@ -137,7 +114,7 @@ def _fold(plan: _Plan, fold: int) -> FoldScore:
         pick = Pick(name=name)
     settings = plan.settings.model_copy(update={"run_name": run})
     train(paths, plan.model, settings, plan.seed, pick, plan.overwrite, plan.on_epoch)
-    return _score(fold, run, evaluate(paths, run))
+    return repeat_score(fold, run, evaluate(paths, run))
 
 
 def _fold_vocab(store_path: Path, settings: VocabSettings, seed: int, features: str, name: str) -> None:
@@ -157,11 +134,6 @@ def _folds(store: Store) -> list[int]:
             "(import ESC-50 or UrbanSound8K as they ship, or a manifest with a fold column)"
         )
     return folds
-
-
-def _score(fold: int, run: str, report: EvalReport) -> FoldScore:
-    test, val = report.splits.get("test", {}), report.splits.get("val", {})
-    return FoldScore(fold, run, test.get("mAP", float("nan")), test.get("accuracy"), val.get("mAP"))
 
 
 def _settings_of(record: SplitRecord) -> SplitSettings:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.settings import TrainSettings
-from audiotok_cli.training.runs import REPORT, RunRecord, find_runs
+from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, settings_key
 
 SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
 FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)$")  # the runs of `train --cv`
+SEED_RUN = re.compile(r"-seed\d+$")  # the runs of `train --seeds N`
+SEED = re.compile(r"(, )?seed \d+$")  # the seed at the end of a recipe
 
 
 @dataclass
@@ -31,12 +33,17 @@ class RunRow:
     prior_mAP: float | None
     test_accuracy: float | None = None  # single-label collections: top-1 accuracy on test
     folds: int = 0  # a cross-validation row: the mean over this many fold runs
-    test_mAP_std: float | None = None  # and the standard deviation over them
+    seeds: int = 0  # a row of runs that differ only by seed: the mean over this many
+    test_mAP_std: float | None = None  # and, for both, the standard deviation over them
+    test_mAP_ci95: float | None = None  # and the half-width of the mean's 95% interval
     test_accuracy_std: float | None = None
+    test_accuracy_ci95: float | None = None
     gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
     val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
     val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
     recipe: str = ""  # how it was trained, where that differs from the defaults: "lr 0.003, seed 2"
+    seed: int | None = None
+    settings_key: str = ""  # the same for runs that differ only by seed
 
 
 def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
@@ -46,7 +53,7 @@ def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
     rows = [_row(directory, record) for directory, record in find_runs(runs_dir)]
     if not rows:
         raise MissingInputError(f"no runs in {runs_dir}; run `audiotok train` first or pass --runs-dir")
-    rows += cross_validation_rows(rows)
+    rows += cross_validation_rows(rows) + seed_rows(rows)
     frames = [row.test_mAP for row in rows if row.input.startswith("frames") and row.test_mAP is not None]
     for row in rows:
         if frames and row.test_mAP is not None:
@@ -101,6 +108,8 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         prior_mAP=prior,
         test_accuracy=accuracy,
         recipe=recipe,
+        seed=record.seed,
+        settings_key=settings_key(record),
     )
 
 
@@ -121,46 +130,78 @@ def _recipe(record: RunRecord) -> str:
 
 
 def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
-    """One row per set of fold runs (`NAME-fold1`, `NAME-fold2`, ... all scored on test): the mean
-    of their scores, with the standard deviation across folds beside it."""
+    """One row per set of fold runs (`NAME-fold1`, `NAME-fold2`, ... all scored on test)."""
     sets: dict[str, list[RunRow]] = {}
     for row in rows:
         match = FOLD_RUN.match(row.name)
         if match and row.test_mAP is not None:
             sets.setdefault(match["base"], []).append(row)
+    return [_summary_row(f"{base} (cv)", folds, "folds") for base, folds in sets.items() if len(folds) > 1]
+
+
+def seed_rows(rows: list[RunRow]) -> list[RunRow]:
+    """One row per set of runs that differ only by their seed (`train --seeds N`, or runs trained
+    by hand): how much of a difference between two models is the luck of one seed."""
+    sets: dict[str, dict[int, RunRow]] = {}
+    for row in rows:
+        if row.settings_key and row.val_mlm_loss is None:
+            sets.setdefault(row.settings_key, {}).setdefault(row.seed, row)  # one run per seed counts
     summaries = []
-    for base, folds in sets.items():
-        if len(folds) < 2:
-            continue
-        first = folds[0]
-        test_mAP, test_mAP_std = mean_std([fold.test_mAP for fold in folds])
-        accuracy, accuracy_std = mean_std([fold.test_accuracy for fold in folds])
-        summaries.append(
-            RunRow(
-                name=f"{base} (cv)",
-                model=first.model,
-                input=first.input.split("-fold")[0],
-                parameters=first.parameters,
-                epochs=round(statistics.fmean(fold.epochs for fold in folds)),
-                train_seconds=round(sum(fold.train_seconds for fold in folds), 1),
-                val_mAP=mean_std([fold.val_mAP for fold in folds])[0],
-                test_mAP=test_mAP,
-                prior_mAP=mean_std([fold.prior_mAP for fold in folds])[0],
-                test_accuracy=accuracy,
-                folds=len(folds),
-                test_mAP_std=test_mAP_std,
-                test_accuracy_std=accuracy_std,
-                recipe=first.recipe,
-            )
-        )
+    for by_seed in sets.values():
+        if len(by_seed) > 1:
+            runs = list(by_seed.values())
+            bases = {SEED_RUN.sub("", row.name) for row in runs}
+            base = bases.pop() if len(bases) == 1 else runs[0].name
+            summaries.append(_summary_row(f"{base} (seeds)", runs, "seeds"))
     return summaries
 
 
-def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (0 for one value); None, None where any value is missing."""
-    if not values or None in values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
+    """The mean of `runs`' scores, with their standard deviation and 95% interval beside it."""
+    first = runs[0]
+    test, accuracy = spread([row.test_mAP for row in runs]), spread([row.test_accuracy for row in runs])
+    val, prior = spread([row.val_mAP for row in runs]), spread([row.prior_mAP for row in runs])
+    recipe = first.recipe
+    if unit == "seeds":  # the same recipe but for the seed
+        seeds = "seeds " + ",".join(str(seed) for seed in sorted(row.seed for row in runs))
+        recipe = ", ".join(filter(None, [SEED.sub("", recipe), seeds]))
+    return RunRow(
+        name=name,
+        model=first.model,
+        input=first.input.split("-fold")[0],
+        parameters=first.parameters,
+        epochs=round(statistics.fmean(row.epochs for row in runs)),
+        train_seconds=round(sum(row.train_seconds for row in runs), 1),
+        val_mAP=val.mean if val else None,
+        test_mAP=test.mean if test else None,
+        prior_mAP=prior.mean if prior else None,
+        test_accuracy=accuracy.mean if accuracy else None,
+        folds=len(runs) if unit == "folds" else 0,
+        seeds=len(runs) if unit == "seeds" else 0,
+        test_mAP_std=test.std if test else None,
+        test_mAP_ci95=test.ci95 if test else None,
+        test_accuracy_std=accuracy.std if accuracy else None,
+        test_accuracy_ci95=accuracy.ci95 if accuracy else None,
+        recipe=recipe,
+    )
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    std: float  # sample standard deviation
+    ci95: float  # half-width of the 95% interval of the mean (Student's t)
+    n: int
+
+
+def spread(values: list[float | None]) -> Spread | None:
+    """Mean, deviation and 95% interval of two values or more; None where any value is missing."""
+    if len(values) < 2 or None in values:
+        return None
+    from scipy.stats import t
+
+    n, std = len(values), statistics.stdev(values)
+    return Spread(statistics.fmean(values), std, t.ppf(0.975, n - 1) * std / n**0.5, n)
 
 
 def plot_runs(rows: list[RunRow], path: Path) -> Path:

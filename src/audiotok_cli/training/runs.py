@@ -33,7 +33,7 @@ from audiotok_cli.atomic import write_atomic, write_json
 from audiotok_cli.audioset.classes import ClassIndex, parse_class_csv
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings, ModelSettings
-from audiotok_cli.store import SplitRecord
+from audiotok_cli.store import SplitRecord, fingerprint
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 
@@ -88,6 +88,15 @@ class Run:
     model: nn.Module
     preprocessing: dict[str, np.ndarray]  # centroids, or mean and std
     classes: ClassIndex
+
+
+def settings_key(record: RunRecord) -> str:
+    """What made the run but its seed: runs that share it differ by luck alone."""
+    key = {
+        "model": record.model.model_dump(), "train": record.train, "task": record.task, "init": record.init,
+        **record.inputs.model_dump(exclude={"store"}),
+    }  # fmt: skip
+    return fingerprint(key)
 
 
 def read_record(directory: Path) -> RunRecord | None:
