@@ -66,7 +66,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_nothing_is_lost(featur
     store = Store.open(store_path)
     assert store.n_clips == 48
     assert (store.features("second").all_lengths() > 0).all()
-    assert holder_of(store_path) is None  # released: the file stays, empty
+    assert holder_of(store_path) is None and not Path(f"{store_path}.lock").exists()  # released, deleted
     assert cli("expand", "--mirror-dir", str(featurized.mirror_dir)).exit_code == 0
 
 
@@ -106,3 +106,39 @@ def test_one_process_cannot_hold_the_same_lock_twice(tmp_path):
     refusal = pytest.raises(BusyError, match=f"pid {os.getpid()}")
     with held, refusal, WriterLock(tmp_path / "run", "train"):
         pass
+
+
+def test_no_lock_file_is_left_beside_a_run_or_the_store_after_success_or_an_interrupt(
+    tokenized, cli, monkeypatch
+):
+    import audiotok_cli.training.loop as loop
+
+    quick = ["train", "--model", "simple", "--epochs", "2", "--embed-dim", "8"]
+    assert cli(*quick).exit_code == 0
+    monkeypatch.setattr(
+        loop, "mean_average_precision", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
+    assert cli(*quick, "--run-name", "cut").exit_code == 130
+    left = sorted(path.name for path in tokenized.data_dir.rglob("*.lock"))
+    assert left == [] and (tokenized.runs_dir / "cut").is_dir()
+
+
+def test_a_writer_that_waited_on_a_deleted_lock_file_locks_the_new_one(tmp_path, monkeypatch):
+    """The holder deletes the file as it lets go: a writer that had opened the old file must not
+    count the lock it then gets on it (two writers would hold "the" lock at once)."""
+    target = tmp_path / "run"
+    stale = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT)  # opened, then deleted by its holder
+    os.unlink(f"{target}.lock")
+    real_open, opened = os.open, []
+
+    def open_stale_first(path, *args, **kwargs):
+        opened.append(path)
+        return os.dup(stale) if len(opened) == 1 else real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_stale_first)
+    with WriterLock(target, "train"):
+        monkeypatch.setattr(os, "open", real_open)
+        assert len(opened) == 2 and holder_of(target).command == "train"  # the file at the path
+        with pytest.raises(BusyError), WriterLock(target, "train"):
+            pass
+    os.close(stale)

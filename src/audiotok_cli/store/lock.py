@@ -1,11 +1,11 @@
 """One writer at a time: an advisory lock beside what is written (`{target}.lock`).
 
 The kernel's `flock` on that file is the lock, so it vanishes with its process however the process
-dies; the file's content names the holder (pid, host, command, start) for the refusal message and is
-emptied on release. A holder record left behind by a dead process on this host is taken over with a
-warning; one from another host is refused, since flock may not reach across hosts on every shared
-filesystem. Worker processes of one run write disjoint shards under their parent's lock and never
-take it themselves.
+dies; the file's content names the holder (pid, host, command, start) for the refusal message, and
+the file is deleted on release (a crash leaves it, naming a holder that no longer runs). A holder
+record left behind by a dead process on this host is taken over with a warning; one from another
+host is refused, since flock may not reach across hosts on every shared filesystem. Worker
+processes of one run write disjoint shards under their parent's lock and never take it themselves.
 """
 
 from __future__ import annotations
@@ -58,16 +58,7 @@ class WriterLock:
 
     def __enter__(self) -> WriterLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            who = holder.describe() if holder else "another process"
-            raise BusyError(
-                f"{self.target} is being written by {who}; wait for it to finish, then run again"
-            ) from None
+        fd = self._locked_file()
         previous = _read_holder(fd)
         if previous is not None and previous.host != socket.gethostname():
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -89,12 +80,35 @@ class WriterLock:
         self._fd = fd
         return self
 
+    def _locked_file(self) -> int:
+        """The lock file, opened and flocked; opened again when the holder we waited on deleted it
+        as it let go (we would hold a lock on a file no longer at the path)."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                who = holder.describe() if holder else "another process"
+                raise BusyError(
+                    f"{self.target} is being written by {who}; wait for it to finish, then run again"
+                ) from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self._fd is None:
             return
-        os.ftruncate(self._fd, 0)  # the file stays: deleting it would race with the next writer's open
+        # deleted while still locked: no lock file is left behind, and a writer that opened it
+        # meanwhile sees it gone once it gets the lock, and opens a new one (`_locked_file`)
+        self.path.unlink(missing_ok=True)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
