@@ -17,11 +17,34 @@ def test_every_command_has_help_text(cli, command):
     assert len(summary) > 20
 
 
-def test_root_help_lists_every_command(cli):
+def test_root_help_lists_every_command_with_its_first_sentence_whole(cli):
     result = cli("--help")
     assert result.exit_code == 0
+    listed = " ".join(result.output.split())
     for command in COMMANDS:
-        assert command in result.output
+        first = re.split(r"(?<=[.;])\s", " ".join(COMMANDS[command].__doc__.split("\n\n")[0].split()))[0]
+        assert f"{command} {first.rstrip(';')}" in listed  # never cut at `expand Hub mirror files ->...`
+    assert "..." not in result.output.split("Commands:")[1]
+
+
+def test_train_help_groups_its_options_and_names_what_each_takes(cli):
+    text = cli("train", "--help").output
+    headings = [line for line in text.splitlines() if re.match(r"^[A-Z][\w ]+:$", line)]
+    assert headings == [
+        "Options:", "Model:", "Optimisation:", "Augmentation and sampling:", "Running:", "Paths:",
+        "Output and global options:",
+    ]  # fmt: skip
+    section = text.split("Augmentation and sampling:")[1].split("Running:")[0]
+    assert "--mixup FLOAT" in section and "--time-mask INTEGER" in section and "--lr" not in section
+    assert re.search(r"<\w", text) is None  # no `<int>`, `<list[Path]>`
+    predict = cli("predict", "--help").output
+    assert "FILES..." in predict and "<list[Path]>" not in predict
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_seed_is_offered_only_where_it_changes_the_result(cli, command):
+    seeded = {"demo-data", "split", "vocab", "train", "pretrain", "config"}
+    assert ("--seed INTEGER" in cli(command, "--help").output) == (command in seeded)
 
 
 def test_missing_store_is_one_red_line_and_exit_4(cli, tmp_path):

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from audiotok_cli import __version__
+from audiotok_cli.cli.help import CommandList, GroupedOptions
 from audiotok_cli.cli.options import option
 from audiotok_cli.errors import AudiotokError, DiskFullError
 from audiotok_cli.progress import show_bars, stderr_console
@@ -39,6 +40,7 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 err_console = stderr_console  # the progress bars' console: lines print above a live bar
 app = typer.Typer(
     name="audiotok",
+    cls=CommandList,
     help="Audio-token research on AudioSet: log-mel frames -> FAISS vocabulary -> token models -> mAP.",
     no_args_is_help=True,
     add_completion=False,
@@ -47,25 +49,38 @@ app = typer.Typer(
     context_settings={"help_option_names": ["--help", "-h"]},
 )
 COMMANDS: dict[str, Callable[..., Any]] = {}
+GLOBAL = "Output and global options"
 
 DataDirOpt = Annotated[
     Path | None,
-    option("--data-dir", help="Root of every default path (env AUDIOTOK_DATA_DIR).", default="data"),
+    option(
+        "--data-dir", help="Root of every default path (env AUDIOTOK_DATA_DIR).", default="data", panel=GLOBAL
+    ),
 ]
-SeedOpt = Annotated[int | None, option("--seed", help="Seed for splits, k-means and training.", default="0")]
+SeedOpt = Annotated[
+    int | None, option("--seed", help="Seed for splits, k-means and training.", default="0", panel=GLOBAL)
+]
 LogLevelOpt = Annotated[
     str | None,
-    option("--log-level", help=f"Logging level: {', '.join(LOG_LEVELS)}.", default="WARNING"),
+    option("--log-level", help=f"Logging level: {', '.join(LOG_LEVELS)}.", default="WARNING", panel=GLOBAL),
 ]
 DebugOpt = Annotated[
-    bool, typer.Option("--debug", help="Show the full traceback of an error (for bug reports).")
+    bool,
+    typer.Option(
+        "--debug", help="Show the full traceback of an error (for bug reports).", rich_help_panel=GLOBAL
+    ),
 ]
 _GLOBAL_OPTIONS = {"data_dir": DataDirOpt, "seed": SeedOpt, "log_level": LogLevelOpt}
 _OUTPUT_OPTIONS = {
     "debug": DebugOpt,
-    "as_json": Annotated[bool, typer.Option("--json", help="Print the result as JSON alone on stdout.")],
+    "as_json": Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON alone on stdout.", rich_help_panel=GLOBAL)
+    ],
     "quiet": Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing but errors; no progress bars.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print nothing but errors; no progress bars.", rich_help_panel=GLOBAL
+        ),
     ],
 }
 
@@ -113,14 +128,18 @@ def quiet_or_json() -> bool:
     return _running.get().meta["audiotok.silent"]
 
 
-def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[[Callable], Callable]:
+def command(
+    name: str, render: Callable[[Any], None] | None = None, seeded: bool = False
+) -> Callable[[Callable], Callable]:
     """Register `function` as command `name`: its return value is rendered with `render`, or
     printed as JSON with `--json`, or not at all with `--quiet`; a result whose `problem()` returns
-    an error (some files or clips failed) then exits with that error's code."""
+    an error (some files or clips failed) then exits with that error's code. `seeded`
+    commands (the ones whose results depend on it) take `--seed` after the command too."""
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(function, eval_str=True)
-        extra = {**_GLOBAL_OPTIONS, **_OUTPUT_OPTIONS}
+        globals_here = {key: kind for key, kind in _GLOBAL_OPTIONS.items() if seeded or key != "seed"}
+        extra = {**globals_here, **_OUTPUT_OPTIONS}
         defaults = {"as_json": False, "quiet": False, "debug": False}
         parameters = [
             inspect.Parameter("_ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
@@ -135,7 +154,7 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
 
         @functools.wraps(function)
         def wrapper(_ctx: typer.Context, **kwargs: Any) -> None:
-            root_options = {key: kwargs.pop(key) for key in _GLOBAL_OPTIONS}
+            root_options = {key: kwargs.pop(key) for key in globals_here}
             as_json, quiet = kwargs.pop("as_json"), kwargs.pop("quiet")
             debug = kwargs.pop("debug") or _ctx.meta.get("audiotok.debug", False)
             ctx = _ctx
@@ -168,7 +187,7 @@ def command(name: str, render: Callable[[Any], None] | None = None) -> Callable[
 
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-        app.command(name)(wrapper)
+        app.command(name, cls=GroupedOptions)(wrapper)
         COMMANDS[name] = function
         return function
 

@@ -96,6 +96,7 @@ def fetch_cmd(
         + ", ".join(f"{len(v)} {k}" for k, v in r.labels.items())
         + f" clips in {len(r.files)} files"
     ),
+    seeded=True,
 )
 def demo_data_cmd(
     layout: Annotated[str, typer.Option("--layout", help=LayoutChoice)] = "parquet",

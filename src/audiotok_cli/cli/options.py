@@ -9,17 +9,22 @@ from pydantic import BaseModel
 
 from audiotok_cli.audioset.classes import SOURCES
 
-
-def option(*flags: str, help: str, default: str) -> Any:
-    """A `typer.Option` whose value defaults to None (unset) and whose help shows what unset means."""
-    return typer.Option(*flags, help=f"{help}  [default: {default}]", show_default=False)
+PATHS = "Paths"
 
 
-def setting(group: type[BaseModel], field: str, *flags: str) -> Any:
+def option(*flags: str, help: str, default: str, panel: str | None = None) -> Any:
+    """A `typer.Option` whose value defaults to None (unset) and whose help shows what unset means;
+    `--help` lists it under `panel`."""
+    return typer.Option(
+        *flags, help=f"{help}  [default: {default}]", show_default=False, rich_help_panel=panel
+    )
+
+
+def setting(group: type[BaseModel], field: str, *flags: str, panel: str | None = None) -> Any:
     """An option for `group.field`: its help and shown default come from the setting itself."""
     info = group.model_fields[field]
     default = info.default
-    return option(*flags, help=info.description or field, default=_shown(default))
+    return option(*flags, help=info.description or field, default=_shown(default), panel=panel)
 
 
 def _shown(default: Any) -> str:
@@ -34,7 +39,7 @@ def _shown(default: Any) -> str:
 
 
 def _path(flag: str, default: str, what: str) -> Any:
-    return Annotated[Path | None, option(flag, help=what, default=default)]
+    return Annotated[Path | None, option(flag, help=what, default=default, panel=PATHS)]
 
 
 StoreOpt = _path("--store", "DATA_DIR/audiotok.zarr", "The Zarr v3 store every stage talks through.")

@@ -41,7 +41,7 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
-@command("split", render=_render_split)
+@command("split", render=_render_split, seeded=True)
 def split_cmd(
     val_ratio: Annotated[float | None, setting(SplitSettings, "val_ratio", "--val-ratio")] = None,
     keep_unlabeled: Annotated[
@@ -159,6 +159,7 @@ def featurize_cmd(
         f"{r.n_train_clips} train clips of {r.features!r}; held-out inertia {r.heldout_inertia:.4g} "
         f"(mean squared distance, comparable between vocabularies of these features)"
     ),
+    seeded=True,
 )
 def vocab_cmd(
     k: Annotated[int | None, setting(VocabSettings, "n_clusters", "--k")] = None,

@@ -101,7 +101,7 @@ def _render_config(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-@command("config", render=_render_config)
+@command("config", render=_render_config, seeded=True)
 def config_cmd():
     """Effective settings and where each came from: cli, env, .env or default."""
     settings = command_settings()

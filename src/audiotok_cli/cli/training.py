@@ -26,14 +26,20 @@ from audiotok_cli.cli.tables import print_fitting
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 
+# `train --help` groups its fifty options under these headings (the rest under "Options")
+MODEL, TRAINING, AUGMENTATION, RUNNING = "Model", "Optimisation", "Augmentation and sampling", "Running"
+_PANELS = {ModelSettings: MODEL, TrainSettings: TRAINING}
+
 ModelOpt = Annotated[str | None, setting(ModelSettings, "kind", "--model")]
-DeviceOpt = Annotated[str | None, setting(TrainSettings, "device", "--device")]
-BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-size")]
+DeviceOpt = Annotated[str | None, setting(TrainSettings, "device", "--device", panel=RUNNING)]
+BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-size", panel=TRAINING)]
 
 
-def _flag(group: type[BaseModel], field: str, kind: type) -> Any:
-    """An option setting `group.field`, named after it (`hidden_size` -> `--hidden-size`)."""
-    return Annotated[kind | None, setting(group, field, "--" + field.replace("_", "-"))]
+def _flag(group: type[BaseModel], field: str, kind: type, panel: str | None = None) -> Any:
+    """An option setting `group.field`, named after it (`hidden_size` -> `--hidden-size`), listed
+    under `panel` (by default its group's)."""
+    flag = "--" + field.replace("_", "-")
+    return Annotated[kind | None, setting(group, field, flag, panel=panel or _PANELS.get(group))]
 
 
 # options shared by train and pretrain: the encoder's shape and the training loop
@@ -43,7 +49,7 @@ LayersOpt = _flag(ModelSettings, "num_layers", int)
 HeadsOpt = _flag(ModelSettings, "num_heads", int)
 DropoutOpt = _flag(ModelSettings, "dropout", float)
 EpochsOpt = _flag(TrainSettings, "epochs", int)
-LearningRateOpt = Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr")]
+LearningRateOpt = Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr", panel=TRAINING)]
 WeightDecayOpt = _flag(TrainSettings, "weight_decay", float)
 ScheduleOpt = _flag(TrainSettings, "schedule", str)
 WarmupStepsOpt = _flag(TrainSettings, "warmup_steps", int)
@@ -54,10 +60,13 @@ ClipOpt = _flag(TrainSettings, "clip_grad_norm", float)
 PrecisionOpt = _flag(TrainSettings, "precision", str)
 AverageOpt = _flag(TrainSettings, "average_last", int)
 TensorboardOpt = Annotated[
-    bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard")
+    bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard", panel=RUNNING)
 ]
-LoaderOpt = _flag(TrainSettings, "loader_workers", int)
-RunNameOpt = Annotated[str | None, option("--run-name", help="Run folder name.", default="MODEL-VOCAB")]
+LoaderOpt = _flag(TrainSettings, "loader_workers", int, RUNNING)
+RunNameOpt = Annotated[
+    str | None,
+    option("--run-name", help="Run folder name.", default="MODEL-INPUT, then -2, -3, ...", panel=RUNNING),
+]
 
 
 def _fields(group: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +147,7 @@ def _render_trained(r) -> None:
     console.print(f"trained {r.run_dir}: best {score} {r.best_score:.4f} at epoch {r.best_epoch}{averaged}")
 
 
-@command("train", render=_render_trained)
+@command("train", render=_render_trained, seeded=True)
 def train_cmd(
     model: ModelOpt = None,
     vocab: VocabOpt = None,
@@ -164,12 +173,12 @@ def train_cmd(
     accumulate: AccumulateOpt = None,
     clip_grad_norm: ClipOpt = None,
     precision: PrecisionOpt = None,
-    sampler: _flag(TrainSettings, "sampler", str) = None,
-    mixup: _flag(TrainSettings, "mixup", float) = None,
-    time_mask: _flag(TrainSettings, "time_mask", int) = None,
-    freq_mask: _flag(TrainSettings, "freq_mask", int) = None,
-    token_mask: _flag(TrainSettings, "token_mask", float) = None,
-    mask_span: _flag(TrainSettings, "mask_span", int) = None,
+    sampler: _flag(TrainSettings, "sampler", str, AUGMENTATION) = None,
+    mixup: _flag(TrainSettings, "mixup", float, AUGMENTATION) = None,
+    time_mask: _flag(TrainSettings, "time_mask", int, AUGMENTATION) = None,
+    freq_mask: _flag(TrainSettings, "freq_mask", int, AUGMENTATION) = None,
+    token_mask: _flag(TrainSettings, "token_mask", float, AUGMENTATION) = None,
+    mask_span: _flag(TrainSettings, "mask_span", int, AUGMENTATION) = None,
     average_last: AverageOpt = None,
     tensorboard: TensorboardOpt = None,
     embed_dim: _flag(ModelSettings, "embed_dim", int) = None,
@@ -177,7 +186,7 @@ def train_cmd(
     num_layers: LayersOpt = None,
     num_heads: HeadsOpt = None,
     dropout: DropoutOpt = None,
-    input: _flag(ModelSettings, "input", str) = None,
+    input: _flag(ModelSettings, "input", str, "Options") = None,
     cnn_channels: _flag(ModelSettings, "cnn_channels", str) = None,
     conv_kernels: _flag(ModelSettings, "conv_kernels", int) = None,
     conv_size: _flag(ModelSettings, "conv_size", int) = None,
@@ -223,7 +232,7 @@ def train_cmd(
     return _fit(train, flags, {"kind": model}, init=init)
 
 
-@command("pretrain", render=_render_trained)
+@command("pretrain", render=_render_trained, seeded=True)
 def pretrain_cmd(
     vocab: VocabOpt = None,
     k: PickKOpt = None,
