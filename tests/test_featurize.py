@@ -136,5 +136,6 @@ def test_bad_clips_fail_alone_are_stored_and_listed_and_the_command_exits_5(cli)
     lengths = features.all_lengths()
     assert (lengths[[0, 5]] > 0).all() and (lengths[1:5] == PENDING).all()  # the good clips were kept
     info = cli("info")
+    assert "(Zarr v3; audiotok store format 2)" in info.stdout  # the README says Zarr v3: both named
     assert "4 clips of features 'logmel' failed and stay pending:" in info.stdout
     assert "nan00000000: " in info.stdout and "non-finite samples" in info.stdout

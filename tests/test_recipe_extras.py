@@ -190,3 +190,26 @@ def test_a_run_shows_its_numbers_in_metrics_curves_and_tensorboard(tokenized):
     assert val == pytest.approx([e["val_mAP"] for e in run.history])
     losses = [event.value for event in board.Scalars("train/loss")]
     assert losses == pytest.approx([s["loss"] for s in steps])
+
+
+def test_the_curves_mark_the_kept_epoch_and_tick_whole_epochs():
+    from audiotok_cli.training.monitor import curves_figure
+
+    history = [
+        {"epoch": e, "step": 4 * e, "train_loss": 1 / e, "val_mAP": m, "learning_rate": 1e-3}
+        for e, m in zip(range(1, 6), [0.2, 0.5, 0.4, 0.5, 0.3], strict=True)
+    ]
+    steps = [(s, 1.0, 1e-3) for s in range(20)]
+    figure = curves_figure(steps, history)
+    figure.canvas.draw()
+    score = figure.axes[1]
+    marker = next(line for line in score.get_lines() if line.get_label().startswith("best epoch"))
+    assert marker.get_label() == "best epoch 2" and list(marker.get_xdata()) == [2, 2]  # the first of equals
+    ticks = [tick for tick in score.get_xticks() if 1 <= tick <= 5]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
+    pretraining = [{**e, "val_loss": 5.0 - min(e["epoch"], 2) - (e["epoch"] == 3)} for e in history]
+    for entry in pretraining:
+        del entry["val_mAP"]
+    assert any(
+        line.get_label() == "best epoch 3" for line in curves_figure(steps, pretraining).axes[1].get_lines()
+    )

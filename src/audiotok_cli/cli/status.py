@@ -36,7 +36,10 @@ def _render_info(info: dict[str, Any]) -> None:
 
 
 def _render_store(info: dict[str, Any]) -> None:
-    console.print(f"[bold]{info['store']}[/] (format {info['format_version']}): {info['n_clips']} clips")
+    console.print(
+        f"[bold]{info['store']}[/] (Zarr v3; audiotok store format {info['format_version']}): "
+        f"{info['n_clips']} clips"
+    )
     own = info.get("classes")
     shown = ", ".join(own[:8]) + (", ..." if own and len(own) > 8 else "") if own else ""
     console.print(f"classes: its own {len(own)} ({escape(shown)})" if own else "classes: AudioSet's 527")

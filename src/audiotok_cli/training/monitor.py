@@ -97,10 +97,19 @@ def _board(folder: Path, first_step: int) -> Any:
 def _curves_png(steps: list[tuple[int, float, float]], history: list[dict[str, float]]) -> bytes:
     import io
 
+    buffer = io.BytesIO()
+    figure = curves_figure(steps, history)
+    figure.savefig(buffer, format="png", dpi=80, metadata={"audiotok": json.dumps(history)})
+    return buffer.getvalue()
+
+
+def curves_figure(steps: list[tuple[int, float, float]], history: list[dict[str, float]]) -> Any:
+    """Train loss by step, validation by epoch (whole-epoch ticks, the kept epoch marked), learning rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(12, 3.6), layout="constrained")
     loss, score, rate = figure.subplots(1, 3)
@@ -113,10 +122,18 @@ def _curves_png(steps: list[tuple[int, float, float]], history: list[dict[str, f
     loss.legend()
     for key in [key for key in history[-1] if key.startswith("val_")]:  # val_mAP, or MLM loss and accuracy
         score.plot(epochs, [entry[key] for entry in history], marker="o", label=key.removeprefix("val_"))
+    best = _best_epoch(history)
+    score.axvline(best, color="grey", linestyle="--", label=f"best epoch {best}")
+    score.xaxis.set_major_locator(MaxNLocator(integer=True))
     score.set(title="validation", xlabel="epoch")
     score.legend()
     rate.plot(numbers, rates, color="tab:purple")
     rate.set(title="learning rate", xlabel="optimizer step")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, metadata={"audiotok": json.dumps(history)})
-    return buffer.getvalue()
+    return figure
+
+
+def _best_epoch(history: list[dict[str, float]]) -> int:
+    """The epoch training keeps: the best val mAP, or the lowest val MLM loss when pretraining."""
+    if "val_mAP" in history[0]:
+        return int(max(history, key=lambda entry: entry["val_mAP"])["epoch"])
+    return int(min(history, key=lambda entry: entry["val_loss"])["epoch"])
