@@ -3,6 +3,7 @@ one worker."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -194,3 +195,23 @@ def test_a_task_run_in_this_process_gets_one_blas_thread_as_a_worker_does():
         pytest.skip("numpy's BLAS runs on one thread here anyway")
     assert [threads for _, threads in run_shards(_blas_threads, [0, 1], workers=1)] == [[1] * len(before)] * 2
     assert _blas_threads(0) == before  # the process keeps its threads
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2: 1.5 CPUs -> 2 threads
+        ({"cpu.max": "max 100000\n"}, None),  # unlimited: the affinity
+        ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+        ({}, None),
+    ],
+)
+def test_the_cores_available_are_capped_by_a_cgroup_cpu_quota(tmp_path, files, expected):
+    """Docker's --cpus and Kubernetes' limits set a quota that the affinity does not show: 16
+    threads on a 2-CPU quota spend their time descheduled."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(tmp_path) == (affinity if expected is None else min(expected, affinity))

@@ -213,3 +213,18 @@ def test_the_curves_mark_the_kept_epoch_and_tick_whole_epochs():
     assert any(
         line.get_label() == "best epoch 3" for line in curves_figure(steps, pretraining).axes[1].get_lines()
     )
+
+
+def test_training_runs_on_the_threads_asked_and_gives_the_process_its_own_back(tokenized):
+    before, seen = torch.get_num_threads(), []
+    train = TrainSettings(epochs=2, batch_size=8, run_name="one-thread", threads=1)
+    run = loop.train(
+        tokenized.resolved_paths,
+        ModelSettings(kind="simple", embed_dim=8),
+        train,
+        seed=0,
+        on_epoch=lambda *epoch: seen.append(torch.get_num_threads()),
+    )
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    record = json.loads((run.run_dir / "run.json").read_text())
+    assert "threads" not in record["train"]  # how fast, not what: a rerun on other threads resumes it

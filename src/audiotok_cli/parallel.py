@@ -7,12 +7,14 @@ inputs. The same tasks run on a Dask distributed cluster to scale past one machi
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -26,8 +28,27 @@ DASK_RETRIES = 2  # a task that failed with its worker runs again elsewhere
 REPORT_SECONDS = 0.2  # how often the parent moves the bar while worker processes run
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0))
+def available_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: its CPU affinity (taskset, SLURM's cpuset), capped by a
+    CPU quota (Docker's --cpus, Kubernetes' limits), which affinity does not show."""
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """CPUs a cgroup's quota allows (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), None if unlimited."""
+    try:
+        if (root / "cpu.max").exists():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    if quota in ("max", "-1") or float(period) <= 0:
+        return None
+    return float(quota) / float(period)
 
 
 _reporting: dict[str, Any] = {"queue": None, "local": None}  # set per process by run_shards

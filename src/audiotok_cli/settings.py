@@ -283,6 +283,12 @@ class TrainSettings(_Group):
         description="Processes reading batches ahead (default: none on a CPU, which the model needs "
         "whole; up to 4 on a GPU).",
     )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch's threads per training process on the CPU (default: the cores available to it, "
+        "shared among torchrun's ranks here); 1 on a machine busy with other work.",
+    )
     run_name: str | None = Field(
         None, pattern=f"^{NAME_PATTERN}$", description="Run folder name; default {model}-{vocab}."
     )

@@ -63,6 +63,7 @@ TensorboardOpt = Annotated[
     bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard", panel=RUNNING)
 ]
 LoaderOpt = _flag(TrainSettings, "loader_workers", int, RUNNING)
+ThreadsOpt = _flag(TrainSettings, "threads", int, RUNNING)
 RunNameOpt = Annotated[
     str | None,
     option("--run-name", help="Run folder name.", default="MODEL-INPUT, then -2, -3, ...", panel=RUNNING),
@@ -192,6 +193,7 @@ def train_cmd(
     conv_size: _flag(ModelSettings, "conv_size", int) = None,
     device: DeviceOpt = None,
     loader_workers: LoaderOpt = None,
+    threads: ThreadsOpt = None,
     run_name: RunNameOpt = None,
     seeds: Annotated[
         int,
@@ -257,6 +259,7 @@ def pretrain_cmd(
     dropout: DropoutOpt = None,
     device: DeviceOpt = None,
     loader_workers: LoaderOpt = None,
+    threads: ThreadsOpt = None,
     run_name: RunNameOpt = None,
     store: StoreOpt = None,
     runs_dir: RunsOpt = None,

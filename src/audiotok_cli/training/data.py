@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,20 @@ def reader_workers(setting: int | None, device: torch.device, ranks_here: int = 
         return setting
     cores = available_cores() // max(ranks_here, 1)
     return 0 if device.type == "cpu" else max(0, min(MAX_GPU_READERS, cores - 1))
+
+
+@contextmanager
+def cpu_threads(setting: int | None, ranks_here: int = 1) -> Iterator[int]:
+    """torch's intra-op threads while training: as set, or this process's share of the cores it
+    may use (torch's own default counts the machine's cores, and torchrun's ranks would each take
+    them all). Put back afterwards: the process may train again with other settings."""
+    before = torch.get_num_threads()
+    threads = setting or max(1, available_cores() // max(ranks_here, 1))
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def balanced_weights(labels: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:

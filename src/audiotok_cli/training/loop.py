@@ -25,6 +25,7 @@ from audiotok_cli.training.data import (
     BatchReader,
     ModelInputs,
     balanced_weights,
+    cpu_threads,
     predict,
     reader_workers,
 )
@@ -199,7 +200,10 @@ def fit(
     with ranks(device) as here:
         device = rank_device(device, here)
         record = job.record
-        with WriterLock(job.directory, job.command) if here.main else nullcontext():
+        with (
+            WriterLock(job.directory, job.command) if here.main else nullcontext(),
+            cpu_threads(settings.threads, here.local_world),
+        ):
             history = _resumable_history(job.directory, record, overwrite)
             if not history and here.main:
                 (job.directory / REPORT).unlink(missing_ok=True)
@@ -269,7 +273,7 @@ def start_record(
     inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int, task: str, init: str | None = None
 ) -> RunRecord:
     """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
-    shaping = settings.model_dump(exclude={"device", "run_name", "loader_workers"})
+    shaping = settings.model_dump(exclude={"device", "run_name", "loader_workers", "threads"})
     key = {
         "model": spec.model_dump(), "train": shaping, "seed": seed, "task": task, "init": init,
         **inputs.model_dump(exclude={"store"}),
