@@ -16,6 +16,7 @@ import pytest
 from audiotok_cli.errors import BusyError
 from audiotok_cli.store import PENDING, Store
 from audiotok_cli.store.lock import WriterLock, holder_of
+from audiotok_cli.training.runs import read_record
 
 
 def _start(*args: str) -> subprocess.Popen:
@@ -142,3 +143,21 @@ def test_a_writer_that_waited_on_a_deleted_lock_file_locks_the_new_one(tmp_path,
         with pytest.raises(BusyError), WriterLock(target, "train"):
             pass
     os.close(stale)
+
+
+def test_sigterm_is_handled_as_ctrl_c_one_line_work_kept_exit_143(tokenized):
+    """What SLURM sends at a walltime and Kubernetes before a kill: the run stops as on Ctrl-C,
+    its finished epochs kept for the rerun to resume from."""
+    run = tokenized.runs_dir / "long"
+    trainer = _start("train", "--model", "simple", "--epochs", "500", "--run-name", "long", "--quiet")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run / "last.safetensors").exists():
+        assert trainer.poll() is None, trainer.communicate()
+        time.sleep(0.05)  # until an epoch is finished: work to keep
+    trainer.send_signal(signal.SIGTERM)
+    _, stderr = trainer.communicate(timeout=60)
+    assert trainer.returncode == 143, stderr
+    assert stderr.strip() == "terminated (SIGTERM): finished work is kept; run the command again to resume"
+    record = read_record(run)
+    assert not record.complete and len(record.history) >= 1  # a rerun resumes after these epochs
+    assert not (tokenized.runs_dir / "long.lock").exists()

@@ -8,6 +8,7 @@ Library modules are imported inside commands: torch, transformers and librosa ta
 import, and `audiotok info` or `--help` should not wait for them.
 """
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -15,9 +16,11 @@ import inspect
 import json
 import logging
 import random
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -165,7 +168,8 @@ def command(
             obj.update({key: value for key, value in root_options.items() if value is not None})
             try:
                 _configure(load_settings(obj))
-                result = function(**kwargs)
+                with _sigterm_as_interrupt():
+                    result = function(**kwargs)
                 if as_json:
                     sys.stdout.write(json.dumps(result, indent=2, default=_jsonable) + "\n")
                 elif not quiet and render is not None:
@@ -173,11 +177,12 @@ def command(
                 problem = getattr(result, "problem", None)
                 if problem and problem():  # partial failure: the result is shown, the exit code says so
                     raise problem()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:  # Ctrl-C, or the SIGTERM a scheduler sends before its kill
+                what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
                 err_console.print(
-                    "[bold red]interrupted[/]: finished work is kept; run the command again to resume"
+                    f"[bold red]{what}[/]: finished work is kept; run the command again to resume"
                 )
-                raise typer.Exit(130) from None
+                raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
             except Exception as exc:  # one red line and a documented exit code, whatever went wrong
                 if debug:
                     err_console.print(traceback.format_exc(), markup=False, highlight=False)
@@ -192,6 +197,26 @@ def command(
         return function
 
     return register
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM at a walltime, Kubernetes before a kill) as a Ctrl-C: every cleanup that
+    keeps finished work on Ctrl-C runs for it too; the exit code says which (143, not 130)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _as_audiotok_error(exc: Exception) -> AudiotokError:
