@@ -107,3 +107,17 @@ def test_runs_and_eval_tables_fit_the_terminal_with_every_name_and_score_whole(
         for key in ("mAP", "AUC", "f1_macro_tuned"):
             assert f"{scores[split][key]:.4f}" in report.stdout
     assert any("F1 macro tuned" in line for line in lines)
+
+
+def test_runs_lists_every_readable_run_and_marks_the_damaged_ones(cli, three_runs):
+    (three_runs / "lstm-logmel-k16" / "last.safetensors").write_bytes(b"not a checkpoint")
+    (three_runs / "simple-logmel-k16" / REPORT).write_text("{")
+    result = cli("runs")
+    assert result.exit_code == 0, result.output
+    assert "baseline-logmel" in result.stdout and "simple-logmel-k16" in result.stdout
+    assert "lstm-logmel-k16" in result.stdout  # listed, marked
+    warnings = " ".join(result.stderr.split())
+    assert "lstm-logmel-k16 is damaged:" in warnings and "last.safetensors" in warnings
+    assert f"simple-logmel-k16 is damaged: {three_runs / 'simple-logmel-k16' / REPORT} is damaged" in warnings
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    assert rows["lstm-logmel-k16"]["model"] == "damaged" and rows["baseline-logmel"]["damaged"] == ""

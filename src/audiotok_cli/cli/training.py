@@ -403,7 +403,10 @@ def _render_runs(rows) -> None:
         for r in rows:
             console.print(f"{_run_name(r)}: {r.recipe}", highlight=False)
         console.print("(parameters, epochs, train seconds and the prior: a wider terminal or --json)")
-    summaries = [r for r in rows if r.folds or r.seeds]
+    for r in rows:
+        if r.damaged:
+            err_console.print(f"[yellow]{escape(r.name)} is damaged: {escape(r.damaged)}")
+    summaries = [r for r in rows if r.folds or r.seeds or r.damaged]
     unscored = [r.name for r in rows if r.test_mAP is None and r.val_mlm_loss is None and r not in summaries]
     for name in unscored:  # their val mAP is not a test score: say how to get one
         console.print(f"{name} is not scored on test yet: `audiotok eval --run {name}`")

@@ -44,13 +44,21 @@ class RunRow:
     recipe: str = ""  # how it was trained, where that differs from the defaults: "lr 0.003, seed 2"
     seed: int | None = None
     settings_key: str = ""  # the same for runs that differ only by seed
+    damaged: str = ""  # why the run folder cannot be read, and the fix
 
 
 def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
     """One row per run; best first for scores. Runs not yet evaluated have no test mAP."""
     if sort not in SORT_KEYS:
         raise SettingsError(f"invalid --sort {sort!r}; choose from {', '.join(SORT_KEYS)}")
-    rows = [_row(directory, record) for directory, record in find_runs(runs_dir)]
+    damaged: dict[Path, str] = {}
+    rows = []
+    for directory, record in find_runs(runs_dir, damaged):
+        try:
+            rows.append(_row(directory, record))
+        except (ValueError, KeyError, OSError) as error:  # a damaged eval.json: the run is still listed
+            damaged[directory] = f"{directory / REPORT} is damaged ({type(error).__name__}); run `eval` again"
+    rows += [_damaged_row(directory, why) for directory, why in damaged.items()]
     if not rows:
         raise MissingInputError(f"no runs in {runs_dir}; run `audiotok train` first or pass --runs-dir")
     rows += cross_validation_rows(rows) + seed_rows(rows)
@@ -60,6 +68,11 @@ def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
             row.gap_to_best_frames = row.test_mAP - max(frames)
     descending = sort != "name"
     return sorted(rows, key=lambda row: _sort_value(row, sort), reverse=descending)
+
+
+def _damaged_row(directory: Path, why: str) -> RunRow:
+    """A run folder that cannot be read: listed, marked, and why."""
+    return RunRow(directory.name, "damaged", "-", 0, 0, 0.0, None, None, None, damaged=why)
 
 
 def _sort_value(row: RunRow, key: str) -> tuple[bool, object]:

@@ -330,13 +330,18 @@ def run_directory(runs_dir: Path, name: str | None, default: str, record: RunRec
     raise AssertionError("unreachable")
 
 
-def find_runs(runs_dir: Path) -> list[tuple[Path, RunRecord]]:
-    """Every finished-or-started run under `runs_dir` of the current format, by name."""
+def find_runs(runs_dir: Path, damaged: dict[Path, str] | None = None) -> list[tuple[Path, RunRecord]]:
+    """Every finished-or-started run under `runs_dir` of the current format, by name; a run whose
+    record is damaged is left out (and put in `damaged`, with why, when given)."""
     runs = []
     for directory in sorted(runs_dir.glob("*/")) if runs_dir.exists() else []:
         try:
             record = read_record(directory)
         except MismatchError:
+            continue
+        except AudiotokError as error:
+            if damaged is not None:
+                damaged[directory] = str(error)
             continue
         if record is not None:
             runs.append((directory, record))
