@@ -232,3 +232,64 @@ def test_a_kill_between_checkpoint_and_run_json_never_trains_an_epoch_twice(feat
     logged = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in logged if line["kind"] == "epoch"] == [1, 2, 3]
     assert Store.open(featurized.store_path).features().all_lengths().min() != PENDING
+
+
+def test_a_group_whose_metadata_file_is_gone_is_named_with_its_repair(cli, featurized):
+    (featurized.store_path / "features" / "logmel" / "lengths" / "zarr.json").unlink()
+    info = cli("info")  # still describes the store, and says what is damaged
+    assert info.exit_code == 0 and "bal_train" in info.stdout
+    said = " ".join(info.stdout.split())
+    assert "damaged features 'logmel': features/logmel/lengths in" in said
+    assert "`audiotok featurize --name logmel --overwrite`" in said
+    refused = cli("vocab", "--k", "8")
+    assert refused.exit_code == 5 and "zarr.json is missing" in _one_error_line(refused)
+    assert cli("featurize", "--name", "logmel", "--overwrite").exit_code == 0  # the repair it names
+    assert cli("vocab", "--k", "8").exit_code == 0
+
+
+def test_paths_of_the_wrong_kind_and_a_non_utf8_env_are_one_line(cli, featurized, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a store")
+    for command in (["info"], ["split"], ["import", str(tmp_path)]):
+        result = cli(*command, "--store", str(a_file))
+        assert result.exit_code == 3, command
+        assert f"{a_file} is a file, not an audiotok store" in _one_error_line(result)
+    assert a_file.read_text() == "not a store"  # never replaced
+    lock = Path(f"{featurized.store_path}.lock")
+    lock.mkdir()
+    result = cli("split")
+    assert (
+        result.exit_code == 3
+        and f"{lock} is a folder where audiotok keeps the writer lock" in _one_error_line(result)
+    )
+    lock.rmdir()
+    Path(".env").write_bytes(b"AUDIOTOK_SEED=\xff\xfe\n")
+    result = cli("config")
+    assert (
+        result.exit_code == 3
+        and ".env is not UTF-8 text (byte 0xff at 14); save it as UTF-8" in _one_error_line(result)
+    )
+
+
+def test_a_read_only_file_is_one_line_naming_it_and_eval_still_shows_its_scores(cli, featurized, monkeypatch):
+    """Tests run as root, whom permissions do not stop: the writes fail as on a read-only mount."""
+    import errno
+
+    import audiotok_cli.training.evaluate as evaluate
+
+    assert cli("train", "--model", "baseline", "--epochs", "1").exit_code == 0
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(evaluate, "write_json", read_only)
+    result = cli("eval", "--run", "baseline-logmel")
+    assert result.exit_code == 12
+    assert "test (official eval)" in result.stdout and "mAP" in result.stdout  # the scores, shown
+    line = result.stderr.strip().splitlines()[-1]  # below the scoring bars
+    assert "the scores above were not saved: cannot write" in line
+    assert "eval.json (Read-only file system)" in line
+    monkeypatch.setattr("audiotok_cli.stages.split.split", lambda *args: read_only(featurized.store_path))
+    result = cli("split")
+    assert result.exit_code == 12
+    assert f"cannot write {featurized.store_path} (Read-only file system)" in _one_error_line(result)

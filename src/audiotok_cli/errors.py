@@ -69,3 +69,9 @@ class WorkerLostError(AudiotokError):
     """A worker process died (killed, out of memory) in the middle of its shard."""
 
     exit_code = 11
+
+
+class NotWritableError(AudiotokError):
+    """A file or folder audiotok must write is read-only (permissions, a read-only mount)."""
+
+    exit_code = 12

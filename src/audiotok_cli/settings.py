@@ -376,6 +376,11 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         where = ".".join(str(part) for part in error["loc"]) or "settings"
         message = error["msg"].removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {where}{_from(where, overrides)}: {message}") from None
+    except UnicodeDecodeError as exc:  # the only text file read here
+        raise SettingsError(
+            f"{Path(ENV_FILE).resolve()} is not UTF-8 text (byte {exc.object[exc.start]:#x} at {exc.start}); "
+            "save it as UTF-8"
+        ) from None
     except PydanticSettingsError as exc:  # a nested group given as a value that is not JSON
         field = re.search(r'field "(\w+)"', str(exc))
         name = field[1] if field else "settings"

@@ -34,7 +34,7 @@ from rich.markup import escape
 from audiotok_cli import __version__
 from audiotok_cli.cli.help import CommandList, GroupedOptions
 from audiotok_cli.cli.options import option
-from audiotok_cli.errors import AudiotokError, DiskFullError
+from audiotok_cli.errors import AudiotokError, DiskFullError, NotWritableError
 from audiotok_cli.progress import show_bars, stderr_console
 from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
 
@@ -220,9 +220,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _as_audiotok_error(exc: Exception) -> AudiotokError:
-    """Library errors as they are; a full disk as DiskFullError; anything else is a bug (exit 1)."""
+    """Library errors as they are; a full disk as DiskFullError, a read-only file as
+    NotWritableError; anything else is a bug (exit 1)."""
     if isinstance(exc, AudiotokError):
         return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        where = exc.filename or "the store, audio or runs directory"
+        return NotWritableError(
+            f"cannot write {where} ({exc.strerror}); make it writable, or point audiotok elsewhere "
+            "(--store, --runs-dir, --data-dir), and run again: finished work is kept"
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write we do not wrap
         where = exc.filename or "the store, audio or runs directory"
         return DiskFullError(

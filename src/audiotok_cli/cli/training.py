@@ -314,7 +314,8 @@ def _render_eval(report) -> None:
         for title, classes in (("best", test["best_classes"]), ("worst", test["worst_classes"])):
             shown = ", ".join(f"{name} {aps[name]:.3f}" for name in classes)
             console.print(f"{title} classes on test (AP): {escape(shown)}")
-    console.print(f"report: {report.report_path}")
+    if report.not_saved is None:
+        console.print(f"report: {report.report_path}")
 
 
 @command("eval", render=_render_eval)

@@ -56,12 +56,16 @@ def describe_store(store_path: Path) -> dict[str, Any]:
         for i, source in enumerate(store.source_names)
         if (sources == i).any()
     }
-    groups: dict[str, Any] = {}
+    groups: dict[str, Any] = {"damaged": []}
     for kind in ("features", "tokens"):
         groups[kind] = []
         for name in store.names(kind):
-            padded = store.padded(kind, name)
-            lengths = padded.all_lengths()
+            try:
+                padded = store.padded(kind, name)
+                lengths = padded.all_lengths()
+            except DataError as damage:  # said below the table; the other groups are still described
+                groups["damaged"].append({"kind": kind, "name": name, "problem": str(damage)})
+                continue
             groups[kind].append(
                 {
                     "name": name,
@@ -77,7 +81,7 @@ def describe_store(store_path: Path) -> dict[str, Any]:
         {"name": name, "record": store.vocab_record(name).model_dump(mode="json")}
         for name in store.names("vocab")
     ]
-    groups["damaged"] = [
+    groups["damaged"] += [
         {"kind": kind, "name": name, "problem": problem}
         for kind in ("features", "vocab", "tokens")
         for name, problem in store.damaged(kind).items()

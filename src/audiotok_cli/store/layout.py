@@ -98,6 +98,14 @@ def split_code(name: str) -> int:
     return SPLITS.index(name)
 
 
+def refuse_a_file(path: Path) -> None:
+    """A store is a folder: a file at its path is named, never opened or replaced."""
+    if path.exists() and not path.is_dir():
+        raise SettingsError(
+            f"{path} is a file, not an audiotok store (a folder); pass --store with another path"
+        )
+
+
 def fingerprint(values: Any) -> str:
     """Short stable hash of JSON-able values or an array, recorded so readers can spot staleness."""
     if isinstance(values, np.ndarray):
@@ -135,11 +143,22 @@ class PaddedSet(Generic[R]):
 
     @property
     def data(self) -> zarr.Array:
-        return self.group["data"]
+        return self._member("data")
 
     @property
     def lengths(self) -> zarr.Array:
-        return self.group["lengths"]
+        return self._member("lengths")
+
+    def _member(self, name: str) -> zarr.Array:
+        try:
+            return self.group[name]
+        except KeyError:  # its zarr.json is gone: the array cannot be opened, whatever its chunks hold
+            kind, store = self.group.path.split("/")[0], self.group.store_path.store
+            raise DataError(
+                f"{self.group.path}/{name} in {getattr(store, 'root', store)} is damaged (its metadata "
+                f"file zarr.json is missing); make it again: `audiotok {_MAKER[kind]} --name {self.name} "
+                "--overwrite`"
+            ) from None
 
     @property
     def n_rows(self) -> int:
@@ -251,6 +270,7 @@ class Store:
     # -- opening --------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path, mode: str = "r+") -> Store:
+        refuse_a_file(path)
         if not (path / "zarr.json").exists():
             raise MissingInputError(
                 f"no audiotok store at {path}; run `audiotok expand` (AudioSet) or `audiotok import` "
@@ -279,6 +299,7 @@ class Store:
 
     @classmethod
     def _open_or_create(cls, path: Path, classes: ClassIndex) -> Store:
+        refuse_a_file(path)
         if (path / "zarr.json").exists():
             root = _open_root(path, "r")
             if RECORD_KEY in root.attrs or "format_version" in root.attrs:

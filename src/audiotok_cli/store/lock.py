@@ -20,7 +20,7 @@ from types import TracebackType
 
 from pydantic import BaseModel, ValidationError
 
-from audiotok_cli.errors import BusyError
+from audiotok_cli.errors import BusyError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,13 @@ class WriterLock:
         """The lock file, opened and flocked; opened again when the holder we waited on deleted it
         as it let go (we would hold a lock on a file no longer at the path)."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except IsADirectoryError:
+                raise SettingsError(
+                    f"{self.path} is a folder where audiotok keeps the writer lock of {self.target}; "
+                    "remove it and run again"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -3,10 +3,12 @@ label-prior baseline, and write the report as JSON next to the run."""
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli.atomic import write_json
+from audiotok_cli.errors import DataError, NotWritableError
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store, only_candidate
 from audiotok_cli.training.data import BatchReader, predict, reader_workers
@@ -29,6 +31,16 @@ class EvalReport:
     report_path: Path
     splits: dict[str, dict]  # split -> metrics, with "prior_mAP" and "per_class_AP"
     test_rule: str  # how the store chose its test clips: "the eval source", "fold 1", ...
+    not_saved: str | None = None  # why the report could not be written (the scores still count)
+
+    def problem(self) -> NotWritableError | None:
+        """The scores are shown first; then the exit code says the report was not saved."""
+        if self.not_saved is None:
+            return None
+        return NotWritableError(
+            f"the scores above were not saved: cannot write {self.report_path} ({self.not_saved}); "
+            "make the run folder writable and run `eval` again"
+        )
 
 
 def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) -> Path:
@@ -44,7 +56,10 @@ def choose_run(runs_dir: Path, name: str | None, model: str | None, pick: Pick) 
             and pick.matches(inputs.tokens, record.model.n_tokens or None, inputs.features)
         )
 
-    runs = [directory.name for directory, record in find_runs(runs_dir) if accepts(record)]
+    damaged: dict[Path, str] = {}
+    runs = [directory.name for directory, record in find_runs(runs_dir, damaged) if accepts(record)]
+    if not runs and damaged:  # the run meant may be the damaged one: say so, not "no runs"
+        raise DataError(next(iter(damaged.values())))
     missing = "; run `audiotok train` first"
     chosen = only_candidate(
         runs, f"trained run{pick.describe()}", f"runs{pick.describe()}", runs_dir, missing, "--run"
@@ -96,5 +111,11 @@ def evaluate(
         "test_rule": store.split.test_rule,
         "splits": results,
     }
-    write_json(directory / REPORT, report)
-    return EvalReport(directory, directory / REPORT, results, store.split.test_rule)
+    result = EvalReport(directory, directory / REPORT, results, store.split.test_rule)
+    try:
+        write_json(directory / REPORT, report)
+    except OSError as denied:  # a read-only run folder or mount: the scores are still worth showing
+        if denied.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        result.not_saved = denied.strerror
+    return result

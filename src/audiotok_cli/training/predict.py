@@ -18,7 +18,7 @@ import torch
 
 from audiotok_cli.audio.logmel import LogMel, decode
 from audiotok_cli.audio.transforms import FrameTransforms
-from audiotok_cli.errors import DataError
+from audiotok_cli.errors import DataError, MissingInputError
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
 
@@ -40,12 +40,14 @@ class Predictions:
     files: list[FilePrediction] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # path -> why
 
-    def problem(self) -> DataError | None:
+    missing: list[str] = field(default_factory=list)  # paths that are not there at all
+
+    def problem(self) -> DataError | MissingInputError | None:
         if not self.failed:
             return None
-        return DataError(
-            f"{len(self.failed)} files could not be scored; first: {next(iter(self.failed.values()))}"
-        )
+        files = f"{len(self.failed)} file{'s' * (len(self.failed) > 1)}"
+        error = MissingInputError if self.missing else DataError  # a wrong path is not bad audio
+        return error(f"{files} could not be scored; first: {next(iter(self.failed.values()))}")
 
 
 def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
@@ -58,6 +60,7 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
     for path in paths:
         try:
             if not path.is_file():
+                result.missing.append(str(path))
                 raise DataError(f"{path} does not exist or is not a file")
             samples = decode(path, audio.sample_rate, fix=UNREADABLE)
             starts = [

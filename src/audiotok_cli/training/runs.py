@@ -321,10 +321,7 @@ def run_directory(runs_dir: Path, name: str | None, default: str, record: RunRec
         return runs_dir / (name or default)
     for number in itertools.count(1):
         directory = runs_dir / (default if number == 1 else f"{default}-{number}")
-        try:
-            previous = read_record(directory)
-        except AudiotokError:  # damaged or of another format: not ours to resume
-            continue
+        previous = read_record(directory)  # a damaged one is named with its fix, never passed over
         if previous is None or (not previous.complete and previous.resume_key == record.resume_key):
             return directory
     raise AssertionError("unreachable")
