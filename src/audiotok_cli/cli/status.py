@@ -1,7 +1,9 @@
-"""Commands that only read: info (what the mirror and store hold) and config (effective settings)."""
+"""Commands that look at what is there: info (what the mirror and store hold), verify (read all of
+it, say what is damaged) and config (effective settings)."""
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -76,6 +78,7 @@ def _render_store(info: dict[str, Any]) -> None:
             console.print(f"[red]stale tokens {g['name']!r}:[/] {escape(g['stale'])}")
     for g in info["damaged"]:
         console.print(f"[red]damaged {g['kind']} {g['name']!r}:[/] {escape(g['problem'])}")
+    _render_last_verify(info.get("last_verify"))
     for g in info["features"]:
         failures = g["record"]["failures"]
         if failures:
@@ -109,3 +112,55 @@ def config_cmd():
     """Effective settings and where each came from: cli, env, .env or default."""
     settings = command_settings()
     return setting_sources(settings, cli_overrides())
+
+
+def _render_last_verify(last: dict[str, Any] | None) -> None:
+    if last is None:
+        console.print("never verified: `audiotok verify` reads every shard and says what is damaged")
+        return
+    if not last["damaged"]:
+        console.print(f"last verify ({last['at']}): nothing damaged")
+        return
+    pending = f"; {len(last['repaired'])} marked for their stage to redo" if last["repaired"] else ""
+    console.print(f"[yellow]last verify ({last['at']}): {len(last['damaged'])} damaged{pending}")
+    for problem in last["damaged"]:
+        console.print(f"  {escape(problem)}")
+
+
+def _render_verify(r) -> None:
+    read = f"read {r.shards} shards and {r.arrays} clip columns and vocabularies"
+    read += f", hashed {r.mirror_files} mirror files" if r.mirror_files else ""
+    if not r.damaged:
+        console.print(f"{r.store}: nothing damaged ({read})")
+        return
+    table = Table("damaged", "why", "repaired", title=f"{r.store}: {len(r.damaged)} damaged ({read})")
+    for d in r.damaged:
+        table.add_row(escape(d.what), escape(d.why), "marked pending" if d.repaired else "-")
+    console.print(table)
+    for fix in dict.fromkeys(d.fix for d in r.damaged):  # each command once, in order
+        done = all(d.repaired for d in r.damaged if d.fix == fix)
+        console.print(f"{'to redo what --repair marked' if done else 'to repair'}: `{escape(fix)}`")
+
+
+@command("verify", render=_render_verify)
+def verify_cmd(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Mark damaged shards pending (their stage then redoes exactly those) and forget damaged "
+            "mirror files (fetch then downloads them again).",
+        ),
+    ] = False,
+    mirror: Annotated[
+        bool, typer.Option("--mirror", help="Also hash every fetched mirror file against fetch's record.")
+    ] = False,
+    store: StoreOpt = None,
+    mirror_dir: MirrorOpt = None,
+):
+    """Read every shard, clip column and vocabulary of the store (every chunk is checksummed) and say
+    what is damaged, with the command that repairs it; exit 5 while anything is left damaged."""
+    from audiotok_cli.stages.verify import verify
+
+    settings = command_settings(paths={"store": store, "mirror_dir": mirror_dir})
+    return verify(settings.store_path, repair, settings.mirror_dir if mirror else None)

@@ -96,6 +96,7 @@ def describe_store(store_path: Path) -> dict[str, Any]:
         "clips": clips,
         "split": split.model_dump() if split else None,
         "writer": writer.model_dump() if writer and writer.running() else None,
+        "last_verify": store.record.last_verify.model_dump() if store.record.last_verify else None,
         **groups,
     }
 

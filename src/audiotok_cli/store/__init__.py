@@ -22,6 +22,7 @@ from audiotok_cli.store.records import (
     FeaturesRecord,
     SplitRecord,
     TokensRecord,
+    VerifyRecord,
     VocabRecord,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "Store",
     "TokenSet",
     "TokensRecord",
+    "VerifyRecord",
     "Vocab",
     "VocabRecord",
     "WriterLock",

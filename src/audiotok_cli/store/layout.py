@@ -52,11 +52,15 @@ from audiotok_cli.store.records import (
     SplitRecord,
     StoreRecord,
     TokensRecord,
+    VerifyRecord,
     VocabRecord,
 )
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
+# what zarr raises reading a damaged chunk: a checksum mismatch or a cut-short shard (ValueError),
+# a codec fed garbage (RuntimeError: "Zstd decompression error")
+UNREADABLE = (ValueError, RuntimeError)
 SPLITS = ("unassigned", "train", "val", "test")
 KINDS: dict[str, type[BaseModel]] = {"features": FeaturesRecord, "vocab": VocabRecord, "tokens": TokensRecord}
 CLIP_ROWS_PER_CHUNK = 4096
@@ -207,12 +211,21 @@ class PaddedSet(Generic[R]):
     def _checked(self, shard: int, read: Callable[[], np.ndarray]) -> np.ndarray:
         try:
             return read()
-        except ValueError as exc:  # zarr's checksum, or a shard too short to hold its index
-            raise self._damaged(shard, str(exc).split(". ")[0]) from None
+        except UNREADABLE as exc:  # zarr's checksum, or a shard too short to hold its index
+            raise self._damaged(shard, _first_sentence(exc)) from None
 
     def _shard_on_disk(self, shard: int) -> bool:
-        key = "/".join([self.data.path, "c", str(shard), *["0"] * (self.data.ndim - 1)])
-        return sync(self.data.store_path.store.exists(key))
+        return sync(self.data.store_path.store.exists(self._shard_key(shard)))
+
+    def _shard_key(self, shard: int) -> str:
+        return "/".join([self.data.path, "c", str(shard), *["0"] * (self.data.ndim - 1)])
+
+    def mark_shard_pending(self, shard: int) -> None:
+        """Every row of the shard pending and its data file deleted: its stage computes the whole
+        shard again and writes it fresh (zarr would otherwise read the damaged file to update it)."""
+        rows = self.shard_rows(shard)
+        self.lengths[rows] = np.full(rows.stop - rows.start, PENDING, dtype=self.lengths.dtype)
+        sync(self.data.store_path.store.delete(self._shard_key(shard)))
 
     def _damaged(self, shard: int, why: str) -> DataError:
         kind, store = self.group.path.split("/")[0], self.group.store_path.store
@@ -704,6 +717,32 @@ class Store:
         group = self.root["vocab"][name]
         return Vocab(name, self._read_record(group, VocabRecord), group["centroids"][:])
 
+    def vocab_centroids(self, name: str) -> np.ndarray:
+        """A vocabulary's centroids, read whole; a damaged array is refused naming it."""
+        path = f"vocab/{name}/centroids"
+        try:
+            return self.root["vocab"][name]["centroids"][:]
+        except (KeyError, *UNREADABLE) as exc:
+            raise DataError(f"{path} in {self.path} is damaged ({_first_sentence(exc)})") from None
+
+    def unreadable_clip_columns(self) -> dict[str, str]:
+        """Every column of the clip table read chunk by chunk: column -> why it cannot be read
+        ("" for a readable one)."""
+        found = {}
+        for column, array in self._clips.arrays():
+            found[column] = ""
+            try:
+                step = array.chunks[0]
+                for start in range(0, array.shape[0], step):
+                    array[start : start + step]
+            except UNREADABLE as exc:  # zarr's checksum, or a chunk file cut short
+                found[column] = _first_sentence(exc)
+        return found
+
+    def save_verify(self, verified: VerifyRecord) -> None:
+        """Remember what `verify` found (the writer only)."""
+        _write_record(self.root, self.record.model_copy(update={"last_verify": verified}))
+
     def vocab_record(self, name: str) -> VocabRecord:
         """A vocabulary's record without reading its centroids."""
         return self._read_record(self.root["vocab"][self.choose("vocab", Pick(name))], VocabRecord)
@@ -748,6 +787,10 @@ def _open_root(path: Path, mode: str) -> zarr.Group:
 
 def _listing(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
+
+
+def _first_sentence(error: Exception) -> str:
+    return str(error).split(". ")[0]
 
 
 def _write_record(group: zarr.Group, record: BaseModel) -> None:

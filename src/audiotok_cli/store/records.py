@@ -24,10 +24,21 @@ class Stamp(BaseModel):
     written_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
+class VerifyRecord(BaseModel):
+    """What the last `verify` found: `info` shows it."""
+
+    at: str
+    damaged: list[str] = Field(default_factory=list, description="What was damaged, and why.")
+    repaired: list[str] = Field(
+        default_factory=list, description="What --repair marked for its stage to redo."
+    )
+
+
 class StoreRecord(BaseModel):
     format_version: int
     n_clips: int = Field(0, description="Clip rows in use; moves only after appended rows are written.")
     created: Stamp = Field(default_factory=Stamp)
+    last_verify: VerifyRecord | None = None
 
 
 class SplitRecord(BaseModel):

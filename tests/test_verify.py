@@ -1,0 +1,124 @@
+"""`audiotok verify`: every shard, clip column and vocabulary read, what is damaged named with its
+repair; `--repair` marks exactly the damaged shards for their stage to redo, bit for bit; `--mirror`
+checks mirror files against the hashes fetch verified. Real stores, real damage on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from audiotok_cli.audioset.manifest import load_manifest, save_manifest
+from audiotok_cli.store import Store
+
+
+def _flip(path, offset: int = 200, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(offset, offset + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _arrays(store_path) -> dict[str, np.ndarray]:
+    store = Store.open(store_path, mode="r")
+    features, tokens = store.features("logmel"), store.padded("tokens", "logmel-k16")
+    return {
+        "frames": features.data[:],
+        "frame_lengths": features.all_lengths(),
+        "tokens": tokens.data[:],
+        "token_lengths": tokens.all_lengths(),
+    }
+
+
+@pytest.fixture
+def shards_env(small_shards, monkeypatch):
+    """The CLI with the store's own shard size (8 clips), so its stages redo shards of that size."""
+    monkeypatch.setenv("AUDIOTOK_FEATURES__CLIPS_PER_SHARD", "8")
+    monkeypatch.setenv("AUDIOTOK_FEATURES__CLIPS_PER_CHUNK", "4")
+    monkeypatch.setenv("AUDIOTOK_PATHS__MIRROR_DIR", str(small_shards.mirror_dir))
+    return small_shards
+
+
+def test_verify_names_each_damaged_shard_and_repair_makes_the_store_bitwise_whole(cli, shards_env):
+    store_path = shards_env.store_path
+    pristine = _arrays(store_path)
+    before = cli("info")
+    assert "never verified: `audiotok verify`" in before.stdout
+    clean = cli("verify")
+    assert clean.exit_code == 0 and "nothing damaged (read 12 shards" in clean.stdout
+
+    features, tokens = store_path / "features" / "logmel" / "data" / "c", store_path / "tokens" / "logmel-k16"
+    _flip(features / "1" / "0" / "0")  # a flipped run of bytes inside a shard
+    (features / "4" / "0" / "0").unlink()  # a shard file gone while its clips are marked done
+    token_shard = tokens / "data" / "c" / "2" / "0"
+    token_shard.write_bytes(token_shard.read_bytes()[:40])  # a shard cut short
+
+    found = cli("verify")
+    assert found.exit_code == 5
+    said = " ".join(found.stdout.split())
+    assert "3 damaged" in said
+    for where in ("features/logmel shard 1 (rows 8-15)", "features/logmel shard 4 (rows 32-39)"):
+        assert where in said
+    assert "tokens/logmel-k16 shard 2 (rows 16-23)" in said
+    assert "its data file is missing" in said and "checksum" in said
+    assert "to repair: `audiotok featurize --name logmel`" in said
+    assert "to repair: `audiotok tokenize --vocab logmel-k16`" in said
+    assert "3 damaged: first features/logmel shard 1" in found.stderr
+
+    repaired = cli("verify", "--repair")
+    assert repaired.exit_code == 0 and "to redo what --repair marked" in repaired.stdout
+    info = " ".join(cli("info").stdout.split())
+    assert "3 damaged; 3 marked for their stage to redo" in info
+    lengths = Store.open(store_path).features("logmel").all_lengths()
+    assert (lengths[8:16] < 0).all() and (lengths[32:40] < 0).all() and (lengths[:8] >= 0).all()
+
+    assert cli("featurize").exit_code == 0  # redoes exactly the two marked shards
+    tokenized = cli("tokenize")
+    assert tokenized.exit_code == 0, tokenized.output  # and the token shard
+    healed = _arrays(store_path)
+    for name, array in pristine.items():
+        assert np.array_equal(healed[name], array), name  # bit for bit as before the damage
+    assert cli("verify").exit_code == 0
+    assert "last verify" in cli("info").stdout and "nothing damaged" in cli("info").stdout
+
+
+def test_verify_names_a_damaged_clip_column_and_vocabulary(cli, shards_env):
+    store_path = shards_env.store_path
+    _flip(store_path / "clips" / "labels" / "c" / "0" / "0", offset=20, count=8)
+    centroids = store_path / "vocab" / "logmel-k16" / "centroids" / "c" / "0" / "0"
+    centroids.write_bytes(centroids.read_bytes()[:10])
+    found = cli("verify", "--repair")
+    assert found.exit_code == 5, found.output  # nothing a stage can redo piecewise: still damaged
+    said = " ".join(found.stdout.split())
+    assert "clips/labels" in said and "expand or import into a new --store" in said
+    assert "vocab/logmel-k16" in said and "audiotok vocab --overwrite, then tokenize --overwrite" in said
+
+
+def test_verify_mirror_checks_fetched_files_and_repair_makes_fetch_download_them_again(
+    cli, shards_env, tmp_path
+):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(shards_env.mirror_dir, mirror)
+    files = sorted(path for path in (mirror / "data").rglob("*") if path.is_file())
+    manifest = load_manifest(mirror)
+    for path in files:  # as fetch records a verified LFS file
+        stat = path.stat()
+        entry = {"hash": hashlib.sha256(path.read_bytes()).hexdigest(), "size": stat.st_size}
+        manifest["files"][str(path.relative_to(mirror))] = entry | {"mtime_ns": stat.st_mtime_ns}
+    save_manifest(mirror, manifest)
+    assert cli("verify", "--mirror", "--mirror-dir", str(mirror)).exit_code == 0
+
+    damaged = files[0]
+    _flip(damaged, offset=1000, count=4)  # same size, other content: only a hash finds it
+    relative = str(damaged.relative_to(mirror))
+    found = cli("verify", "--mirror", "--mirror-dir", str(mirror))
+    assert found.exit_code == 5
+    said = " ".join(found.stdout.split())
+    assert f"mirror {relative}" in said and "no longer matches the hash fetch verified" in said
+    assert f"audiotok fetch --source {damaged.parent.name} (downloads it again)" in said
+    assert relative in json.loads((mirror / ".audiotok-fetch.json").read_text())["files"]
+    assert cli("verify", "--mirror", "--repair", "--mirror-dir", str(mirror)).exit_code == 0
+    assert relative not in load_manifest(mirror)["files"]  # fetch hashes it again, never trusts it
