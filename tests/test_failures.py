@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import zarr
@@ -134,10 +135,24 @@ def _one_error_line(result) -> str:
 )
 def test_damaged_weights_are_one_line_naming_the_file(cli, run_dir, damage, message):
     damage(run_dir / WEIGHTS)
+    result = cli("eval")  # the digest in the run's record finds it first
+    assert result.exit_code == 5
+    line = _one_error_line(result)
+    assert "model.safetensors is not the file training wrote" in line and "train the run again" in line
+    _forget_digests(run_dir)  # a run from before digests: reading the file finds it
     result = cli("eval")
     assert result.exit_code == 5
     line = _one_error_line(result)
     assert message in line and "train the run again with --overwrite" in line
+
+
+def _forget_digests(run_dir) -> None:
+    from safetensors import safe_open
+
+    with safe_open(run_dir / CHECKPOINT, "pt") as checkpoint:
+        record = json.loads(checkpoint.metadata()["record"])
+    record.pop("digests")
+    save_file(load_file(run_dir / CHECKPOINT), run_dir / CHECKPOINT, metadata={"record": json.dumps(record)})
 
 
 def test_a_damaged_checkpoint_refuses_the_resume_in_one_line(cli, run_dir):
@@ -293,3 +308,32 @@ def test_a_read_only_file_is_one_line_naming_it_and_eval_still_shows_its_scores(
     result = cli("split")
     assert result.exit_code == 12
     assert f"cannot write {featurized.store_path} (Read-only file system)" in _one_error_line(result)
+
+
+def test_a_run_file_changed_since_training_is_refused_naming_it(cli, run_dir, tmp_path):
+    """classes.csv with its names shifted against the index column read as is: predict printed the
+    wrong class names with exit 0. The run's record holds each file's digest."""
+    record = json.loads((run_dir / RECORD).read_text())
+    assert set(record["digests"]) == {"model.safetensors", "preprocessing.safetensors", "classes.csv"}
+    assert cli("verify", "--runs").exit_code == 0
+
+    classes = run_dir / "classes.csv"
+    lines = classes.read_text().splitlines()
+    names = [line.split(",", 2)[2] for line in lines[1:]]
+    rotated = names[1:] + names[:1]
+    shifted = [
+        ",".join([*line.split(",", 2)[:2], name]) for line, name in zip(lines[1:], rotated, strict=True)
+    ]
+    classes.write_text("\n".join([lines[0], *shifted]) + "\n")
+    audio = tmp_path / "tone.wav"
+    import soundfile as sf
+
+    sf.write(audio, np.sin(np.linspace(0, 2000, 32000)).astype(np.float32), 16000)
+    for command in (["predict", run_dir.name, str(audio)], ["eval", "--run", run_dir.name]):
+        result = cli(*command)
+        assert result.exit_code == 5, command
+        line = _one_error_line(result)
+        assert f"{classes} is not the file training wrote" in line and "train the run again" in line
+    found = cli("verify", "--runs")
+    assert found.exit_code == 5
+    assert f"run file {classes}" in " ".join(found.stdout.split())

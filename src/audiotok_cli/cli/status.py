@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audiotok_cli.cli.app import cli_overrides, command, command_settings, console
-from audiotok_cli.cli.options import MirrorOpt, StoreOpt
+from audiotok_cli.cli.options import MirrorOpt, RunsOpt, StoreOpt
 from audiotok_cli.settings import setting_sources
 
 SHOWN_FAILURES = 10
@@ -130,6 +130,7 @@ def _render_last_verify(last: dict[str, Any] | None) -> None:
 def _render_verify(r) -> None:
     read = f"read {r.shards} shards and {r.arrays} clip columns and vocabularies"
     read += f", hashed {r.mirror_files} mirror files" if r.mirror_files else ""
+    read += f", checked {r.runs} run folders" if r.runs else ""
     if not r.damaged:
         console.print(f"{r.store}: nothing damaged ({read})")
         return
@@ -155,12 +156,22 @@ def verify_cmd(
     mirror: Annotated[
         bool, typer.Option("--mirror", help="Also hash every fetched mirror file against fetch's record.")
     ] = False,
+    runs: Annotated[
+        bool,
+        typer.Option("--runs", help="Also check every run folder's files against their recorded digests."),
+    ] = False,
     store: StoreOpt = None,
     mirror_dir: MirrorOpt = None,
+    runs_dir: RunsOpt = None,
 ):
     """Read every shard, clip column and vocabulary of the store (every chunk is checksummed) and say
     what is damaged, with the command that repairs it; exit 5 while anything is left damaged."""
-    from audiotok_cli.stages.verify import verify
+    from audiotok_cli.experiments.verify import verify_all
 
-    settings = command_settings(paths={"store": store, "mirror_dir": mirror_dir})
-    return verify(settings.store_path, repair, settings.mirror_dir if mirror else None)
+    settings = command_settings(paths={"store": store, "mirror_dir": mirror_dir, "runs_dir": runs_dir})
+    return verify_all(
+        settings.store_path,
+        repair,
+        settings.mirror_dir if mirror else None,
+        settings.runs_dir if runs else None,
+    )

@@ -40,6 +40,7 @@ class VerifyResult:
     shards: int = 0  # shards read
     arrays: int = 0  # clip columns and vocabularies read
     mirror_files: int = 0  # mirror files hashed
+    runs: int = 0  # run folders checked (`verify --runs`)
     damaged: list[Damage] = field(default_factory=list)
 
     def problem(self) -> DataError | None:

@@ -46,6 +46,7 @@ from audiotok_cli.training.monitor import RunMonitor
 from audiotok_cli.training.runs import (
     CHECKPOINT,
     REPORT,
+    WEIGHTS,
     AveragedWeights,
     RunInputs,
     RunRecord,
@@ -207,7 +208,7 @@ def fit(
             history = _resumable_history(job.directory, record, overwrite)
             if not history and here.main:
                 (job.directory / REPORT).unlink(missing_ok=True)
-                write_inputs(job.directory, job.preprocessing, job.store.classes)
+                record.digests = write_inputs(job.directory, job.preprocessing, job.store.classes)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 network = job.build()
@@ -284,7 +285,8 @@ def start_record(
 
 
 def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> list[dict[str, float]]:
-    """Epochs already done by an interrupted run with these settings ([] for a fresh run)."""
+    """Epochs already done by an interrupted run with these settings ([] for a fresh run); `record`
+    takes over the digests of its files."""
     if overwrite:
         return []
     previous = read_record(directory)
@@ -296,6 +298,7 @@ def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> l
         raise MismatchError(
             f"run {directory} was interrupted but made with other settings; pass --overwrite or --run-name"
         )
+    record.digests = previous.digests  # of the files the interrupted run wrote, which resuming keeps
     return previous.history
 
 
@@ -333,7 +336,7 @@ class _Fit:
                 entry["seconds"] = round(time.perf_counter() - started, 2)
                 better = not history or _goodness(entry, score) > _goodness(_best(history, score), score)
                 if better and main:
-                    save_best(self.directory, self.model)
+                    record.digests[WEIGHTS] = save_best(self.directory, self.model)
                 history.append(entry)
                 record.history, record.best_epoch = history, int(_best(history, score)["epoch"])
                 record.complete = epoch == total or _patience_ran_out(history, self.settings.patience, score)
@@ -448,7 +451,7 @@ class _Fit:
         record.averaged = AveragedWeights(
             epochs=[epoch for epoch, _ in recent], score=scores[self.task.score]
         )
-        save_best(self.directory, self.model)
+        record.digests[WEIGHTS] = save_best(self.directory, self.model)
         self.model.load_state_dict(training_weights)  # the checkpoint keeps the last epoch's
 
     @property

@@ -2,7 +2,8 @@
 and JSON (never pickles), so copying the folder is enough to share it.
 
 {runs_dir}/{name}/run.json                   format, model spec, inputs (audio settings, features,
-                                             vocabulary, split), training settings, history
+                                             vocabulary, split), training settings, history, and the
+                                             sha256 of the files below as training wrote them
 {runs_dir}/{name}/model.safetensors          weights of the best val-mAP epoch (what `eval` scores)
 {runs_dir}/{name}/last.safetensors           weights, optimizer state and the record after the last
                                              finished epoch (the record's copy that counts)
@@ -16,6 +17,7 @@ and JSON (never pickles), so copying the folder is enough to share it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -77,6 +79,10 @@ class RunRecord(BaseModel):
     best_epoch: int | None = None
     averaged: AveragedWeights | None = None
     complete: bool = False
+    digests: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of the run's files as written (model, preprocessing, classes).",
+    )
 
 
 @dataclass
@@ -132,24 +138,47 @@ def write_record(directory: Path, record: RunRecord) -> None:
     write_json(directory / RECORD, record.model_dump(mode="json"))
 
 
-def write_inputs(directory: Path, preprocessing: dict[str, np.ndarray], classes: ClassIndex) -> None:
-    """What a run needs besides its weights to stand alone: its preprocessing arrays, class index."""
+def write_inputs(
+    directory: Path, preprocessing: dict[str, np.ndarray], classes: ClassIndex
+) -> dict[str, str]:
+    """What a run needs besides its weights to stand alone: its preprocessing arrays, class index.
+    Returns their digests, for the record."""
     tensors = {name: torch.from_numpy(np.asarray(array, np.float32)) for name, array in preprocessing.items()}
-    save_tensors(directory / PREPROCESSING, tensors)
-    write_atomic(directory / CLASSES, classes.to_csv().encode())
+    csv = classes.to_csv().encode()
+    write_atomic(directory / CLASSES, csv)
+    return {PREPROCESSING: save_tensors(directory / PREPROCESSING, tensors), CLASSES: digest(csv)}
 
 
-def save_tensors(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
     """Serialized in memory and written atomically: a full disk raises OSError naming the file.
-    Tensors are copied, since safetensors refuses tensors that share memory (a tied MLM decoder)."""
+    Tensors are copied, since safetensors refuses tensors that share memory (a tied MLM decoder).
+    Returns the file's digest."""
     payload = save({k: v.detach().cpu().clone() for k, v in tensors.items()}, metadata=metadata)
     write_atomic(path, payload)
+    return digest(payload)
 
 
-def save_best(directory: Path, model: nn.Module) -> None:
-    save_tensors(directory / WEIGHTS, model.state_dict())
+def save_best(directory: Path, model: nn.Module) -> str:
+    return save_tensors(directory / WEIGHTS, model.state_dict())
+
+
+def digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def changed_files(directory: Path, record: RunRecord) -> dict[str, str]:
+    """The run's files that are not as training wrote them (file -> why): edited, damaged, gone.
+    Runs from before digests were recorded have none to check."""
+    changed = {}
+    for name, wanted in record.digests.items():
+        path = directory / name
+        if not path.exists():
+            changed[name] = "missing"
+        elif digest(path.read_bytes()) != wanted:
+            changed[name] = (
+                "its content differs from the digest in the run's record: changed or damaged since"
+            )
+    return changed
 
 
 def save_checkpoint(
@@ -260,6 +289,8 @@ def load_run(directory: Path) -> Run:
             f"{directory} is a pretraining run, with no classifier; fine-tune it with "
             f"`audiotok train --model bert --init {directory.name}`"
         )
+    for name, why in changed_files(directory, record).items():
+        raise DataError(f"{directory / name} is not the file training wrote ({why}); {RETRAIN}")
     model = build_model(record.model)
     try:
         model.load_state_dict(_load_tensors(weights))
@@ -343,6 +374,16 @@ def find_runs(runs_dir: Path, damaged: dict[Path, str] | None = None) -> list[tu
         if record is not None:
             runs.append((directory, record))
     return runs
+
+
+def damaged_runs(runs_dir: Path) -> dict[Path, str]:
+    """Every run folder under `runs_dir` that is not as training left it (a record that cannot be
+    read, or a file that differs from its digest) -> why."""
+    damaged: dict[Path, str] = {}
+    for directory, record in find_runs(runs_dir, damaged):
+        for name, why in changed_files(directory, record).items():
+            damaged.setdefault(directory / name, why)
+    return damaged
 
 
 def pick_device(name: str) -> torch.device:
