@@ -200,3 +200,22 @@ def test_a_hub_that_stops_answering_is_asked_three_times_then_refused_in_one_lin
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot reach the hub" in errors[0] and "Timeout" in errors[0]
     assert "asking again (2)" in result.stderr
+
+
+def test_prune_keeps_files_whose_clips_features_do_not_read_back(cli, hub):
+    """A mirror file can be the only source of its clips: deleted while their frames are damaged,
+    nothing could make them again."""
+    assert cli("fetch", "--source", "bal_train", "--shards", "0-1").exit_code == 0
+    assert cli("expand", "--source", "bal_train").exit_code == 0
+    assert cli("featurize").exit_code == 0
+    shard = load_settings().store_path / "features" / "logmel" / "data" / "c" / "0" / "0" / "0"
+    damaged = bytearray(shard.read_bytes())
+    damaged[300:340] = bytes(40)
+    shard.write_bytes(bytes(damaged))
+    result = cli("prune", "--source", "bal_train")
+    assert result.exit_code == 5
+    assert "pruned 0 mirror files" in result.stdout
+    assert "its clips' features do not read back" in " ".join(result.stdout.split())
+    assert "`audiotok verify --repair`, then `audiotok featurize`, then prune again" in result.stderr
+    kept = sorted(p.name for p in (_mirror() / "data" / "bal_train").iterdir())
+    assert kept == ["00.parquet", "01.parquet"]

@@ -167,6 +167,10 @@ def _render_prune(result) -> None:
     )
     for path, pending in result.kept.items():
         console.print(f"  kept {escape(str(path))}: {pending} clips not featurized")
+    for path, why in result.damaged.items():
+        console.print(
+            f"  [yellow]kept {escape(str(path))}: its clips' features do not read back ({escape(why)})"
+        )
 
 
 def _render_import(r) -> None:
