@@ -161,3 +161,30 @@ def test_sigterm_is_handled_as_ctrl_c_one_line_work_kept_exit_143(tokenized):
     record = read_record(run)
     assert not record.complete and len(record.history) >= 1  # a rerun resumes after these epochs
     assert not (tokenized.runs_dir / "long.lock").exists()
+
+
+def test_inputs_a_run_reads_cannot_be_replaced_under_it(tokenized, cli):
+    """vocab + tokenize --overwrite during a train switched the run to new token ids mid-training
+    while it kept the old centroids. Now the overwrite is refused naming the run; a reader that
+    died no longer counts."""
+    from audiotok_cli.store.lock import readers_of
+
+    store_path = tokenized.store_path
+    trainer = _start("train", "--model", "simple", "--epochs", "500", "--run-name", "long", "--quiet")
+    try:
+        deadline = time.monotonic() + 120
+        while not readers_of(store_path, "tokens/logmel-k16"):
+            assert time.monotonic() < deadline and trainer.poll() is None, trainer.communicate()
+            time.sleep(0.05)
+        for command in (["tokenize", "--overwrite"], ["vocab", "--k", "16", "--overwrite"]):
+            refused = cli(*command)
+            assert refused.exit_code == 9, command
+            line = " ".join(refused.stderr.split())
+            assert f"is being read by pid {trainer.pid}" in line and "`train`" in line, line
+            assert "wait for it to finish" in line
+        assert readers_of(store_path, "features/logmel") == []  # a token run does not hold its frames
+    finally:
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait(timeout=30)
+    assert readers_of(store_path, "tokens/logmel-k16") == []  # died: its lease went with it
+    assert cli("tokenize", "--overwrite").exit_code == 0

@@ -16,7 +16,7 @@ from audiotok_cli.store.layout import (
     require_same,
     split_code,
 )
-from audiotok_cli.store.lock import WriterLock
+from audiotok_cli.store.lock import ReaderLease, WriterLock
 from audiotok_cli.store.records import (
     CollectionRecord,
     FeaturesRecord,
@@ -35,6 +35,7 @@ __all__ = [
     "FeaturesRecord",
     "PaddedSet",
     "Pick",
+    "ReaderLease",
     "SplitRecord",
     "Store",
     "TokenSet",

@@ -36,6 +36,7 @@ from zarr.core.sync import sync
 from audiotok_cli.atomic import naming_full_disk
 from audiotok_cli.audioset.classes import SOURCES, ClassIndex, class_index
 from audiotok_cli.errors import (
+    BusyError,
     DataError,
     MismatchError,
     MissingInputError,
@@ -43,7 +44,7 @@ from audiotok_cli.errors import (
     SettingsError,
 )
 from audiotok_cli.settings import NAME_PATTERN
-from audiotok_cli.store.lock import WriterLock
+from audiotok_cli.store.lock import WriterLock, readers_of
 from audiotok_cli.store.records import (
     RECORD_KEY,
     ClipsRecord,
@@ -748,10 +749,17 @@ class Store:
         return self._read_record(self.root["vocab"][self.choose("vocab", Pick(name))], VocabRecord)
 
     def check_free(self, kind: str, name: str, overwrite: bool) -> None:
-        """Refuse finished output up front, before the work that would replace it."""
+        """Refuse finished output up front, before the work that would replace it: without
+        `overwrite`, or while a run reads it (it would train on two versions of its inputs)."""
         checked_name(kind, name)
         if name in self.names(kind) and not overwrite:
             raise OutputExistsError(f"{kind} {name!r} already exists in {self.path}; pass --overwrite")
+        readers = readers_of(self.path, f"{kind}/{name}") if name in self.names(kind) else []
+        if readers:
+            raise BusyError(
+                f"{kind} {name!r} is being read by {readers[0].describe()}; replacing it would change that "
+                "run's inputs mid-training: wait for it to finish (or stop it), then run again"
+            )
 
     def write_vocab(self, name: str, centroids: np.ndarray, record: VocabRecord, overwrite: bool) -> Vocab:
         group = self._new_group("vocab", name, overwrite)

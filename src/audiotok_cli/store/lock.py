@@ -11,6 +11,7 @@ processes of one run write disjoint shards under their parent's lock and never t
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -140,3 +141,61 @@ def _read_holder(fd: int) -> Holder | None:
         return Holder.model_validate_json(payload)
     except ValidationError:
         return Holder(pid=-1, host="?", command=payload[:80].decode(errors="replace"), started="?")
+
+
+class ReaderLease:
+    """`with ReaderLease(store, ["tokens/logmel-k64"], "train"):` says, for as long as it is held, that
+    this process reads those groups (a training run, for hours): an `--overwrite` of one of them
+    is refused naming the reader (`readers_of`), so a run never mixes two versions of its inputs.
+
+    One file per reader in `{store}.readers/`, flocked while held: a reader that died (its flock
+    gone with it) no longer counts, and its file is removed by the next look."""
+
+    def __init__(self, store: Path, groups: list[str], command: str) -> None:
+        self.folder = store.with_name(f"{store.name}.readers")
+        self.path = self.folder / f"{socket.gethostname()}-{os.getpid()}-{id(self):x}.json"
+        self.groups, self.command = groups, command
+        self._fd: int | None = None
+
+    def __enter__(self) -> ReaderLease:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        holder = Holder(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            command=self.command,
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        os.pwrite(fd, json.dumps({"holder": holder.model_dump(), "groups": self.groups}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def readers_of(store: Path, group: str) -> list[Holder]:
+    """The live processes reading `group` of `store` (see `ReaderLease`)."""
+    folder = store.with_name(f"{store.name}.readers")
+    readers = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # let go meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: a live reader
+            lease = json.loads(os.pread(fd, 65536, 0) or b"{}")
+            if group in lease.get("groups", []):
+                readers.append(Holder.model_validate(lease["holder"]))
+        else:  # nobody holds it: its reader died
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return readers

@@ -18,7 +18,7 @@ from torch import nn
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, Store, WriterLock, fingerprint
+from audiotok_cli.store import Pick, ReaderLease, Store, WriterLock, fingerprint
 from audiotok_cli.training.augment import Augment, mixing_embeddings
 from audiotok_cli.training.data import (
     Batch,
@@ -203,6 +203,9 @@ def fit(
         record = job.record
         with (
             WriterLock(job.directory, job.command) if here.main else nullcontext(),
+            ReaderLease(job.store.path, read_groups(record.inputs), job.command)
+            if here.main
+            else nullcontext(),
             cpu_threads(settings.threads, here.local_world),
         ):
             history = _resumable_history(job.directory, record, overwrite)
@@ -246,6 +249,13 @@ def fit(
     return TrainResult(
         job.directory, int(best["epoch"]), task.score, best[task.score], history, record.averaged
     )
+
+
+def read_groups(inputs: RunInputs) -> list[str]:
+    """The store groups a run reads while it trains: none may be replaced under it."""
+    if inputs.input == "tokens":
+        return [f"tokens/{inputs.tokens}", f"vocab/{inputs.tokens}"]  # tokens are named after their vocab
+    return [f"features/{inputs.features}"]
 
 
 def init_head_bias(model: nn.Module, label_prior: np.ndarray) -> None:
