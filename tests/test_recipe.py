@@ -49,7 +49,7 @@ def test_early_stopping_stops_at_the_right_epoch_and_keeps_the_best_weights(toke
     monkeypatch.setattr(loop, "mean_average_precision", lambda *args: next(scores))
     saved = []
     real_save = loop.save_best
-    monkeypatch.setattr(loop, "save_best", lambda d, m: (saved.append(len(saved)), real_save(d, m)))
+    monkeypatch.setattr(loop, "save_best", lambda d, m: (saved.append(len(saved)), real_save(d, m))[1])
     run = _train(tokenized, "patient", epochs=6, patience=2)
     assert [e["epoch"] for e in run.history] == [1, 2, 3, 4] and run.best_epoch == 2
     record = json.loads((run.run_dir / RECORD).read_text())

@@ -290,7 +290,9 @@ class TrainSettings(_Group):
         "shared among torchrun's ranks here); 1 on a machine busy with other work.",
     )
     run_name: str | None = Field(
-        None, pattern=f"^{NAME_PATTERN}$", description="Run folder name; default {model}-{vocab}."
+        None,
+        pattern=f"^{NAME_PATTERN}$",
+        description="Run folder name; default {model}-{input}, then -2, -3, ... (never one that exists).",
     )
 
     @model_validator(mode="after")
