@@ -206,8 +206,9 @@ def fit(
             ReaderLease(job.store.path, read_groups(record.inputs), job.command)
             if here.main
             else nullcontext(),
-            cpu_threads(settings.threads, here.local_world),
+            cpu_threads(settings.threads, here.local_world) as threads,
         ):
+            record.threads = threads if device.type == "cpu" else None
             history = _resumable_history(job.directory, record, overwrite)
             if not history and here.main:
                 (job.directory / REPORT).unlink(missing_ok=True)

@@ -79,6 +79,9 @@ class RunRecord(BaseModel):
     best_epoch: int | None = None
     averaged: AveragedWeights | None = None
     complete: bool = False
+    threads: int | None = Field(
+        None, description="torch's threads on the CPU: BERT's and the CNN's last bits depend on them."
+    )
     digests: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 of the run's files as written (model, preprocessing, classes).",
