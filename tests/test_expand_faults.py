@@ -88,7 +88,7 @@ def test_one_unreadable_file_is_recorded_and_every_other_file_and_source_goes_on
 
     write_demo_mirror(mirror, clips=32, seconds=1.0, seed=3, clips_per_file=8, overwrite=True)
     again = cli("expand")  # the file fetched again: only it is read, and the record is cleared
-    assert again.exit_code == 0 and "1 files expanded, 2 files skipped" in again.stdout
+    assert again.exit_code == 0 and "1 file expanded, 2 skipped" in again.stdout
     assert _store().n_clips == 32 and _store().clips_record.bad_files == {}
 
 
@@ -157,7 +157,7 @@ def test_tar_link_members_are_counted_and_never_followed(cli):
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         archive.addfile(link)
     result = cli("expand")
-    assert result.exit_code == 0 and "1 clips added" in result.stdout
+    assert result.exit_code == 0 and "1 clip added" in result.stdout
     assert "1 entries without usable audio skipped" in result.stdout
     reason = _store().clips_record.skipped["link0000001"]
     assert reason == "audio/bal_train/link0000001.flac in bal_train00.tar is a symlink, not audio"
@@ -180,5 +180,5 @@ def test_expand_repair_extracts_failed_clips_again_and_featurize_then_succeeds(c
     assert repaired.exit_code == 0 and "extracted the audio of 1 failed clips again" in repaired.stdout
     assert path.read_bytes() == good
     again = cli("featurize")
-    assert again.exit_code == 0 and "1 clips featurized, 47 already done" in again.stdout
+    assert again.exit_code == 0 and "1 clip featurized, 47 already done" in again.stdout
     assert _store().features().record.failures == {}

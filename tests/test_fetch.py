@@ -152,7 +152,7 @@ def test_prune_deletes_only_files_whose_clips_are_all_featurized(cli, hub):
     remaining = sorted(p.name for p in (_mirror() / "data" / "bal_train").iterdir())
     assert remaining == ["03.parquet"]
     refetch = cli("fetch", "--source", "bal_train", "--shards", "0", "--dry-run")
-    assert "would fetch 1 files" in refetch.stdout  # pruned files are no longer counted as complete
+    assert "would fetch 1 file" in refetch.stdout  # pruned files are no longer counted as complete
 
 
 def test_ctrl_c_mid_download_leaves_no_complete_looking_file_and_a_rerun_finishes(cli, hub, tmp_path):

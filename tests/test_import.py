@@ -97,7 +97,7 @@ def test_a_manifest_of_every_format_joins_audioset_classes_and_skips_what_cannot
     assert result.exit_code == 0, result.output
     assert (
         "7 clips added" in result.stdout
-        and "1 unreadable file(s) skipped; AudioSet's 527 classes" in result.stdout
+        and "1 unreadable file skipped; AudioSet's 527 classes" in result.stdout
     )
     assert "warning: 1 file(s) of" in result.stderr and "broken.wav" in result.stderr
     assert "WARNING:" not in result.stderr  # the level once, not logging's own LEVEL:name: prefix too
@@ -122,7 +122,7 @@ def test_a_manifest_of_every_format_joins_audioset_classes_and_skips_what_cannot
     with manifest.open("a", newline="") as handle:
         csv.writer(handle).writerow(("new.wav", "Dog"))
     again = cli("import", str(root), "--manifest", str(manifest))
-    assert again.exit_code == 0 and "1 clips added, 7 already in the store" in again.stdout
+    assert again.exit_code == 0 and "1 clip added, 7 already in the store" in again.stdout
 
 
 @pytest.fixture

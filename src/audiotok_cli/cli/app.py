@@ -126,6 +126,11 @@ def cli_overrides() -> dict[str, Any]:
     return _running.get().meta.get("overrides", {})
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 file`, `2 files`: a count and its noun, agreeing."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def quiet_or_json() -> bool:
     """Whether the running command prints nothing but its result's JSON or nothing at all."""
     return _running.get().meta["audiotok.silent"]

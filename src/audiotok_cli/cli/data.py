@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audiotok_cli.audioset.mirror import LAYOUTS
-from audiotok_cli.cli.app import command, command_settings, console, err_console
+from audiotok_cli.cli.app import command, command_settings, console, counted, err_console
 from audiotok_cli.cli.options import (
     AudioDirOpt,
     FeaturesOpt,
@@ -28,18 +28,19 @@ def _render_fetch(result) -> None:
         table = Table(
             "file",
             "GB",
-            title=f"{result.repo_id}@{result.revision} ({plan.layout}): {len(plan.todo)} files to fetch",
+            title=f"{result.repo_id}@{result.revision} ({plan.layout}): "
+            f"{counted(len(plan.todo), 'file')} to fetch",
         )
         for entry in plan.todo:
             table.add_row(entry.path, f"{entry.size / 1e9:.3f}")
         console.print(table)
         console.print(
-            f"would fetch {len(plan.todo)} files, {plan.missing_bytes / 1e9:.3f} GB; "
+            f"would fetch {counted(len(plan.todo), 'file')}, {plan.missing_bytes / 1e9:.3f} GB; "
             f"{len(plan.done)} already complete; {plan.free_bytes / 1e9:.1f} GB free in {result.mirror_dir}"
         )
         return
     console.print(
-        f"fetched {len(result.fetched)} files ({result.bytes_fetched / 1e9:.3f} GB), "
+        f"fetched {counted(len(result.fetched), 'file')} ({result.bytes_fetched / 1e9:.3f} GB), "
         f"skipped {len(plan.done)} complete, failed {len(result.failed)} ({plan.layout}, {result.mirror_dir})"
     )
 
@@ -94,7 +95,7 @@ def fetch_cmd(
     render=lambda r: console.print(
         f"wrote a {r.layout} demo mirror to {r.mirror_dir}: "
         + ", ".join(f"{len(v)} {k}" for k, v in r.labels.items())
-        + f" clips in {len(r.files)} files"
+        + f" clips in {counted(len(r.files), 'file')}"
     ),
     seeded=True,
 )
@@ -125,9 +126,10 @@ def _render_expand(report) -> None:
             console.print(f"{r.source}: extracted the audio of {r.repaired} failed clips again")
             continue
         console.print(
-            f"{r.source} ({r.layout}): {r.files_done} files expanded, {r.files_skipped} files skipped; "
-            f"{r.clips_added} clips added, {r.clips_skipped} already in the store, {r.unlabeled} unlabeled, "
-            f"{len(r.skipped)} entries without usable audio skipped, {len(r.bad_files)} files unreadable"
+            f"{r.source} ({r.layout}): {counted(r.files_done, 'file')} expanded, {r.files_skipped} skipped; "
+            f"{counted(r.clips_added, 'clip')} added, {r.clips_skipped} already in the store, "
+            f"{r.unlabeled} unlabeled, {len(r.skipped)} entries without usable audio skipped, "
+            f"{counted(len(r.bad_files), 'file')} unreadable"
         )
     for r in report.sources:
         if r.unknown_mids:
@@ -166,7 +168,7 @@ def _render_prune(result) -> None:
         f"kept {len(result.kept)} with clips not yet featurized"
     )
     for path, pending in result.kept.items():
-        console.print(f"  kept {escape(str(path))}: {pending} clips not featurized")
+        console.print(f"  kept {escape(str(path))}: {counted(pending, 'clip')} not featurized")
     for path, why in result.damaged.items():
         console.print(
             f"  [yellow]kept {escape(str(path))}: its clips' features do not read back ({escape(why)})"
@@ -179,8 +181,9 @@ def _render_import(r) -> None:
         r.groups
     )
     console.print(
-        f"{r.name} ({r.layout}, {r.root}): {r.clips_added} clips added, {r.clips_known} already in "
-        f"the store, {r.unlabeled} unlabeled, {len(r.unreadable)} unreadable file(s) skipped; {classes}"
+        f"{r.name} ({r.layout}, {r.root}): {counted(r.clips_added, 'clip')} added, "
+        f"{r.clips_known} already in the store, {r.unlabeled} unlabeled, "
+        f"{counted(len(r.unreadable), 'unreadable file')} skipped; {classes}"
         + "".join(f"; {part}" for part in protocol)
     )
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from audiotok_cli.cli.app import command, command_settings, console
+from audiotok_cli.cli.app import command, command_settings, console, counted
 from audiotok_cli.cli.options import (
     AudioDirOpt,
     DaskOpt,
@@ -92,8 +92,8 @@ def split_cmd(
 
 def _render_featurize(result) -> None:
     console.print(
-        f"features {result.name!r}: {result.clips_done} clips featurized, "
-        f"{result.clips_already_done} already done, {result.shards_written} shards written"
+        f"features {result.name!r}: {counted(result.clips_done, 'clip')} featurized, "
+        f"{result.clips_already_done} already done, {counted(result.shards_written, 'shard')} written"
     )
 
 
@@ -202,7 +202,7 @@ def vocab_cmd(
 @command(
     "tokenize",
     render=lambda r: console.print(
-        f"tokens {r.name!r}: {r.clips_done} clips tokenized, {r.clips_already_done} already done"
+        f"tokens {r.name!r}: {counted(r.clips_done, 'clip')} tokenized, {r.clips_already_done} already done"
     ),
 )
 def tokenize_cmd(
@@ -270,7 +270,7 @@ def inspect_cmd(
 
 @command(
     "export-tokens",
-    render=lambda r: console.print(f"wrote {r.clips} clips of tokens {r.tokens!r} to {r.path}"),
+    render=lambda r: console.print(f"wrote {counted(r.clips, 'clip')} of tokens {r.tokens!r} to {r.path}"),
 )
 def export_tokens_cmd(
     output: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
