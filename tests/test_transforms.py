@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from audiotok_cli.audio.logmel import LogMel
-from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
+from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import AudioSettings
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.models.ids import to_model_ids
@@ -46,7 +47,11 @@ def test_deltas_and_context_widen_each_frame_and_keep_the_frame_count():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("bogus", "unknown transform 'bogus'; choose from clip-mean, clip-norm, deltas, context:N"),
+        (
+            "bogus",
+            "unknown transform 'bogus'; choose from clip-mean, clip-norm, deltas, context:N, cmvn, pca:D",
+        ),
+        ("pca", "transform 'pca': write it pca:N with N a whole number"),
         ("context", "transform 'context': write it context:N with N a whole number"),
         ("deltas:2", "transform 'deltas:2': write it deltas"),
     ],
@@ -56,25 +61,59 @@ def test_bad_transforms_are_refused_in_one_line(cli, spec, message):
     assert result.exit_code == 3 and message in result.stderr
 
 
-def test_vocab_tokenize_and_predict_apply_the_same_chain(cli, featurized, small_mirrors):
-    result = cli("vocab", "--k", "16", "--transform", "clip-mean", "--transform", "deltas")
+def test_fitted_transforms_standardise_and_project_with_the_train_frames_alone():
+    rng = np.random.default_rng(0)
+    frames = (rng.normal(size=(4000, 6)) * [5, 3, 2, 1, 0.5, 0.1] + [10, -3, 0, 1, 2, 3]).astype(np.float32)
+    cmvn = FrameTransforms(("cmvn",)).fit(frames)
+    standard = cmvn(frames)
+    assert np.allclose(standard.mean(axis=0), 0, atol=1e-4) and np.allclose(
+        standard.std(axis=0), 1, atol=0.02
+    )
+    pca = FrameTransforms(("pca:3",)).fit(frames)
+    projected = pca(frames)
+    assert projected.shape == (4000, 3)
+    variances = projected.var(axis=0)
+    assert variances[0] > variances[1] > variances[2] and variances[0] == pytest.approx(25, rel=0.1)
+    full = FrameTransforms(("pca:6",)).fit(frames)
+    assert np.allclose(full.back(full(frames)), frames, atol=1e-3)  # a full-rank PCA loses nothing
+    chain = FrameTransforms(("clip-mean", "cmvn", "pca:2"))
+    assert chain.dim(6) == 2 and chain.fitted == ("cmvn", "pca:2")
+    both = chain.fit(frames)  # fitted in order, composed into one map
+    stepwise = FrameTransforms(("pca:2",)).fit(cmvn(frames))
+    assert np.allclose(both(frames), stepwise(cmvn(frames)), atol=1e-4)
+    assert np.array_equal(chain(frames[:5]), frames[:5] - frames[:5].mean(axis=0))  # per-clip part only
+    with pytest.raises(SettingsError, match="write cmvn and pca:D last"):
+        FrameTransforms(("cmvn", "deltas"))
+    with pytest.raises(SettingsError, match="pca:9: the frames it gets have 6 dimensions"):
+        FrameTransforms(("pca:9",)).fit(frames)
+
+
+@pytest.mark.parametrize(
+    ("chain", "dim"),
+    [(("clip-mean", "deltas"), 3 * 64), (("clip-mean", "cmvn", "pca:12"), 12)],
+    ids=["per-clip", "fitted"],
+)
+def test_vocab_tokenize_and_predict_apply_the_same_chain(cli, featurized, small_mirrors, chain, dim):
+    result = cli("vocab", "--k", "16", *[part for spec in chain for part in ("--transform", spec)])
     assert result.exit_code == 0, result.output
-    name = "logmel-clip-mean.deltas-k16"
+    name = f"logmel-{FrameTransforms(chain).tag()}-k16"
     assert f"vocab {name!r}" in result.stdout
     store = Store.open(featurized.store_path)
     vocab = store.vocab(Pick(name))
-    assert vocab.record.transforms == ["clip-mean", "deltas"] and vocab.centroids.shape == (16, 3 * 64)
+    assert vocab.record.transforms == list(chain) and vocab.centroids.shape == (16, dim)
+    frame_map = LinearMap.from_arrays(vocab.fitted)
+    assert (frame_map is None) == (chain[-1] == "deltas")
     assert cli("tokenize", "--vocab", name).exit_code == 0
 
     tokens = Store.open(featurized.store_path).tokens(Pick(name))
     features = store.features()
     frames, lengths = features.read_shard(0)
     ids, _ = tokens.read_shard(0)
-    chain = FrameTransforms(("clip-mean", "deltas"))
     index = faiss.IndexFlatL2(vocab.centroids.shape[1])
     index.add(vocab.centroids)
     for row in np.flatnonzero(lengths > 0)[:4]:
-        _, nearest = index.search(chain(frames[row, : lengths[row]]), 1)
+        vectors = FrameTransforms(chain)(frames[row, : lengths[row]])
+        _, nearest = index.search(frame_map(vectors) if frame_map else vectors, 1)
         assert np.array_equal(ids[row, : lengths[row]], nearest[:, 0])
 
     trained = cli("train", "--model", "simple", "--vocab", name, "--epochs", "1")

@@ -18,7 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-stderr_console = Console(stderr=True, soft_wrap=True)
+stderr_console = Console(stderr=True, soft_wrap=True, emoji=False)  # `pca:100:` is no emoji code
 _shown = {"bars": True}  # `--quiet` hides every bar of the command it runs
 
 

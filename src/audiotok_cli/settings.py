@@ -172,7 +172,8 @@ class VocabSettings(_Group):
     init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
     transforms: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
-        description="Frame transforms before k-means, in order: clip-mean, clip-norm, deltas, context:N.",
+        description="Frame transforms before k-means, in order: clip-mean, clip-norm, deltas, context:N; "
+        "then, fitted on the train frames: cmvn, pca:D.",
     )
 
     @field_validator("transforms", mode="before")

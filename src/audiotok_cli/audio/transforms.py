@@ -8,6 +8,12 @@ one voice's vowel and another's land far apart; these remove or widen what a tok
     deltas       append the first and second time derivatives (librosa's Savitzky-Golay, width 9)
     context:N    stack frames t-N..t+N into one vector (edges repeat the first and last frame)
 
+and, fitted on the train split's frames by `vocab` and stored with the vocabulary (they come last,
+after the per-clip ones, and compose into one affine map `LinearMap`):
+
+    cmvn         standardise each dimension with the train frames' mean and deviation
+    pca:D        project onto the train frames' D principal components (faiss's PCAMatrix)
+
 A new transform is one function here and one line in `TRANSFORMS`.
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import faiss
 import librosa
 import numpy as np
 
@@ -44,10 +51,53 @@ def _context(frames: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class LinearMap:
+    """`frames @ a.T + b`: what the fitted transforms compose to, stored with the vocabulary."""
+
+    a: np.ndarray  # [out, in]
+    b: np.ndarray  # [out]
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(frames @ self.a.T + self.b, dtype=np.float32)
+
+    def then(self, after: LinearMap) -> LinearMap:
+        return LinearMap(after.a @ self.a, after.a @ self.b + after.b)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """As kept with the vocabulary and in a run's preprocessing."""
+        return {"map_a": self.a, "map_b": self.b}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LinearMap | None:
+        return cls(arrays["map_a"], arrays["map_b"]) if "map_a" in arrays else None
+
+    def back(self, mapped: np.ndarray) -> np.ndarray:
+        """Vectors of the mapped space in the space before it (least squares: PCA drops some)."""
+        return (mapped - self.b) @ np.linalg.pinv(self.a).T
+
+
+def _fit_cmvn(frames: np.ndarray, _: int) -> LinearMap:
+    scale = 1.0 / (frames.std(axis=0) + 1e-3)
+    return LinearMap(np.diag(scale).astype(np.float32), (-frames.mean(axis=0) * scale).astype(np.float32))
+
+
+def _fit_pca(frames: np.ndarray, d: int) -> LinearMap:
+    if not 0 < d <= frames.shape[1]:
+        raise SettingsError(
+            f"transform pca:{d}: the frames it gets have {frames.shape[1]} dimensions; keep 1 to that"
+        )
+    pca = faiss.PCAMatrix(frames.shape[1], d)
+    pca.train(np.ascontiguousarray(frames, dtype=np.float32))
+    a = faiss.vector_to_array(pca.A).reshape(d, frames.shape[1])
+    return LinearMap(a.astype(np.float32), faiss.vector_to_array(pca.b).astype(np.float32))
+
+
+@dataclass(frozen=True)
 class Transform:
-    apply: Callable[[np.ndarray, int], np.ndarray]
+    apply: Callable[[np.ndarray, int], np.ndarray] | None  # per clip; None for a fitted one
     widen: Callable[[int, int], int]  # (dim, argument) -> dim after
     takes_argument: bool = False
+    fit: Callable[[np.ndarray, int], LinearMap] | None = None  # on the train frames, for a fitted one
 
 
 TRANSFORMS: dict[str, Transform] = {
@@ -55,16 +105,18 @@ TRANSFORMS: dict[str, Transform] = {
     "clip-norm": Transform(_clip_norm, lambda dim, _: dim),
     "deltas": Transform(_deltas, lambda dim, _: 3 * dim),
     "context": Transform(_context, lambda dim, n: (2 * n + 1) * dim, takes_argument=True),
+    "cmvn": Transform(None, lambda dim, _: dim, fit=_fit_cmvn),
+    "pca": Transform(None, lambda _, d: d, takes_argument=True, fit=_fit_pca),
 }
+CHOICES = "clip-mean, clip-norm, deltas, context:N, cmvn, pca:D"
 
 
 def parse(spec: str) -> tuple[str, int]:
     """`name` or `name:N` -> (name, N); unknown names and bad arguments are refused in one line."""
     name, _, argument = spec.partition(":")
     transform = TRANSFORMS.get(name)
-    choices = "clip-mean, clip-norm, deltas, context:N"
     if transform is None:
-        raise SettingsError(f"unknown transform {spec!r}; choose from {choices}")
+        raise SettingsError(f"unknown transform {spec!r}; choose from {CHOICES}")
     if transform.takes_argument != bool(argument) or (argument and not argument.isdigit()):
         form = f"{name}:N with N a whole number" if transform.takes_argument else name
         raise SettingsError(f"transform {spec!r}: write it {form}")
@@ -78,19 +130,39 @@ class FrameTransforms:
     specs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for spec in self.specs:
-            parse(spec)
+        fitted = [TRANSFORMS[parse(spec)[0]].fit is not None for spec in self.specs]
+        if fitted != sorted(fitted):  # per-clip ones need each clip's frames; fitted ones map single frames
+            raise SettingsError(
+                f"transforms {', '.join(self.specs)}: write cmvn and pca:D last, after the per-clip ones"
+            )
 
     def __bool__(self) -> bool:
         return bool(self.specs)
 
+    @property
+    def fitted(self) -> tuple[str, ...]:
+        return tuple(spec for spec in self.specs if TRANSFORMS[parse(spec)[0]].fit is not None)
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """One clip's valid frames `[frame, mel]`, transformed (float32)."""
+        """One clip's valid frames `[frame, mel]`, through the per-clip transforms (float32); the
+        fitted ones are the vocabulary's `LinearMap`, applied after."""
         out = frames.astype(np.float32)
         for spec in self.specs:
             name, argument = parse(spec)
-            out = TRANSFORMS[name].apply(out, argument).astype(np.float32)
+            if TRANSFORMS[name].apply is not None:
+                out = TRANSFORMS[name].apply(out, argument).astype(np.float32)
         return np.ascontiguousarray(out)
+
+    def fit(self, frames: np.ndarray) -> LinearMap | None:
+        """The fitted transforms, fitted in order on train `frames` (already through the per-clip
+        ones) and composed into one map; None without any."""
+        total = None
+        for spec in self.fitted:
+            name, argument = parse(spec)
+            step = TRANSFORMS[name].fit(frames, argument)
+            frames = step(frames)
+            total = step if total is None else total.then(step)
+        return total
 
     def dim(self, n_mels: int) -> int:
         for spec in self.specs:
@@ -103,7 +175,8 @@ class FrameTransforms:
         return ".".join(spec.replace(":", "") for spec in self.specs)
 
     def valid_frames(self, block: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Every clip's valid frames of a padded block, each clip transformed on its own, in row
-        order (the order `block[valid]` gives)."""
+        """Every clip's valid frames of a padded block, each clip through the per-clip transforms
+        on its own, in row order (the order `block[valid]` gives)."""
         clips = [self(block[row, :length]) for row, length in enumerate(lengths) if length > 0]
-        return np.concatenate(clips) if clips else np.zeros((0, self.dim(block.shape[2])), np.float32)
+        per_clip = FrameTransforms(tuple(spec for spec in self.specs if spec not in self.fitted))
+        return np.concatenate(clips) if clips else np.zeros((0, per_clip.dim(block.shape[2])), np.float32)

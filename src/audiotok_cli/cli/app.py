@@ -39,7 +39,7 @@ from audiotok_cli.progress import show_bars, stderr_console
 from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
 
 # piped output is never hard-wrapped: lines soft-wrap, tables keep their natural width
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
+console = Console(soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 10_000)
 err_console = stderr_console  # the progress bars' console: lines print above a live bar
 app = typer.Typer(
     name="audiotok",

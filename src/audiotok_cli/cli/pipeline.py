@@ -171,7 +171,8 @@ def vocab_cmd(
         option(
             "--transform",
             help="Transform each clip's frames before k-means (and tokenize, predict), in order; "
-            "repeatable: clip-mean, clip-norm, deltas, context:N.",
+            "repeatable: clip-mean, clip-norm, deltas, context:N; then, fitted on the train frames and kept "
+            "with the vocabulary: cmvn, pca:D.",
             default="none",
         ),
     ] = None,

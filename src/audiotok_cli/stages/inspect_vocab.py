@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from audiotok_cli.audio.transforms import LinearMap
 from audiotok_cli.progress import progress
 from audiotok_cli.store import Pick, Store, TokenSet
 
@@ -66,7 +67,9 @@ def inspect_vocab(store_path: Path, pick: Pick | None = None, plot: Path | None 
         report.dead = int((usage == 0).sum())
         report.tiny = int(((usage > 0) & (usage < TINY_SHARE * usage.sum() / k)).sum())
     if plot is not None:
-        report.plot = str(_draw(report, vocab.centroids, vocab.record.audio.n_mels, plot))
+        frame_map = LinearMap.from_arrays(vocab.fitted)
+        centroids = frame_map.back(vocab.centroids) if frame_map else vocab.centroids  # drawn as frames
+        report.plot = str(_draw(report, centroids, vocab.record.audio.n_mels, plot))
     return report
 
 

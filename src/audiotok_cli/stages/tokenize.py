@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
@@ -71,7 +71,15 @@ def tokenize(
         token_lengths = tokens.all_lengths()
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
         transforms = FrameTransforms(tuple(vocab.record.transforms))
-        task = partial(_tokenize_task, store_path, features.name, tokens.name, vocab.centroids, transforms)
+        task = partial(
+            _tokenize_task,
+            store_path,
+            features.name,
+            tokens.name,
+            vocab.centroids,
+            transforms,
+            LinearMap.from_arrays(vocab.fitted),
+        )
         with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
             for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask, threads=True):
                 advance(clips)
@@ -84,6 +92,7 @@ def _tokenize_task(
     tokens: str,
     centroids: np.ndarray,
     transforms: FrameTransforms,
+    frame_map: LinearMap | None,
     shard: int,
 ) -> int:
     """One shard's work, in whichever thread or process runs it; only the shard's own tokens are
@@ -95,7 +104,7 @@ def _tokenize_task(
         index = faiss.IndexFlatL2(centroids.shape[1])
         index.add(np.ascontiguousarray(centroids, dtype=np.float32))
         return tokenize_shard(
-            index, store.features(features), store.padded("tokens", tokens), shard, transforms
+            index, store.features(features), store.padded("tokens", tokens), shard, transforms, frame_map
         )
     finally:
         faiss.omp_set_num_threads(threads)
@@ -107,14 +116,17 @@ def tokenize_shard(
     tokens: TokenSet,
     shard: int,
     transforms: FrameTransforms | None = None,
+    frame_map: LinearMap | None = None,
 ) -> int:
     """Assign every valid frame of one shard its nearest centroid (each clip's frames transformed
-    first, as its vocabulary's were); write the whole token shard."""
+    first, and mapped, as its vocabulary's were); write the whole token shard."""
     frames, lengths = features.read_shard(shard)
     valid = np.arange(frames.shape[1]) < lengths[:, None]
     ids = np.full(valid.shape, PAD_TOKEN, dtype=tokens.data.dtype)
     if valid.any():
         vectors = transforms.valid_frames(frames, lengths) if transforms else frames[valid]
+        if frame_map is not None:
+            vectors = frame_map(vectors)
         _, nearest = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
         ids[valid] = nearest[:, 0]
     tokens.write_shard(shard, ids, lengths)

@@ -85,7 +85,11 @@ def build_vocab(
         sample, heldout = sample_frames(frames, train, budget, rng, workers, transforms)
         if len(sample) < k:
             raise SettingsError(f"only {len(sample)} train frames for k={k} clusters; lower --k")
+        frame_map = transforms.fit(sample)  # cmvn, pca:D: fitted on the train sample alone
+        if frame_map is not None:
+            sample, heldout = frame_map(sample), frame_map(heldout)
         centroids, inertia = kmeans(sample, settings, seed, rng)
+        fitted = frame_map.arrays() if frame_map else {}
         heldout_inertia = mean_distance(centroids, heldout)
         record = VocabRecord(
             features=frames.name,
@@ -101,9 +105,11 @@ def build_vocab(
             inertia=inertia,
             heldout_inertia=heldout_inertia,
             heldout_frames=len(heldout),
-            fingerprint=fingerprint(centroids),
+            fingerprint=fingerprint(
+                np.concatenate([array.ravel() for array in (centroids, *fitted.values())])
+            ),
         )
-        store.write_vocab(name, centroids, record, overwrite=overwrite)
+        store.write_vocab(name, centroids, record, overwrite=overwrite, fitted=fitted)
     return VocabResult(name, frames.name, k, len(sample), int(train.sum()), inertia, heldout_inertia)
 
 

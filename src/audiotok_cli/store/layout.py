@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -272,6 +272,7 @@ class Vocab:
     name: str
     record: VocabRecord
     centroids: np.ndarray
+    fitted: dict[str, np.ndarray] = field(default_factory=dict)  # its fitted transforms' map_a, map_b
 
 
 class Store:
@@ -716,7 +717,8 @@ class Store:
     def vocab(self, pick: Pick | None = None) -> Vocab:
         name = self.choose("vocab", pick)
         group = self.root["vocab"][name]
-        return Vocab(name, self._read_record(group, VocabRecord), group["centroids"][:])
+        fitted = {key: group[key][:] for key in FITTED_ARRAYS if key in group}
+        return Vocab(name, self._read_record(group, VocabRecord), group["centroids"][:], fitted)
 
     def vocab_centroids(self, name: str) -> np.ndarray:
         """A vocabulary's centroids, read whole; a damaged array is refused naming it."""
@@ -761,14 +763,25 @@ class Store:
                 "run's inputs mid-training: wait for it to finish (or stop it), then run again"
             )
 
-    def write_vocab(self, name: str, centroids: np.ndarray, record: VocabRecord, overwrite: bool) -> Vocab:
+    def write_vocab(
+        self,
+        name: str,
+        centroids: np.ndarray,
+        record: VocabRecord,
+        overwrite: bool,
+        fitted: dict[str, np.ndarray] | None = None,
+    ) -> Vocab:
+        """`fitted`: the arrays of its fitted transforms (`map_a`, `map_b`), kept beside its centroids."""
         group = self._new_group("vocab", name, overwrite)
         group.create_array("centroids", data=centroids.astype(np.float32))
+        for key, array in (fitted or {}).items():
+            group.create_array(key, data=array.astype(np.float32))
         _write_record(group, record)
-        return Vocab(name, record, centroids)
+        return Vocab(name, record, centroids, fitted or {})
 
 
 _MAKER = {"features": "featurize", "vocab": "vocab", "tokens": "tokenize"}
+FITTED_ARRAYS = ("map_a", "map_b")  # a vocabulary's fitted frame transforms (audio/transforms.LinearMap)
 _OPTION = {"features": "--features", "vocab": "--vocab", "tokens": "--vocab"}
 
 

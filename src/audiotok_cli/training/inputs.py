@@ -63,7 +63,7 @@ def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> Train
     return TrainingInputs(
         ModelInputs(tokens, "tokens"),
         record,
-        {"centroids": vocab.centroids},
+        {"centroids": vocab.centroids, **vocab.fitted},
         store.classes,
         n_tokens=n_tokens,
     )

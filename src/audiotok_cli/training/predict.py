@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from audiotok_cli.audio.logmel import LogMel, decode
-from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.errors import DataError, MissingInputError
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
@@ -86,6 +86,9 @@ def _score(run: Run, frames: np.ndarray) -> np.ndarray:
     if run.record.inputs.input == "tokens":
         centroids = run.preprocessing["centroids"]
         vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)
+        frame_map = LinearMap.from_arrays(run.preprocessing)  # the vocabulary's cmvn, pca:D
+        if frame_map is not None:
+            vectors = frame_map(vectors)
         distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
         inputs = to_model_ids(torch.from_numpy(distances.argmin(axis=1)[None]))
     else:
