@@ -7,7 +7,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.store import Store
 from audiotok_cli.training.data import BatchReader, ModelInputs, frame_statistics
 from audiotok_cli.training.runs import load_run
@@ -66,3 +68,45 @@ def test_a_frame_model_refuses_a_vocabulary_pick(cli, featurized):
     assert "--vocab and --k choose tokens, and model 'cnn' reads frames here" in result.stderr
     wrong = cli("train", "--model", "lstm", "--input", "frames")
     assert wrong.exit_code == 3 and "model 'lstm' reads tokens, not frames" in wrong.stderr
+
+
+def test_frame_models_take_the_per_clip_transforms_tokens_get(cli, featurized):
+    """A fair comparison: `vocab --transform clip-mean` tokens beat raw frames on unseen speakers,
+    so the frame models can have the same per-clip normalisation: in training, eval and predict."""
+    trained = cli(
+        "train", "--model", "baseline", "--frame-transform", "clip-mean", "--frame-transform", "deltas",
+        "--epochs", "2", "--batch-size", "8",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    run = load_run(featurized.runs_dir / "baseline-logmel")
+    assert run.record.inputs.transforms == ["clip-mean", "deltas"] and run.record.model.n_mels == 3 * 64
+    chain = FrameTransforms(("clip-mean", "deltas"))
+    store = Store.open(featurized.store_path)
+    features = store.features()
+    lengths = features.all_lengths()
+    train = store.split_rows(lengths, "train")
+    block = features.data[:]
+    frames = np.concatenate([chain(block[row, : lengths[row]]) for row in np.flatnonzero(train)])
+    assert np.allclose(run.preprocessing["mean"], frames.mean(axis=0), atol=1e-3)
+    assert np.allclose(run.preprocessing["std"], frames.std(axis=0), rtol=1e-3, atol=1e-4)
+
+    file = sorted((featurized.audio_dir / "eval").rglob("*.flac"))[0]
+    predicted = cli(
+        "predict", str(featurized.runs_dir / "baseline-logmel"), str(file), "--json", "--top", "2"
+    )
+    assert predicted.exit_code == 0, predicted.output
+    row = store.row_of[file.stem]
+    inputs = (chain(block[row, : lengths[row]]) - run.preprocessing["mean"]) / run.preprocessing["std"]
+    with torch.no_grad():
+        expected = torch.sigmoid(
+            run.model.eval()(torch.from_numpy(inputs[None]), torch.tensor([lengths[row]]))
+        )[0]
+    for name, score in json.loads(predicted.stdout)["files"][0]["top"]:
+        assert score == pytest.approx(float(expected[run.classes.names.index(name)]), abs=1e-4)
+    shown = cli("runs")
+    assert "frames logmel clip-mean deltas" in shown.stdout
+
+    refused = cli("train", "--model", "lstm", "--frame-transform", "clip-mean")
+    assert refused.exit_code == 3 and "tokens take theirs from `vocab --transform`" in refused.stderr
+    fitted = cli("train", "--model", "cnn", "--frame-transform", "cmvn")
+    assert fitted.exit_code == 3 and "frame models standardise each band already" in fitted.stderr

@@ -214,6 +214,11 @@ class ModelSettings(_Group):
         0, ge=0, description="Kernels of a 1-D convolution over time before a frame model (0: none)."
     )
     conv_size: int = Field(3, gt=0, description="Width in frames of that convolution's kernels (odd).")
+    frame_transforms: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Frame models: each clip's frames transformed before the model, in order (clip-mean, "
+        "clip-norm, deltas, context:N), as `vocab --transform` does for tokens; predict applies them too.",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -222,10 +227,23 @@ class ModelSettings(_Group):
             raise ValueError(f"unknown model {kind!r}; choose from {', '.join(MODEL_NAMES)}")
         return kind
 
-    @field_validator("cnn_channels", mode="before")
+    @field_validator("cnn_channels", "frame_transforms", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return comma_list(value)
+
+    @field_validator("frame_transforms")
+    @classmethod
+    def _per_clip_transforms(cls, specs: tuple[str, ...]) -> tuple[str, ...]:
+        from audiotok_cli.audio.transforms import FrameTransforms  # the registry, as for models
+
+        try:
+            fitted = FrameTransforms(specs).fitted
+        except AudiotokError as exc:
+            raise ValueError(str(exc)) from None
+        if fitted:
+            raise ValueError(f"{', '.join(fitted)}: frame models standardise each band already; leave it out")
+        return specs
 
     @model_validator(mode="after")
     def _input_of_family(self) -> ModelSettings:
@@ -236,6 +254,10 @@ class ModelSettings(_Group):
             raise ValueError(f"model {self.kind!r} reads {' or '.join(inputs)}, not {self.input}")
         if self.conv_kernels and self.input != "frames":
             raise ValueError("conv_kernels is a front end for frame models; this model reads tokens")
+        if self.frame_transforms and self.input != "frames":
+            raise ValueError(
+                "frame_transforms are for frame models; tokens take theirs from `vocab --transform`"
+            )
         if self.conv_size % 2 == 0:
             raise ValueError(f"conv_size {self.conv_size} must be odd, so each frame stays centred")
         return self

@@ -174,6 +174,15 @@ class FrameTransforms:
         """A name part: `clip-mean.deltas.context2` (store names allow no ':')."""
         return ".".join(spec.replace(":", "") for spec in self.specs)
 
+    def padded(self, block: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """A padded block `[clip, frame, dim]` with each clip's valid frames transformed on their
+        own; padding stays zero (frame models read it this way)."""
+        out = np.zeros((*block.shape[:2], self.dim(block.shape[2])), dtype=np.float32)
+        for row, length in enumerate(lengths):
+            if length > 0:
+                out[row, :length] = self(block[row, :length])
+        return out
+
     def valid_frames(self, block: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Every clip's valid frames of a padded block, each clip through the per-clip transforms
         on its own, in row order (the order `block[valid]` gives)."""

@@ -70,6 +70,11 @@ RunNameOpt = Annotated[
 ]
 
 
+def _joined(values: list[str] | None) -> str | None:
+    """A repeatable option's values as the comma list settings take (None when not given)."""
+    return ",".join(values) if values else None
+
+
 def _fields(group: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
     """The flags that set fields of `group`: option parameters are named after their fields."""
     return {name: value for name, value in flags.items() if name in group.model_fields}
@@ -188,6 +193,10 @@ def train_cmd(
     num_heads: HeadsOpt = None,
     dropout: DropoutOpt = None,
     input: _flag(ModelSettings, "input", str, "Options") = None,
+    frame_transforms: Annotated[
+        list[str] | None,
+        setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL),
+    ] = None,
     cnn_channels: _flag(ModelSettings, "cnn_channels", str) = None,
     conv_kernels: _flag(ModelSettings, "conv_kernels", int) = None,
     conv_size: _flag(ModelSettings, "conv_size", int) = None,
@@ -219,6 +228,7 @@ def train_cmd(
     """Train a token or frame model (multi-label BCE over the store's classes); keeps the best val-mAP
     epoch. With --cv, one run per fold."""
     flags = dict(locals())  # the options, before any import adds a name here
+    flags["frame_transforms"] = _joined(frame_transforms)
     if cv and seeds > 1:
         raise SettingsError("--cv and --seeds: choose one (a run per fold, or a run per seed)")
     if cv:

@@ -110,7 +110,9 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
     return RunRow(
         name=directory.name,
         model=record.model.kind + (f" (init {record.init})" if record.init else ""),
-        input=f"{inputs.input} {inputs.tokens if inputs.input == 'tokens' else inputs.features}",
+        input=f"tokens {inputs.tokens}"
+        if inputs.input == "tokens"
+        else " ".join(["frames", inputs.features, *inputs.transforms]),
         parameters=record.n_parameters,
         epochs=len(history),
         train_seconds=round(sum(epoch.get("seconds", 0.0) for epoch in history), 1),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import sparse
 from torch.utils.data import DataLoader, Dataset
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.parallel import available_cores
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PaddedSet, Store
@@ -44,27 +45,34 @@ class ModelInputs:
     kind: str  # "tokens" or "frames"
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    transforms: FrameTransforms = field(default_factory=FrameTransforms)  # frames: per clip, first
 
     def tensor(self, block: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         if self.kind == "tokens":
             return to_model_ids(torch.from_numpy(block))
+        if self.transforms:
+            block = self.transforms.padded(block, lengths)
         frames = torch.from_numpy(block).float()
         frames.sub_(torch.from_numpy(self.mean)).div_(torch.from_numpy(self.std))
         valid = torch.arange(block.shape[1])[None, :] < torch.from_numpy(lengths.astype(np.int64))[:, None]
         return frames.mul_(valid[:, :, None])
 
 
-def frame_statistics(features: PaddedSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-mel mean and standard deviation over the valid frames of the selected rows."""
-    total = np.zeros(features.data.shape[2])
+def frame_statistics(
+    features: PaddedSet, rows: np.ndarray, transforms: FrameTransforms | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mel mean and standard deviation over the valid frames of the selected rows (after the
+    per-clip `transforms`, which the model's frames then get)."""
+    transforms = transforms or FrameTransforms()
+    total = np.zeros(transforms.dim(features.data.shape[2]))
     squares = np.zeros_like(total)
     count = 0
     shards = features.shards_with(rows)
     with progress("frame statistics", len(shards)) as advance:
         for shard in shards:
             block, lengths = features.read_shard(shard)
-            valid = (np.arange(block.shape[1]) < lengths[:, None]) & rows[features.shard_rows(shard)][:, None]
-            frames = block[valid].astype(np.float64)
+            chosen = np.where(rows[features.shard_rows(shard)], lengths, 0)
+            frames = transforms.valid_frames(block, chosen).astype(np.float64)
             total += frames.sum(axis=0)
             squares += (frames**2).sum(axis=0)
             count += len(frames)

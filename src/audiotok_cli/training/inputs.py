@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.audioset.classes import ClassIndex
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
@@ -34,7 +35,7 @@ class TrainingInputs:
             n_mels=self.n_mels,
             max_frames=self.model_inputs.padded.data.shape[1],
             n_classes=len(self.classes),
-            **model.model_dump(exclude={"vocab_size"}),
+            **model.model_dump(exclude={"vocab_size", "frame_transforms"}),  # those are the inputs' own
         )
 
 
@@ -76,18 +77,19 @@ def _frames(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
             "features with --features"
         )
     features = store.features(pick.features)
-    mean, std = frame_statistics(features, store.split_rows(features.all_lengths(), "train"))
+    transforms = FrameTransforms(model.frame_transforms)
+    mean, std = frame_statistics(features, store.split_rows(features.all_lengths(), "train"), transforms)
     record = RunInputs(
         store=str(store.path),
         input="frames",
         features=features.name,
         audio=features.record.audio,
         split=store.split,
+        transforms=list(transforms.specs),
     )
-    inputs = ModelInputs(features, "frames", mean, std)
-    return TrainingInputs(
-        inputs, record, {"mean": mean, "std": std}, store.classes, n_mels=features.data.shape[2]
-    )
+    inputs = ModelInputs(features, "frames", mean, std, transforms)
+    n_mels = transforms.dim(features.data.shape[2])
+    return TrainingInputs(inputs, record, {"mean": mean, "std": std}, store.classes, n_mels=n_mels)
 
 
 def inputs_for_run(store: Store, run: Run) -> ModelInputs:
@@ -107,7 +109,8 @@ def inputs_for_run(store: Store, run: Run) -> ModelInputs:
                 f"run {run.directory} was trained on features {recorded.features!r} made with other audio "
                 "settings than the store's; featurize them back or train the run again with --overwrite"
             )
-        return ModelInputs(features, "frames", run.preprocessing["mean"], run.preprocessing["std"])
+        mean, std = run.preprocessing["mean"], run.preprocessing["std"]
+        return ModelInputs(features, "frames", mean, std, FrameTransforms(tuple(recorded.transforms)))
     tokens = store.tokens(Pick(recorded.tokens))
     if tokens.record.vocab_fingerprint != recorded.vocab_fingerprint:
         raise MismatchError(

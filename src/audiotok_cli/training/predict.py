@@ -92,7 +92,8 @@ def _score(run: Run, frames: np.ndarray) -> np.ndarray:
         distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
         inputs = to_model_ids(torch.from_numpy(distances.argmin(axis=1)[None]))
     else:
-        inputs = torch.from_numpy(((frames - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
+        vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
+        inputs = torch.from_numpy(((vectors - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
     device = next(run.model.parameters()).device
     logits = run.model(inputs.to(device), torch.tensor([len(frames)], device=device))
     return torch.sigmoid(logits)[0].float().cpu().numpy()
