@@ -200,16 +200,32 @@ def vocab_cmd(
     )
 
 
-@command(
-    "tokenize",
-    render=lambda r: console.print(
+def _render_tokenize(r) -> None:
+    console.print(
         f"tokens {r.name!r}: {counted(r.clips_done, 'clip')} tokenized, {r.clips_already_done} already done"
-    ),
-)
+    )
+    m = r.merged
+    if m:
+        console.print(
+            f"tokens {m.name!r}: {counted(m.clips_done, 'clip')} merged; {m.n_tokens} ids; train clips' "
+            f"sequences {m.mean_length:.1f} -> {m.mean_merged_length:.1f} ids on average"
+        )
+
+
+@command("tokenize", render=_render_tokenize)
 def tokenize_cmd(
     vocab: VocabOpt = None,
     k: PickKOpt = None,
     features: FeaturesOpt = None,
+    merges: Annotated[
+        int,
+        typer.Option(
+            "--merges",
+            help="Also merge the tokens: byte-pair merges learned from the train split's sequences (Hugging "
+            "Face tokenizers) -> tokens VOCAB-bpeN, with up to N more ids and shorter sequences.",
+            min=0,
+        ),
+    ] = 0,
     workers: WorkersOpt = None,
     dask: DaskOpt = None,
     store: StoreOpt = None,
@@ -221,7 +237,7 @@ def tokenize_cmd(
 
     settings = command_settings(paths={"store": store})
     pick = Pick(vocab, k, features)
-    return tokenize(settings.store_path, pick, overwrite, workers or available_cores(), dask)
+    return tokenize(settings.store_path, pick, overwrite, workers or available_cores(), dask, merges)
 
 
 def _render_inspect(r) -> None:

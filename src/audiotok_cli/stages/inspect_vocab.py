@@ -15,6 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from audiotok_cli.audio.transforms import LinearMap
+from audiotok_cli.errors import SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import Pick, Store, TokenSet
 
@@ -48,6 +49,10 @@ class VocabReport:
 def inspect_vocab(store_path: Path, pick: Pick | None = None, plot: Path | None = None) -> VocabReport:
     store = Store.open(store_path, mode="r")
     tokens = store.tokens(pick)
+    if tokens.record.merges:
+        raise SettingsError(
+            f"inspect reads one token per frame; {tokens.name!r} are merged: inspect {tokens.record.vocab!r}"
+        )
     vocab = store.vocab(Pick(tokens.record.vocab))
     k = tokens.record.n_clusters
     lengths = tokens.all_lengths()

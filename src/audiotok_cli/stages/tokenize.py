@@ -6,6 +6,7 @@ fingerprint: tokens from a rebuilt vocabulary are refused rather than silently m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,8 +18,18 @@ from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
+from audiotok_cli.token_merges import Merges, train_merges
 
 PAD_TOKEN = PENDING
+
+
+@dataclass
+class MergeResult:
+    name: str  # tokens/{vocab}-bpe{N}
+    n_tokens: int  # the vocabulary's k plus the merges learned
+    clips_done: int
+    mean_length: float  # train clips' ids before merging
+    mean_merged_length: float  # and after
 
 
 @dataclass
@@ -26,6 +37,7 @@ class TokenizeResult:
     name: str
     clips_done: int
     clips_already_done: int
+    merged: MergeResult | None = None
 
 
 def tokenize(
@@ -34,10 +46,12 @@ def tokenize(
     overwrite: bool = False,
     workers: int = 1,
     dask: str | None = None,
+    merges: int = 0,
 ) -> TokenizeResult:
     """Tokenize every featurized clip with the vocabulary `pick` chooses (default: the only one)
     into `tokens/{vocab}`, a shard per task on `workers` threads or a Dask cluster (`dask`); a
-    rerun does only clips featurized since.
+    rerun does only clips featurized since. With `merges`, those tokens are merged into
+    `tokens/{vocab}-bpe{merges}` too (token_merges.py).
 
     Every search runs on one thread: on several, how faiss splits the work changes the last bit of
     some distances, and so a few near-tie tokens (2 of 107,569 frames of a demo shard), with the
@@ -83,7 +97,60 @@ def tokenize(
         with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
             for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask, threads=True):
                 advance(clips)
-    return TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
+        result = TokenizeResult(vocab.name, int(todo.sum()), int((token_lengths >= 0).sum()))
+        if merges:
+            result.merged = _merge(store, store.padded("tokens", tokens.name), merges, overwrite)
+    return result
+
+
+def _merge(store: Store, base: TokenSet, merges: int, overwrite: bool) -> MergeResult:
+    """`base` tokens merged into `tokens/{base}-bpe{merges}`: the merges learned from the train
+    split's sequences (once: a rerun goes on with the same tokenizer), then every clip merged, a
+    shard at a time; clips tokenized since a run are merged by the next."""
+    name = f"{base.name}-bpe{merges}"
+    store.check_free("tokens", name, overwrite=True)  # refuses while a run reads it
+    base_lengths = base.all_lengths()
+    train = store.split_rows(base_lengths, "train")
+    if overwrite or name not in store.names("tokens"):
+        learned = train_merges(_sequences(base, train), base.record.n_clusters, merges)
+        record = base.record.model_copy(
+            update={"n_clusters": Merges(learned).size, "merges": merges, "merges_json": learned}
+        )
+        merged = store.create_tokens(name, record, base, overwrite=True)
+    else:
+        merged = store.padded("tokens", name)
+        merged.grow(base.n_rows)
+    merger = Merges(merged.record.merges_json)
+    todo = (base_lengths >= 0) & (merged.all_lengths() == PENDING)
+    with progress(f"merge {name}", int(todo.sum())) as advance:
+        for shard in merged.shards_with(todo):
+            ids, lengths = base.read_shard(shard)
+            block = np.full(ids.shape, PAD_TOKEN, dtype=merged.data.dtype)
+            done = np.flatnonzero(lengths >= 0)
+            merged_lengths = np.full(len(lengths), PENDING, dtype=np.int32)
+            for row, sequence in zip(done, merger([ids[row, : lengths[row]] for row in done]), strict=True):
+                block[row, : len(sequence)] = sequence
+                merged_lengths[row] = len(sequence)
+            merged.write_shard(shard, block, merged_lengths)
+            advance(len(done))
+    now = merged.all_lengths()
+    kept = train & (now >= 0)
+    return MergeResult(
+        name,
+        merger.size,
+        int(todo.sum()),
+        float(base_lengths[kept].mean()) if kept.any() else 0.0,
+        float(now[kept].mean()) if kept.any() else 0.0,
+    )
+
+
+def _sequences(tokens: TokenSet, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The id sequences of the selected rows, a shard read at a time."""
+    for shard in tokens.shards_with(rows):
+        ids, lengths = tokens.read_shard(shard)
+        chosen = rows[tokens.shard_rows(shard)] & (lengths > 0)
+        for row in np.flatnonzero(chosen):
+            yield ids[row, : lengths[row]]
 
 
 def _tokenize_task(

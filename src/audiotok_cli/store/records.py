@@ -130,7 +130,9 @@ class VocabRecord(BaseModel):
 class TokensRecord(BaseModel):
     vocab: str
     vocab_fingerprint: str
-    n_clusters: int
+    n_clusters: int = Field(description="Distinct ids: the vocabulary's k, or k plus the merges learned.")
     features: str
     rows_per_shard: int
+    merges: int = Field(0, description="Merges asked for (`tokenize --merges N`); 0: one id per frame.")
+    merges_json: str | None = Field(None, description="The trained Hugging Face tokenizer that merged them.")
     made: Stamp = Field(default_factory=Stamp)

@@ -13,6 +13,7 @@ from audiotok_cli.audioset.classes import ClassIndex
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
 from audiotok_cli.store import Pick, Store
+from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.data import ModelInputs, frame_statistics
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.runs import Run, RunInputs
@@ -64,7 +65,7 @@ def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> Train
     return TrainingInputs(
         ModelInputs(tokens, "tokens"),
         record,
-        {"centroids": vocab.centroids, **vocab.fitted},
+        {"centroids": vocab.centroids, **vocab.fitted, **_merges(tokens.record.merges_json)},
         store.classes,
         n_tokens=n_tokens,
     )
@@ -118,6 +119,11 @@ def inputs_for_run(store: Store, run: Run) -> ModelInputs:
             "train it again with --overwrite"
         )
     return ModelInputs(tokens, "tokens")
+
+
+def _merges(merges_json: str | None) -> dict[str, np.ndarray]:
+    """Merged tokens' tokenizer, for a run's preprocessing: predict merges a new file's ids with it."""
+    return {"merges": Merges(merges_json).as_array()} if merges_json else {}
 
 
 def _first(classes: ClassIndex, shown: int = 3) -> str:

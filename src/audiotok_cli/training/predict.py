@@ -19,6 +19,7 @@ import torch
 from audiotok_cli.audio.logmel import LogMel, decode
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
 
@@ -90,10 +91,13 @@ def _score(run: Run, frames: np.ndarray) -> np.ndarray:
         if frame_map is not None:
             vectors = frame_map(vectors)
         distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
-        inputs = to_model_ids(torch.from_numpy(distances.argmin(axis=1)[None]))
+        ids = distances.argmin(axis=1)
+        if "merges" in run.preprocessing:  # merged tokens: the tokenizer that merged the store's
+            ids = Merges.from_array(run.preprocessing["merges"])([ids])[0]
+        inputs = to_model_ids(torch.from_numpy(ids[None]))
     else:
         vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
         inputs = torch.from_numpy(((vectors - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
     device = next(run.model.parameters()).device
-    logits = run.model(inputs.to(device), torch.tensor([len(frames)], device=device))
+    logits = run.model(inputs.to(device), torch.tensor([inputs.shape[1]], device=device))  # merged: fewer
     return torch.sigmoid(logits)[0].float().cpu().numpy()
