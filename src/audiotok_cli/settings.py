@@ -176,10 +176,27 @@ class VocabSettings(_Group):
         "then, fitted on the train frames: cmvn, pca:D.",
     )
 
+    quantizer: str = Field(
+        "kmeans",
+        description="How a frame becomes ids: kmeans (one id), pq:M (product quantization, M codebooks of k) "
+        "or rvq:R (residual quantization, R codebooks of k).",
+    )
+
     @field_validator("transforms", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return comma_list(value)
+
+    @field_validator("quantizer")
+    @classmethod
+    def _known_quantizer(cls, spec: str) -> str:
+        from audiotok_cli.quantizers import parse_quantizer
+
+        try:
+            parse_quantizer(spec)
+        except AudiotokError as exc:
+            raise ValueError(str(exc)) from None
+        return spec
 
     @field_validator("transforms")
     @classmethod

@@ -155,7 +155,9 @@ def featurize_cmd(
 @command(
     "vocab",
     render=lambda r: console.print(
-        f"vocab {r.name!r}: {r.n_clusters} centroids from {r.n_frames} frames of "
+        f"vocab {r.name!r}: {r.n_clusters} centroids"
+        + ("" if r.quantizer == "kmeans" else f" a codebook ({r.quantizer})")
+        + f" from {r.n_frames} frames of "
         f"{r.n_train_clips} train clips of {r.features!r}; held-out inertia {r.heldout_inertia:.4g} "
         f"(mean squared distance, comparable between vocabularies of these features)"
     ),
@@ -176,13 +178,14 @@ def vocab_cmd(
             default="none",
         ),
     ] = None,
+    quantizer: Annotated[str | None, setting(VocabSettings, "quantizer", "--quantizer")] = None,
     features: FeaturesOpt = None,
     workers: WorkersOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     """FAISS k-means over train-split frames -> a vocabulary of k centroids named FEATURES-kK
-    (FEATURES-TRANSFORMS-kK with --transform)."""
+    (FEATURES-TRANSFORMS-kK with --transform; FEATURES-pqMxK with --quantizer pq:M)."""
     from audiotok_cli.stages.vocab import build_vocab
 
     settings = command_settings(
@@ -193,6 +196,7 @@ def vocab_cmd(
             "init": init,
             "sample_frames": sample_frames,
             "transforms": _names(transform),
+            "quantizer": quantizer,
         },
     )
     return build_vocab(

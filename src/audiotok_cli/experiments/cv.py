@@ -55,7 +55,12 @@ def cross_validate(
     folds = _folds(store)
     features = store.features(pick.features).name
     vocab_settings = vocab_settings.model_copy(update={"n_clusters": pick.k or vocab_settings.n_clusters})
-    vocab = vocab_name(features, vocab_settings.n_clusters, FrameTransforms(vocab_settings.transforms))
+    vocab = vocab_name(
+        features,
+        vocab_settings.n_clusters,
+        FrameTransforms(vocab_settings.transforms),
+        vocab_settings.quantizer,
+    )
     base = settings.run_name or f"{model.kind}-{vocab if model.input == 'tokens' else features}"
     plan = _Plan(
         paths,

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiotok_cli.atomic import naming_full_disk
-from audiotok_cli.errors import OutputExistsError
+from audiotok_cli.errors import OutputExistsError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
 from audiotok_cli.token_ids import SCHEME, input_ids
@@ -47,6 +47,11 @@ def export_tokens(
         raise OutputExistsError(f"{output} already exists; pass --overwrite")
     store = Store.open(store_path)
     tokens = store.tokens(pick)
+    if tokens.record.codebooks > 1:
+        raise SettingsError(
+            f"export-tokens writes one id a step; {tokens.name!r} has {tokens.record.codebooks} (pq, rvq), "
+            "which it does not export yet"
+        )
     lengths = tokens.all_lengths()
     done = lengths >= 0
     mids, sources = np.asarray(store.classes.mids), store.source_names

@@ -49,6 +49,10 @@ class VocabReport:
 def inspect_vocab(store_path: Path, pick: Pick | None = None, plot: Path | None = None) -> VocabReport:
     store = Store.open(store_path, mode="r")
     tokens = store.tokens(pick)
+    if tokens.record.codebooks > 1:
+        raise SettingsError(
+            f"inspect reads one id a step; {tokens.name!r} has {tokens.record.codebooks} (pq, rvq)"
+        )
     if tokens.record.merges:
         raise SettingsError(
             f"inspect reads one token per frame; {tokens.name!r} are merged: inspect {tokens.record.vocab!r}"

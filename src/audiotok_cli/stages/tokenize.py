@@ -15,8 +15,10 @@ import faiss
 import numpy as np
 
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
+from audiotok_cli.errors import SettingsError
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
+from audiotok_cli.quantizers import encode, parse_quantizer
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
 from audiotok_cli.token_merges import Merges, train_merges
 
@@ -73,7 +75,8 @@ def tokenize(
             record = TokensRecord(
                 vocab=vocab.name,
                 vocab_fingerprint=vocab.record.fingerprint,
-                n_clusters=len(vocab.centroids),
+                n_clusters=vocab.record.n_clusters,
+                codebooks=parse_quantizer(vocab.record.quantizer)[1],
                 features=features.name,
                 rows_per_shard=features.rows_per_shard,
             )
@@ -90,6 +93,7 @@ def tokenize(
             store_path,
             features.name,
             tokens.name,
+            vocab.record.quantizer,
             vocab.centroids,
             transforms,
             LinearMap.from_arrays(vocab.fitted),
@@ -107,6 +111,10 @@ def _merge(store: Store, base: TokenSet, merges: int, overwrite: bool) -> MergeR
     """`base` tokens merged into `tokens/{base}-bpe{merges}`: the merges learned from the train
     split's sequences (once: a rerun goes on with the same tokenizer), then every clip merged, a
     shard at a time; clips tokenized since a run are merged by the next."""
+    if base.record.codebooks > 1:
+        raise SettingsError(
+            f"--merges merges one id a step; {base.name!r} has {base.record.codebooks} ids a step"
+        )
     name = f"{base.name}-bpe{merges}"
     store.check_free("tokens", name, overwrite=True)  # refuses while a run reads it
     base_lengths = base.all_lengths()
@@ -157,7 +165,8 @@ def _tokenize_task(
     store_path: Path,
     features: str,
     tokens: str,
-    centroids: np.ndarray,
+    quantizer: str,
+    codebooks: np.ndarray,
     transforms: FrameTransforms,
     frame_map: LinearMap | None,
     shard: int,
@@ -168,33 +177,32 @@ def _tokenize_task(
     faiss.omp_set_num_threads(1)
     try:
         store = Store.open(store_path)
-        index = faiss.IndexFlatL2(centroids.shape[1])
-        index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        tokens_set = store.padded("tokens", tokens)
         return tokenize_shard(
-            index, store.features(features), store.padded("tokens", tokens), shard, transforms, frame_map
+            quantizer, codebooks, store.features(features), tokens_set, shard, transforms, frame_map
         )
     finally:
         faiss.omp_set_num_threads(threads)
 
 
 def tokenize_shard(
-    index: faiss.Index,
+    quantizer: str,
+    codebooks: np.ndarray,
     features: FeatureSet,
     tokens: TokenSet,
     shard: int,
     transforms: FrameTransforms | None = None,
     frame_map: LinearMap | None = None,
 ) -> int:
-    """Assign every valid frame of one shard its nearest centroid (each clip's frames transformed
-    first, and mapped, as its vocabulary's were); write the whole token shard."""
+    """Give every valid frame of one shard its ids (each clip's frames transformed first, and
+    mapped, as its vocabulary's were); write the whole token shard."""
     frames, lengths = features.read_shard(shard)
     valid = np.arange(frames.shape[1]) < lengths[:, None]
-    ids = np.full(valid.shape, PAD_TOKEN, dtype=tokens.data.dtype)
+    ids = np.full((len(lengths), *tokens.data.shape[1:]), PAD_TOKEN, dtype=tokens.data.dtype)
     if valid.any():
         vectors = transforms.valid_frames(frames, lengths) if transforms else frames[valid]
         if frame_map is not None:
             vectors = frame_map(vectors)
-        _, nearest = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
-        ids[valid] = nearest[:, 0]
+        ids[valid] = encode(quantizer, codebooks, vectors)
     tokens.write_shard(shard, ids, lengths)
     return int((lengths >= 0).sum())

@@ -28,6 +28,7 @@ from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.parallel import read_ahead
 from audiotok_cli.progress import progress
+from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
 from audiotok_cli.settings import VocabSettings
 from audiotok_cli.store import FeatureSet, Store, VocabRecord, fingerprint
 
@@ -47,11 +48,15 @@ class VocabResult:
     n_train_clips: int
     inertia: float
     heldout_inertia: float
+    quantizer: str = "kmeans"
 
 
-def vocab_name(features: str, n_clusters: int, transforms: FrameTransforms | None = None) -> str:
+def vocab_name(
+    features: str, n_clusters: int, transforms: FrameTransforms | None = None, quantizer: str = "kmeans"
+) -> str:
     """Vocabularies are named by what made them: `logmel-k64`, `logmel-clip-mean.deltas-k64`."""
-    return f"{features}-{transforms.tag()}-k{n_clusters}" if transforms else f"{features}-k{n_clusters}"
+    last = quantizer_tag(quantizer, n_clusters)
+    return f"{features}-{transforms.tag()}-{last}" if transforms else f"{features}-{last}"
 
 
 def build_vocab(
@@ -70,7 +75,7 @@ def build_vocab(
         frames = store.features(features)
         k = settings.n_clusters
         transforms = FrameTransforms(settings.transforms)
-        name = name or vocab_name(frames.name, k, transforms)
+        name = name or vocab_name(frames.name, k, transforms, settings.quantizer)
         store.check_free("vocab", name, overwrite)
         if store.split is None:
             raise MissingInputError(f"the clips of {store.path} are not split yet; run `audiotok split`")
@@ -88,15 +93,16 @@ def build_vocab(
         frame_map = transforms.fit(sample)  # cmvn, pca:D: fitted on the train sample alone
         if frame_map is not None:
             sample, heldout = frame_map(sample), frame_map(heldout)
-        centroids, inertia = kmeans(sample, settings, seed, rng)
+        centroids, inertia = train_codebooks(sample, settings, seed, rng)
         fitted = frame_map.arrays() if frame_map else {}
-        heldout_inertia = mean_distance(centroids, heldout)
+        heldout_inertia = reconstruction_error(settings.quantizer, centroids, heldout)
         record = VocabRecord(
             features=frames.name,
             audio=frames.record.audio,
             split=store.split,
             n_clusters=k,
             transforms=list(settings.transforms),
+            quantizer=settings.quantizer,
             niter=settings.niter,
             init=settings.init,
             seed=seed,
@@ -110,7 +116,9 @@ def build_vocab(
             ),
         )
         store.write_vocab(name, centroids, record, overwrite=overwrite, fitted=fitted)
-    return VocabResult(name, frames.name, k, len(sample), int(train.sum()), inertia, heldout_inertia)
+    return VocabResult(
+        name, frames.name, k, len(sample), int(train.sum()), inertia, heldout_inertia, settings.quantizer
+    )
 
 
 def sample_frames(
@@ -149,6 +157,43 @@ def sample_frames(
             parts.append(rest[rng.random(len(rest)) < keep].astype(np.float32))
             advance(int(rows[span].sum()))
     return np.concatenate(parts), np.concatenate(heldout)
+
+
+def train_codebooks(
+    sample: np.ndarray, settings: VocabSettings, seed: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """The quantizer's codebooks (quantizers.py), each k-means over its part of the frames (pq) or
+    over what the codebooks before it left (rvq); returns them and the summed squared error."""
+    kind, count = parse_quantizer(settings.quantizer)
+    if kind == "kmeans":
+        return kmeans(sample, settings, seed, rng)
+    if kind == "pq" and sample.shape[1] % count:
+        raise SettingsError(
+            f"pq:{count} cuts each frame into {count} equal parts, and its {sample.shape[1]} dimensions do "
+            f"not divide; add --transform pca:D with D a multiple of {count}"
+        )
+    books = []
+    if kind == "pq":
+        books = [kmeans(part, settings, seed, rng)[0] for part in np.split(sample, count, axis=1)]
+    else:
+        residual = sample
+        for _ in range(count):
+            book = kmeans(residual, settings, seed, rng)[0]
+            residual = residual - book[nearest(book, residual)]
+            books.append(book)
+    codebooks = np.stack(books)
+    error = sample - decode(settings.quantizer, codebooks, encode(settings.quantizer, codebooks, sample))
+    return codebooks, float((error.astype(np.float64) ** 2).sum())
+
+
+def reconstruction_error(quantizer: str, codebooks: np.ndarray, frames: np.ndarray) -> float:
+    """Mean squared distance of `frames` to what their ids stand for (nan without frames)."""
+    if parse_quantizer(quantizer)[0] == "kmeans":
+        return mean_distance(codebooks, frames)
+    if not len(frames):
+        return float("nan")
+    error = frames - decode(quantizer, codebooks, encode(quantizer, codebooks, frames))
+    return float((error.astype(np.float64) ** 2).sum(axis=1).mean())
 
 
 def mean_distance(centroids: np.ndarray, frames: np.ndarray) -> float:

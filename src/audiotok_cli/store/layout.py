@@ -707,7 +707,9 @@ class Store:
             name,
             record,
             n_rows=like.n_rows,
-            frame_shape=(like.data.shape[1],),
+            frame_shape=(like.data.shape[1],)
+            if record.codebooks == 1
+            else (like.data.shape[1], record.codebooks),
             dtype="int16" if record.n_clusters < 2**15 else "int32",
             fill_value=PENDING,
             rows_per_chunk=like.rows_per_shard,

@@ -113,6 +113,7 @@ class VocabRecord(BaseModel):
         default_factory=list,
         description="Frame transforms before quantization, in order (audio/transforms.py).",
     )
+    quantizer: str = Field("kmeans", description="kmeans, pq:M or rvq:R (quantizers.py).")
     niter: int
     init: str
     seed: int
@@ -133,6 +134,7 @@ class TokensRecord(BaseModel):
     n_clusters: int = Field(description="Distinct ids: the vocabulary's k, or k plus the merges learned.")
     features: str
     rows_per_shard: int
+    codebooks: int = Field(1, description="Ids a step (pq:M, rvq:R): tokens are [clip, step, codebook].")
     merges: int = Field(0, description="Merges asked for (`tokenize --merges N`); 0: one id per frame.")
     merges_json: str | None = Field(None, description="The trained Hugging Face tokenizer that merged them.")
     made: Stamp = Field(default_factory=Stamp)

@@ -16,7 +16,7 @@ from torch import nn
 
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import TrainSettings
-from audiotok_cli.training.models.ids import MASK_ID, PAD_ID
+from audiotok_cli.training.models.ids import MASK_ID, PAD_ID, step_ids
 
 
 @dataclass
@@ -77,10 +77,13 @@ class Augment:
     def _masked_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """Spans of `mask_span` tokens, started with probability token_mask / mask_span, become
         [MASK]; padding never does."""
-        starts = torch.rand(ids.shape, device=ids.device) < self.token_mask / self.mask_span
+        steps = step_ids(ids)  # several codebooks a step: the whole step is masked
+        starts = torch.rand(steps.shape, device=ids.device) < self.token_mask / self.mask_span
         window = torch.ones(1, 1, self.mask_span, device=ids.device)  # position t: a start in t-span+1..t
         covered = nn.functional.conv1d(starts[:, None].float(), window, padding=self.mask_span - 1)
         masked = covered[:, 0, : ids.shape[1]] > 0
+        if ids.dim() == 3:
+            masked = masked[..., None]
         return torch.where(masked & (ids != PAD_ID), MASK_ID, ids)
 
 

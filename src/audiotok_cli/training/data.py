@@ -49,7 +49,7 @@ class ModelInputs:
 
     def tensor(self, block: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         if self.kind == "tokens":
-            return to_model_ids(torch.from_numpy(block))
+            return to_model_ids(torch.from_numpy(block), self.padded.record.n_clusters)
         if self.transforms:
             block = self.transforms.padded(block, lengths)
         frames = torch.from_numpy(block).float()

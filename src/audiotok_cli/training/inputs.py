@@ -61,13 +61,14 @@ def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> Train
         tokens=tokens.name,
         vocab_fingerprint=tokens.record.vocab_fingerprint,
         transforms=vocab.record.transforms,
+        quantizer=vocab.record.quantizer,
     )
     return TrainingInputs(
         ModelInputs(tokens, "tokens"),
         record,
         {"centroids": vocab.centroids, **vocab.fitted, **_merges(tokens.record.merges_json)},
         store.classes,
-        n_tokens=n_tokens,
+        n_tokens=n_tokens * tokens.record.codebooks,  # one embedding table for every codebook
     )
 
 

@@ -19,6 +19,7 @@ import torch
 from audiotok_cli.audio.logmel import LogMel, decode
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.quantizers import encode
 from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
@@ -85,16 +86,15 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
 def _score(run: Run, frames: np.ndarray) -> np.ndarray:
     """Sigmoid scores of one window's log-mel frames, prepared as the run's model reads them."""
     if run.record.inputs.input == "tokens":
-        centroids = run.preprocessing["centroids"]
+        codebooks = run.preprocessing["centroids"]
         vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)
         frame_map = LinearMap.from_arrays(run.preprocessing)  # the vocabulary's cmvn, pca:D
         if frame_map is not None:
             vectors = frame_map(vectors)
-        distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
-        ids = distances.argmin(axis=1)
+        ids = encode(run.record.inputs.quantizer, codebooks, vectors)  # as tokenize encodes the store
         if "merges" in run.preprocessing:  # merged tokens: the tokenizer that merged the store's
             ids = Merges.from_array(run.preprocessing["merges"])([ids])[0]
-        inputs = to_model_ids(torch.from_numpy(ids[None]))
+        inputs = to_model_ids(torch.from_numpy(ids[None].astype(np.int64)), codebooks.shape[-2])
     else:
         vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
         inputs = torch.from_numpy(((vectors - run.preprocessing["mean"]) / run.preprocessing["std"])[None])

@@ -113,6 +113,11 @@ def pretrain(
         )
     store = Store.open(paths.store)
     chosen = inputs_for_training(store, model, pick or Pick())
+    if chosen.model_inputs.padded.record.codebooks > 1:
+        raise SettingsError(
+            f"pretrain predicts one masked id a step; {chosen.model_inputs.padded.name!r} has several "
+            "(pq, rvq): pretrain on a kmeans vocabulary's tokens"
+        )
     padded = chosen.model_inputs.padded
     lengths = padded.all_lengths()
     val, test = store.split_rows(lengths, "val"), store.split_rows(lengths, "test")

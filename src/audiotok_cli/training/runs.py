@@ -56,6 +56,7 @@ class RunInputs(BaseModel):
     tokens: str | None = None
     vocab_fingerprint: str | None = None
     transforms: list[str] = Field(default_factory=list, description="The vocabulary's frame transforms.")
+    quantizer: str = Field("kmeans", description="The vocabulary's quantizer (quantizers.py).")
 
 
 class AveragedWeights(BaseModel):

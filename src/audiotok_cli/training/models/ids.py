@@ -5,12 +5,30 @@ four reserved ids before the centroids, fixed for every run format-2 model.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from audiotok_cli.token_ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
 
-__all__ = ["CLS_ID", "MASK_ID", "N_SPECIAL", "PAD_ID", "SEP_ID", "to_model_ids"]
+__all__ = ["CLS_ID", "MASK_ID", "N_SPECIAL", "PAD_ID", "SEP_ID", "embed_steps", "step_ids", "to_model_ids"]
 
 
-def to_model_ids(tokens: torch.Tensor) -> torch.Tensor:
-    """Stored ids (centroid or -1) -> model ids (centroid + N_SPECIAL, or PAD_ID)."""
+def to_model_ids(tokens: torch.Tensor, codebook_size: int = 0) -> torch.Tensor:
+    """Stored ids (centroid or -1) -> model ids (centroid + N_SPECIAL, or PAD_ID). Several ids a
+    step (`[batch, step, codebook]`, pq and rvq): codebook `c`'s ids follow codebook `c-1`'s, so one
+    embedding table of codebooks x k (+ the reserved ids) holds them all."""
+    if tokens.dim() == 3:
+        tokens = tokens.long() + torch.arange(tokens.shape[2], device=tokens.device) * codebook_size * (
+            tokens >= 0
+        )
     return torch.where(tokens >= 0, tokens.long() + N_SPECIAL, PAD_ID)
+
+
+def embed_steps(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """`[batch, step, dim]` embeddings: a step of several codebooks' ids is the sum of theirs."""
+    embedded = embedding(ids)
+    return embedded.sum(dim=2) if ids.dim() == 3 else embedded
+
+
+def step_ids(ids: torch.Tensor) -> torch.Tensor:
+    """`[batch, step]`: the first codebook's ids stand for their step (padding and masks)."""
+    return ids[..., 0] if ids.dim() == 3 else ids

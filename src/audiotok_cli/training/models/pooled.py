@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID
+from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID, embed_steps, step_ids
 from audiotok_cli.training.models.spec import ModelSpec
 
 
@@ -22,8 +22,8 @@ class MeanPoolClassifier(nn.Module):
         return self.embed
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = (ids != PAD_ID).unsqueeze(-1)
-        summed = (self.embed(ids) * mask).sum(dim=1)
+        mask = (step_ids(ids) != PAD_ID).unsqueeze(-1)
+        summed = (embed_steps(self.embed, ids) * mask).sum(dim=1)
         return self.head(self.dropout(summed / lengths.clamp(min=1).unsqueeze(-1)))
 
 

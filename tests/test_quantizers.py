@@ -1,0 +1,97 @@
+"""`vocab --quantizer pq:M|rvq:R`: several ids a step, one per codebook, stored as [clip, step,
+codebook], embedded as the sum of the codebooks' embeddings, encoded the same way by predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audiotok_cli.errors import SettingsError
+from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
+from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID, to_model_ids
+from audiotok_cli.training.runs import load_run
+
+
+def test_product_and_residual_codes_are_what_their_codebooks_say():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 8)).astype(np.float32)
+    books = rng.normal(size=(2, 16, 4)).astype(np.float32)
+    codes = encode("pq:2", books, vectors)
+    assert codes.shape == (500, 2)
+    assert np.array_equal(codes[:, 1], nearest(books[1], vectors[:, 4:]))  # each part its own codebook
+    assert np.allclose(decode("pq:2", books, codes)[:, :4], books[0][codes[:, 0]])
+
+    residual_books = [rng.normal(size=(16, 8)).astype(np.float32) * scale for scale in (1.0, 0.5, 0.25)]
+    stacked = np.stack(residual_books)
+    errors = [
+        ((vectors - decode(f"rvq:{n}", stacked[:n], encode(f"rvq:{n}", stacked[:n], vectors))) ** 2).sum()
+        for n in (2, 3)
+    ]
+    first = vectors - residual_books[0][nearest(residual_books[0], vectors)]
+    assert np.array_equal(encode("rvq:3", stacked, vectors)[:, 1], nearest(residual_books[1], first))
+    assert errors[1] <= errors[0]  # a codebook more never reconstructs worse
+    assert quantizer_tag("pq:8", 256) == "pq8x256" and quantizer_tag("kmeans", 64) == "k64"
+    for bad in ("pq", "pq:1", "vq:4"):
+        with pytest.raises(SettingsError, match="choose from kmeans, pq:M, rvq:R"):
+            parse_quantizer(bad)
+
+
+def test_codebook_ids_share_one_embedding_table_without_colliding():
+    stored = torch.tensor([[[0, 0, 5], [7, 1, 0], [-1, -1, -1]]])
+    ids = to_model_ids(stored, codebook_size=8)
+    assert ids[0, 0].tolist() == [N_SPECIAL, N_SPECIAL + 8, N_SPECIAL + 16 + 5]
+    assert ids[0, 1].tolist() == [N_SPECIAL + 7, N_SPECIAL + 9, N_SPECIAL + 16]
+    assert ids[0, 2].tolist() == [PAD_ID] * 3  # padding stays padding in every codebook
+
+
+def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
+    result = cli("vocab", "--k", "8", "--quantizer", "pq:4")
+    assert result.exit_code == 0, result.output
+    name = "logmel-pq4x8"
+    assert f"vocab {name!r}: 8 centroids a codebook (pq:4)" in " ".join(result.stdout.split())
+    store = Store.open(tokenized.store_path)
+    vocab = store.vocab(Pick(name))
+    assert vocab.centroids.shape == (4, 8, 16) and vocab.record.quantizer == "pq:4"
+    assert cli("tokenize", "--vocab", name).exit_code == 0
+    tokens = store.tokens(Pick(name))
+    ids, lengths = tokens.read_shard(0)
+    frames, _ = store.features().read_shard(0)
+    assert ids.shape[2] == 4 and tokens.record.codebooks == 4
+    for row in range(3):
+        assert np.array_equal(
+            ids[row, : lengths[row]], encode("pq:4", vocab.centroids, frames[row, : lengths[row]])
+        )
+    assert (ids[0, lengths[0] :] == -1).all()
+
+    trained = cli("train", "--model", "simple", "--vocab", name, "--epochs", "2", "--embed-dim", "8")
+    assert trained.exit_code == 0, trained.output
+    run = load_run(tokenized.runs_dir / f"simple-{name}")
+    assert run.record.model.n_tokens == 4 * 8 and run.record.inputs.quantizer == "pq:4"
+    file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
+    predicted = cli("predict", str(run.directory), str(file), "--json", "--top", "3")
+    assert predicted.exit_code == 0, predicted.output
+    row = store.row_of[file.stem]
+    ids, lengths = tokens.read_shard(row // tokens.rows_per_shard)
+    offset = row % tokens.rows_per_shard
+    clip = to_model_ids(torch.from_numpy(ids[offset : offset + 1, : lengths[offset]]), 8)
+    with torch.no_grad():
+        expected = torch.sigmoid(run.model.eval()(clip, torch.tensor([lengths[offset]])))[0]
+    for class_name, score in json.loads(predicted.stdout)["files"][0]["top"]:
+        assert score == pytest.approx(float(expected[run.classes.names.index(class_name)]), abs=1e-4)
+
+    for args, message in (
+        (
+            ["vocab", "--k", "8", "--quantizer", "pq:5"],
+            "its 64 dimensions do not divide; add --transform pca:D",
+        ),
+        (["pretrain", "--vocab", name], "pretrain predicts one masked id a step"),
+        (["inspect", "--vocab", name], "inspect reads one id a step"),
+        (["export-tokens", "out.parquet", "--vocab", name], "export-tokens writes one id a step"),
+        (["tokenize", "--vocab", name, "--merges", "10"], "--merges merges one id a step"),
+    ):
+        refused = cli(*args)
+        assert refused.exit_code == 3 and message in refused.stderr, args
