@@ -5,8 +5,11 @@ What a tokenizer loses shows as the gap between its row and the frame row.
 
 Usage:
   python benchmarks/bench_tokenizers.py --work DIR [--k 256] [--epochs 30] [--model simple]
-                                  [--chains "none;clip-mean;clip-mean,deltas;clip-mean,deltas,context:2"]
+                                  [--chains "none;clip-mean;clip-mean,deltas;clip-mean,deltas|pq:8"]
                                   [--frames baseline]
+
+A chain is the vocabulary's transforms, comma-separated (`none`: raw frames), then optionally `|`
+and its quantizer (`pq:8`, `rvq:4`; default kmeans).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.stages.vocab import vocab_name
 
 
 def audiotok(env: dict[str, str], *args: str) -> tuple[float, str]:
@@ -58,11 +62,15 @@ def main() -> None:
     audiotok(env, "eval", "--run", frames_run)
     rows.append((f"frames ({args.frames})", *scores(args.work, frames_run), "-", seconds, 0.0))
     for chain in args.chains.split(";"):
-        specs = () if chain == "none" else tuple(chain.split(","))
-        tag = FrameTransforms(specs).tag() or "raw"
-        vocab = f"logmel-{tag}-k{args.k}" if specs else f"logmel-k{args.k}"
+        transforms_part, _, quantizer = chain.partition("|")
+        quantizer = quantizer or "kmeans"
+        specs = () if transforms_part == "none" else tuple(transforms_part.split(","))
+        vocab = vocab_name("logmel", int(args.k), FrameTransforms(specs), quantizer)
+        tag = vocab.removeprefix("logmel-")
         transforms = [part for spec in specs for part in ("--transform", spec)]
-        vocab_seconds, _ = audiotok(env, "vocab", "--k", args.k, *transforms, "--overwrite")
+        vocab_seconds, _ = audiotok(
+            env, "vocab", "--k", args.k, *transforms, "--quantizer", quantizer, "--overwrite"
+        )
         tokenize_seconds, _ = audiotok(env, "tokenize", "--vocab", vocab, "--overwrite")
         run = f"bench-{args.model}-{tag}"
         seconds, _ = audiotok(

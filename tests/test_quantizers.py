@@ -12,7 +12,7 @@ import torch
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID, to_model_ids
+from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID, embed_steps, to_model_ids
 from audiotok_cli.training.runs import load_run
 
 
@@ -83,7 +83,15 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     for class_name, score in json.loads(predicted.stdout)["files"][0]["top"]:
         assert score == pytest.approx(float(expected[run.classes.names.index(class_name)]), abs=1e-4)
 
+    bert = ["train", "--model", "bert", "--vocab", name, "--epochs", "1", "--hidden-size", "16"]
+    trained = cli(*bert, "--num-heads", "2", "--num-layers", "1", "--mixup", "0.3", "--token-mask", "0.2")
+    assert trained.exit_code == 0, trained.output  # BERT on codebook sums, with token mixup and masks
+    words = load_run(tokenized.runs_dir / f"bert-{name}").model.bert.embeddings.word_embeddings
+    with torch.no_grad():  # a step's embedding is the sum of its codebooks' embeddings
+        summed = embed_steps(words, clip)[0, 0]
+        assert torch.allclose(summed, sum(words(clip[0, 0, c : c + 1])[0] for c in range(4)))
     for args, message in (
+        (["export", f"bert-{name}", "exported"], "is not exported yet"),
         (
             ["vocab", "--k", "8", "--quantizer", "pq:5"],
             "its 64 dimensions do not divide; add --transform pca:D",

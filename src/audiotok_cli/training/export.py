@@ -33,6 +33,11 @@ def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> ExportRe
         raise SettingsError(
             f"run {run_dir} is a {run.record.model.kind!r} model: only bert runs export to transformers"
         )
+    if run.record.inputs.quantizer != "kmeans":  # BertModel reads one input id a position
+        raise SettingsError(
+            f"run {run_dir} reads several ids a step ({run.record.inputs.quantizer}), which a transformers "
+            "BertModel does not: it is not exported yet"
+        )
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise OutputExistsError(f"{output} already exists and is not empty; pass --overwrite")
     output.mkdir(parents=True, exist_ok=True)
