@@ -3,16 +3,12 @@ on the train split, lossless, shorter, applied the same way by predict."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pytest
-import torch
 
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.token_merges import FIRST_CHARACTER, Merges, train_merges
-from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import load_run
+from training_helpers import assert_predict_scores_the_store_tokens
 
 
 def _expanded(merges: Merges, ids: np.ndarray) -> list[int]:
@@ -63,16 +59,7 @@ def test_tokenize_merges_the_store_and_predict_merges_a_file_the_same_way(cli, t
     run = load_run(tokenized.runs_dir / f"simple-{name}")
     assert run.record.model.n_tokens == merges.size
     file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
-    predicted = cli("predict", str(run.directory), str(file), "--json", "--top", "3")
-    assert predicted.exit_code == 0, predicted.output
-    row = store.row_of[file.stem]
-    ids, lengths = merged.read_shard(row // merged.rows_per_shard)
-    offset = row % merged.rows_per_shard
-    clip = to_model_ids(torch.from_numpy(ids[offset : offset + 1, : lengths[offset]].astype(np.int64)))
-    with torch.no_grad():
-        expected = torch.sigmoid(run.model.eval()(clip, torch.tensor([lengths[offset]])))[0]
-    for class_name, score in json.loads(predicted.stdout)["files"][0]["top"]:
-        assert score == pytest.approx(float(expected[run.classes.names.index(class_name)]), abs=1e-4)
+    assert_predict_scores_the_store_tokens(cli, run.directory, merged, store, file)  # merged the same way
 
     refused = cli("inspect", "--vocab", name)
     assert refused.exit_code == 3 and "are merged: inspect 'logmel-k16'" in refused.stderr

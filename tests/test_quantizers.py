@@ -3,8 +3,6 @@ codebook], embedded as the sum of the codebooks' embeddings, encoded the same wa
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +12,7 @@ from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, qu
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID, embed_steps, to_model_ids
 from audiotok_cli.training.runs import load_run
+from training_helpers import assert_predict_scores_the_store_tokens
 
 
 def test_product_and_residual_codes_are_what_their_codebooks_say():
@@ -72,16 +71,7 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     run = load_run(tokenized.runs_dir / f"simple-{name}")
     assert run.record.model.n_tokens == 4 * 8 and run.record.inputs.quantizer == "pq:4"
     file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
-    predicted = cli("predict", str(run.directory), str(file), "--json", "--top", "3")
-    assert predicted.exit_code == 0, predicted.output
-    row = store.row_of[file.stem]
-    ids, lengths = tokens.read_shard(row // tokens.rows_per_shard)
-    offset = row % tokens.rows_per_shard
-    clip = to_model_ids(torch.from_numpy(ids[offset : offset + 1, : lengths[offset]]), 8)
-    with torch.no_grad():
-        expected = torch.sigmoid(run.model.eval()(clip, torch.tensor([lengths[offset]])))[0]
-    for class_name, score in json.loads(predicted.stdout)["files"][0]["top"]:
-        assert score == pytest.approx(float(expected[run.classes.names.index(class_name)]), abs=1e-4)
+    clip = assert_predict_scores_the_store_tokens(cli, run.directory, tokens, store, file, codebook_size=8)
 
     bert = ["train", "--model", "bert", "--vocab", name, "--epochs", "1", "--hidden-size", "16"]
     trained = cli(*bert, "--num-heads", "2", "--num-layers", "1", "--mixup", "0.3", "--token-mask", "0.2")

@@ -3,20 +3,16 @@ apply the same chain, and that bad specs are one line."""
 
 from __future__ import annotations
 
-import json
-
 import faiss
 import numpy as np
 import pytest
-import torch
 
 from audiotok_cli.audio.logmel import LogMel
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import AudioSettings
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.training.models.ids import to_model_ids
-from audiotok_cli.training.runs import load_run
+from training_helpers import assert_predict_scores_the_store_tokens
 
 
 def test_clip_mean_removes_gain_so_a_louder_copy_gives_the_same_vectors():
@@ -120,20 +116,7 @@ def test_vocab_tokenize_and_predict_apply_the_same_chain(cli, featurized, small_
     assert trained.exit_code == 0, trained.output
     run = featurized.runs_dir / f"simple-{name}"
     file = sorted((featurized.audio_dir / "eval").rglob("*.flac"))[0]
-    predicted = cli("predict", str(run), str(file), "--json", "--top", "3")
-    assert predicted.exit_code == 0, predicted.output
-    loaded = load_run(run)
-    row = store.row_of[file.stem]
-    ids, lengths = (
-        Store.open(featurized.store_path).tokens(Pick(name)).read_shard(row // tokens.rows_per_shard)
-    )
-    offset = row % tokens.rows_per_shard
-    clip = to_model_ids(torch.from_numpy(ids[offset : offset + 1, : lengths[offset]]))
-    with torch.no_grad():
-        logits = loaded.model.eval()(clip, torch.tensor([lengths[offset]]))
-    expected = torch.sigmoid(logits)[0].numpy()
-    top = json.loads(predicted.stdout)["files"][0]["top"]
-    for class_name, score in top:  # predict tokenized the file with the vocabulary's chain
-        assert score == pytest.approx(float(expected[loaded.classes.names.index(class_name)]), abs=1e-4)
+    tokens = Store.open(featurized.store_path).tokens(Pick(name))
+    assert_predict_scores_the_store_tokens(cli, run, tokens, store, file)  # the same chain, applied
     runs = cli("runs")
     assert f"tokens {name}" in runs.stdout
