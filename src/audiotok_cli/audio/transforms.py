@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import faiss
-import librosa
 import numpy as np
 
 from audiotok_cli.errors import SettingsError
@@ -40,6 +38,8 @@ def _clip_norm(frames: np.ndarray, _: int) -> np.ndarray:
 
 
 def _deltas(frames: np.ndarray, _: int) -> np.ndarray:
+    import librosa  # here: training a token model imports this module, and librosa takes seconds
+
     first = librosa.feature.delta(frames, width=DELTA_WIDTH, order=1, axis=0, mode="nearest")
     second = librosa.feature.delta(frames, width=DELTA_WIDTH, order=2, axis=0, mode="nearest")
     return np.concatenate([frames, first, second], axis=1)
@@ -86,6 +86,8 @@ def _fit_pca(frames: np.ndarray, d: int) -> LinearMap:
         raise SettingsError(
             f"transform pca:{d}: the frames it gets have {frames.shape[1]} dimensions; keep 1 to that"
         )
+    import faiss
+
     pca = faiss.PCAMatrix(frames.shape[1], d)
     pca.train(np.ascontiguousarray(frames, dtype=np.float32))
     a = faiss.vector_to_array(pca.A).reshape(d, frames.shape[1])

@@ -13,7 +13,6 @@ from audiotok_cli.audioset.classes import ClassIndex
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.data import ModelInputs, frame_statistics
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.runs import Run, RunInputs
@@ -124,7 +123,11 @@ def inputs_for_run(store: Store, run: Run) -> ModelInputs:
 
 def _merges(merges_json: str | None) -> dict[str, np.ndarray]:
     """Merged tokens' tokenizer, for a run's preprocessing: predict merges a new file's ids with it."""
-    return {"merges": Merges(merges_json).as_array()} if merges_json else {}
+    if not merges_json:
+        return {}
+    from audiotok_cli.token_merges import Merges
+
+    return {"merges": Merges(merges_json).as_array()}
 
 
 def _first(classes: ClassIndex, shown: int = 3) -> str:
