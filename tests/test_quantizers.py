@@ -4,6 +4,7 @@ codebook], embedded as the sum of the codebooks' embeddings, encoded the same wa
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -80,6 +81,14 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     with torch.no_grad():  # a step's embedding is the sum of its codebooks' embeddings
         summed = embed_steps(words, clip)[0, 0]
         assert torch.allclose(summed, sum(words(clip[0, 0, c : c + 1])[0] for c in range(4)))
+    exported = cli("export-tokens", "out.parquet", "--vocab", name)
+    assert exported.exit_code == 0, exported.output
+    first = pq.read_table("out.parquet").slice(0, 1).to_pylist()[0]
+    row = store.row_of[first["ytid"]]
+    ids, lengths = tokens.read_shard(row // tokens.rows_per_shard)
+    stored = ids[row % tokens.rows_per_shard, : lengths[row % tokens.rows_per_shard]]
+    assert first["tokens"] == stored.tolist()  # [step][codebook], as stored
+    assert first["input_ids"] == to_model_ids(torch.from_numpy(stored[None]), 8)[0].tolist()  # as models read
     for args, message in (
         (["export", f"bert-{name}", "exported"], "is not exported yet"),
         (
@@ -88,7 +97,6 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
         ),
         (["pretrain", "--vocab", name], "pretrain predicts one masked id a step"),
         (["inspect", "--vocab", name], "inspect reads one id a step"),
-        (["export-tokens", "out.parquet", "--vocab", name], "export-tokens writes one id a step"),
         (["tokenize", "--vocab", name, "--merges", "10"], "--merges merges one id a step"),
     ):
         refused = cli(*args)

@@ -18,6 +18,18 @@ SCHEME = (
 )
 
 
+STEPS_SCHEME = (
+    f"several ids a step (pq, rvq): codebook c's centroid i is c*k+i+{N_SPECIAL}, all in one table after "
+    f"[PAD]={PAD_ID} [CLS]={CLS_ID} [MASK]={MASK_ID} [SEP]={SEP_ID}; a model embeds a step as the sum of "
+    "its ids' embeddings, after a lone [CLS] (not in input_ids)"
+)
+
+
 def input_ids(centroids: np.ndarray) -> np.ndarray:
     """One clip's centroid ids (no padding) as a model reads them: [CLS], then each id + 4."""
     return np.concatenate([[CLS_ID], centroids.astype(np.int64) + N_SPECIAL])
+
+
+def step_input_ids(codes: np.ndarray, codebook_size: int) -> np.ndarray:
+    """One clip's `[step, codebook]` ids (no padding) as a model's embedding table numbers them."""
+    return codes.astype(np.int64) + N_SPECIAL + np.arange(codes.shape[1]) * codebook_size

@@ -2,10 +2,12 @@
 ids), written shard by shard, so any text-model toolchain (pyarrow, pandas, Hugging Face `datasets`)
 can train on audiotok tokens. Two id columns, named so neither is mistaken for the other: `tokens`
 are the centroid indices as stored (padding removed), `input_ids` what audiotok's models and an
-exported BERT read ([CLS], then centroid + 4); the scheme is in the file's metadata too."""
+exported BERT read ([CLS], then centroid + 4); the scheme is in the file's metadata too. Tokens of
+several ids a step (`--quantizer pq:M|rvq:R`) are lists of steps, each a list of its codebooks' ids."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiotok_cli.atomic import naming_full_disk
-from audiotok_cli.errors import OutputExistsError, SettingsError
+from audiotok_cli.errors import OutputExistsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
-from audiotok_cli.token_ids import SCHEME, input_ids
+from audiotok_cli.token_ids import SCHEME, STEPS_SCHEME, input_ids, step_input_ids
 
 SCHEMA = pa.schema(
     [
@@ -29,6 +31,14 @@ SCHEMA = pa.schema(
         ("input_ids", pa.list_(pa.int32())),
     ],
     metadata={"audiotok.token_ids": SCHEME},
+)
+STEPS_SCHEMA = pa.schema(
+    [
+        *[SCHEMA.field(name) for name in ("ytid", "source", "split", "labels")],
+        ("tokens", pa.list_(pa.list_(pa.int32()))),
+        ("input_ids", pa.list_(pa.list_(pa.int32()))),
+    ],
+    metadata={"audiotok.token_ids": STEPS_SCHEME},
 )
 
 
@@ -47,18 +57,18 @@ def export_tokens(
         raise OutputExistsError(f"{output} already exists; pass --overwrite")
     store = Store.open(store_path)
     tokens = store.tokens(pick)
-    if tokens.record.codebooks > 1:
-        raise SettingsError(
-            f"export-tokens writes one id a step; {tokens.name!r} has {tokens.record.codebooks} (pq, rvq), "
-            "which it does not export yet"
-        )
+    steps = tokens.record.codebooks > 1
+    schema = STEPS_SCHEMA if steps else SCHEMA
+    model_ids = (
+        functools.partial(step_input_ids, codebook_size=tokens.record.n_clusters) if steps else input_ids
+    )
     lengths = tokens.all_lengths()
     done = lengths >= 0
     mids, sources = np.asarray(store.classes.mids), store.source_names
     partial = output.with_name(f".{output.name}.partial")
     output.parent.mkdir(parents=True, exist_ok=True)
     clips = 0
-    with naming_full_disk(output), pq.ParquetWriter(partial, SCHEMA) as writer:
+    with naming_full_disk(output), pq.ParquetWriter(partial, schema) as writer:
         shards = tokens.shards_with(done)
         with progress(f"export {tokens.name}", len(shards)) as advance:
             for shard in shards:
@@ -71,11 +81,17 @@ def export_tokens(
                     "source": [sources[c] for c in store.sources(span)[keep]],
                     "split": [SPLITS[c] for c in store.splits(span)[keep]],
                     "labels": [mids[labels[row]].tolist() for row in keep],
-                    "tokens": [ids[row, : shard_lengths[row]].astype(np.int32) for row in keep],
-                    "input_ids": [input_ids(ids[row, : shard_lengths[row]]).astype(np.int32) for row in keep],
+                    "tokens": [_cell(ids[row, : shard_lengths[row]]) for row in keep],
+                    "input_ids": [_cell(model_ids(ids[row, : shard_lengths[row]])) for row in keep],
                 }
-                writer.write_table(pa.table(batch, schema=SCHEMA))
+                writer.write_table(pa.table(batch, schema=schema))
                 clips += len(keep)
                 advance(1)
     partial.replace(output)
     return ExportResult(output, tokens.name, clips)
+
+
+def _cell(ids: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """One clip's ids as a Parquet cell: a list of ids, or of steps (each a list of its ids)."""
+    ids = ids.astype(np.int32)
+    return list(ids) if ids.ndim == 2 else ids
