@@ -3,6 +3,8 @@ codebook], embedded as the sum of the codebooks' embeddings, encoded the same wa
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -81,6 +83,16 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     with torch.no_grad():  # a step's embedding is the sum of its codebooks' embeddings
         summed = embed_steps(words, clip)[0, 0]
         assert torch.allclose(summed, sum(words(clip[0, 0, c : c + 1])[0] for c in range(4)))
+    inspected = cli("inspect", "--vocab", name, "--codebook", "1", "--json")
+    assert inspected.exit_code == 0, inspected.output
+    report = json.loads(inspected.stdout)
+    lengths = tokens.all_lengths()
+    train = store.split_rows(lengths, "train")
+    everything, _ = tokens.read_shard(0)  # one shard holds the 48 clips
+    used = np.concatenate([everything[row, : lengths[row], 1] for row in np.flatnonzero(train)])
+    assert (
+        report["name"] == f"{name} codebook 1" and report["usage"] == np.bincount(used, minlength=8).tolist()
+    )
     exported = cli("export-tokens", "out.parquet", "--vocab", name)
     assert exported.exit_code == 0, exported.output
     first = pq.read_table("out.parquet").slice(0, 1).to_pylist()[0]
@@ -96,7 +108,10 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
             "its 64 dimensions do not divide; add --transform pca:D",
         ),
         (["pretrain", "--vocab", name], "pretrain predicts one masked id a step"),
-        (["inspect", "--vocab", name], "inspect reads one id a step"),
+        (
+            ["inspect", "--vocab", name, "--codebook", "4"],
+            "--codebook 4: 'logmel-pq4x8' has codebooks 0 to 3",
+        ),
         (["tokenize", "--vocab", name, "--merges", "10"], "--merges merges one id a step"),
     ):
         refused = cli(*args)

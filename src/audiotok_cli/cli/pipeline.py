@@ -279,6 +279,10 @@ def inspect_cmd(
     plot: Annotated[
         Path | None, option("--plot", help="Also draw the codebook and its use (PNG).", default="no plot")
     ] = None,
+    codebook: Annotated[
+        int | None,
+        option("--codebook", help="Which codebook of pq:M or rvq:R tokens (0 first).", default="0"),
+    ] = None,
     store: StoreOpt = None,
 ):
     """What a vocabulary's tokens hold: cluster use, perplexity, and what a token says of the classes."""
@@ -286,7 +290,7 @@ def inspect_cmd(
     from audiotok_cli.store import Pick
 
     settings = command_settings(paths={"store": store})
-    return inspect_vocab(settings.store_path, Pick(vocab, k, features), plot)
+    return inspect_vocab(settings.store_path, Pick(vocab, k, features), plot, codebook)
 
 
 @command(

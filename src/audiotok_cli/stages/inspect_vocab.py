@@ -46,13 +46,16 @@ class VocabReport:
     plot: str | None = None
 
 
-def inspect_vocab(store_path: Path, pick: Pick | None = None, plot: Path | None = None) -> VocabReport:
+def inspect_vocab(
+    store_path: Path, pick: Pick | None = None, plot: Path | None = None, codebook: int | None = None
+) -> VocabReport:
+    """The report of `pick`'s tokens; of one `codebook` (default the first) where a step has several."""
     store = Store.open(store_path, mode="r")
     tokens = store.tokens(pick)
-    if tokens.record.codebooks > 1:
-        raise SettingsError(
-            f"inspect reads one id a step; {tokens.name!r} has {tokens.record.codebooks} (pq, rvq)"
-        )
+    books = tokens.record.codebooks
+    if codebook is not None and not 0 <= codebook < books:
+        raise SettingsError(f"--codebook {codebook}: {tokens.name!r} has codebooks 0 to {books - 1}")
+    codebook = codebook or 0
     if tokens.record.merges:
         raise SettingsError(
             f"inspect reads one token per frame; {tokens.name!r} are merged: inspect {tokens.record.vocab!r}"
@@ -61,13 +64,12 @@ def inspect_vocab(store_path: Path, pick: Pick | None = None, plot: Path | None 
     k = tokens.record.n_clusters
     lengths = tokens.all_lengths()
     labels = store.sparse_labels()
-    report = VocabReport(
-        tokens.name, k, vocab.record.transforms, vocab.record.heldout_inertia, dead=0, tiny=0
-    )
+    name = tokens.name if books == 1 else f"{tokens.name} codebook {codebook}"
+    report = VocabReport(name, k, vocab.record.transforms, vocab.record.heldout_inertia, dead=0, tiny=0)
     for split in ("train", "val"):
         rows = store.split_rows(lengths, split)
         if rows.any():
-            usage, joint = _counts(tokens, rows, labels, k)
+            usage, joint = _counts(tokens, rows, labels, k, codebook if books > 1 else None)
             report.splits[split] = _use(usage, joint, int(rows.sum()))
             if split == "train":
                 report.usage = usage.tolist()
@@ -77,13 +79,15 @@ def inspect_vocab(store_path: Path, pick: Pick | None = None, plot: Path | None 
         report.tiny = int(((usage > 0) & (usage < TINY_SHARE * usage.sum() / k)).sum())
     if plot is not None:
         frame_map = LinearMap.from_arrays(vocab.fitted)
-        centroids = frame_map.back(vocab.centroids) if frame_map else vocab.centroids  # drawn as frames
+        centroids = vocab.centroids if books == 1 else vocab.centroids[codebook]  # pq: its part of a frame
+        if frame_map is not None and centroids.shape[1] == frame_map.a.shape[0]:
+            centroids = frame_map.back(centroids)  # drawn as frames
         report.plot = str(_draw(report, centroids, vocab.record.audio.n_mels, plot))
     return report
 
 
 def _counts(
-    tokens: TokenSet, rows: np.ndarray, labels: sparse.csr_matrix, k: int
+    tokens: TokenSet, rows: np.ndarray, labels: sparse.csr_matrix, k: int, codebook: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tokens per centroid over the selected clips, and per (class, centroid): each token counted
     once for every label of its clip. Shard by shard: memory is a shard and a k x classes table."""
@@ -94,6 +98,7 @@ def _counts(
         for shard in shards:
             span = tokens.shard_rows(shard)
             ids, shard_lengths = tokens.read_shard(shard)
+            ids = ids if codebook is None else ids[..., codebook]
             keep = np.flatnonzero(rows[span])
             valid = np.arange(ids.shape[1]) < shard_lengths[keep, None]
             clip, position = np.nonzero(valid)
