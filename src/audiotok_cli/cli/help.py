@@ -4,8 +4,9 @@ over fifty), and the value each option takes as click spells it (`--epochs INTEG
 (no rich markup, so brackets in help stay text)."""
 
 import re
+from typing import Any
 
-import click
+from typer import Context
 from typer.core import TyperCommand, TyperGroup
 
 OPTIONS = "Options"
@@ -20,7 +21,7 @@ def first_sentence(text: str | None) -> str:
 class CommandList(TyperGroup):
     """The app's command list, each command with its first sentence, wrapped rather than cut."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: Any) -> None:
         rows = [
             (name, first_sentence(command.help))
             for name in self.list_commands(ctx)
@@ -34,7 +35,7 @@ class CommandList(TyperGroup):
 class GroupedOptions(TyperCommand):
     """A command whose options show under their panel's heading, in the order panels first appear."""
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Context, formatter: Any) -> None:
         for param in self.get_params(ctx):  # before the usage line, which shows them too
             if param.metavar is None and param.param_type_name == "argument":
                 param.metavar = param.name.upper()
@@ -42,7 +43,7 @@ class GroupedOptions(TyperCommand):
                 param.metavar = _metavar(param.display_type(ctx) or "")
         super().format_help(ctx, formatter)
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_options(self, ctx: Context, formatter: Any) -> None:
         arguments, panels = [], {OPTIONS: []}
         for param in self.get_params(ctx):
             if param.param_type_name == "argument":
