@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from safetensors.torch import load_file
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID
+from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import IGNORED, MASK_SHARE, _masked_lm, mask_tokens, pretrain
 from audiotok_cli.training.runs import WEIGHTS
 
@@ -39,6 +42,9 @@ def test_masking_follows_berts_recipe_and_never_touches_cls_or_padding():
 
     def model(input_ids, attention_mask, labels):  # what BertForMaskedLM receives
         seen.update(ids=input_ids, mask=attention_mask, labels=labels)
+        return SimpleNamespace(
+            loss=torch.tensor(0.0), logits=torch.zeros(*input_ids.shape, n_tokens + N_SPECIAL)
+        )
 
     _masked_lm(model, masked, labels)
     assert (seen["ids"][:, 0] == CLS_ID).all() and (seen["labels"][:, 0] == IGNORED).all()  # [CLS] no target
@@ -145,3 +151,48 @@ def test_init_and_pretrain_refuse_what_does_not_fit(cli, tokenized):
         )
     with pytest.raises(SettingsError, match="pretrain trains --model bert on tokens, not 'lstm'"):
         pretrain(tokenized.resolved_paths, ModelSettings(kind="lstm"), TrainSettings(), 0)
+
+
+def test_several_codebooks_a_step_are_masked_and_predicted_step_by_step():
+    k, books = 16, 4
+    codes = torch.randint(0, k, (64, 50, books))
+    ids = codes + N_SPECIAL + torch.arange(books) * k  # as to_model_ids numbers them
+    ids[:, 40:] = PAD_ID
+    masked, labels = mask_tokens(ids, books * k, torch.Generator().manual_seed(1))
+    chosen = labels != IGNORED
+    assert (chosen.all(dim=2) | ~chosen.any(dim=2)).all()  # a step is chosen whole, every codebook
+    assert not chosen[:, 40:].any() and (masked[:, 40:] == PAD_ID).all()
+    assert abs(chosen[:, :40, 0].float().mean().item() - MASK_SHARE) < 0.02
+    assert torch.equal(labels[chosen], ids[chosen])
+    replaced = chosen & (masked != MASK_ID)
+    in_own_book = (masked - N_SPECIAL) // k == torch.arange(books)
+    assert in_own_book[replaced].all()  # a random id stays in its own codebook's range
+
+    spec = ModelSpec(kind="bert", input="tokens", n_tokens=books * k, max_frames=50, hidden_size=16,
+                     num_layers=1, num_heads=2, n_classes=3, embed_dim=16, dropout=0.0)  # fmt: skip
+    from audiotok_cli.training.models.bert import build_masked_lm
+
+    loss, guessed = _masked_lm(build_masked_lm(spec), masked, labels)
+    assert guessed.shape == labels.shape and loss.item() == pytest.approx(math.log(k), rel=0.2)
+    assert (((guessed - N_SPECIAL) // k) == torch.arange(books)).all()  # each codebook guesses its own ids
+
+
+def test_pretrain_on_several_codebooks_then_fine_tune(cli, tokenized):
+    assert cli("vocab", "--k", "8", "--quantizer", "pq:4").exit_code == 0
+    assert cli("tokenize", "--vocab", "logmel-pq4x8").exit_code == 0
+    pretrained = cli("pretrain", "--vocab", "logmel-pq4x8", *SMALL, "--epochs", "2")
+    assert pretrained.exit_code == 0, pretrained.output
+    record = json.loads((tokenized.runs_dir / "pretrain-bert-logmel-pq4x8" / "run.json").read_text())
+    assert all(0 <= e["val_accuracy"] <= 1 and e["val_loss"] > 0 for e in record["history"])
+    tuned = cli(
+        "train",
+        "--model",
+        "bert",
+        "--vocab",
+        "logmel-pq4x8",
+        "--epochs",
+        "1",
+        "--init",
+        "pretrain-bert-logmel-pq4x8",
+    )
+    assert tuned.exit_code == 0, tuned.output

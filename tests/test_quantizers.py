@@ -107,7 +107,6 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
             ["vocab", "--k", "8", "--quantizer", "pq:5"],
             "its 64 dimensions do not divide; add --transform pca:D",
         ),
-        (["pretrain", "--vocab", name], "pretrain predicts one masked id a step"),
         (
             ["inspect", "--vocab", name, "--codebook", "4"],
             "--codebook 4: 'logmel-pq4x8' has codebooks 0 to 3",

@@ -20,7 +20,7 @@ from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.data import Batch, BatchReader
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
-from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID
+from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, embed_steps, step_ids
 from audiotok_cli.training.runs import run_directory
 
 MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
@@ -33,29 +33,62 @@ def mask_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of model ids: MASK_SHARE of the real tokens are chosen (never [PAD], nor the
     [CLS] the model prepends); 80% of them become [MASK], 10% a random centroid, 10% stay. Labels
-    are the chosen tokens' ids and IGNORED elsewhere."""
+    are the chosen tokens' ids and IGNORED elsewhere. With several codebooks a step
+    (`[batch, step, codebook]`, `n_tokens` = codebooks x k), whole steps are chosen: every codebook
+    of a chosen step is masked (or each replaced by a random id of its own codebook) and labelled."""
+    steps = step_ids(ids)
 
-    def uniform() -> torch.Tensor:
+    def uniform(shape: torch.Size = steps.shape) -> torch.Tensor:
         where = generator.device if generator is not None else ids.device
-        return torch.rand(ids.shape, generator=generator, device=where).to(ids.device)
+        return torch.rand(shape, generator=generator, device=where).to(ids.device)
 
-    real = ids >= N_SPECIAL
+    real = steps >= N_SPECIAL
     chosen = (uniform() < MASK_SHARE) & real
     if not chosen.any() and real.any():  # a tiny batch: one token at least, or the loss is NaN
         chosen.view(-1)[real.view(-1).nonzero()[0]] = True
     fate = uniform()
-    random_ids = N_SPECIAL + (uniform() * n_tokens).long().clamp(max=n_tokens - 1)
+    if ids.dim() == 3:
+        books = ids.shape[2]
+        k = n_tokens // books
+        offsets = torch.arange(books, device=ids.device) * k
+        random_ids = N_SPECIAL + offsets + (uniform(ids.shape) * k).long().clamp(max=k - 1)
+        chosen, fate = chosen[..., None], fate[..., None]
+    else:
+        random_ids = N_SPECIAL + (uniform() * n_tokens).long().clamp(max=n_tokens - 1)
     masked = torch.where(chosen & (fate < 0.8), MASK_ID, ids)
     masked = torch.where(chosen & (fate >= 0.8) & (fate < 0.9), random_ids, masked)
     return masked, torch.where(chosen, ids, IGNORED)
 
 
-def _masked_lm(model: nn.Module, masked: torch.Tensor, labels: torch.Tensor):
-    """[CLS] + masked ids through BertForMaskedLM; [CLS] is never a target."""
+def _masked_lm(
+    model: nn.Module, masked: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[CLS] + masked ids through BertForMaskedLM; [CLS] is never a target. Returns the loss and
+    the predicted ids (shaped like `labels`). Several codebooks a step: the step's embedding is the
+    sum of its codebooks', and each codebook is predicted by a softmax over its own k ids (a slice
+    of the one tied output layer); the loss is the mean over codebooks."""
     cls = torch.full((masked.shape[0], 1), CLS_ID, dtype=masked.dtype, device=masked.device)
-    ids = torch.cat([cls, masked], dim=1)
-    labels = torch.cat([torch.full_like(cls, IGNORED), labels], dim=1)
-    return model(input_ids=ids, attention_mask=(ids != PAD_ID).long(), labels=labels)
+    if masked.dim() == 2:
+        ids = torch.cat([cls, masked], dim=1)
+        labels = torch.cat([torch.full_like(cls, IGNORED), labels], dim=1)
+        out = model(input_ids=ids, attention_mask=(ids != PAD_ID).long(), labels=labels)
+        return out.loss, out.logits[:, 1:].argmax(-1)
+    words = model.bert.embeddings.word_embeddings
+    embeds = torch.cat([words(cls), embed_steps(words, masked)], dim=1)
+    mask = torch.cat([cls, step_ids(masked)], dim=1) != PAD_ID
+    logits = model(inputs_embeds=embeds, attention_mask=mask.long()).logits[:, 1:]
+    books = masked.shape[2]
+    k = (logits.shape[-1] - N_SPECIAL) // books
+    per_book, losses = [], []
+    for book in range(books):
+        start = N_SPECIAL + book * k
+        sliced = logits[..., start : start + k]
+        target = torch.where(labels[..., book] == IGNORED, IGNORED, labels[..., book] - start)
+        losses.append(
+            nn.functional.cross_entropy(sliced.reshape(-1, k), target.reshape(-1), ignore_index=IGNORED)
+        )
+        per_book.append(sliced.argmax(-1) + start)
+    return torch.stack(losses).mean(), torch.stack(per_book, dim=-1)
 
 
 @dataclass
@@ -68,7 +101,7 @@ class MaskedTokens:
 
     def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
         masked, labels = mask_tokens(batch.inputs.to(device), self.n_tokens)
-        return _masked_lm(model, masked, labels).loss
+        return _masked_lm(model, masked, labels)[0]
 
     @torch.no_grad()
     def validate(
@@ -80,11 +113,11 @@ class MaskedTokens:
         for batch in reader.batches(rows, batch_size):
             masked, labels = mask_tokens(batch.inputs, self.n_tokens, generator)
             labels = labels.to(device)
-            out = _masked_lm(model, masked.to(device), labels)
+            batch_loss, guessed = _masked_lm(model, masked.to(device), labels)
             chosen = labels != IGNORED
             n = int(chosen.sum())
-            loss += out.loss.item() * n
-            correct += int((out.logits[:, 1:].argmax(-1)[chosen] == labels[chosen]).sum())
+            loss += batch_loss.item() * n
+            correct += int((guessed[chosen] == labels[chosen]).sum())
             count += n
         return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
 
@@ -113,11 +146,6 @@ def pretrain(
         )
     store = Store.open(paths.store)
     chosen = inputs_for_training(store, model, pick or Pick())
-    if chosen.model_inputs.padded.record.codebooks > 1:
-        raise SettingsError(
-            f"pretrain predicts one masked id a step; {chosen.model_inputs.padded.name!r} has several "
-            "(pq, rvq): pretrain on a kmeans vocabulary's tokens"
-        )
     padded = chosen.model_inputs.padded
     lengths = padded.all_lengths()
     val, test = store.split_rows(lengths, "val"), store.split_rows(lengths, "test")
