@@ -18,7 +18,7 @@ from torch import nn
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, ReaderLease, Store, WriterLock, fingerprint
+from audiotok_cli.store import Pick, ReaderLease, Store, WriterLock
 from audiotok_cli.training.augment import Augment, mixing_embeddings
 from audiotok_cli.training.data import (
     Batch,
@@ -59,6 +59,7 @@ from audiotok_cli.training.runs import (
     run_directory,
     save_best,
     save_checkpoint,
+    settings_key,
     sized_like_init,
     write_inputs,
     write_record,
@@ -286,13 +287,11 @@ def start_record(
 ) -> RunRecord:
     """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
     shaping = settings.model_dump(exclude={"device", "run_name", "loader_workers", "threads"})
-    key = {
-        "model": spec.model_dump(), "train": shaping, "seed": seed, "task": task, "init": init,
-        **inputs.model_dump(exclude={"store"}),
-    }  # fmt: skip
-    return RunRecord(
-        model=spec, inputs=inputs, train=shaping, seed=seed, task=task, init=init, resume_key=fingerprint(key)
+    record = RunRecord(
+        model=spec, inputs=inputs, train=shaping, seed=seed, task=task, init=init, resume_key=""
     )
+    record.resume_key = settings_key(record, with_seed=True)
+    return record
 
 
 def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> list[dict[str, float]]:

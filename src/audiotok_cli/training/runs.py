@@ -100,13 +100,14 @@ class Run:
     classes: ClassIndex
 
 
-def settings_key(record: RunRecord) -> str:
-    """What made the run but its seed: runs that share it differ by luck alone."""
+def settings_key(record: RunRecord, with_seed: bool = False) -> str:
+    """What made the run but its seed: runs that share it differ by luck alone. With the seed, the
+    run's `resume_key`: a rerun resumes only a run of these very settings."""
     key = {
         "model": record.model.model_dump(), "train": record.train, "task": record.task, "init": record.init,
         **record.inputs.model_dump(exclude={"store"}),
     }  # fmt: skip
-    return fingerprint(key)
+    return fingerprint(key | {"seed": record.seed} if with_seed else key)
 
 
 def read_record(directory: Path) -> RunRecord | None:
