@@ -58,6 +58,8 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
     log_mel = LogMel(audio)
     window = log_mel.max_samples
     result = Predictions(str(run.directory), f"max over {audio.clip_seconds:g} s windows")
+    merges = run.preprocessing.get("merges")
+    merger = Merges.from_array(merges) if merges is not None else None  # parsed once, not per window
     run.model.eval()
     for path in paths:
         try:
@@ -68,7 +70,9 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
             starts = [
                 s for s in range(0, len(samples), window) if s == 0 or len(samples) - s >= audio.sample_rate
             ]
-            scores = np.stack([_score(run, log_mel(samples[s : s + window], name=str(path))) for s in starts])
+            scores = np.stack(
+                [_score(run, log_mel(samples[s : s + window], name=str(path)), merger) for s in starts]
+            )
         except DataError as exc:
             result.failed[str(path)] = str(exc)
             continue
@@ -83,20 +87,20 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
 
 
 @torch.no_grad()
-def _score(run: Run, frames: np.ndarray) -> np.ndarray:
-    """Sigmoid scores of one window's log-mel frames, prepared as the run's model reads them."""
+def _score(run: Run, frames: np.ndarray, merger: Merges | None = None) -> np.ndarray:
+    """Sigmoid scores of one window's log-mel frames, prepared as the run's model reads them
+    (`merger`: the run's merges, for merged tokens)."""
+    vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
     if run.record.inputs.input == "tokens":
         codebooks = run.preprocessing["centroids"]
-        vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)
         frame_map = LinearMap.from_arrays(run.preprocessing)  # the vocabulary's cmvn, pca:D
         if frame_map is not None:
             vectors = frame_map(vectors)
         ids = encode(run.record.inputs.quantizer, codebooks, vectors)  # as tokenize encodes the store
-        if "merges" in run.preprocessing:  # merged tokens: the tokenizer that merged the store's
-            ids = Merges.from_array(run.preprocessing["merges"])([ids])[0]
+        if merger is not None:  # merged tokens: the tokenizer that merged the store's
+            ids = merger([ids])[0]
         inputs = to_model_ids(torch.from_numpy(ids[None].astype(np.int64)), codebooks.shape[-2])
     else:
-        vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
         inputs = torch.from_numpy(((vectors - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
     device = next(run.model.parameters()).device
     logits = run.model(inputs.to(device), torch.tensor([inputs.shape[1]], device=device))  # merged: fewer
