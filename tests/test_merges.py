@@ -63,3 +63,17 @@ def test_tokenize_merges_the_store_and_predict_merges_a_file_the_same_way(cli, t
 
     refused = cli("inspect", "--vocab", name)
     assert refused.exit_code == 3 and "are merged: inspect 'logmel-k16'" in refused.stderr
+
+
+def test_verify_names_the_command_that_remakes_damaged_merged_tokens(cli, tokenized):
+    assert cli("tokenize", "--merges", "30").exit_code == 0
+    merged = tokenized.store_path / "tokens" / "logmel-k16-bpe30" / "data" / "c" / "0" / "0"
+    before = Store.open(tokenized.store_path).tokens(Pick("logmel-k16-bpe30")).read_shard(0)
+    merged.write_bytes(merged.read_bytes()[:40])
+    found = cli("verify", "--repair")
+    said = " ".join(found.stdout.split())
+    assert found.exit_code == 0 and "tokens/logmel-k16-bpe30 shard 0" in said
+    assert "`audiotok tokenize --vocab logmel-k16 --merges 30`" in said  # not a vocab named ...-bpe30
+    assert cli("tokenize", "--vocab", "logmel-k16", "--merges", "30").exit_code == 0
+    after = Store.open(tokenized.store_path).tokens(Pick("logmel-k16-bpe30")).read_shard(0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -21,7 +21,7 @@ from audiotok_cli.audioset.fetch import file_hash
 from audiotok_cli.audioset.manifest import forget, load_manifest
 from audiotok_cli.errors import DataError
 from audiotok_cli.progress import progress
-from audiotok_cli.store import Store, VerifyRecord, WriterLock
+from audiotok_cli.store import Damaged, Store, TokensRecord, VerifyRecord, WriterLock
 
 REMAKE = {"features": "featurize", "tokens": "tokenize"}
 
@@ -74,13 +74,10 @@ def verify(store_path: Path, repair: bool = False, mirror_dir: Path | None = Non
 
 
 def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: VerifyResult) -> None:
-    remake = (
-        f"audiotok {REMAKE[kind]} --name {name}"
-        if kind == "features"
-        else f"audiotok tokenize --vocab {name}"
-    )
+    remake = _remake(kind, name)
     try:
         padded = store.padded(kind, name)
+        remake = _remake(kind, name, padded.record if kind == "tokens" else None)
         n_shards = padded.n_shards
     except DataError as damage:  # the group's own metadata: only a whole remake helps
         result.damaged.append(Damage(f"{kind}/{name}", str(damage), f"{remake} --overwrite"))
@@ -90,13 +87,23 @@ def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: Ver
             result.shards += 1
             try:
                 padded.read_shard(shard)
-            except DataError as damage:
+            except Damaged as damage:
                 rows = padded.shard_rows(shard)
                 where = f"{kind}/{name} shard {shard} (rows {rows.start}-{rows.stop - 1})"
-                result.damaged.append(Damage(where, _why(damage), remake, repaired=repair))
+                result.damaged.append(Damage(where, damage.why, remake, repaired=repair))
                 if repair:
                     padded.mark_shard_pending(shard)
             advance(1)
+
+
+def _remake(kind: str, name: str, record: TokensRecord | None = None) -> str:
+    """The command that makes a group's pending rows again: merged tokens are remade by tokenizing
+    their vocabulary with the same merges."""
+    if kind == "features":
+        return f"audiotok featurize --name {name}"
+    if record is None or not record.merges:
+        return f"audiotok tokenize --vocab {record.vocab if record else name}"
+    return f"audiotok tokenize --vocab {record.vocab} --merges {record.merges}"
 
 
 def _verify_arrays(store: Store, result: VerifyResult) -> None:
@@ -114,11 +121,11 @@ def _verify_arrays(store: Store, result: VerifyResult) -> None:
         result.arrays += 1
         try:
             store.vocab_centroids(name)
-        except DataError as damage:
+        except Damaged as damage:
             result.damaged.append(
                 Damage(
                     f"vocab/{name}",
-                    _why(damage),
+                    damage.why,
                     f"audiotok vocab --overwrite, then tokenize --overwrite ({name})",
                 )
             )
@@ -153,10 +160,3 @@ def _mirror_damage(path: Path, entry: dict) -> str | None:
     if file_hash(path, "sha256" if len(entry["hash"]) == 64 else "git-sha1") != entry["hash"]:
         return "its content no longer matches the hash fetch verified"
     return None
-
-
-def _why(damage: DataError) -> str:
-    """The reason inside a store error's message (the part in parentheses before the fix)."""
-    text = str(damage)
-    start = text.find(" is damaged (")
-    return text[start + len(" is damaged (") : text.rfind(")")] if start >= 0 else text

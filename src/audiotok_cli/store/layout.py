@@ -103,6 +103,15 @@ def split_code(name: str) -> int:
     return SPLITS.index(name)
 
 
+class Damaged(DataError):
+    """Stored data that does not read back (exit 5, as any DataError); `why` is the reason alone,
+    for `verify`'s table, beside the whole message with its repair."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def refuse_a_file(path: Path) -> None:
     """A store is a folder: a file at its path is named, never opened or replaced."""
     if path.exists() and not path.is_dir():
@@ -159,10 +168,11 @@ class PaddedSet(Generic[R]):
             return self.group[name]
         except KeyError:  # its zarr.json is gone: the array cannot be opened, whatever its chunks hold
             kind, store = self.group.path.split("/")[0], self.group.store_path.store
-            raise DataError(
-                f"{self.group.path}/{name} in {getattr(store, 'root', store)} is damaged (its metadata "
-                f"file zarr.json is missing); make it again: `audiotok {_MAKER[kind]} --name {self.name} "
-                "--overwrite`"
+            why = "its metadata file zarr.json is missing"
+            raise Damaged(
+                f"{self.group.path}/{name} in {getattr(store, 'root', store)} is damaged ({why}); make it "
+                f"again: `audiotok {_MAKER[kind]} --name {self.name} --overwrite`",
+                why,
             ) from None
 
     @property
@@ -228,12 +238,13 @@ class PaddedSet(Generic[R]):
         self.lengths[rows] = np.full(rows.stop - rows.start, PENDING, dtype=self.lengths.dtype)
         sync(self.data.store_path.store.delete(self._shard_key(shard)))
 
-    def _damaged(self, shard: int, why: str) -> DataError:
+    def _damaged(self, shard: int, why: str) -> Damaged:
         kind, store = self.group.path.split("/")[0], self.group.store_path.store
-        return DataError(
+        return Damaged(
             f"shard {shard} of {self.group.path} (rows {self.shard_rows(shard).start}-"
             f"{self.shard_rows(shard).stop - 1}) in {getattr(store, 'root', store)} is damaged ({why}); "
-            f"make it again: `audiotok {_MAKER[kind]} --overwrite`"
+            f"make it again: `audiotok {_MAKER[kind]} --overwrite`",
+            why,
         )
 
     def save_record(self) -> None:
@@ -728,7 +739,8 @@ class Store:
         try:
             return self.root["vocab"][name]["centroids"][:]
         except (KeyError, *UNREADABLE) as exc:
-            raise DataError(f"{path} in {self.path} is damaged ({_first_sentence(exc)})") from None
+            why = _first_sentence(exc)
+            raise Damaged(f"{path} in {self.path} is damaged ({why})", why) from None
 
     def unreadable_clip_columns(self) -> dict[str, str]:
         """Every column of the clip table read chunk by chunk: column -> why it cannot be read
