@@ -145,6 +145,11 @@ class FrameTransforms:
     def fitted(self) -> tuple[str, ...]:
         return tuple(spec for spec in self.specs if TRANSFORMS[parse(spec)[0]].fit is not None)
 
+    @property
+    def per_clip(self) -> FrameTransforms:
+        """The chain without its fitted transforms: what `__call__` applies."""
+        return FrameTransforms(tuple(spec for spec in self.specs if spec not in self.fitted))
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """One clip's valid frames `[frame, mel]`, through the per-clip transforms (float32); the
         fitted ones are the vocabulary's `LinearMap`, applied after."""
@@ -179,7 +184,7 @@ class FrameTransforms:
     def padded(self, block: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """A padded block `[clip, frame, dim]` with each clip's valid frames transformed on their
         own; padding stays zero (frame models read it this way)."""
-        out = np.zeros((*block.shape[:2], self.dim(block.shape[2])), dtype=np.float32)
+        out = np.zeros((*block.shape[:2], self.per_clip.dim(block.shape[2])), dtype=np.float32)
         for row, length in enumerate(lengths):
             if length > 0:
                 out[row, :length] = self(block[row, :length])
@@ -189,5 +194,6 @@ class FrameTransforms:
         """Every clip's valid frames of a padded block, each clip through the per-clip transforms
         on its own, in row order (the order `block[valid]` gives)."""
         clips = [self(block[row, :length]) for row, length in enumerate(lengths) if length > 0]
-        per_clip = FrameTransforms(tuple(spec for spec in self.specs if spec not in self.fitted))
-        return np.concatenate(clips) if clips else np.zeros((0, per_clip.dim(block.shape[2])), np.float32)
+        return (
+            np.concatenate(clips) if clips else np.zeros((0, self.per_clip.dim(block.shape[2])), np.float32)
+        )

@@ -121,14 +121,15 @@ def _merge(store: Store, base: TokenSet, merges: int, overwrite: bool) -> MergeR
     train = store.split_rows(base_lengths, "train")
     if overwrite or name not in store.names("tokens"):
         learned = train_merges(_sequences(base, train), base.record.n_clusters, merges)
+        merger = Merges(learned)
         record = base.record.model_copy(
-            update={"n_clusters": Merges(learned).size, "merges": merges, "merges_json": learned}
+            update={"n_clusters": merger.size, "merges": merges, "merges_json": learned}
         )
         merged = store.create_tokens(name, record, base, overwrite=True)
     else:
         merged = store.padded("tokens", name)
         merged.grow(base.n_rows)
-    merger = Merges(merged.record.merges_json)
+        merger = Merges(merged.record.merges_json)  # a rerun goes on with the tokenizer it learned
     todo = (base_lengths >= 0) & (merged.all_lengths() == PENDING)
     with progress(f"merge {name}", int(todo.sum())) as advance:
         for shard in merged.shards_with(todo):

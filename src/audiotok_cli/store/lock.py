@@ -32,6 +32,15 @@ class Holder(BaseModel):
     command: str
     started: str
 
+    @classmethod
+    def of_this_process(cls, command: str) -> Holder:
+        return cls(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            command=command,
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} (`{self.command}`, started {self.started})"
 
@@ -70,12 +79,7 @@ class WriterLock:
             )
         if previous is not None:
             log.warning("taking over %s from %s, which is no longer running", self.path, previous.describe())
-        holder = Holder(
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            command=self.command,
-            started=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        holder = Holder.of_this_process(self.command)
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.model_dump_json().encode(), 0)
         self._fd = fd
@@ -161,12 +165,7 @@ class ReaderLease:
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        holder = Holder(
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            command=self.command,
-            started=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        holder = Holder.of_this_process(self.command)
         os.pwrite(fd, json.dumps({"holder": holder.model_dump(), "groups": self.groups}).encode(), 0)
         self._fd = fd
         return self
