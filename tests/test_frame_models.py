@@ -110,3 +110,5 @@ def test_frame_models_take_the_per_clip_transforms_tokens_get(cli, featurized):
     assert refused.exit_code == 3 and "tokens take theirs from `vocab --transform`" in refused.stderr
     fitted = cli("train", "--model", "cnn", "--frame-transform", "cmvn")
     assert fitted.exit_code == 3 and "frame models standardise each band already" in fitted.stderr
+    pooled = cli("train", "--model", "baseline", "--frame-transform", "pool:2")
+    assert pooled.exit_code == 3 and "pool:M is for tokens (vocab --transform)" in pooled.stderr

@@ -40,13 +40,26 @@ def test_deltas_and_context_widen_each_frame_and_keep_the_frame_count():
     assert chain(frames).shape == (3, chain.dim(4)) == (3, 36) and chain.tag() == "clip-mean.deltas.context1"
 
 
+def test_pool_averages_each_m_frames_into_one_and_shortens_the_sequence():
+    frames = np.arange(14, dtype=np.float32).reshape(7, 2)
+    pooled = FrameTransforms(("pool:3",))(frames)
+    assert np.allclose(
+        pooled, [frames[0:3].mean(axis=0), frames[3:6].mean(axis=0), frames[6]]
+    )  # the last: what is left
+    chain = FrameTransforms(("clip-mean", "pool:3", "deltas"))
+    assert chain(frames).shape == (3, 6) and chain.shortens and not FrameTransforms(("deltas",)).shortens
+    assert chain.lengths(np.array([7, 6, 1, -1])).tolist() == [3, 2, 1, -1]  # pending stays pending
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         (
             "bogus",
-            "unknown transform 'bogus'; choose from clip-mean, clip-norm, deltas, context:N, cmvn, pca:D",
+            "unknown transform 'bogus'; choose from "
+            "clip-mean, clip-norm, deltas, context:N, pool:M, cmvn, pca:D",
         ),
+        ("pool:0", "transform 'pool:0': write it pool:N with N a whole number from 1"),
         ("pca", "transform 'pca': write it pca:N with N a whole number"),
         ("context", "transform 'context': write it context:N with N a whole number"),
         ("deltas:2", "transform 'deltas:2': write it deltas"),
@@ -86,8 +99,8 @@ def test_fitted_transforms_standardise_and_project_with_the_train_frames_alone()
 
 @pytest.mark.parametrize(
     ("chain", "dim"),
-    [(("clip-mean", "deltas"), 3 * 64), (("clip-mean", "cmvn", "pca:12"), 12)],
-    ids=["per-clip", "fitted"],
+    [(("clip-mean", "deltas"), 3 * 64), (("clip-mean", "cmvn", "pca:12"), 12), (("clip-mean", "pool:4"), 64)],
+    ids=["per-clip", "fitted", "pooled"],
 )
 def test_vocab_tokenize_and_predict_apply_the_same_chain(cli, featurized, small_mirrors, chain, dim):
     result = cli("vocab", "--k", "16", *[part for spec in chain for part in ("--transform", spec)])
@@ -98,19 +111,21 @@ def test_vocab_tokenize_and_predict_apply_the_same_chain(cli, featurized, small_
     vocab = store.vocab(Pick(name))
     assert vocab.record.transforms == list(chain) and vocab.centroids.shape == (16, dim)
     frame_map = LinearMap.from_arrays(vocab.fitted)
-    assert (frame_map is None) == (chain[-1] == "deltas")
+    assert (frame_map is None) == ("cmvn" not in chain)
     assert cli("tokenize", "--vocab", name).exit_code == 0
 
     tokens = Store.open(featurized.store_path).tokens(Pick(name))
     features = store.features()
     frames, lengths = features.read_shard(0)
-    ids, _ = tokens.read_shard(0)
+    ids, steps = tokens.read_shard(0)
+    shorter = "pool:4" in chain
+    assert np.array_equal(steps, -(-lengths // 4) if shorter else lengths)  # pool:4: a token per 4 frames
     index = faiss.IndexFlatL2(vocab.centroids.shape[1])
     index.add(vocab.centroids)
     for row in np.flatnonzero(lengths > 0)[:4]:
         vectors = FrameTransforms(chain)(frames[row, : lengths[row]])
         _, nearest = index.search(frame_map(vectors) if frame_map else vectors, 1)
-        assert np.array_equal(ids[row, : lengths[row]], nearest[:, 0])
+        assert np.array_equal(ids[row, : steps[row]], nearest[:, 0]) and (ids[row, steps[row] :] == -1).all()
 
     trained = cli("train", "--model", "simple", "--vocab", name, "--epochs", "1")
     assert trained.exit_code == 0, trained.output

@@ -67,8 +67,8 @@ class Paths:
 
 
 class AudioSettings(_Group):
-    """Log-mel front end (the seed's librosa settings): everything that determines feature values,
-    recorded with the features and the runs trained on them."""
+    """The front end: log-mel (the seed's librosa settings) or a pretrained encoder's hidden states;
+    everything that determines feature values, recorded with the features and the runs trained on them."""
 
     sample_rate: int = Field(22050, gt=0, description="Audio is resampled to this rate (Hz).")
     n_fft: int = Field(1024, gt=0, description="STFT window length in samples.")
@@ -77,6 +77,14 @@ class AudioSettings(_Group):
     normalize: bool = Field(False, description="Scale each clip's log-mel to [0, 1].")
     clip_seconds: float = Field(
         10.0, gt=0, le=600, description="Longest audio kept per clip (at most 600 s); sets max frames."
+    )
+    encoder: str | None = Field(
+        None,
+        description="A transformers audio encoder (hub name or saved folder): its hidden states are the "
+        "frames instead of log-mel, at its own sample rate.",
+    )
+    layer: int = Field(
+        -1, ge=-1, description="The encoder's hidden states kept (0: its input embeddings; -1: the last)."
     )
 
     @property
@@ -260,6 +268,8 @@ class ModelSettings(_Group):
             raise ValueError(str(exc)) from None
         if fitted:
             raise ValueError(f"{', '.join(fitted)}: frame models standardise each band already; leave it out")
+        if FrameTransforms(specs).shortens:
+            raise ValueError("pool:M is for tokens (vocab --transform): frame models read every frame")
         return specs
 
     @model_validator(mode="after")

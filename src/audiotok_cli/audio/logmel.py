@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
@@ -17,6 +18,9 @@ import soxr
 
 from audiotok_cli.errors import DataError
 from audiotok_cli.settings import AudioSettings
+
+if TYPE_CHECKING:
+    from audiotok_cli.audio.encoder import EncoderFrames
 
 REPAIR = (
     "extract it again with `audiotok expand --repair` (if it fails again, the mirror's copy is bad: "
@@ -62,6 +66,15 @@ def unreadable(path: Path) -> str | None:
     return None if info.frames > 0 else "it holds no audio samples"
 
 
+def front_end(audio: AudioSettings) -> LogMel | EncoderFrames:
+    """What turns samples into frames: log-mel, or the pretrained encoder `audio.encoder` names."""
+    if audio.encoder is None:
+        return LogMel(audio)
+    from audiotok_cli.audio.encoder import encoder_frames  # imports torch and transformers
+
+    return encoder_frames(audio)
+
+
 class LogMel:
     """Log-mel frames `[frame, mel]` with librosa's STFT and a mel matrix built once."""
 
@@ -71,6 +84,19 @@ class LogMel:
             sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels
         ).astype(np.float32)
         self.max_samples = round(settings.clip_seconds * settings.sample_rate)
+        self.sample_rate, self.max_frames = settings.sample_rate, settings.max_frames
+        self.dim = settings.n_mels
+        self.batch = 1  # clips `many` is given at a time
+
+    def many(self, clips: list[np.ndarray], names: list[str]) -> list[np.ndarray | DataError]:
+        """Each clip's frames, or why it has none (the encoder front end's interface)."""
+        out: list[np.ndarray | DataError] = []
+        for samples, name in zip(clips, names, strict=True):
+            try:
+                out.append(self(samples, name))
+            except DataError as exc:
+                out.append(exc)
+        return out
 
     def __call__(self, samples: np.ndarray, name: str = "the clip") -> np.ndarray:
         s = self.settings

@@ -1,12 +1,15 @@
 """Frame transforms applied before quantization (`vocab --transform`, repeatable, in order), and the
-same way by `tokenize` and `predict`: each maps one clip's frames `[frame, dim]` to new frames of the
-same count. A token made from one raw log-mel slice ties the token to absolute level and channel, so
-one voice's vowel and another's land far apart; these remove or widen what a token sees.
+same way by `tokenize` and `predict`: each maps one clip's frames `[frame, dim]` to new frames (of
+the same count, but for `pool:M`). A token made from one raw log-mel slice ties the token to absolute
+level and channel, so one voice's vowel and another's land far apart; these remove or widen what a
+token sees.
 
     clip-mean    subtract the clip's mean frame (removes gain and channel: cepstral mean subtraction)
     clip-norm    subtract the clip's mean and divide by its deviation, per band
     deltas       append the first and second time derivatives (librosa's Savitzky-Golay, width 9)
     context:N    stack frames t-N..t+N into one vector (edges repeat the first and last frame)
+    pool:M       one frame per M: the mean of each M (the last of what is left), so one token per M
+                 frames (shorter sequences; for tokens only: frame models read every frame)
 
 and, fitted on the train split's frames by `vocab` and stored with the vocabulary (they come last,
 after the per-clip ones, and compose into one affine map `LinearMap`):
@@ -48,6 +51,16 @@ def _deltas(frames: np.ndarray, _: int) -> np.ndarray:
 def _context(frames: np.ndarray, n: int) -> np.ndarray:
     padded = np.pad(frames, ((n, n), (0, 0)), mode="edge")
     return np.concatenate([padded[i : i + len(frames)] for i in range(2 * n + 1)], axis=1)
+
+
+def _pool(frames: np.ndarray, m: int) -> np.ndarray:
+    steps = _pooled_length(len(frames), m)
+    sums = np.pad(frames, ((0, steps * m - len(frames)), (0, 0))).reshape(steps, m, -1).sum(axis=1)
+    return sums / np.minimum(m, len(frames) - m * np.arange(steps))[:, None]
+
+
+def _pooled_length(n: int | np.ndarray, m: int) -> int | np.ndarray:
+    return -(-n // m)
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,8 @@ class Transform:
     widen: Callable[[int, int], int]  # (dim, argument) -> dim after
     takes_argument: bool = False
     fit: Callable[[np.ndarray, int], LinearMap] | None = None  # on the train frames, for a fitted one
+    shorten: Callable[[np.ndarray, int], np.ndarray] | None = None  # (lengths, argument) -> lengths after
+    least: int = 0  # the smallest argument that means something
 
 
 TRANSFORMS: dict[str, Transform] = {
@@ -107,10 +122,11 @@ TRANSFORMS: dict[str, Transform] = {
     "clip-norm": Transform(_clip_norm, lambda dim, _: dim),
     "deltas": Transform(_deltas, lambda dim, _: 3 * dim),
     "context": Transform(_context, lambda dim, n: (2 * n + 1) * dim, takes_argument=True),
+    "pool": Transform(_pool, lambda dim, _: dim, takes_argument=True, shorten=_pooled_length, least=1),
     "cmvn": Transform(None, lambda dim, _: dim, fit=_fit_cmvn),
     "pca": Transform(None, lambda _, d: d, takes_argument=True, fit=_fit_pca),
 }
-CHOICES = "clip-mean, clip-norm, deltas, context:N, cmvn, pca:D"
+CHOICES = "clip-mean, clip-norm, deltas, context:N, pool:M, cmvn, pca:D"
 
 
 def parse(spec: str) -> tuple[str, int]:
@@ -119,8 +135,13 @@ def parse(spec: str) -> tuple[str, int]:
     transform = TRANSFORMS.get(name)
     if transform is None:
         raise SettingsError(f"unknown transform {spec!r}; choose from {CHOICES}")
-    if transform.takes_argument != bool(argument) or (argument and not argument.isdigit()):
-        form = f"{name}:N with N a whole number" if transform.takes_argument else name
+    if (
+        transform.takes_argument != bool(argument)
+        or (argument and not argument.isdigit())
+        or int(argument or 0) < transform.least
+    ):
+        whole = f"a whole number from {transform.least}" if transform.least else "a whole number"
+        form = f"{name}:N with N {whole}" if transform.takes_argument else name
         raise SettingsError(f"transform {spec!r}: write it {form}")
     return name, int(argument or 0)
 
@@ -170,6 +191,19 @@ class FrameTransforms:
             frames = step(frames)
             total = step if total is None else total.then(step)
         return total
+
+    @property
+    def shortens(self) -> bool:
+        return any(TRANSFORMS[parse(spec)[0]].shorten is not None for spec in self.specs)
+
+    def lengths(self, lengths: np.ndarray) -> np.ndarray:
+        """Frames each clip has after the chain, from its stored lengths (pending ones stay pending)."""
+        out = np.asarray(lengths).copy()
+        for spec in self.specs:
+            name, argument = parse(spec)
+            if TRANSFORMS[name].shorten is not None:
+                out = np.where(out > 0, TRANSFORMS[name].shorten(out, argument), out)
+        return out
 
     def dim(self, n_mels: int) -> int:
         for spec in self.specs:

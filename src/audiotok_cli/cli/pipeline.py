@@ -93,7 +93,8 @@ def split_cmd(
 def _render_featurize(result) -> None:
     console.print(
         f"features {result.name!r}: {counted(result.clips_done, 'clip')} featurized, "
-        f"{result.clips_already_done} already done, {counted(result.shards_written, 'shard')} written"
+        f"{result.clips_already_done} already done, {counted(result.shards_written, 'shard')} written "
+        f"({result.front_end})"
     )
 
 
@@ -108,6 +109,8 @@ def featurize_cmd(
     normalize: Annotated[
         bool | None, setting(AudioSettings, "normalize", "--normalize/--no-normalize")
     ] = None,
+    encoder: Annotated[str | None, setting(AudioSettings, "encoder", "--encoder")] = None,
+    layer: Annotated[int | None, setting(AudioSettings, "layer", "--layer")] = None,
     name: Annotated[str | None, setting(FeaturesSettings, "name", "--name")] = None,
     workers: WorkersOpt = None,
     dask: DaskOpt = None,
@@ -132,6 +135,8 @@ def featurize_cmd(
         "n_mels": n_mels,
         "clip_seconds": clip_seconds,
         "normalize": normalize,
+        "encoder": encoder,
+        "layer": layer,
     }
     settings = command_settings(
         paths={"store": store, "audio_dir": audio_dir, "mirror_dir": mirror_dir},

@@ -59,9 +59,7 @@ def _render_store(info: dict[str, Any]) -> None:
     console.print(table)
     groups = Table("kind", "name", "done", "pending", "made from", title="groups")
     for g in info["features"]:
-        a = g["record"]["audio"]
-        made = f"{a['sample_rate']} Hz, n_fft {a['n_fft']}, hop {a['hop_length']}, {a['n_mels']} mels"
-        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), made)
+        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), escape(g["front_end"]))
     for g in info["vocab"]:
         r = g["record"]
         heldout = r.get("heldout_inertia")

@@ -18,16 +18,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
+from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode, front_end
 from audiotok_cli.audioset.mirror import detect_layout, iter_audio, source_files
 from audiotok_cli.errors import DataError, MissingInputError, SettingsError
 from audiotok_cli.parallel import check_dask, report, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, FeaturesSettings
-from audiotok_cli.store import PENDING, FeatureSet, FeaturesRecord, Store, require_same
+from audiotok_cli.store import PENDING, EncoderRecord, FeatureSet, FeaturesRecord, Store, require_same
+
+if TYPE_CHECKING:
+    from audiotok_cli.audio.encoder import EncoderFrames
 
 log = logging.getLogger(__name__)
 IMPORTED = (
@@ -47,6 +51,7 @@ class MirrorAudio:
 @dataclass
 class FeaturizeResult:
     name: str
+    front_end: str  # what made the frames
     clips_done: int = 0
     clips_already_done: int = 0
     shards_written: int = 0
@@ -86,10 +91,14 @@ def featurize(
                 f"store {store.path} holds no clips; run `audiotok expand` or `audiotok import` first"
             )
         sources = _known_sources(store, sources)
-        features = _open_or_create(store, audio, layout, overwrite)
+        frames_of = front_end(audio)  # an encoder is loaded here, so a bad name fails before any work
+        features = _open_or_create(store, frames_of, layout, overwrite)
+        audio = features.record.audio  # an encoder's: at its own sample rate
         wanted = np.isin(store.sources(), store.source_codes(sources))
         todo = wanted & (features.all_lengths() == PENDING)
-        result = FeaturizeResult(features.name, clips_already_done=int((wanted & ~todo).sum()))
+        result = FeaturizeResult(
+            features.name, features.record.front_end(), clips_already_done=int((wanted & ~todo).sum())
+        )
         task = partial(_featurize_task, store_path, audio_dir, mirror, audio, features.name, todo)
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
             per_clip = dask is None  # Dask's bar moves per shard
@@ -130,23 +139,44 @@ def _remember(features: FeatureSet, attempted: np.ndarray, failures: dict[str, s
 
 
 def _open_or_create(
-    store: Store, audio: AudioSettings, layout: FeaturesSettings, overwrite: bool
+    store: Store, frames_of: LogMel | EncoderFrames, layout: FeaturesSettings, overwrite: bool
 ) -> FeatureSet:
-    """The features group to fill: new, or an existing one made with exactly these audio settings."""
+    """The features group to fill: new, or an existing one made with exactly these audio settings
+    (and, for encoder features, the very same encoder)."""
+    audio, encoder = frames_of.settings, _encoder_record(frames_of)
     if overwrite or layout.name not in store.names("features"):
         record = FeaturesRecord(
-            audio=audio, max_frames=audio.max_frames, rows_per_shard=layout.clips_per_shard
+            audio=audio,
+            max_frames=frames_of.max_frames,
+            rows_per_shard=layout.clips_per_shard,
+            encoder=encoder,
         )
         return store.create_features(layout.name, record, store.n_clips, layout.clips_per_chunk, overwrite)
     features = store.features(layout.name)
+    recorded = features.record.encoder
     require_same(
         f"features {layout.name!r}",
-        features.record.audio.model_dump(),
-        audio.model_dump(),
+        features.record.audio.model_dump() | {"encoder digest": recorded and recorded.digest},
+        audio.model_dump() | {"encoder digest": encoder and encoder.digest},
         fix="featurize again with --overwrite, under another --name, or with the settings it was made with",
     )
     features.grow(store.n_clips)
     return features
+
+
+def _encoder_record(frames_of: LogMel | EncoderFrames) -> EncoderRecord | None:
+    """What the features record keeps of an encoder; None for log-mel."""
+    if isinstance(frames_of, LogMel):
+        return None
+    return EncoderRecord(
+        model_type=frames_of.model_type,
+        layer=frames_of.layer,
+        n_layers=frames_of.n_layers,
+        hidden_size=frames_of.dim,
+        sample_rate=frames_of.sample_rate,
+        frames_per_second=frames_of.frames_per_second,
+        digest=frames_of.digest,
+    )
 
 
 def _mirror_audio(mirror_dir: Path | None, from_mirror: bool) -> MirrorAudio | None:
@@ -174,7 +204,7 @@ def _featurize_task(
     store = Store.open(store_path)
     features = store.features(name)
     rows = features.shard_rows(shard)
-    return featurize_shard(audio_dir, store, features, shard, todo[rows], LogMel(audio), mirror)
+    return featurize_shard(audio_dir, store, features, shard, todo[rows], front_end(audio), mirror)
 
 
 def _clip_audio(
@@ -227,7 +257,7 @@ def featurize_shard(
     features: FeatureSet,
     shard: int,
     todo: np.ndarray,
-    log_mel: LogMel,
+    frames_of: LogMel | EncoderFrames,
     mirror: MirrorAudio | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Compute the `todo` clips of one shard and write the whole shard; returns the ytids done and
@@ -238,25 +268,49 @@ def featurize_shard(
         lengths = np.full(len(todo), PENDING, dtype=np.int32)
     else:
         block, lengths = features.read_shard(shard)
-    ytids = store.ytids(rows)
+    out = _ShardBlock(block, lengths, store.ytids(rows))
     collections = store.collections
-    done, failures = [], {}
-    for offset, source in _clip_audio(audio_dir, mirror, store, rows, ytids, np.flatnonzero(todo)):
-        ytid = ytids[offset]
+    decoded: list[tuple[int, np.ndarray, str]] = []  # a batch for the front end
+    for offset, source in _clip_audio(audio_dir, mirror, store, rows, out.ytids, np.flatnonzero(todo)):
+        ytid = out.ytids[offset]
         name = str(source) if isinstance(source, Path) else f"{ytid} (from the mirror)"
         try:
             if isinstance(source, DataError):
                 raise source
             fix = REPAIR if store.collection_file(ytid, collections) is None else IMPORTED
-            frames = log_mel(decode(source, log_mel.settings.sample_rate, name=name, fix=fix), name=name)
+            decoded.append((offset, decode(source, frames_of.sample_rate, name=name, fix=fix), name))
         except DataError as exc:
-            failures[ytid] = str(exc)
+            out.failed(offset, exc)
             continue
-        finally:
+        if len(decoded) == frames_of.batch:
+            out.put(decoded, frames_of.many([d[1] for d in decoded], [d[2] for d in decoded]))
+            decoded = []
+    out.put(decoded, frames_of.many([d[1] for d in decoded], [d[2] for d in decoded]))
+    features.write_shard(shard, out.block, out.lengths)
+    return out.done, out.failures
+
+
+@dataclass
+class _ShardBlock:
+    """A shard's frames as they are computed, and which clips are done or failed."""
+
+    block: np.ndarray
+    lengths: np.ndarray
+    ytids: np.ndarray
+    done: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def put(self, decoded: list[tuple[int, np.ndarray, str]], frames: list[np.ndarray | DataError]) -> None:
+        for (offset, _, _), clip in zip(decoded, frames, strict=True):
+            if isinstance(clip, DataError):
+                self.failed(offset, clip)
+                continue
+            self.block[offset] = 0
+            self.block[offset, : len(clip)] = clip
+            self.lengths[offset] = len(clip)
+            self.done.append(self.ytids[offset])
             report()  # one unit of the bar per clip, done or failed
-        block[offset] = 0
-        block[offset, : len(frames)] = frames
-        lengths[offset] = len(frames)
-        done.append(ytid)
-    features.write_shard(shard, block, lengths)
-    return done, failures
+
+    def failed(self, offset: int, error: DataError) -> None:
+        self.failures[self.ytids[offset]] = str(error)
+        report()

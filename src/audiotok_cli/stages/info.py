@@ -74,6 +74,7 @@ def describe_store(store_path: Path) -> dict[str, Any]:
                     "frames": int(np.clip(lengths, 0, None).sum()),
                     "shape": list(padded.data.shape),
                     "record": padded.record.model_dump(mode="json"),
+                    **({"front_end": padded.record.front_end()} if kind == "features" else {}),
                     "stale": _staleness(store, kind, name),
                 }
             )

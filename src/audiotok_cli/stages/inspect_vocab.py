@@ -82,7 +82,10 @@ def inspect_vocab(
         centroids = vocab.centroids if books == 1 else vocab.centroids[codebook]  # pq: its part of a frame
         if frame_map is not None and centroids.shape[1] == frame_map.a.shape[0]:
             centroids = frame_map.back(centroids)  # drawn as frames
-        report.plot = str(_draw(report, centroids, vocab.record.audio.n_mels, plot))
+        rows = vocab.record.encoder.hidden_size if vocab.record.encoder else vocab.record.audio.n_mels
+        report.plot = str(
+            _draw(report, centroids, rows, "hidden unit" if vocab.record.encoder else "mel band", plot)
+        )
     return report
 
 
@@ -131,9 +134,9 @@ def _use(usage: np.ndarray, joint: np.ndarray, clips: int) -> SplitUse:
     )
 
 
-def _draw(report: VocabReport, centroids: np.ndarray, n_mels: int, path: Path) -> Path:
-    """The codebook as a mel image (its first n_mels values: the log-mel part, after any transform),
-    centroids sorted by train use, beside that use."""
+def _draw(report: VocabReport, centroids: np.ndarray, n_rows: int, row_name: str, path: Path) -> Path:
+    """The codebook as an image (its first n_rows values: the log-mel or encoder part, after any
+    transform), centroids sorted by train use, beside that use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,8 +146,8 @@ def _draw(report: VocabReport, centroids: np.ndarray, n_mels: int, path: Path) -
     figure, (image, bars) = plt.subplots(
         2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
-    image.imshow(centroids[order, :n_mels].T, aspect="auto", origin="lower", cmap="magma")
-    image.set_ylabel("mel band")
+    image.imshow(centroids[order, :n_rows].T, aspect="auto", origin="lower", cmap="magma")
+    image.set_ylabel(row_name)
     transforms = f" after {', '.join(report.transforms)}" if report.transforms else ""
     image.set_title(f"{report.name}: centroids by train use{transforms}")
     usage = np.asarray(report.usage)[order] if report.usage else np.zeros(len(order))

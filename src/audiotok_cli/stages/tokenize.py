@@ -66,8 +66,8 @@ def tokenize(
         features = store.features(vocab.record.features)
         require_same(
             f"vocab {vocab.name!r}",
-            {"features": vocab.record.audio},
-            {"features": features.record.audio},
+            {"features": vocab.record.audio, "encoder": vocab.record.encoder},
+            {"features": features.record.audio, "encoder": features.record.encoder},
             fix=f"features {features.name!r} were made again since; run `audiotok vocab --overwrite`",
         )
         store.require_split(f"vocab {vocab.name!r}", vocab.record.split, "audiotok vocab --overwrite")
@@ -198,12 +198,13 @@ def tokenize_shard(
     """Give every valid frame of one shard its ids (each clip's frames transformed first, and
     mapped, as its vocabulary's were); write the whole token shard."""
     frames, lengths = features.read_shard(shard)
-    valid = np.arange(frames.shape[1]) < lengths[:, None]
+    steps = transforms.lengths(lengths) if transforms else lengths  # pool:M: one token per M frames
+    valid = np.arange(frames.shape[1]) < steps[:, None]
     ids = np.full((len(lengths), *tokens.data.shape[1:]), PAD_TOKEN, dtype=tokens.data.dtype)
     if valid.any():
         vectors = transforms.valid_frames(frames, lengths) if transforms else frames[valid]
         if frame_map is not None:
             vectors = frame_map(vectors)
         ids[valid] = encode(quantizer, codebooks, vectors)
-    tokens.write_shard(shard, ids, lengths)
+    tokens.write_shard(shard, ids, steps)
     return int((lengths >= 0).sum())

@@ -99,6 +99,7 @@ def build_vocab(
         record = VocabRecord(
             features=frames.name,
             audio=frames.record.audio,
+            encoder=frames.record.encoder,
             split=store.split,
             n_clusters=k,
             transforms=list(settings.transforms),
@@ -133,8 +134,8 @@ def sample_frames(
     of about HELDOUT_FRAMES others (at most HELDOUT_SHARE of them, drawn with a fixed seed), in one
     pass, shard by shard, `workers` shards read at a time: the draws are the same for any count.
     With `transforms`, each clip's frames are transformed first (totals count frames either way)."""
-    lengths = features.all_lengths()
-    total = int(lengths[rows].sum())
+    lengths = transforms.lengths(features.all_lengths()) if transforms else features.all_lengths()
+    total = int(lengths[rows].sum())  # frames after the transforms (pool:M leaves fewer)
     set_aside = min(HELDOUT_SHARE, HELDOUT_FRAMES / max(total, 1))
     keep = min(1.0, budget / max(total * (1 - set_aside), 1))
     fixed = np.random.default_rng(HELDOUT_SEED)

@@ -20,6 +20,7 @@ from audiotok_cli.store.layout import (
 from audiotok_cli.store.lock import ReaderLease, WriterLock
 from audiotok_cli.store.records import (
     CollectionRecord,
+    EncoderRecord,
     FeaturesRecord,
     SplitRecord,
     TokensRecord,
@@ -33,6 +34,7 @@ __all__ = [
     "SPLITS",
     "CollectionRecord",
     "Damaged",
+    "EncoderRecord",
     "FeatureSet",
     "FeaturesRecord",
     "PaddedSet",

@@ -679,7 +679,7 @@ class Store:
             name,
             record,
             n_rows=n_rows,
-            frame_shape=(record.max_frames, record.audio.n_mels),
+            frame_shape=(record.max_frames, record.frame_dim),
             dtype="float16",
             fill_value=0.0,
             rows_per_chunk=rows_per_chunk,

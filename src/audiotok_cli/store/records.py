@@ -94,19 +94,48 @@ class ClipsRecord(BaseModel):
     )
 
 
+class EncoderRecord(BaseModel):
+    """The pretrained encoder whose hidden states a features group holds (audio/encoder.py)."""
+
+    model_type: str
+    layer: int = Field(description="Its hidden states kept: 0 its input embeddings, n_layers its last.")
+    n_layers: int
+    hidden_size: int
+    sample_rate: int
+    frames_per_second: float
+    digest: str = Field(description="sha256 of its configuration and weights: which encoder it was.")
+
+
 class FeaturesRecord(BaseModel):
     audio: AudioSettings
     max_frames: int
     rows_per_shard: int
+    encoder: EncoderRecord | None = Field(None, description="None: log-mel frames.")
     failures: dict[str, str] = Field(
         default_factory=dict, description="ytid -> why its clip could not be featurized (it stays pending)."
     )
     made: Stamp = Field(default_factory=Stamp)
 
+    @property
+    def frame_dim(self) -> int:
+        """Values per frame: mel bands, or the encoder's hidden size."""
+        return self.encoder.hidden_size if self.encoder else self.audio.n_mels
+
+    def front_end(self) -> str:
+        """What made the frames, for tables."""
+        a, e = self.audio, self.encoder
+        if e is None:
+            return f"{a.sample_rate} Hz, n_fft {a.n_fft}, hop {a.hop_length}, {a.n_mels} mels"
+        return (
+            f"{e.model_type} {a.encoder} layer {e.layer} of {e.n_layers}: {e.hidden_size} values a frame, "
+            f"{e.frames_per_second:g} frames/s at {e.sample_rate} Hz"
+        )
+
 
 class VocabRecord(BaseModel):
     features: str
     audio: AudioSettings = Field(description="The audio settings of those features.")
+    encoder: EncoderRecord | None = Field(None, description="The encoder that made them, if one did.")
     split: SplitRecord = Field(description="The split whose train frames were clustered.")
     n_clusters: int
     transforms: list[str] = Field(

@@ -61,6 +61,7 @@ def inputs_for_training(store: Store, model: ModelSettings, pick: Pick) -> Train
         vocab_fingerprint=tokens.record.vocab_fingerprint,
         transforms=vocab.record.transforms,
         quantizer=vocab.record.quantizer,
+        encoder=vocab.record.encoder,
     )
     return TrainingInputs(
         ModelInputs(tokens, "tokens"),
@@ -87,6 +88,7 @@ def _frames(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
         audio=features.record.audio,
         split=store.split,
         transforms=list(transforms.specs),
+        encoder=features.record.encoder,
     )
     inputs = ModelInputs(features, "frames", mean, std, transforms)
     n_mels = transforms.dim(features.data.shape[2])
@@ -105,7 +107,7 @@ def inputs_for_run(store: Store, run: Run) -> ModelInputs:
     store.require_split(f"run {run.directory}", recorded.split, "audiotok train --overwrite")
     if recorded.input == "frames":
         features = store.features(recorded.features)
-        if features.record.audio != recorded.audio:
+        if features.record.audio != recorded.audio or features.record.encoder != recorded.encoder:
             raise MismatchError(
                 f"run {run.directory} was trained on features {recorded.features!r} made with other audio "
                 "settings than the store's; featurize them back or train the run again with --overwrite"

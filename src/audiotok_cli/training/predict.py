@@ -12,17 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from audiotok_cli.audio.logmel import LogMel, decode
+from audiotok_cli.audio.logmel import LogMel, decode, front_end
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
-from audiotok_cli.errors import DataError, MissingInputError
+from audiotok_cli.errors import DataError, MismatchError, MissingInputError
 from audiotok_cli.quantizers import encode
 from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
+
+if TYPE_CHECKING:
+    from audiotok_cli.audio.encoder import EncoderFrames
 
 UNREADABLE = "give a FLAC, WAV, MP3 or OGG file"
 
@@ -55,8 +59,9 @@ class Predictions:
 def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
     """Score every file; one that cannot be read is recorded and the others are still scored."""
     audio = run.record.inputs.audio
-    log_mel = LogMel(audio)
-    window = log_mel.max_samples
+    frames_of = front_end(audio)
+    _require_same_encoder(run, frames_of)
+    window = frames_of.max_samples
     result = Predictions(str(run.directory), f"max over {audio.clip_seconds:g} s windows")
     merges = run.preprocessing.get("merges")
     merger = Merges.from_array(merges) if merges is not None else None  # parsed once, not per window
@@ -66,13 +71,12 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
             if not path.is_file():
                 result.missing.append(str(path))
                 raise DataError(f"{path} does not exist or is not a file")
-            samples = decode(path, audio.sample_rate, fix=UNREADABLE)
+            samples = decode(path, frames_of.sample_rate, fix=UNREADABLE)
             starts = [
                 s for s in range(0, len(samples), window) if s == 0 or len(samples) - s >= audio.sample_rate
             ]
-            scores = np.stack(
-                [_score(run, log_mel(samples[s : s + window], name=str(path)), merger) for s in starts]
-            )
+            windows = frames_of.many([samples[s : s + window] for s in starts], [str(path)] * len(starts))
+            scores = np.stack([_score(run, _or_raise(frames), merger) for frames in windows])
         except DataError as exc:
             result.failed[str(path)] = str(exc)
             continue
@@ -84,6 +88,22 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
             FilePrediction(str(path), len(starts), seconds, [(names[c], float(pooled[c])) for c in best])
         )
     return result
+
+
+def _require_same_encoder(run: Run, frames_of: LogMel | EncoderFrames) -> None:
+    """An encoder run's encoder must be the one that made its features (same weights, not only name)."""
+    recorded = run.record.inputs.encoder
+    if recorded is not None and recorded.digest != frames_of.digest:
+        raise MismatchError(
+            f"encoder {run.record.inputs.audio.encoder!r} is not the one run {run.directory} was trained "
+            f"on (weights digest {frames_of.digest}, the run's {recorded.digest}); put that one back there"
+        )
+
+
+def _or_raise(frames: np.ndarray | DataError) -> np.ndarray:
+    if isinstance(frames, DataError):
+        raise frames
+    return frames
 
 
 @torch.no_grad()

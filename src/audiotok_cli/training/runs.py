@@ -35,7 +35,7 @@ from audiotok_cli.atomic import write_atomic, write_json
 from audiotok_cli.audioset.classes import ClassIndex, parse_class_csv
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings, ModelSettings
-from audiotok_cli.store import SplitRecord, fingerprint
+from audiotok_cli.store import EncoderRecord, SplitRecord, fingerprint
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 
@@ -57,6 +57,7 @@ class RunInputs(BaseModel):
     vocab_fingerprint: str | None = None
     transforms: list[str] = Field(default_factory=list, description="The vocabulary's frame transforms.")
     quantizer: str = Field("kmeans", description="The vocabulary's quantizer (quantizers.py).")
+    encoder: EncoderRecord | None = Field(None, description="The encoder that made the features, if one did.")
 
 
 class AveragedWeights(BaseModel):
