@@ -8,7 +8,14 @@ to its nearest centroid (faiss search), reported beside Lloyd's. Target: within 
 more than MiniBatchKMeans's wall time. Frames: the train split of a store's features (default: a
 demo store of --clips ten-second clips; real AudioSet frames are what the target is about).
 
+With `--quantizer pq:M` or `rvq:R` it compares `vocab`'s codebooks (k-means per part, or per
+residual, on its default sample) with faiss's own `ProductQuantizer.train` and
+`ResidualQuantizer.train` (beam 1, as audiotok encodes) on the same frames: time and reconstruction
+error (mean squared distance of a frame to what its ids stand for), every codebook encoded the same
+way (quantizers.py).
+
 Usage: python benchmarks/bench_vocab.py [--store PATH] [--clips 512] [--k 1024] [--frames 1000000]
+                                       [--quantizer pq:M|rvq:R]
 """
 
 from __future__ import annotations
@@ -22,8 +29,15 @@ import faiss
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from audiotok_cli.quantizers import parse_quantizer
 from audiotok_cli.settings import VocabSettings
-from audiotok_cli.stages.vocab import kmeans, mean_distance, sample_frames
+from audiotok_cli.stages.vocab import (
+    kmeans,
+    mean_distance,
+    reconstruction_error,
+    sample_frames,
+    train_codebooks,
+)
 from audiotok_cli.store import Store
 
 NITER = 20
@@ -59,6 +73,33 @@ def methods(frames: np.ndarray, k: int) -> dict:
             "KMeans (Lloyd, k-means++)": lloyd}  # fmt: skip
 
 
+def codebook_methods(frames: np.ndarray, k: int, quantizer: str) -> dict:
+    """`vocab`'s codebooks against faiss's quantizers' own training, as `[codebooks, k, part]`."""
+    settings = VocabSettings(n_clusters=k, niter=NITER, quantizer=quantizer)
+    kind, count = parse_quantizer(quantizer)
+    bits = int(np.log2(k))
+
+    def audiotok() -> np.ndarray:
+        rng = np.random.default_rng(0)
+        budget = k * settings.max_points_per_centroid
+        sample = frames[np.sort(rng.permutation(len(frames))[:budget])]
+        return train_codebooks(sample, settings, 0, rng)[0]
+
+    def faiss_own() -> np.ndarray:
+        if kind == "pq":
+            pq = faiss.ProductQuantizer(frames.shape[1], count, bits)
+            pq.cp.niter = NITER
+            pq.train(frames)
+            return faiss.vector_to_array(pq.centroids).reshape(count, k, -1)
+        rq = faiss.ResidualQuantizer(frames.shape[1], count, bits)
+        rq.max_beam_size = 1
+        rq.cp.niter = NITER
+        rq.train(frames)
+        return faiss.vector_to_array(rq.codebooks).reshape(count, k, -1)
+
+    return {"audiotok vocab": audiotok, f"faiss {kind.upper()} train": faiss_own}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,6 +108,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=512)
     parser.add_argument("--k", type=int, default=1024)
     parser.add_argument("--frames", type=int, default=1_000_000, help="At most this many train frames.")
+    parser.add_argument("--quantizer", default="kmeans", help="kmeans, or pq:M / rvq:R (with --k 256).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         if args.store is None:
@@ -79,6 +121,14 @@ def main() -> None:
         frames, _ = sample_frames(features, train, args.frames, np.random.default_rng(0))
         frames = np.ascontiguousarray(frames, dtype=np.float32)
         print(f"{len(frames):,} frames of {frames.shape[1]} mels, k={args.k}, {NITER} iterations")
+        if args.quantizer != "kmeans":
+            for name, fit in codebook_methods(frames, args.k, args.quantizer).items():
+                started = time.perf_counter()
+                books = np.asarray(fit(), dtype=np.float32)
+                seconds = time.perf_counter() - started
+                error = reconstruction_error(args.quantizer, books, frames)
+                print(f"{args.quantizer} {name:24} {seconds:8.1f} s   reconstruction error {error:10.3f}")
+            return
         results = {}
         for name, fit in methods(frames, args.k).items():
             started = time.perf_counter()
