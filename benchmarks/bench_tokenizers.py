@@ -48,7 +48,7 @@ def scores(work: Path, run: str, seeds: int) -> tuple[float, float, float | None
     accuracies = [test.get("accuracy") for test in tests]
     summary = spread(maps)
     accuracy = None if None in accuracies else sum(accuracies) / len(accuracies)
-    return sum(maps) / len(maps), summary.interval if summary else 0.0, accuracy
+    return sum(maps) / len(maps), summary.ci95 if summary else 0.0, accuracy
 
 
 def trained(env: dict[str, str], seeds: int, *args: str) -> float:

@@ -30,8 +30,10 @@ WHERE_FROM = {"_name_or_path", "transformers_version"}  # not what the encoder i
 
 def encoder_frames(audio: AudioSettings) -> EncoderFrames:
     """The encoder `audio` names, built once a process (its probes and digest cost forwards); a
-    local folder whose files changed since is loaded again."""
-    return _cached(audio.model_dump_json(), _folder_stamp(audio.encoder))
+    local folder whose files changed since is loaded again. The sample rate is the encoder's own,
+    so settings that differ only there share one."""
+    any_rate = audio.model_copy(update={"sample_rate": 1}).model_dump_json()
+    return _cached(any_rate, _folder_stamp(audio.encoder))
 
 
 @lru_cache(maxsize=2)
