@@ -9,11 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from safetensors.torch import load_file
+from transformers import BertModel
 
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.training.models.ids import N_SPECIAL, PAD_ID, embed_steps, to_model_ids
+from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID, embed_steps, to_model_ids
 from audiotok_cli.training.runs import load_run
 from training_helpers import assert_predict_scores_the_store_tokens
 
@@ -101,8 +103,8 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     stored = ids[row % tokens.rows_per_shard, : lengths[row % tokens.rows_per_shard]]
     assert first["tokens"] == stored.tolist()  # [step][codebook], as stored
     assert first["input_ids"] == to_model_ids(torch.from_numpy(stored[None]), 8)[0].tolist()  # as models read
+    _exported_bert_reads_summed_steps(cli, tokenized.runs_dir / f"bert-{name}", first["input_ids"])
     for args, message in (
-        (["export", f"bert-{name}", "exported"], "is not exported yet"),
         (
             ["vocab", "--k", "8", "--quantizer", "pq:5"],
             "its 64 dimensions do not divide; add --transform pca:D",
@@ -115,3 +117,21 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     ):
         refused = cli(*args)
         assert refused.exit_code == 3 and message in refused.stderr, args
+
+
+def _exported_bert_reads_summed_steps(cli, run_dir, input_ids: list[list[int]]) -> None:
+    """`export` of a BERT on several ids a step: transformers' BertModel loads every weight and, fed
+    [CLS] then each step's summed embeddings of export-tokens' `input_ids`, gives the run's logits."""
+    exported = cli("export", str(run_dir), "exported")
+    assert exported.exit_code == 0, exported.output
+    encoder = BertModel.from_pretrained("exported", add_pooling_layer=False).eval()
+    assert "sum of its ids' embeddings, after a lone [CLS]" in encoder.config.audiotok_token_ids
+    head = load_file("exported/audiotok_head.safetensors")
+    run = load_run(run_dir).model.eval()
+    ids = torch.tensor([input_ids])
+    words = encoder.embeddings.word_embeddings
+    with torch.no_grad():
+        embeds = torch.cat([words(torch.tensor([[CLS_ID]])), words(ids).sum(dim=2)], dim=1)
+        cls = encoder(inputs_embeds=embeds).last_hidden_state[:, 0]
+        logits = cls @ head["head.weight"].T + head["head.bias"]
+        assert torch.allclose(logits, run(ids, torch.tensor([len(input_ids)])), atol=1e-5)

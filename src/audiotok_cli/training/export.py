@@ -4,7 +4,9 @@ model.safetensors) with every weight (audiotok's head reads [CLS] directly, so t
 audiotok's parts beside it say how to use it:
 `audiotok_head.safetensors` (the classifier head, and for frame input the projection and front end),
 `preprocessing.safetensors`, `classes.csv` and `audiotok.json` (the run record: the ids are centroid
-+ 4, with [PAD] 0, [CLS] 1, [MASK] 2, [SEP] 3)."""
++ 4, with [PAD] 0, [CLS] 1, [MASK] 2, [SEP] 3). A run on several ids a step (pq, rvq) exports the
+same way; it is fed `inputs_embeds`: [CLS]'s embedding, then each step's ids' embeddings summed
+(the config's `audiotok_token_ids` says so)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from transformers.utils import logging as hf_logging
 
 from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import OutputExistsError, SettingsError
-from audiotok_cli.token_ids import SCHEME
+from audiotok_cli.token_ids import SCHEME, STEPS_SCHEME
 from audiotok_cli.training.runs import CLASSES, PREPROCESSING, load_run, save_tensors
 
 
@@ -33,18 +35,14 @@ def export_run(run_dir: Path, output: Path, overwrite: bool = False) -> ExportRe
         raise SettingsError(
             f"run {run_dir} is a {run.record.model.kind!r} model: only bert runs export to transformers"
         )
-    if run.record.inputs.quantizer != "kmeans":  # BertModel reads one input id a position
-        raise SettingsError(
-            f"run {run_dir} reads several ids a step ({run.record.inputs.quantizer}), which a transformers "
-            "BertModel does not: it is not exported yet"
-        )
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise OutputExistsError(f"{output} already exists and is not empty; pass --overwrite")
     output.mkdir(parents=True, exist_ok=True)
     config = run.model.bert.config  # the head's outputs by name, for transformers' pipelines
     config.id2label = dict(enumerate(run.classes.names))
     config.label2id = {name: index for index, name in config.id2label.items()}
-    config.audiotok_token_ids = SCHEME  # what input_ids mean (export-tokens writes them so)
+    several = run.record.inputs.quantizer != "kmeans"  # pq, rvq: a step's embedding is the sum of its ids'
+    config.audiotok_token_ids = STEPS_SCHEME if several else SCHEME  # as export-tokens writes input_ids
     hf_logging.disable_progress_bar()  # its "Writing model shards" bar ignored --quiet
     run.model.bert.save_pretrained(output)
     head = {name: tensor for name, tensor in run.model.state_dict().items() if not name.startswith("bert.")}
