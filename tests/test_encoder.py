@@ -5,6 +5,7 @@ pretrained ones (nothing downloads here)."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,20 @@ def test_encoder_features_are_its_hidden_states_and_every_stage_reads_them(cli, 
     assert scored.exit_code == 0, scored.output
     info = cli("info")
     assert "hubert" in info.stdout and "32 values a frame" in " ".join(info.stdout.split())
+
+
+def test_verify_names_the_encoder_that_remakes_a_damaged_shard(cli, featurized, hubert):
+    assert cli("featurize", "--encoder", hubert, "--layer", "1", "--name", "hub").exit_code == 0
+    pristine = Store.open(featurized.store_path).features("hub").data[:]
+    (featurized.store_path / "features" / "hub" / "data" / "c" / "0" / "0" / "0").unlink()
+    found = cli("verify")
+    assert found.exit_code == 5
+    command = f"audiotok featurize --name hub --encoder {hubert} --layer 1"
+    assert f"to repair: `{command}`" in " ".join(found.stdout.split())
+    assert cli("verify", "--repair").exit_code == 0
+    remade = cli(*shlex.split(command)[1:])  # as verify said, word for word
+    assert remade.exit_code == 0 and "48 clips featurized" in remade.stdout, remade.output
+    assert np.array_equal(Store.open(featurized.store_path).features("hub").data[:], pristine)
 
 
 def test_encoder_features_do_not_depend_on_the_worker_count(cli, featurized, hubert, monkeypatch):

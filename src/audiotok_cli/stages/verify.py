@@ -13,6 +13,7 @@ verify, and `info` shows it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,8 @@ from audiotok_cli.audioset.fetch import file_hash
 from audiotok_cli.audioset.manifest import forget, load_manifest
 from audiotok_cli.errors import DataError
 from audiotok_cli.progress import progress
-from audiotok_cli.store import Damaged, Store, TokensRecord, VerifyRecord, WriterLock
+from audiotok_cli.settings import AudioSettings
+from audiotok_cli.store import Damaged, FeaturesRecord, Store, TokensRecord, VerifyRecord, WriterLock
 
 REMAKE = {"features": "featurize", "tokens": "tokenize"}
 
@@ -77,7 +79,7 @@ def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: Ver
     remake = _remake(kind, name)
     try:
         padded = store.padded(kind, name)
-        remake = _remake(kind, name, padded.record if kind == "tokens" else None)
+        remake = _remake(kind, name, padded.record)
         n_shards = padded.n_shards
     except DataError as damage:  # the group's own metadata: only a whole remake helps
         result.damaged.append(Damage(f"{kind}/{name}", str(damage), f"{remake} --overwrite"))
@@ -96,14 +98,32 @@ def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: Ver
             advance(1)
 
 
-def _remake(kind: str, name: str, record: TokensRecord | None = None) -> str:
-    """The command that makes a group's pending rows again: merged tokens are remade by tokenizing
-    their vocabulary with the same merges."""
+def _remake(kind: str, name: str, record: TokensRecord | FeaturesRecord | None = None) -> str:
+    """The command that makes a group's pending rows again: features with the settings they were
+    made with (the ones that differ from the defaults), merged tokens by tokenizing their vocabulary
+    with the same merges."""
+    if isinstance(record, FeaturesRecord):
+        return f"audiotok featurize --name {name}{_audio_flags(record)}"
     if kind == "features":
         return f"audiotok featurize --name {name}"
     if record is None or not record.merges:
         return f"audiotok tokenize --vocab {record.vocab if record else name}"
     return f"audiotok tokenize --vocab {record.vocab} --merges {record.merges}"
+
+
+def _audio_flags(record: FeaturesRecord) -> str:
+    """The featurize flags of a features group's settings that are not the defaults (an encoder's
+    sample rate is its own, so it is left out)."""
+    made, default = record.audio.model_dump(), AudioSettings().model_dump()
+    if record.encoder is not None:
+        made.pop("sample_rate")
+    flags = []
+    for setting, value in made.items():
+        if value != default[setting]:
+            flag = setting.replace("_", "-")
+            shown = f"--{flag}" if value is True else f"--no-{flag}" if value is False else None
+            flags.append(shown or f"--{flag} {shlex.quote(str(value))}")
+    return "".join(f" {flag}" for flag in flags)
 
 
 def _verify_arrays(store: Store, result: VerifyResult) -> None:
