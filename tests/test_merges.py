@@ -3,7 +3,10 @@ on the train split, lossless, shorter, applied the same way by predict."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.token_merges import FIRST_CHARACTER, Merges, train_merges
@@ -61,8 +64,14 @@ def test_tokenize_merges_the_store_and_predict_merges_a_file_the_same_way(cli, t
     file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
     assert_predict_scores_the_store_tokens(cli, run.directory, merged, store, file)  # merged the same way
 
-    refused = cli("inspect", "--vocab", name)
-    assert refused.exit_code == 3 and "are merged: inspect 'logmel-k16'" in refused.stderr
+    inspected = cli("inspect", "--vocab", name, "--json")  # merged ids as tokens: the shorter sequences
+    assert inspected.exit_code == 0, inspected.output
+    report = json.loads(inspected.stdout)
+    train = store.split_rows(merged.all_lengths(), "train")
+    assert report["splits"]["train"]["tokens_per_clip"] == pytest.approx(merged.all_lengths()[train].mean())
+    assert len(report["usage"]) == merges.size and sum(report["usage"]) == merged.all_lengths()[train].sum()
+    refused = cli("inspect", "--vocab", name, "--plot", "merged.png")
+    assert refused.exit_code == 3 and "are merged: draw 'logmel-k16'" in refused.stderr
 
 
 def test_verify_names_the_command_that_remakes_damaged_merged_tokens(cli, tokenized):

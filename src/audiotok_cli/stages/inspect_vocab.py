@@ -56,9 +56,10 @@ def inspect_vocab(
     if codebook is not None and not 0 <= codebook < books:
         raise SettingsError(f"--codebook {codebook}: {tokens.name!r} has codebooks 0 to {books - 1}")
     codebook = codebook or 0
-    if tokens.record.merges:
+    if tokens.record.merges and plot is not None:  # merged ids stand for runs of centroids, not one
         raise SettingsError(
-            f"inspect reads one token per frame; {tokens.name!r} are merged: inspect {tokens.record.vocab!r}"
+            f"--plot draws a vocabulary's centroids; {tokens.name!r} are merged: draw "
+            f"{tokens.record.vocab!r} (the numbers of merged tokens need no --plot)"
         )
     vocab = store.vocab(Pick(tokens.record.vocab))
     k = tokens.record.n_clusters
