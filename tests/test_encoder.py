@@ -195,3 +195,20 @@ def test_whisper_frames_are_cut_back_to_the_clip_and_patch_encoders_are_refused(
     patches = _save(tmp_path / "ast", ast, ASTFeatureExtractor())
     with pytest.raises(SettingsError, match="they do not run along time"):
         EncoderFrames(AudioSettings(encoder=patches))
+
+
+def test_equal_length_clips_share_a_forward_and_keep_their_order(hubert):
+    """The GPU path: clips grouped by length, `batch` a forward; each clip's frames are its own."""
+    frames_of = EncoderFrames(AudioSettings(encoder=hubert))
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(size=seconds * 16000).astype(np.float32) * 0.1 for seconds in (2, 1, 2, 2, 1)]
+    names = [f"clip{i}" for i in range(len(clips))]
+    one_at_a_time = frames_of.many(clips, names)
+    frames_of.batch = 2
+    batched = frames_of.many(clips, names)
+    for alone, together in zip(one_at_a_time, batched, strict=True):
+        assert alone.shape == together.shape and np.allclose(alone, together, atol=1e-5)
+    assert [len(f) for f in batched] == [99, 49, 99, 99, 49]
+    too_short = frames_of.many([np.zeros(100, np.float32), clips[1]], ["tiny", "fine"])
+    assert "tiny (100 samples at 16000 Hz) cannot go through the encoder" in str(too_short[0])
+    assert np.allclose(too_short[1], one_at_a_time[1], atol=1e-5)
