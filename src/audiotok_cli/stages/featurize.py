@@ -285,9 +285,9 @@ def featurize_shard(
             out.failed(offset, exc)
             continue
         if len(decoded) == frames_of.batch:
-            out.put(decoded, frames_of.many([d[1] for d in decoded], [d[2] for d in decoded]))
+            out.put(decoded, frames_of)
             decoded = []
-    out.put(decoded, frames_of.many([d[1] for d in decoded], [d[2] for d in decoded]))
+    out.put(decoded, frames_of)
     features.write_shard(shard, out.block, out.lengths)
     return out.done, out.failures
 
@@ -302,7 +302,9 @@ class _ShardBlock:
     done: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
-    def put(self, decoded: list[tuple[int, np.ndarray, str]], frames: list[np.ndarray | DataError]) -> None:
+    def put(self, decoded: list[tuple[int, np.ndarray, str]], frames_of: LogMel | EncoderFrames) -> None:
+        """The frames of a batch of decoded clips `(offset, samples, name)`, or why not, into the block."""
+        frames = frames_of.many([samples for _, samples, _ in decoded], [name for _, _, name in decoded])
         for (offset, _, _), clip in zip(decoded, frames, strict=True):
             if isinstance(clip, DataError):
                 self.failed(offset, clip)
