@@ -20,7 +20,7 @@ from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.data import Batch, BatchReader
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
-from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, embed_steps, step_ids
+from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, cls_then_steps, step_ids
 from audiotok_cli.training.runs import run_directory
 
 MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
@@ -67,16 +67,14 @@ def _masked_lm(
     the predicted ids (shaped like `labels`). Several codebooks a step: the step's embedding is the
     sum of its codebooks', and each codebook is predicted by a softmax over its own k ids (a slice
     of the one tied output layer); the loss is the mean over codebooks."""
-    cls = torch.full((masked.shape[0], 1), CLS_ID, dtype=masked.dtype, device=masked.device)
     if masked.dim() == 2:
+        cls = torch.full((masked.shape[0], 1), CLS_ID, dtype=masked.dtype, device=masked.device)
         ids = torch.cat([cls, masked], dim=1)
         labels = torch.cat([torch.full_like(cls, IGNORED), labels], dim=1)
         out = model(input_ids=ids, attention_mask=(ids != PAD_ID).long(), labels=labels)
         return out.loss, out.logits[:, 1:].argmax(-1)
-    words = model.bert.embeddings.word_embeddings
-    embeds = torch.cat([words(cls), embed_steps(words, masked)], dim=1)
-    mask = torch.cat([cls, step_ids(masked)], dim=1) != PAD_ID
-    logits = model(inputs_embeds=embeds, attention_mask=mask.long()).logits[:, 1:]
+    embeds, mask = cls_then_steps(model.bert.embeddings.word_embeddings, masked)
+    logits = model(inputs_embeds=embeds, attention_mask=mask).logits[:, 1:]
     books = masked.shape[2]
     k = (logits.shape[-1] - N_SPECIAL) // books
     per_book, losses = [], []

@@ -8,7 +8,7 @@ from torch import nn
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from audiotok_cli.training.models.frames import front_end, time_mask
-from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID, embed_steps, step_ids
+from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID, cls_then_steps
 from audiotok_cli.training.models.spec import ModelSpec
 
 
@@ -43,13 +43,11 @@ class BertClassifier(nn.Module):
         return self.bert.embeddings.word_embeddings
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        cls = torch.full((ids.shape[0], 1), CLS_ID, dtype=ids.dtype, device=ids.device)
         if ids.dim() == 3:  # several codebooks a step: the step's embedding is the sum of theirs
-            words = self.bert.embeddings.word_embeddings
-            embeds = torch.cat([words(cls), embed_steps(words, ids)], dim=1)
-            mask = torch.cat([cls, step_ids(ids)], dim=1) != PAD_ID
-            hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+            embeds, mask = cls_then_steps(self.bert.embeddings.word_embeddings, ids)
+            hidden = self.bert(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
             return self.head(hidden[:, 0])
+        cls = torch.full((ids.shape[0], 1), CLS_ID, dtype=ids.dtype, device=ids.device)
         ids = torch.cat([cls, ids], dim=1)
         hidden = self.bert(input_ids=ids, attention_mask=(ids != PAD_ID).long()).last_hidden_state
         return self.head(hidden[:, 0])

@@ -9,7 +9,10 @@ from torch import nn
 
 from audiotok_cli.token_ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
 
-__all__ = ["CLS_ID", "MASK_ID", "N_SPECIAL", "PAD_ID", "SEP_ID", "embed_steps", "step_ids", "to_model_ids"]
+__all__ = [
+    "CLS_ID", "MASK_ID", "N_SPECIAL", "PAD_ID", "SEP_ID",
+    "cls_then_steps", "embed_steps", "step_ids", "to_model_ids",
+]  # fmt: skip
 
 
 def to_model_ids(tokens: torch.Tensor, codebook_size: int = 0) -> torch.Tensor:
@@ -32,3 +35,11 @@ def embed_steps(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
 def step_ids(ids: torch.Tensor) -> torch.Tensor:
     """`[batch, step]`: the first codebook's ids stand for their step (padding and masks)."""
     return ids[..., 0] if ids.dim() == 3 else ids
+
+
+def cls_then_steps(embedding: nn.Embedding, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a BERT reads of several ids a step (`[batch, step, codebook]`): the [CLS] embedding, then
+    each step's summed embeddings (`inputs_embeds`), and the attention mask over them."""
+    cls = torch.full((ids.shape[0], 1), CLS_ID, dtype=ids.dtype, device=ids.device)
+    embeds = torch.cat([embedding(cls), embed_steps(embedding, ids)], dim=1)
+    return embeds, (torch.cat([cls, step_ids(ids)], dim=1) != PAD_ID).long()
