@@ -183,8 +183,7 @@ def train_codebooks(
             residual = residual - book[nearest(book, residual)]
             books.append(book)
     codebooks = np.stack(books)
-    error = sample - decode(settings.quantizer, codebooks, encode(settings.quantizer, codebooks, sample))
-    return codebooks, float((error.astype(np.float64) ** 2).sum())
+    return codebooks, float(_squared_errors(settings.quantizer, codebooks, sample).sum())
 
 
 def reconstruction_error(quantizer: str, codebooks: np.ndarray, frames: np.ndarray) -> float:
@@ -193,8 +192,13 @@ def reconstruction_error(quantizer: str, codebooks: np.ndarray, frames: np.ndarr
         return mean_distance(codebooks, frames)
     if not len(frames):
         return float("nan")
+    return float(_squared_errors(quantizer, codebooks, frames).mean())
+
+
+def _squared_errors(quantizer: str, codebooks: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Each frame's squared distance to what its ids stand for (float64)."""
     error = frames - decode(quantizer, codebooks, encode(quantizer, codebooks, frames))
-    return float((error.astype(np.float64) ** 2).sum(axis=1).mean())
+    return (error.astype(np.float64) ** 2).sum(axis=1)
 
 
 def mean_distance(centroids: np.ndarray, frames: np.ndarray) -> float:
