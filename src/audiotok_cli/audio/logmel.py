@@ -86,7 +86,7 @@ class LogMel:
         self.max_samples = round(settings.clip_seconds * settings.sample_rate)
         self.sample_rate, self.max_frames = settings.sample_rate, settings.max_frames
         self.dim = settings.n_mels
-        self.batch = 1  # clips `many` is given at a time
+        self.batch, self.device = 1, "cpu"  # clips `many` is given at a time, and where they go
 
     def many(self, clips: list[np.ndarray], names: list[str]) -> list[np.ndarray | DataError]:
         """Each clip's frames, or why it has none (the encoder front end's interface)."""

@@ -92,7 +92,7 @@ def featurize(
             )
         sources = _known_sources(store, sources)
         frames_of = front_end(audio)  # an encoder is loaded here, so a bad name fails before any work
-        if getattr(frames_of, "device", "cpu") != "cpu" and dask is None:
+        if frames_of.device != "cpu" and dask is None:
             workers = 1  # one process feeds the GPU its batches; more would only queue on it
         features = _open_or_create(store, frames_of, layout, overwrite)
         audio = features.record.audio  # an encoder's: at its own sample rate
