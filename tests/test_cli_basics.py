@@ -43,7 +43,7 @@ def test_train_help_groups_its_options_and_names_what_each_takes(cli):
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_seed_is_offered_only_where_it_changes_the_result(cli, command):
-    seeded = {"demo-data", "split", "vocab", "train", "pretrain", "config"}
+    seeded = {"demo-data", "split", "vocab", "train", "pretrain", "config", "compare", "report"}
     assert ("--seed INTEGER" in cli(command, "--help").output) == (command in seeded)
 
 

@@ -3,6 +3,8 @@ mean and deviation over the folds, resumable, and the store's split put back."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from audiotok_cli.settings import load_settings
@@ -75,3 +77,36 @@ def test_cv_without_folds_or_with_a_named_vocabulary_is_refused(cli, tmp_path, t
     assert (
         "--cv needs clips in 2 folds or more;" in result.stderr and "has none (import ESC-50" in result.stderr
     )
+
+
+def test_cv_with_other_settings_trains_a_new_set_and_a_stale_fold_is_trained_again(
+    cli, three_folds, monkeypatch
+):
+    runs = three_folds.runs_dir
+    quick = ["--model", "baseline", "--epochs", "1", "--cv"]
+    assert cli("train", *quick).exit_code == 0
+    kept = (runs / "baseline-logmel-fold1" / "model.safetensors").read_bytes()
+
+    other = cli("train", *quick, "--lr", "0.01")
+    assert other.exit_code == 0, other.output
+    assert "baseline-logmel-2: 3 folds" in other.stdout
+    for fold in (1, 2, 3):
+        assert read_record(runs / f"baseline-logmel-2-fold{fold}").train["learning_rate"] == 0.01
+    assert (runs / "baseline-logmel-fold1" / "model.safetensors").read_bytes() == kept
+
+    seeded = cli("train", *quick, "--seed", "3")  # the seed is part of the recipe: a set of its own
+    assert seeded.exit_code == 0 and "baseline-logmel-3: 3 folds" in seeded.stdout
+
+    # the same recipe on another split of each fold (more val clips): its folds are trained again
+    monkeypatch.setenv("AUDIOTOK_SPLIT__VAL_RATIO", "0.3")
+    stale = cli("train", *quick)
+    assert stale.exit_code == 0 and "baseline-logmel: 3 folds" in stale.stdout
+    assert read_record(runs / "baseline-logmel-fold1").inputs.split.val_ratio == 0.3
+    refused = cli("train", *quick, "--run-name", "baseline-logmel", "--lr", "0.01")
+    assert refused.exit_code == 6 and "train.learning_rate 0.001 there, 0.01 asked" in refused.stderr
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    assert {name for name in rows if name.endswith("(cv)")} == {
+        "baseline-logmel (cv)",
+        "baseline-logmel-2 (cv)",
+        "baseline-logmel-3 (cv)",
+    }

@@ -51,7 +51,9 @@ def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(featurized,
 def test_an_interrupted_run_with_other_settings_is_refused(featurized, monkeypatch):
     _tokenized(featurized)
     killed_in_epoch_two(monkeypatch, lambda: train(featurized, "run"))
-    with pytest.raises(MismatchError, match="interrupted but made with other settings"):
+    with pytest.raises(
+        MismatchError, match=r"made with other settings \(train.learning_rate 0.001 there, 0.01 asked\)"
+    ):
         train(featurized, "run", learning_rate=0.01)
     assert len(train(featurized, "run", overwrite=True, learning_rate=0.01).history) == 3
 
@@ -67,5 +69,5 @@ def test_default_names_never_collide_and_an_interrupted_default_run_still_resume
     other = train(featurized, None, learning_rate=0.01)
     assert other.run_dir == runs / "simple-logmel-k16-3"
     assert json.loads((other.run_dir / RECORD).read_text())["train"]["learning_rate"] == 0.01
-    with pytest.raises(OutputExistsError, match="--overwrite or --run-name"):  # a name given is that name
+    with pytest.raises(OutputExistsError, match="already trained with these settings; pass --overwrite"):
         train(featurized, "simple-logmel-k16")

@@ -225,10 +225,18 @@ def _drain(reports: Any, on_report: Callable[[int], None] | None) -> None:
             on_report(units)
 
 
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
 def _start_worker(reports: Any) -> None:
     _reporting["queue"] = reports
     _one_blas_thread()
 
 
 def _one_blas_thread() -> None:
+    """One thread for every BLAS and OpenMP library: those loaded already (threadpoolctl), and those
+    a task loads later (scipy's own OpenBLAS, imported lazily), which read these variables as they
+    load: a worker that imported them after the limit summed on two threads and wrote a value 1 ulp
+    off the in-process one (measured under pytest, whose workers import late)."""
+    os.environ.update(dict.fromkeys(ONE_THREAD, "1"))
     threadpool_limits(limits=1)

@@ -152,6 +152,11 @@ class SplitSettings(_Group):
         None,
         description="Draw val by group, never sharing one with train (default: where clips have groups).",
     )
+    stratify: bool | None = Field(
+        None,
+        description="Draw val (and a hashed test) so each holds every class in proportion, groups kept whole "
+        "(scikit-learn's StratifiedGroupKFold; default: collections whose clips have one label each).",
+    )
 
     @field_validator("train_sources", "test_groups", "test_sources", mode="before")
     @classmethod
@@ -307,6 +312,11 @@ class TrainSettings(_Group):
     clip_grad_norm: float = Field(0.0, ge=0, description="Clip the gradient norm to this (0: no clipping).")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16."
+    )
+    loss: Literal["auto", "ce", "bce"] = Field(
+        "auto",
+        description="ce: softmax cross-entropy (one class a clip); bce: multi-label binary cross-entropy; "
+        "auto: ce for collections whose clips each have one label, bce for AudioSet.",
     )
     sampler: Literal["uniform", "balanced"] = Field(
         "uniform",

@@ -128,7 +128,7 @@ def cli_overrides() -> dict[str, Any]:
 
 def counted(n: int, noun: str) -> str:
     """`1 file`, `2 files`: a count and its noun, agreeing."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+    return f"{n:,} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
 
 
 def quiet_or_json() -> bool:

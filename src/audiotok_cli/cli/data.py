@@ -186,6 +186,19 @@ def _render_import(r) -> None:
         f"{counted(len(r.unreadable), 'unreadable file')} skipped; {classes}"
         + "".join(f"; {part}" for part in protocol)
     )
+    if r.duplicate_files:
+        console.print(
+            f"{counted(r.duplicate_files, 'clip')} of the store have an identical copy ({r.dedupe}: "
+            f"{counted(r.duplicate_sets, 'set')}); each set is one group, so no split separates it"
+            + f" ({counted(r.regrouped, 'clip')} regrouped)"
+            * bool(r.regrouped)
+        )
+    if r.copies_across_folds:
+        err_console.print(
+            f"[yellow]warning: the collection's own folds put the copies of "
+            f"{counted(r.copies_across_folds, 'set')} in different folds; `split --test-fold` and "
+            "`train --cv` keep its folds as published"
+        )
 
 
 @command("import", render=_render_import)
@@ -213,6 +226,14 @@ def import_cmd(
     copy: Annotated[
         bool, typer.Option("--copy", help="Copy the files under --audio-dir/NAME and read them there.")
     ] = False,
+    dedupe: Annotated[
+        str,
+        typer.Option(
+            "--dedupe",
+            help="How identical files are found (and kept in one group): exact (the same bytes) or near "
+            "(the same decoded samples, in any container).",
+        ),
+    ] = "exact",
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
 ):
@@ -221,7 +242,7 @@ def import_cmd(
 
     settings = command_settings(paths={"store": store, "audio_dir": audio_dir})
     copy_to = settings.audio_dir if copy else None
-    return import_collection(settings.store_path, root, name, layout, manifest, copy_to)
+    return import_collection(settings.store_path, root, name, layout, manifest, copy_to, dedupe)
 
 
 @command("prune", render=_render_prune)

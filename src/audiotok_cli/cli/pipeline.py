@@ -25,10 +25,13 @@ from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings
 
 
 def _render_split(r) -> None:
+    how = " by group" * r.val_by_group + ", stratified by class" * r.stratified
     console.print(
-        f"split (val_ratio {r.val_ratio:.2f}{' by group' if r.val_by_group else ''}, seed {r.seed}; "
-        f"test: {r.test_rule}): "
-        + ", ".join(f"{count} {name}" for name, count in r.counts.items())
+        f"split (val_ratio {r.val_ratio:.2f}{how}, seed {r.seed}; test: {r.test_rule}): "
+        + ", ".join(
+            f"{count} {name}" + f" ({counted(r.classes[name], 'class')})" * bool(count and r.classes)
+            for name, count in r.counts.items()
+        )
         + f"; {r.unlabeled_left_out} clips without labels left out"
         + (f", {r.other_sources_left_out} of other sources unassigned" if r.other_sources_left_out else "")
     )
@@ -68,10 +71,11 @@ def split_cmd(
     val_by_group: Annotated[
         bool | None, setting(SplitSettings, "val_by_group", "--val-by-group/--no-val-by-group")
     ] = None,
+    stratify: Annotated[bool | None, setting(SplitSettings, "stratify", "--stratify/--no-stratify")] = None,
     store: StoreOpt = None,
 ):
-    """Test by the eval source, a fold, groups or sources (else a seeded hash); val by a seeded hash
-    of each clip, or of its group."""
+    """Test by the eval source, a fold, groups or sources (else a seeded draw); val by a seeded draw
+    of each clip, or of its group (stratified by class for single-label collections)."""
     from audiotok_cli.stages.split import split
 
     settings = command_settings(
@@ -85,6 +89,7 @@ def split_cmd(
             "test_sources": _names(test_source),
             "test_ratio": test_ratio,
             "val_by_group": val_by_group,
+            "stratify": stratify,
         },
     )
     return split(settings.store_path, settings.split, settings.seed)

@@ -11,7 +11,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Column, Table
 
-from audiotok_cli.cli.app import command, command_settings, console, err_console, quiet_or_json
+from audiotok_cli.cli.app import command, command_settings, console, counted, err_console, quiet_or_json
 from audiotok_cli.cli.options import (
     FeaturesOpt,
     OverwriteOpt,
@@ -179,6 +179,7 @@ def train_cmd(
     accumulate: AccumulateOpt = None,
     clip_grad_norm: ClipOpt = None,
     precision: PrecisionOpt = None,
+    loss: _flag(TrainSettings, "loss", str) = None,
     sampler: _flag(TrainSettings, "sampler", str, AUGMENTATION) = None,
     mixup: _flag(TrainSettings, "mixup", float, AUGMENTATION) = None,
     time_mask: _flag(TrainSettings, "time_mask", int, AUGMENTATION) = None,
@@ -225,8 +226,8 @@ def train_cmd(
     runs_dir: RunsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Train a token or frame model (multi-label BCE over the store's classes); keeps the best val-mAP
-    epoch. With --cv, one run per fold."""
+    """Train a token or frame model (softmax cross-entropy where each clip has one class, multi-label
+    BCE for AudioSet); keeps the best val-mAP epoch. With --cv, one run per fold."""
     flags = dict(locals())  # the options, before any import adds a name here
     flags["frame_transforms"] = _joined(frame_transforms)
     if cv and seeds > 1:
@@ -282,10 +283,10 @@ def pretrain_cmd(
     return _fit(pretrain, locals(), {"kind": "bert", "input": "tokens"})
 
 
+_SINGLE_LABEL_HEADLINE = (("accuracy", "accuracy", 4), ("macro F1", "macro_f1", 4))
 _EVAL_METRICS = (  # (column, key, digits)
     ("mAP", "mAP", 4),
     ("prior mAP", "prior_mAP", 4),
-    ("accuracy", "accuracy", 4),
     ("AUC", "AUC", 4),
     ("d'", "d_prime", 3),
     ("F1 micro@0.5", "f1_micro_0.5", 4),
@@ -298,7 +299,7 @@ _EVAL_METRICS = (  # (column, key, digits)
 
 def _render_eval(report) -> None:
     single_label = any("accuracy" in m for m in report.splits.values())
-    metrics = [m for m in _EVAL_METRICS if m[1] != "accuracy" or single_label]
+    metrics = [*_SINGLE_LABEL_HEADLINE * single_label, *_EVAL_METRICS]  # accuracy first, as the field
     official = "official eval" if report.test_rule == "the eval source" else report.test_rule
     names = {name: f"test ({official})" if name == "test" else name for name in report.splits}
 
@@ -324,8 +325,24 @@ def _render_eval(report) -> None:
         for title, classes in (("best", test["best_classes"]), ("worst", test["worst_classes"])):
             shown = ", ".join(f"{name} {aps[name]:.3f}" for name in classes)
             console.print(f"{title} classes on test (AP): {escape(shown)}")
+    for name, m in report.splits.items():
+        if m["n_classes"] < m.get("n_classes_total", m["n_classes"]):
+            console.print(
+                f"{name}: mAP averages over the {m['n_classes']} of {m['n_classes_total']} classes "
+                "with a clip there"
+            )
+    single = (test or {}).get("single_label")
+    if single:
+        weakest = sorted(single["per_class"].items(), key=lambda item: item[1]["f1-score"])[:3]
+        shown = ", ".join(
+            f"{name} {v['precision']:.2f}/{v['recall']:.2f}" for name, v in weakest if v["support"]
+        )
+        console.print(f"weakest classes on test (precision/recall): {escape(shown)}")
     if report.not_saved is None:
-        console.print(f"report: {report.report_path}")
+        console.print(
+            f"report: {report.report_path}"
+            + (f"; confusion matrix: {report.confusion}" if report.confusion else "")
+        )
 
 
 @command("eval", render=_render_eval)
@@ -369,6 +386,7 @@ def _score(value: float | None, spread: float | None = None, digits: int = 4) ->
 
 def _render_runs(rows) -> None:
     single_label = any(r.test_accuracy is not None for r in rows)
+    gap = next((r.gap_metric for r in rows if r.gap_metric), "mAP")
     title = "runs (test: each store's test split; (cv), (seeds): mean ± 95% interval)"
     columns = ["run", "model", "input", "parameters", "epochs", "train s", "val mAP", "test mAP"]
     columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc", "recipe"]
@@ -414,6 +432,8 @@ def _render_runs(rows) -> None:
         for r in rows:
             console.print(f"{_run_name(r)}: {r.recipe}", highlight=False)
         console.print("(parameters, epochs, train seconds and the prior: a wider terminal or --json)")
+    if any(r.gap_to_best_frames is not None for r in rows):
+        console.print(f"vs frames: test {gap} minus the best frame row's (a set of runs counts as its mean)")
     for r in rows:
         if r.damaged:
             err_console.print(f"[yellow]{escape(r.name)} is damaged: {escape(r.damaged)}")
@@ -439,7 +459,15 @@ def runs_cmd(
     ] = "test_mAP",
     plot: Annotated[
         Path | None,
-        option("--plot", help="Also draw the runs as a bar chart (PNG).", default="no chart"),
+        option(
+            "--plot",
+            help="Also draw the runs as a bar chart (PNG), sets as means with 95% intervals.",
+            default="no chart",
+        ),
+    ] = None,
+    only: Annotated[
+        str | None,
+        option("--only", help="Only runs whose name matches this glob ('bert-*', '*-seed?').", default="all"),
     ] = None,
     runs_dir: RunsOpt = None,
 ):
@@ -447,12 +475,85 @@ def runs_cmd(
     from audiotok_cli.training.compare import compare_runs, plot_runs
 
     settings = command_settings(paths={"runs_dir": runs_dir})
-    rows = compare_runs(settings.runs_dir, sort)
+    rows = compare_runs(settings.runs_dir, sort, only)
     if plot is not None:
         plot_runs(rows, plot)
         if not quiet_or_json():
             console.print(f"chart: {plot}")
     return rows
+
+
+def _render_comparison(c) -> None:
+    def sized(name: str, runs: list[str]) -> str:
+        return name if len(runs) == 1 and runs[0] == name else f"{name} ({len(runs)} runs)"
+
+    console.print(
+        f"{escape(sized(c.a, c.a_runs))} - {escape(sized(c.b, c.b_runs))}, on the same {c.n_clips} "
+        f"{c.split} clips ({c.clips_method}, {c.resamples} resamples):",
+        highlight=False,
+    )
+    for d in c.differences:
+        p = "p -" if d.clips_p_value is None else f"p {d.clips_p_value:.4f}"
+        line = (
+            f"{d.metric}: {d.a:.4f} - {d.b:.4f} = {d.difference:+.4f}, 95% interval "
+            f"[{d.clips_ci95[0]:+.4f}, {d.clips_ci95[1]:+.4f}] over clips ({p})"
+        )
+        if d.runs_ci95 is not None:
+            line += (
+                f"; [{d.runs_ci95[0]:+.4f}, {d.runs_ci95[1]:+.4f}] over runs ({d.runs_test}, "
+                f"p {d.runs_p_value:.4f})"
+            )
+        console.print(line, highlight=False)
+    if any(d.clips_p_value is None for d in c.differences):
+        console.print("(no p over clips: the sides have unequal numbers of runs to pair)")
+
+
+@command("compare", render=_render_comparison, seeded=True)
+def compare_cmd(
+    a: Annotated[str, typer.Argument(help="A run, or a set's name (NAME of NAME-seedS or NAME-foldN runs).")],
+    b: Annotated[str, typer.Argument(help="The run or set to compare it with.")],
+    split: Annotated[str, typer.Option("--split", help="Compare on test or val.")] = "test",
+    resamples: Annotated[
+        int, typer.Option("--resamples", help="Bootstrap and permutation resamples.", min=100)
+    ] = 9999,
+    runs_dir: RunsOpt = None,
+):
+    """The difference A - B in accuracy and mAP, paired over the same clips: its 95% interval and
+    p-value (for sets of seeds or folds, over the runs too). Both must have been `eval`ed."""
+    from audiotok_cli.training.significance import compare
+
+    if split not in ("test", "val"):
+        raise SettingsError(f"--split {split!r}: choose test or val")
+    settings = command_settings(paths={"runs_dir": runs_dir})
+    return compare(settings.runs_dir, a, b, split, resamples, settings.seed)
+
+
+@command(
+    "report",
+    render=lambda r: console.print(
+        f"wrote {r.path}: {counted(r.runs, 'run')}, {counted(r.comparisons, 'comparison')} with the best "
+        f"frame recipe, {counted(len(r.figures), 'figure')}"
+    ),
+    seeded=True,
+)
+def report_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for report.md and its PNGs.")],
+    only: Annotated[
+        str | None, option("--only", help="Only runs whose name matches this glob.", default="all")
+    ] = None,
+    resamples: Annotated[
+        int,
+        typer.Option("--resamples", help="Bootstrap and permutation resamples of each comparison.", min=100),
+    ] = 9999,
+    store: StoreOpt = None,
+    runs_dir: RunsOpt = None,
+):
+    """One Markdown report with its figures: the data and split protocol, the runs with intervals, each
+    token recipe against the best frame recipe (compare's figures), recipes, curves, confusions."""
+    from audiotok_cli.experiments.report import write_report
+
+    settings = command_settings(paths={"store": store, "runs_dir": runs_dir})
+    return write_report(settings.resolved_paths, out_dir, only, resamples, settings.seed)
 
 
 def _render_predictions(result) -> None:

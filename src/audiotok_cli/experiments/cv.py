@@ -6,8 +6,9 @@ Each fold is a whole experiment on its own split: the store is split with that f
 drawn by group from the other folds), token models get a vocabulary clustered on that fold's train
 clips alone (`{features}-k{k}-fold{N}`, tokens of the same name: a vocabulary that saw the test
 fold's frames would flatter the tokenizer, which is what is being measured), then the run
-`{name}-fold{N}` trains and is scored. A fold whose run is finished and scored is not redone, so an
-interrupted `--cv` resumes; the store's split is put back as it was at the end.
+`{name}-fold{N}` trains and is scored. A fold whose run is finished with these very settings is not
+redone, so an interrupted `--cv` resumes; a set of fold runs of another recipe is never taken over
+(the new set gets the next free name, `NAME-2-foldN`); the store's split is put back at the end.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, repeat_score, scored
+from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, repeat_score
 from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
 from audiotok_cli.training.evaluate import evaluate
-from audiotok_cli.training.loop import EpochCallback, train
+from audiotok_cli.training.loop import EpochCallback, Planned, plan_run, train
+from audiotok_cli.training.runs import read_record, recipe_key, repeat_base
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +63,22 @@ def cross_validate(
         FrameTransforms(vocab_settings.transforms),
         vocab_settings.quantizer,
     )
-    base = settings.run_name or f"{model.kind}-{vocab if model.input == 'tokens' else features}"
-    plan = _Plan(
-        paths,
-        model,
-        settings,
-        seed,
-        base,
-        features,
-        vocab,
-        overwrite,
-        on_epoch,
-        split_settings,
-        vocab_settings,
-    )
+    default = f"{model.kind}-{vocab if model.input == 'tokens' else features}"
+    plan = _Plan(paths, model, settings, seed, features, vocab, on_epoch, split_settings, vocab_settings)
     original = store.split
-    result = RepeatedRuns(base, "fold")
+    repeats: list[RepeatScore] = []
+    base = None
     try:
-        result.repeats.extend(_fold(plan, fold) for fold in folds)
+        for fold in folds:
+            pick, planned = _prepare_fold(plan, fold)
+            if base is None:  # the set's name: one whose finished folds are of this recipe
+                wanted = {f"fold{number}": planned.record for number in folds}
+                base = repeat_base(paths.runs_dir, settings.run_name, default, wanted, recipe_key, overwrite)
+            repeats.append(_fold_run(plan, f"{base}-fold{fold}", fold, pick, planned, overwrite))
     finally:
         if original is not None:
             split(paths.store, _settings_of(original), original.seed)
-    return result
+    return RepeatedRuns(base or default, "fold", repeats)
 
 
 @dataclass(frozen=True)
@@ -93,39 +89,54 @@ class _Plan:
     model: ModelSettings
     settings: TrainSettings
     seed: int
-    base: str  # runs are `{base}-fold{N}`
     features: str
     vocab: str  # token models: vocabularies (and tokens) are `{vocab}-fold{N}`
-    overwrite: bool
     on_epoch: EpochCallback | None
     split_settings: SplitSettings
     vocab_settings: VocabSettings
 
 
-def _fold(plan: _Plan, fold: int) -> RepeatScore:
+def _prepare_fold(plan: _Plan, fold: int) -> tuple[Pick, Planned]:
+    """The store split with `fold` as test, the fold's vocabulary and tokens, and the run they make."""
     paths = plan.paths
-    run = f"{plan.base}-fold{fold}"
     fold_split = plan.split_settings.model_copy(
         update={"test_fold": fold, "test_groups": (), "test_sources": ()}
     )
     split(paths.store, fold_split, plan.seed)
-    if not plan.overwrite and scored(paths, run):
-        log.info("fold %d: %s is trained and scored; kept", fold, run)
-        return repeat_score(fold, run, evaluate(paths, run))
     pick = Pick(features=plan.features)
     if plan.model.input == "tokens":
         name = f"{plan.vocab}-fold{fold}"
         _fold_vocab(paths.store, plan.vocab_settings, plan.seed, plan.features, name)
         pick = Pick(name=name)
+    return pick, plan_run(paths, plan.model, plan.settings, plan.seed, pick)
+
+
+def _fold_run(plan: _Plan, run: str, fold: int, pick: Pick, planned: Planned, overwrite: bool) -> RepeatScore:
+    """The fold's run: kept where it is finished with these very inputs, trained (or resumed) else;
+    a run of this recipe on another split or vocabulary of the fold is trained again."""
+    paths = plan.paths
+    previous = read_record(paths.runs_dir / run)
+    same = previous is not None and previous.resume_key == planned.record.resume_key
+    if not overwrite and same and previous.complete:
+        log.info("fold %d: %s is trained with these settings; kept", fold, run)
+        return repeat_score(fold, run, evaluate(paths, run))
+    if previous is not None and not same and not overwrite:
+        log.warning("fold %d: %s was trained on another split or vocabulary; training it again", fold, run)
+        overwrite = True
     settings = plan.settings.model_copy(update={"run_name": run})
-    train(paths, plan.model, settings, plan.seed, pick, plan.overwrite, plan.on_epoch)
+    train(paths, plan.model, settings, plan.seed, pick, overwrite, plan.on_epoch)
     return repeat_score(fold, run, evaluate(paths, run))
 
 
 def _fold_vocab(store_path: Path, settings: VocabSettings, seed: int, features: str, name: str) -> None:
     """The fold's vocabulary and tokens: kept where it was clustered on this very split, else made."""
     store = Store.open(store_path)
-    current = name in store.names("vocab") and store.vocab_record(name).split == store.split
+    record = store.vocab_record(name) if name in store.names("vocab") else None
+    current = (
+        record is not None
+        and record.split == store.split
+        and (record.niter, record.init, record.seed) == (settings.niter, settings.init, seed)
+    )
     if not current:
         build_vocab(store_path, settings, seed, features, overwrite=True, name=name)
     tokenize(store_path, Pick(name=name), overwrite=not current)

@@ -1,8 +1,8 @@
 """Repeated runs of one recipe, summarised as one figure and its spread: `train --seeds N` (the same
 run under N seeds: how much of a difference between two models is the luck of one seed) here, and
 `train --cv` (one run per fold) in cv.py. Each repeat is a run of its own (`{name}-seed{S}`,
-`{name}-fold{N}`), trained and scored on test; a repeat already trained and scored is kept, so an
-interrupted set resumes."""
+`{name}-fold{N}`), trained and scored on test; a repeat already trained with the very same settings
+is kept (and scored again), so an interrupted set resumes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import logging
 from dataclasses import dataclass, field
 
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, Store
+from audiotok_cli.store import Pick
 from audiotok_cli.training.compare import Spread, spread
 from audiotok_cli.training.evaluate import EvalReport, evaluate
-from audiotok_cli.training.inputs import inputs_for_training
-from audiotok_cli.training.loop import EpochCallback, default_run_name, train
-from audiotok_cli.training.runs import REPORT, read_record
+from audiotok_cli.training.loop import EpochCallback, plan_run, train
+from audiotok_cli.training.runs import RunRecord, read_record, repeat_base
 
 log = logging.getLogger(__name__)
 
@@ -51,32 +50,34 @@ def train_seeds(
     init: str | None = None,
     seeds: int = 1,
 ) -> RepeatedRuns:
-    """Train and score `{name}-seed{S}` for the seeds S = seed .. seed + seeds - 1."""
-    base = settings.run_name or default_run_name(model, _inputs_name(paths, model, pick))
+    """Train and score `{name}-seed{S}` for the seeds S = seed .. seed + seeds - 1. A seed whose run
+    of these very settings is finished is kept; runs of other settings are never taken for them
+    (see `repeat_base`)."""
+    planned = {s: plan_run(paths, model, settings, s, pick, init) for s in range(seed, seed + seeds)}
+    wanted = {f"seed{s}": plan.record for s, plan in planned.items()}
+    default = planned[seed].default_name
+    base = repeat_base(
+        paths.runs_dir, settings.run_name, default, wanted, lambda record: record.resume_key, overwrite
+    )
     result = RepeatedRuns(base, "seed")
-    for repeat_seed in range(seed, seed + seeds):
+    for repeat_seed, plan in planned.items():
         run = f"{base}-seed{repeat_seed}"
-        if overwrite or not scored(paths, run):
+        log.info("seed %d of %d: %s", repeat_seed - seed + 1, seeds, run)
+        if overwrite or not finished(paths, run, plan.record):
             repeat = settings.model_copy(update={"run_name": run})
             train(paths, model, repeat, repeat_seed, pick, overwrite, on_epoch, init)
         else:
-            log.info("seed %d: %s is trained and scored; kept", repeat_seed, run)
+            log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
         result.repeats.append(repeat_score(repeat_seed, run, evaluate(paths, run)))
     return result
 
 
-def scored(paths: Paths, run: str) -> bool:
-    """Whether `run` is finished and scored on test (a repeat to keep)."""
-    directory = paths.runs_dir / run
-    record = read_record(directory) if directory.exists() else None
-    return record is not None and record.complete and (directory / REPORT).exists()
+def finished(paths: Paths, run: str, wanted: RunRecord) -> bool:
+    """Whether `run` is finished with the very settings of `wanted` (a repeat to keep)."""
+    record = read_record(paths.runs_dir / run)
+    return record is not None and record.complete and record.resume_key == wanted.resume_key
 
 
 def repeat_score(index: int, run: str, report: EvalReport) -> RepeatScore:
     test, val = report.splits.get("test", {}), report.splits.get("val", {})
     return RepeatScore(index, run, test.get("mAP", float("nan")), test.get("accuracy"), val.get("mAP"))
-
-
-def _inputs_name(paths: Paths, model: ModelSettings, pick: Pick) -> str:
-    """The tokens or features a run would read: its default name says which."""
-    return inputs_for_training(Store.open(paths.store), model, pick).model_inputs.padded.name

@@ -4,7 +4,9 @@ A clip's id is `{collection}/{path relative to the root}`, so importing again ad
 Labels that are all AudioSet MIDs or display names join AudioSet's 527 classes; otherwise the
 collection keeps its own class list (sorted label names), recorded in the store: a store has one
 class list, and labels outside it are refused before anything is written. Files no decoder can
-open are reported, counted and skipped (the next import tries them again), never fatal.
+open are reported, counted and skipped (the next import tries them again), never fatal. Identical
+files (ESC-50 and hand-made collections hold copies) are found by their content and put in one
+group, so no split puts one copy in train and another in test.
 
 New clips are stored in an order fixed by a hash of their ids, not by path: a collection's paths
 sort by class or speaker (`dog/...`, `0_george_...`), and a shard of one class would make every
@@ -22,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from audiotok_cli.audio.logmel import unreadable
 from audiotok_cli.audioset.classes import ClassIndex, audioset_ids, class_index, own_classes
 from audiotok_cli.corpora import Entry, read_collection
+from audiotok_cli.corpora.duplicates import DEDUPE_MODES, content_digest, join_copies
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import NAME_PATTERN
@@ -49,6 +53,11 @@ class ImportResult:
     folds: list[int] = field(default_factory=list)
     groups: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)  # relative path -> why
+    dedupe: str = "exact"
+    duplicate_files: int = 0  # clips of the store with an identical copy (exact bytes, or samples)
+    duplicate_sets: int = 0
+    regrouped: int = 0  # clips whose group changed to keep copies together
+    copies_across_folds: int = 0  # sets whose copies the collection's own folds put apart
 
 
 def import_collection(
@@ -58,9 +67,14 @@ def import_collection(
     layout: str | None = None,
     manifest: Path | None = None,
     copy_to: Path | None = None,
+    dedupe: str = "exact",
 ) -> ImportResult:
     """Import the collection at `root` (layout detected unless given) as `name` (default: the
-    folder's name); with `copy_to`, its files are copied under `copy_to/name/` and read from there."""
+    folder's name); with `copy_to`, its files are copied under `copy_to/name/` and read from there.
+    Every file's content is digested (`dedupe`: exact bytes, or near: decoded samples) and copies
+    are put in one group, so that no split separates them."""
+    if dedupe not in DEDUPE_MODES:
+        raise SettingsError(f"--dedupe {dedupe!r}: choose {' or '.join(DEDUPE_MODES)}")
     root = root.resolve()
     name = _collection_name(name or root.name)
     layout, entries = read_collection(root, layout, manifest)
@@ -77,15 +91,21 @@ def import_collection(
                 f"collection {name!r} in {store.path} reads its audio from {known.root}, not {home}; "
                 "import this one under another --name"
             )
-        result = ImportResult(name, layout, str(home), len(classes), classes.is_audioset)
-        store.save_collection(name, CollectionRecord(root=str(home), layout=layout))
+        result = ImportResult(name, layout, str(home), len(classes), classes.is_audioset, dedupe=dedupe)
+        contents = dict(known.contents) if known is not None and known.dedupe == dedupe else {}
+        store.save_collection(name, CollectionRecord(root=str(home), layout=layout, dedupe=dedupe))
         new = sorted(
             (entry for entry in entries if f"{name}/{entry.path}" not in store.row_of),
             key=lambda entry: _mixed(f"{name}/{entry.path}"),
         )
         result.clips_known = len(entries) - len(new)
         pending: list[Entry] = []
-        with progress(f"import {name}", len(new)) as advance:
+        new_paths = {entry.path for entry in new}
+        undigested = [entry for entry in entries if entry.path not in new_paths | contents.keys()]
+        with progress(f"import {name}", len(new) + len(undigested)) as advance:
+            for entry in undigested:  # clips imported before, with another --dedupe
+                contents[entry.path] = _digest(home / entry.path, dedupe)
+                advance(1)
             for entry in new:
                 if copy_to is not None:
                     _copy(root / entry.path, home / entry.path)
@@ -93,14 +113,17 @@ def import_collection(
                 if why is not None:
                     result.unreadable[entry.path] = why
                 else:
+                    contents[entry.path] = _digest(home / entry.path, dedupe)
                     pending.append(entry)
                     if len(pending) >= ROWS_PER_COMMIT:
                         _append(store, name, pending, classes, ids, result)
                 advance(1)
             _append(store, name, pending, classes, ids, result)
-        store.save_collection(
-            name, CollectionRecord(root=str(home), layout=layout, unreadable=result.unreadable)
+        collection = CollectionRecord(
+            root=str(home), layout=layout, unreadable=result.unreadable, dedupe=dedupe, contents=contents
         )
+        store.save_collection(name, collection)
+        _keep_copies_together(store, result)
         folds, groups = store.folds(), store.groups()
         mine = np.char.startswith(store.ytids().astype(str), f"{name}/")
         result.folds = sorted(int(f) for f in np.unique(folds[mine]) if f >= 0)
@@ -115,6 +138,36 @@ def import_collection(
             first_why,
         )
     return result
+
+
+def _digest(path: Path, dedupe: str) -> str:
+    """The file's content digest; "" where it cannot be read whole (it is then nobody's copy)."""
+    try:
+        return content_digest(path, dedupe)
+    except (OSError, RuntimeError, sf.LibsndfileError):
+        return ""
+
+
+def _keep_copies_together(store: Store, result: ImportResult) -> None:
+    """Join the groups of identical clips across every collection in the store (see
+    corpora/duplicates.py) and count them."""
+    digests = np.full(store.n_clips, "", dtype=object)
+    row_of = store.row_of
+    for collection, record in store.collections.items():
+        for path, digest in record.contents.items():
+            row = row_of.get(f"{collection}/{path}")
+            if row is not None:
+                digests[row] = digest
+    found = join_copies(store.groups(), digests)
+    if found.joined:
+        store.set_groups(found.groups)
+    result.duplicate_files, result.duplicate_sets, result.regrouped = found.files, found.sets, found.joined
+    folds = store.folds()
+    known = digests != ""
+    fold_sets = {}
+    for digest, fold in zip(digests[known], folds[known], strict=True):
+        fold_sets.setdefault(digest, set()).add(int(fold))
+    result.copies_across_folds = sum(len(folds_of) > 1 for folds_of in fold_sets.values())
 
 
 def _mixed(clip_id: str) -> bytes:

@@ -8,6 +8,12 @@ groups, so val never shares a speaker or a source recording with train (a val sp
 scores near 1 while unseen speakers score a quarter of that). Every draw depends only on the seed and
 the clip, so appending clips never reshuffles old ones.
 
+For a single-label collection (each clip one class: ESC-50, spoken digits) val, and test where it
+is drawn rather than named, are stratified by class with groups kept whole (scikit-learn's
+`StratifiedGroupKFold`, seeded): a val split of ten speakers that misses two of ten classes would
+choose the best epoch on eight. That draw depends on every clip, so appending clips may move old
+ones; `--no-stratify` keeps the per-clip hash. A val or test split missing a class of train is named.
+
 Clips without labels stay unassigned unless `keep_unlabeled`: trained on, they teach "nothing here".
 Clips of sources outside `train_sources` stay unassigned too: `split --train-source bal_train` keeps
 a classifier on the balanced set while `pretrain` still learns from unbal_train's clips.
@@ -16,7 +22,9 @@ a classifier on the balanced set while `pretrain` still learns from unbal_train'
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import logging
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +32,8 @@ import numpy as np
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import SplitSettings
 from audiotok_cli.store import SOURCES, SPLITS, SplitRecord, Store, split_code
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +45,9 @@ class SplitResult:
     other_sources_left_out: int
     test_rule: str = "the eval source"
     val_by_group: bool = False
+    stratified: bool = False
+    classes: dict[str, int] = field(default_factory=dict)  # split -> classes with a clip there
+    missing: dict[str, list[str]] = field(default_factory=dict)  # val/test -> train's classes absent
 
 
 def hash_unit(ytid: str, seed: int) -> float:
@@ -52,10 +65,17 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         ids, sources = store.ytids(), store.sources()
         folds, groups = store.folds(), store.groups()
         grouped = groups != ""
-        test, rule = _test_rows(store, settings, seed, sources, folds, groups, ids)
+        stratify = settings.stratify if settings.stratify is not None else store.single_label()
+        classes = _single_classes(store) if stratify else None
+        test, rule = _test_rows(store, settings, seed, sources, folds, groups, ids, classes)
         by_group = settings.val_by_group if settings.val_by_group is not None else bool(grouped.any())
         val_keys = np.where(grouped, groups, ids) if by_group else ids
-        val = _at_least_one(_draws(val_keys, seed), settings.val_ratio, val_keys, ~test & grouped & by_group)
+        if classes is not None:
+            val = _stratified(~test & (classes >= 0), classes, val_keys, settings.val_ratio, seed)
+        else:
+            val = _at_least_one(
+                _draws(val_keys, seed), settings.val_ratio, val_keys, ~test & grouped & by_group
+            )
         codes = np.where(val, split_code("val"), split_code("train")).astype(np.uint8)
         codes[test] = split_code("test")
         if settings.train_sources is None:
@@ -76,10 +96,23 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             test_sources=settings.test_sources,
             test_ratio=settings.test_ratio if "hash" in rule else None,
             val_by_group=by_group,
+            stratify=classes is not None,
             test_rule=rule,
         )
         store.set_splits(codes, record)
+        present = _classes_present(store, codes)
     counts = {name: int((codes == split_code(name)).sum()) for name in SPLITS[1:]}
+    names = store.classes.names
+    missing = {
+        name: [names[c] for c in np.flatnonzero(present["train"] & ~present[name])]
+        for name in ("val", "test")
+        if counts[name] and (present["train"] & ~present[name]).any()
+    }
+    for name, absent in missing.items():
+        log.warning(
+            "%s holds no clip of %d of train's classes (%s): its mAP averages over the others",
+            name, len(absent), ", ".join(absent[:5]) + ", ..." * (len(absent) > 5),
+        )  # fmt: skip
     return SplitResult(
         counts,
         settings.val_ratio,
@@ -88,7 +121,51 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         int(other.sum()),
         rule,
         by_group,
+        classes is not None,
+        {name: int(present[name].sum()) for name in counts},
+        missing,
     )
+
+
+def _single_classes(store: Store) -> np.ndarray:
+    """Each clip's one class, -1 for clips without a label (or with several: never stratified on)."""
+    labels = store.sparse_labels()
+    counts = np.asarray(labels.sum(axis=1)).ravel()
+    first = np.asarray(labels.argmax(axis=1)).ravel()
+    return np.where(counts == 1, first, -1)
+
+
+def _classes_present(store: Store, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Per split, which classes have a clip in it."""
+    labels = store.sparse_labels()
+    return {
+        name: np.asarray(labels[codes == split_code(name)].sum(axis=0)).ravel() > 0 for name in SPLITS[1:]
+    }
+
+
+def _stratified(
+    candidates: np.ndarray, classes: np.ndarray, keys: np.ndarray, ratio: float, seed: int
+) -> np.ndarray:
+    """About `ratio` of the `candidates` (a mask), every class in proportion, groups (`keys`) whole:
+    a fold of scikit-learn's seeded `StratifiedGroupKFold` with 1/ratio folds, or as many as
+    the largest class has clips (6 clips a class and a ratio of 0.1 give a sixth, one clip a class,
+    where a tenth could not hold every class)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    rows = np.flatnonzero(candidates)
+    largest = int(np.bincount(classes[rows]).max()) if len(rows) else 0
+    n_splits = min(max(2, round(1 / ratio)), len(np.unique(keys[rows])), largest)
+    chosen = np.zeros(len(candidates), dtype=bool)
+    if n_splits < 2:
+        return chosen
+    folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed % 2**32)
+    with warnings.catch_warnings():  # "least populated class has only N members": said per split below
+        warnings.simplefilter("ignore", UserWarning)
+        held_out = [held for _, held in folds.split(rows, classes[rows], keys[rows])]
+    # a class with fewer clips than folds misses some folds: take the first holding the most classes
+    held = max(held_out, key=lambda fold: len(np.unique(classes[rows[fold]])))
+    chosen[rows[held]] = True
+    return chosen
 
 
 def _test_rows(
@@ -99,6 +176,7 @@ def _test_rows(
     folds: np.ndarray,
     groups: np.ndarray,
     ids: np.ndarray,
+    classes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, str]:
     """The test clips and how they were chosen: the eval source, and the fold, groups or sources
     named; with none named, a hash of the imported clips' groups (or ids)."""
@@ -123,10 +201,15 @@ def _test_rows(
     if not named and imported.any():
         grouped = groups != ""
         keys = np.where(grouped, groups, ids)
-        test |= imported & _at_least_one(
-            _draws(keys, seed, "test:"), settings.test_ratio, keys, imported & grouped
-        )
-        rules.append(f"hash {settings.test_ratio:.0%} of imported clips" + " by group" * bool(grouped.any()))
+        by_group = " by group" * bool(grouped.any())
+        if classes is not None:
+            test |= _stratified(imported & (classes >= 0), classes, keys, settings.test_ratio, seed + 1)
+            rules.append(f"{settings.test_ratio:.0%} of imported clips{by_group}, stratified by class")
+        else:
+            test |= imported & _at_least_one(
+                _draws(keys, seed, "test:"), settings.test_ratio, keys, imported & grouped
+            )
+            rules.append(f"hash {settings.test_ratio:.0%} of imported clips{by_group}")
     return test, " + ".join(rules) or "none"
 
 

@@ -551,6 +551,19 @@ class Store:
             [labels.any(axis=1) for _, labels in self._label_chunks()] or [np.zeros(0, dtype=bool)]
         )
 
+    def set_groups(self, groups: np.ndarray) -> None:
+        """Every clip's group at once (import joins copies of one recording into one group)."""
+        self._clips["group"][: self.n_clips] = np.asarray(groups, dtype=str)
+
+    def single_label(self) -> bool:
+        """An imported collection whose labelled clips each have one class (ESC-50, digits): the
+        field trains those with softmax cross-entropy and reports accuracy. AudioSet never is."""
+        if self.clips_record.classes is None:
+            return False
+        counts = np.concatenate([labels.sum(axis=1) for _, labels in self._label_chunks()] or [np.zeros(0)])
+        labelled = counts[counts > 0]
+        return len(labelled) > 0 and bool((labelled == 1).all())
+
     def set_splits(self, codes: np.ndarray, split: SplitRecord) -> None:
         self._clips["split"][: self.n_clips] = codes
         _write_record(self._clips, self.clips_record.model_copy(update={"split": split}))

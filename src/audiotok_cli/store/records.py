@@ -57,6 +57,7 @@ class SplitRecord(BaseModel):
         None, description="Imported clips hashed into test (no fold/group/source)."
     )
     val_by_group: bool = False
+    stratify: bool = Field(False, description="Val (and a hashed test) drawn stratified by class.")
     test_rule: str = Field("the eval source", description="How test was chosen, for tables.")
 
 
@@ -67,6 +68,10 @@ class CollectionRecord(BaseModel):
     layout: str = Field(description="How it was read: manifest, folders, esc50, urbansound8k.")
     unreadable: dict[str, str] = Field(
         default_factory=dict, description="Relative path -> why the file was skipped (retried next import)."
+    )
+    dedupe: str = Field("exact", description="How copies were found: exact (file bytes) or near (samples).")
+    contents: dict[str, str] = Field(
+        default_factory=dict, description="Relative path -> its content digest (corpora/duplicates.py)."
     )
 
 

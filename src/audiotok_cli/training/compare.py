@@ -4,6 +4,7 @@ has its answer in one place."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import statistics
@@ -12,12 +13,13 @@ from pathlib import Path
 
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.settings import TrainSettings
-from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, settings_key
+from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, recipe_key, settings_key
 
 SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
 FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)$")  # the runs of `train --cv`
 SEED_RUN = re.compile(r"-seed\d+$")  # the runs of `train --seeds N`
 SEED = re.compile(r"(, )?seed \d+$")  # the seed at the end of a recipe
+SEEDS = re.compile(r"(, )?seeds [\d,]+$")  # the seeds at the end of a set's recipe
 
 
 @dataclass
@@ -38,36 +40,63 @@ class RunRow:
     test_mAP_ci95: float | None = None  # and the half-width of the mean's 95% interval
     test_accuracy_std: float | None = None
     test_accuracy_ci95: float | None = None
-    gap_to_best_frames: float | None = None  # test mAP minus the best frame run's
+    gap_to_best_frames: float | None = None  # the headline (accuracy, else mAP) minus the best frame row's
+    gap_metric: str = ""  # which: "accuracy" or "mAP"
+    member_of: str = ""  # the (seeds) or (cv) row this run is summed up in
     val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
     val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
     recipe: str = ""  # how it was trained, where that differs from the defaults: "lr 0.003, seed 2"
+    loss: str = ""  # ce (softmax, single-label) or bce
     seed: int | None = None
     settings_key: str = ""  # the same for runs that differ only by seed
+    recipe_key: str = ""  # the same for the fold runs of one cross-validation
     damaged: str = ""  # why the run folder cannot be read, and the fix
 
 
-def compare_runs(runs_dir: Path, sort: str = "test_mAP") -> list[RunRow]:
-    """One row per run; best first for scores. Runs not yet evaluated have no test mAP."""
+def compare_runs(runs_dir: Path, sort: str = "test_mAP", only: str | None = None) -> list[RunRow]:
+    """One row per run (those whose name matches the glob `only`, if given), and one per set of
+    seeds or folds; best first for scores. Runs not yet evaluated have no test mAP."""
     if sort not in SORT_KEYS:
         raise SettingsError(f"invalid --sort {sort!r}; choose from {', '.join(SORT_KEYS)}")
     damaged: dict[Path, str] = {}
     rows = []
     for directory, record in find_runs(runs_dir, damaged):
+        if only is not None and not fnmatch.fnmatchcase(directory.name, only):
+            continue
         try:
             rows.append(_row(directory, record))
         except (ValueError, KeyError, OSError) as error:  # a damaged eval.json: the run is still listed
             damaged[directory] = f"{directory / REPORT} is damaged ({type(error).__name__}); run `eval` again"
     rows += [_damaged_row(directory, why) for directory, why in damaged.items()]
     if not rows:
-        raise MissingInputError(f"no runs in {runs_dir}; run `audiotok train` first or pass --runs-dir")
+        matching = f" matching {only!r}" if only is not None else ""
+        raise MissingInputError(
+            f"no runs{matching} in {runs_dir}; run `audiotok train` first or pass --runs-dir"
+        )
     rows += cross_validation_rows(rows) + seed_rows(rows)
-    frames = [row.test_mAP for row in rows if row.input.startswith("frames") and row.test_mAP is not None]
-    for row in rows:
-        if frames and row.test_mAP is not None:
-            row.gap_to_best_frames = row.test_mAP - max(frames)
+    _gaps_to_frames(rows)
     descending = sort != "name"
     return sorted(rows, key=lambda row: _sort_value(row, sort), reverse=descending)
+
+
+def _gaps_to_frames(rows: list[RunRow]) -> None:
+    """Each row's headline figure (accuracy where every scored row has one, else mAP) minus the best
+    frame row's: a set of seeds or folds counts as its mean, its members not on their own, so a
+    token recipe is never measured against one lucky frame seed."""
+    scored = [row for row in rows if row.test_mAP is not None]
+    metric = "accuracy" if scored and all(row.test_accuracy is not None for row in scored) else "mAP"
+
+    def headline(row: RunRow) -> float | None:
+        return row.test_accuracy if metric == "accuracy" else row.test_mAP
+
+    frames = [
+        headline(row)
+        for row in scored
+        if row.input.startswith("frames") and not row.member_of and headline(row) is not None
+    ]
+    for row in scored:
+        if frames and headline(row) is not None:
+            row.gap_to_best_frames, row.gap_metric = headline(row) - max(frames), metric
 
 
 def _damaged_row(directory: Path, why: str) -> RunRow:
@@ -123,8 +152,10 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         prior_mAP=prior,
         test_accuracy=accuracy,
         recipe=recipe,
+        loss=record.loss,
         seed=record.seed,
         settings_key=settings_key(record),
+        recipe_key=recipe_key(record),
     )
 
 
@@ -139,19 +170,23 @@ def _recipe(record: RunRecord) -> str:
         f"{_SHORT.get(key, key.replace('_', '-'))} {value:g}" if isinstance(value, float) else
         f"{_SHORT.get(key, key.replace('_', '-'))} {value}"
         for key, value in record.train.items()
-        if key in defaults and key != "epochs" and value != defaults[key]
+        if key in defaults and key not in ("epochs", "loss") and value != defaults[key]
     ]  # fmt: skip
     return ", ".join([*changed, f"seed {record.seed}"])
 
 
 def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
     """One row per set of fold runs (`NAME-fold1`, `NAME-fold2`, ... all scored on test)."""
-    sets: dict[str, list[RunRow]] = {}
+    sets: dict[tuple[str, str], list[RunRow]] = {}
     for row in rows:
         match = FOLD_RUN.match(row.name)
         if match and row.test_mAP is not None:
-            sets.setdefault(match["base"], []).append(row)
-    return [_summary_row(f"{base} (cv)", folds, "folds") for base, folds in sets.items() if len(folds) > 1]
+            sets.setdefault((match["base"], row.recipe_key), []).append(row)
+    summaries = []
+    for (base, _), folds in sets.items():
+        if len(folds) > 1:
+            summaries.append(_summary_row(f"{base} (cv)", folds, "folds"))
+    return summaries
 
 
 def seed_rows(rows: list[RunRow]) -> list[RunRow]:
@@ -166,14 +201,27 @@ def seed_rows(rows: list[RunRow]) -> list[RunRow]:
         if len(by_seed) > 1:
             runs = list(by_seed.values())
             bases = {SEED_RUN.sub("", row.name) for row in runs}
-            base = bases.pop() if len(bases) == 1 else runs[0].name
-            summaries.append(_summary_row(f"{base} (seeds)", runs, "seeds"))
+            summary = _summary_row("", runs, "seeds")
+            # one name for the set where its runs share one (`--seeds`); else its settings say what it is
+            summary.name = f"{bases.pop() if len(bases) == 1 else _described(summary)} (seeds)"
+            for row in runs:
+                row.member_of = summary.name
+            summaries.append(summary)
     return summaries
 
 
+def _described(row: RunRow) -> str:
+    """A set of runs trained by hand under names of their own, named by what they share."""
+    recipe = SEEDS.sub("", row.recipe)
+    return f"{row.model} on {row.input}" + (f", {recipe}" if recipe else "")
+
+
 def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
-    """The mean of `runs`' scores, with their standard deviation and 95% interval beside it."""
+    """The mean of `runs`' scores, with their standard deviation and 95% interval beside it; the
+    runs are marked as its members."""
     first = runs[0]
+    for row in runs:
+        row.member_of = name
     test, accuracy = spread([row.test_mAP for row in runs]), spread([row.test_accuracy for row in runs])
     val, prior = spread([row.val_mAP for row in runs]), spread([row.prior_mAP for row in runs])
     recipe = first.recipe
@@ -198,6 +246,7 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         test_accuracy_std=accuracy.std if accuracy else None,
         test_accuracy_ci95=accuracy.ci95 if accuracy else None,
         recipe=recipe,
+        loss=first.loss,
     )
 
 
@@ -220,36 +269,53 @@ def spread(values: list[float | None]) -> Spread | None:
 
 
 def plot_runs(rows: list[RunRow], path: Path) -> Path:
-    """A bar chart of test mAP (val mAP where a run has no eval yet) per run, the label prior drawn
-    as a line: token runs in one colour, frame runs in another."""
+    """One horizontal bar per run or set of runs (a set drawn once, as its mean with its 95%
+    interval; its members left out), best at the top: test accuracy for single-label runs, else test
+    mAP (val where a run has no eval yet, hatched), the label prior as a line; tokens blue, frames
+    orange. Horizontal, so that thirty names stay readable."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    rows = [row for row in rows if row.val_mlm_loss is None]  # pretraining runs have no mAP
-    names = [row.name for row in rows]
-    scores = [row.test_mAP if row.test_mAP is not None else (row.val_mAP or 0.0) for row in rows]
-    colours = ["tab:blue" if row.input.startswith("tokens") else "tab:orange" for row in rows]
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5))
-    bars = axes.bar(names, scores, color=colours)
-    unscored = [bar for bar, row in zip(bars, rows, strict=True) if row.test_mAP is None]
-    for bar in unscored:  # a val score: hatched and pale, never read as a test score
-        bar.set(hatch="//", alpha=0.4)
-    if unscored:
-        unscored[0].set_label("val mAP (not evaluated on test)")
-    axes.bar_label(bars, fmt="%.3f")
-    priors = [row.prior_mAP for row in rows if row.prior_mAP is not None]
-    if priors:
-        axes.axhline(max(priors), color="grey", linestyle="--", label="label prior")
-    axes.set_ylabel("test mAP (val where not evaluated)")
-    axes.set_ylim(0, 1)
-    axes.set_title("audiotok runs: tokens (blue) vs spectrogram frames (orange)")
-    axes.tick_params(axis="x", labelrotation=30)
-    if priors or unscored:
-        axes.legend()
+    shown = [row for row in rows if row.val_mlm_loss is None and not row.member_of and not row.damaged]
+    accuracy = bool(shown) and all(row.test_accuracy is not None for row in shown if row.test_mAP is not None)
+    metric = "accuracy" if accuracy else "mAP"
+
+    def value(row: RunRow) -> tuple[float, float]:
+        if row.test_mAP is None:
+            return row.val_mAP or 0.0, 0.0
+        if accuracy:
+            return row.test_accuracy or 0.0, row.test_accuracy_ci95 or 0.0
+        return row.test_mAP, row.test_mAP_ci95 or 0.0
+
+    shown.sort(key=lambda row: value(row)[0])
+    figure = Figure(figsize=(8.0, max(2.5, 0.32 * len(shown) + 1.2)))
+    axes = figure.add_subplot()
+    means, halves = zip(*(value(row) for row in shown), strict=True) if shown else ((), ())
+    colours = ["tab:blue" if row.input.startswith("tokens") else "tab:orange" for row in shown]
+    bars = axes.barh(range(len(shown)), means, xerr=halves, color=colours, capsize=3)
+    for bar, row in zip(bars, shown, strict=True):
+        if row.test_mAP is None:  # a val score: hatched and pale, never read as a test score
+            bar.set(hatch="//", alpha=0.4)
+    axes.set_yticks(range(len(shown)), [_label(row) for row in shown], fontsize=8)
+    labels = [
+        f"{mean:.3f}" + (f" ± {half:.3f}" if half else "") for mean, half in zip(means, halves, strict=True)
+    ]
+    axes.bar_label(bars, labels=labels, fontsize=7, padding=3)
+    priors = [row.prior_mAP for row in shown if row.prior_mAP is not None]
+    if priors and not accuracy:
+        axes.axvline(max(priors), color="grey", linestyle="--", label="label prior")
+        axes.legend(loc="lower right", fontsize=8)
+    axes.set_xlim(0, 1.15)
+    axes.set_xlabel(f"test {metric} (sets: mean ± 95% interval; hatched: val, not yet evaluated)")
+    axes.set_title("audiotok runs: tokens (blue) vs spectrogram frames (orange)", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
+
+
+def _label(row: RunRow) -> str:
+    count = f" [{row.seeds} seeds]" if row.seeds else f" [{row.folds} folds]" if row.folds else ""
+    return row.name.removesuffix(" (seeds)").removesuffix(" (cv)") + count

@@ -304,17 +304,29 @@ def _batch(rows: ShardRows, part: slice) -> Batch:
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
+    model: torch.nn.Module,
+    reader: BatchReader,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    loss: str = "bce",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and sigmoid scores of the selected rows, in row order."""
+    """Labels and scores of the selected rows, in row order: probabilities that sum to 1 for a
+    model trained with softmax cross-entropy (`ce`), independent sigmoids for BCE."""
     model.eval()
     labels, scores, order = [], [], []
     with progress("predict", int(rows.sum())) as advance:
         for batch in reader.batches(rows, batch_size):
             logits = model(batch.inputs.to(device), batch.lengths.to(device))
-            scores.append(torch.sigmoid(logits).float().cpu().numpy())
+            scores.append(probabilities(logits, loss).cpu().numpy())
             labels.append(batch.labels.numpy())
             order.append(batch.rows)
             advance(len(batch.rows))
     sort = np.argsort(np.concatenate(order))
     return np.concatenate(labels)[sort].astype(bool), np.concatenate(scores)[sort]
+
+
+def probabilities(logits: torch.Tensor, loss: str) -> torch.Tensor:
+    """What a run's logits mean: a softmax over classes (`ce`), or one sigmoid a class (`bce`)."""
+    logits = logits.float()
+    return torch.softmax(logits, dim=-1) if loss == "ce" else torch.sigmoid(logits)

@@ -1,28 +1,38 @@
 """`eval`: score a trained run on the val split and the official eval set (test), beside the
-label-prior baseline, and write the report as JSON next to the run."""
+label-prior baseline, and write the report as JSON next to the run, with every clip's scores
+(`predictions.safetensors`, what `compare` pairs runs on) and, for single-label collections, the
+confusion matrix (`confusion.png`, its counts in the report)."""
 
 from __future__ import annotations
 
 import errno
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+
 from audiotok_cli.atomic import write_json
-from audiotok_cli.errors import DataError, NotWritableError
+from audiotok_cli.errors import DataError, MissingInputError, NotWritableError
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store, only_candidate
 from audiotok_cli.training.data import BatchReader, predict, reader_workers
+from audiotok_cli.training.figures import plot_confusion
 from audiotok_cli.training.inputs import inputs_for_run
 from audiotok_cli.training.metrics import (
     classification_metrics,
     mean_average_precision,
     per_class_ap,
     prior_scores,
+    single_label_report,
     tune_thresholds,
 )
-from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device
+from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device, save_tensors
 
 SHOWN_CLASSES = 10
+PREDICTIONS, CONFUSION = "predictions.safetensors", "confusion.png"
 
 
 @dataclass
@@ -32,6 +42,7 @@ class EvalReport:
     splits: dict[str, dict]  # split -> metrics, with "prior_mAP" and "per_class_AP"
     test_rule: str  # how the store chose its test clips: "the eval source", "fold 1", ...
     not_saved: str | None = None  # why the report could not be written (the scores still count)
+    confusion: Path | None = None  # single-label runs: the test split's confusion matrix, drawn
 
     def problem(self) -> NotWritableError | None:
         """The scores are shown first; then the exit code says the report was not saved."""
@@ -86,22 +97,28 @@ def evaluate(
     loaded.model.to(target)
     lengths = inputs.padded.all_lengths()
     train_prior = store.label_prior(store.split_rows(lengths, "train"))
-    results, thresholds = {}, None
+    results, thresholds, predictions = {}, None, {}
     names = loaded.classes.names
+    clip_ids = store.ytids()
     reader = BatchReader(store, inputs, reader_workers(None, target))
     for split in ("val", "test"):
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
-        labels, scores = predict(loaded.model, reader, rows, batch_size, target)
+        labels, scores = predict(loaded.model, reader, rows, batch_size, target, record.loss)
+        predictions[split] = SplitPredictions(clip_ids[rows].tolist(), labels, scores)
         if split == "val":
             thresholds = tune_thresholds(labels, scores)
         metrics = classification_metrics(labels, scores, thresholds)
         metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_prior, len(labels)))
         ranked = sorted(per_class_ap(labels, scores).items(), key=lambda item: -item[1])
+        shown = max(1, min(SHOWN_CLASSES, len(ranked) // 2))  # best and worst never the same classes
         metrics["per_class_AP"] = {names[c]: ap for c, ap in ranked}
-        metrics["best_classes"] = [names[c] for c, _ in ranked[:SHOWN_CLASSES]]
-        metrics["worst_classes"] = [names[c] for c, _ in ranked[-SHOWN_CLASSES:][::-1]]
+        metrics["best_classes"] = [names[c] for c, _ in ranked[:shown]]
+        metrics["worst_classes"] = [names[c] for c, _ in ranked[-shown:][::-1]]
+        single = single_label_report(labels, scores, list(names))
+        if single is not None:
+            metrics["single_label"] = single
         results[split] = metrics
     reader.close()
     report = {
@@ -113,9 +130,57 @@ def evaluate(
     }
     result = EvalReport(directory, directory / REPORT, results, store.split.test_rule)
     try:
+        write_predictions(directory, predictions)
+        if "single_label" in results.get("test", {}):
+            matrix = results["test"]["single_label"]["confusion"]
+            accuracy = results["test"]["accuracy"]
+            title = f"{directory.name}: test ({store.split.test_rule}), accuracy {accuracy:.3f}"
+            result.confusion = plot_confusion(matrix, list(names), directory / CONFUSION, title)
         write_json(directory / REPORT, report)
     except OSError as denied:  # a read-only run folder or mount: the scores are still worth showing
         if denied.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         result.not_saved = denied.strerror
     return result
+
+
+@dataclass
+class SplitPredictions:
+    """A run's scores on one split, by clip: what `compare` pairs two runs on."""
+
+    clips: list[str]
+    labels: np.ndarray  # [clips, classes] bool
+    scores: np.ndarray  # [clips, classes] probabilities
+
+
+def write_predictions(directory: Path, predictions: dict[str, SplitPredictions]) -> None:
+    """`predictions.safetensors`: per split its labels and scores, the clip ids in the metadata."""
+    tensors, metadata = {}, {}
+    for split, scored in predictions.items():
+        tensors[f"{split}.labels"] = torch.from_numpy(scored.labels.astype(np.uint8))
+        tensors[f"{split}.scores"] = torch.from_numpy(np.ascontiguousarray(scored.scores, dtype=np.float32))
+        metadata[f"{split}.clips"] = json.dumps(scored.clips)
+    save_tensors(directory / PREDICTIONS, tensors, metadata)
+
+
+def read_predictions(directory: Path, split: str = "test") -> SplitPredictions:
+    """The scores the run's last `eval` wrote for `split`; none is refused naming the fix."""
+    path = directory / PREDICTIONS
+    if not path.exists():
+        raise MissingInputError(
+            f"{directory} has no scored clips; run `audiotok eval --run {directory.name}`"
+        )
+    try:
+        with safe_open(path, framework="np") as handle:
+            metadata = handle.metadata() or {}
+            if f"{split}.clips" not in metadata:
+                raise MissingInputError(f"{path} holds no {split} clips; the store has no {split} split")
+            return SplitPredictions(
+                json.loads(metadata[f"{split}.clips"]),
+                handle.get_tensor(f"{split}.labels").astype(bool),
+                handle.get_tensor(f"{split}.scores"),
+            )
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(
+            f"{path} is damaged ({exc}); run `audiotok eval --run {directory.name}` again"
+        ) from None

@@ -1,5 +1,6 @@
-"""`train`: a token or frame model on the train split with multi-label BCE, keeping the best epoch
-by val mAP (or the average of the last epochs' weights)."""
+"""`train`: a token or frame model on the train split (softmax cross-entropy for single-label
+collections, multi-label BCE for AudioSet), keeping the best epoch by val mAP (or the average of
+the last epochs' weights)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from audiotok_cli.training.distributed import (
     ranks,
     wrap,
 )
-from audiotok_cli.training.inputs import inputs_for_training
+from audiotok_cli.training.inputs import TrainingInputs, inputs_for_training
 from audiotok_cli.training.metrics import accuracy, mean_average_precision
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
@@ -59,6 +60,7 @@ from audiotok_cli.training.runs import (
     run_directory,
     save_best,
     save_checkpoint,
+    settings_differences,
     settings_key,
     sized_like_init,
     write_inputs,
@@ -95,22 +97,27 @@ class Task(Protocol):
 
 @dataclass
 class Classification:
-    """Multi-label BCE over the 527 classes, scored by val mAP; augmentation applies here."""
+    """Softmax cross-entropy (`ce`: one class a clip) or multi-label BCE over the store's classes,
+    scored by val mAP; augmentation applies here."""
 
     augment: Augment
+    loss_name: str = "bce"
     score: str = "val_mAP"
 
     def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
         inputs, lengths, labels = (t.to(device) for t in (batch.inputs, batch.lengths, batch.labels))
         inputs, lengths, labels, mix = self.augment.batch(inputs, lengths, labels)
         with mixing_embeddings(model, mix):
-            logits = model(inputs, lengths)
-        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+            logits = model(inputs, lengths).float()
+        if self.loss_name == "ce":  # soft targets: mixup's mixed labels are a distribution too
+            targets = labels / labels.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            return nn.functional.cross_entropy(logits, targets)
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels)
 
     def validate(
         self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
     ) -> dict[str, float]:
-        labels, scores = predict(model, reader, rows, batch_size, device)
+        labels, scores = predict(model, reader, rows, batch_size, device, self.loss_name)
         top = accuracy(labels, scores)
         return {"val_mAP": mean_average_precision(labels, scores)} | (
             {} if top is None else {"val_accuracy": top}
@@ -131,6 +138,58 @@ class Job:
     build: Callable[[], nn.Module]  # seeded by the caller; loads an --init encoder, sets head biases
 
 
+@dataclass
+class Planned:
+    """A classification run before it trains: its record (the identity a rerun is matched by),
+    default name, and what it reads."""
+
+    record: RunRecord
+    default_name: str
+    store: Store
+    chosen: TrainingInputs
+    rows: tuple[np.ndarray, np.ndarray]  # train, val masks
+    model: ModelSettings  # as given, with the encoder sizes of an --init run filled in
+
+
+def plan_run(
+    paths: Paths,
+    model: ModelSettings,
+    settings: TrainSettings,
+    seed: int,
+    pick: Pick | None = None,
+    init: str | None = None,
+) -> Planned:
+    """What `train` would train, without training: `--seeds` and `--cv` match finished runs by it."""
+    pick = pick or Pick()
+    if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
+        raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
+    if init:
+        model = sized_like_init(paths.runs_dir, init, model)
+    store = Store.open(paths.store)
+    chosen = inputs_for_training(store, model, pick)
+    padded = chosen.model_inputs.padded
+    lengths = padded.all_lengths()
+    rows = store.split_rows(lengths, "train"), store.split_rows(lengths, "val")
+    what = "tokenized" if model.input == "tokens" else "featurized"
+    if not rows[0].any():
+        raise MissingInputError(f"no {what} train clips in {store.path}; run `audiotok split`")
+    if not rows[1].any():
+        raise MissingInputError(
+            f"no {what} val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
+        )
+    settings = settings.model_copy(update={"loss": resolved_loss(settings.loss, store)})
+    record = start_record(chosen.record, chosen.spec(model), settings, seed, "classify", init)
+    return Planned(record, default_run_name(model, padded.name), store, chosen, rows, model)
+
+
+def resolved_loss(loss: str, store: Store) -> str:
+    """`auto`: softmax cross-entropy where every labelled clip has one class (ESC-50, digits: what
+    their papers train), BCE where clips may have several (AudioSet)."""
+    if loss != "auto":
+        return loss
+    return "ce" if store.single_label() else "bce"
+
+
 def train(
     paths: Paths,
     model: ModelSettings,
@@ -146,41 +205,24 @@ def train(
     settings from its last finished epoch. `init` names a pretraining run whose encoder the model
     starts from."""
     pick_device(settings.device)  # a missing GPU is refused before any work
-    pick = pick or Pick()
-    if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
-        raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
-    if init:
-        model = sized_like_init(paths.runs_dir, init, model)
-    augment = Augment.of(settings, model.input)
-    store = Store.open(paths.store)
-    chosen = inputs_for_training(store, model, pick)
-    padded = chosen.model_inputs.padded
-    lengths = padded.all_lengths()
-    rows = store.split_rows(lengths, "train"), store.split_rows(lengths, "val")
-    what = "tokenized" if model.input == "tokens" else "featurized"
-    if not rows[0].any():
-        raise MissingInputError(f"no {what} train clips in {store.path}; run `audiotok split`")
-    if not rows[1].any():
-        raise MissingInputError(
-            f"no {what} val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
-        )
-    spec = chosen.spec(model)
-    record = start_record(chosen.record, spec, settings, seed, "classify", init)
-    directory = run_directory(
-        paths.runs_dir, settings.run_name, default_run_name(model, padded.name), record, overwrite
-    )
+    planned = plan_run(paths, model, settings, seed, pick, init)
+    record, store, rows = planned.record, planned.store, planned.rows
+    augment = Augment.of(settings, planned.model.input)
+    directory = run_directory(paths.runs_dir, settings.run_name, planned.default_name, record, overwrite)
     encoder = init_encoder(paths.runs_dir, init, record) if init else None
     prior = store.label_prior(rows[0])
+    spec = record.model
 
     def build() -> nn.Module:
         network = build_model(spec)
         if encoder is not None:
             network.bert.load_state_dict(encoder)
-        init_head_bias(network, prior)
+        init_head_bias(network, prior, record.train["loss"])
         return network
 
+    chosen = planned.chosen
     job = Job(directory, "train", record, store, chosen.model_inputs, rows, chosen.preprocessing, build)
-    return fit(job, Classification(augment), settings, seed, overwrite, on_epoch)
+    return fit(job, Classification(augment, record.train["loss"]), settings, seed, overwrite, on_epoch)
 
 
 def default_run_name(model: ModelSettings, inputs: str) -> str:
@@ -260,16 +302,17 @@ def read_groups(inputs: RunInputs) -> list[str]:
     return [f"features/{inputs.features}"]
 
 
-def init_head_bias(model: nn.Module, label_prior: np.ndarray) -> None:
-    """Start each class's logit at its train-split log-odds.
+def init_head_bias(model: nn.Module, label_prior: np.ndarray, loss: str = "bce") -> None:
+    """Start each class's logit at its train-split log-odds (BCE) or log-frequency (softmax).
 
     With 527 mostly-absent classes, a zero bias spends the first updates learning "everything is
     absent", and the LSTM and BERT then stall at the prior (measured on the demo: val mAP 0.33 vs
     0.87 for the LSTM with this start).
     """
     prior = np.clip(label_prior, 1e-4, 1 - 1e-4)
+    bias = np.log(prior) if loss == "ce" else np.log(prior / (1 - prior))
     with torch.no_grad():
-        model.head.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
+        model.head.bias.copy_(torch.from_numpy(bias).float())
 
 
 def _best(history: list[dict[str, float]], score: str) -> dict[str, float]:
@@ -296,18 +339,24 @@ def start_record(
 
 def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> list[dict[str, float]]:
     """Epochs already done by an interrupted run with these settings ([] for a fresh run); `record`
-    takes over the digests of its files."""
+    takes over the digests of its files. A run of other settings is never resumed nor reported."""
     if overwrite:
         return []
     previous = read_record(directory)
     if previous is None:
         return []
-    if previous.complete:
-        raise OutputExistsError(f"run {directory} already exists; pass --overwrite or --run-name")
-    if previous.resume_key != record.resume_key or not (directory / CHECKPOINT).exists():
+    if previous.resume_key != record.resume_key:
         raise MismatchError(
-            f"run {directory} was interrupted but made with other settings; pass --overwrite or --run-name"
+            f"run {directory} was made with other settings ({settings_differences(previous, record)}); "
+            "pass --overwrite to replace it, or another --run-name"
         )
+    if previous.complete:
+        raise OutputExistsError(
+            f"run {directory} is already trained with these settings; pass --overwrite to train it "
+            "again, or another --run-name"
+        )
+    if not (directory / CHECKPOINT).exists():
+        raise MismatchError(f"run {directory} was interrupted before its first epoch; pass --overwrite")
     record.digests = previous.digests  # of the files the interrupted run wrote, which resuming keeps
     return previous.history
 

@@ -8,6 +8,8 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.metrics import (
     average_precision_score,
+    classification_report,
+    confusion_matrix,
     f1_score,
     hamming_loss,
     precision_recall_curve,
@@ -74,9 +76,13 @@ def classification_metrics(
         "n_clips": len(labels),
         "n_classes": int(present.sum()),
     }
+    metrics["n_classes_total"] = labels.shape[1]
     top = accuracy(labels, scores)
     if top is not None:
         metrics["accuracy"] = top
+        metrics["macro_f1"] = float(
+            f1_score(labels.argmax(axis=1), scores.argmax(axis=1), average="macro", zero_division=0)
+        )
     if thresholds is not None:
         metrics |= _f1(labels, scores >= thresholds, present, "tuned")
     return metrics
@@ -94,3 +100,43 @@ def _f1(labels: np.ndarray, predicted: np.ndarray, present: np.ndarray, tag: str
 def prior_scores(label_prior: np.ndarray, n_clips: int) -> np.ndarray:
     """The label-prior baseline: every clip scored with the train-split class frequencies."""
     return np.broadcast_to(label_prior, (n_clips, len(label_prior)))
+
+
+def single_label_report(labels: np.ndarray, scores: np.ndarray, names: list[str]) -> dict | None:
+    """For clips of one class each: the confusion matrix (rows: true class, columns: the top-scored
+    one; every class of the index, in its order) and each class's precision, recall, F1 and support
+    (scikit-learn's `classification_report`); None for multi-label clips."""
+    if accuracy(labels, scores) is None:
+        return None
+    truth, chosen = labels.argmax(axis=1), scores.argmax(axis=1)
+    every = list(range(labels.shape[1]))
+    matrix = confusion_matrix(truth, chosen, labels=every)
+    report = classification_report(
+        truth, chosen, labels=every, target_names=names, output_dict=True, zero_division=0
+    )
+    per_class = {
+        name: {key: report[name][key] for key in ("precision", "recall", "f1-score", "support")}
+        for index, name in enumerate(names)
+        if matrix[index].sum() > 0 or matrix[:, index].sum() > 0  # on test, or predicted there
+    }
+    return {"classes": names, "confusion": matrix.tolist(), "per_class": per_class}
+
+
+def fast_mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """`mean_average_precision` (scikit-learn's AP, ties in a score counted as one threshold), all
+    classes at once in numpy: ~20x faster, for the thousands of resamples a bootstrap scores.
+    Tested equal to scikit-learn's, ties included."""
+    present = labels.any(axis=0)
+    if not present.any():
+        return float("nan")
+    positive, score = labels[:, present].astype(np.float64), scores[:, present]
+    order = np.argsort(-score, axis=0, kind="stable")
+    positive, score = np.take_along_axis(positive, order, 0), np.take_along_axis(score, order, 0)
+    n = len(score)
+    position = np.arange(n)[:, None]
+    last_of_tie = np.ones_like(score, dtype=bool)
+    last_of_tie[:-1] = score[1:] != score[:-1]
+    end = np.minimum.accumulate(np.where(last_of_tie, position, n)[::-1], axis=0)[::-1]
+    precision = np.cumsum(positive, axis=0) / (position + 1)  # precision at each cut
+    at_end = np.take_along_axis(precision, end, 0)  # a positive counts at the end of its tie
+    return float(((positive * at_end).sum(axis=0) / positive.sum(axis=0)).mean())

@@ -3,9 +3,10 @@ decoded and featurized with the run's own audio settings, tokenized with its own
 models) or standardised with its own statistics (frame models), and scored.
 
 A file longer than the run's clip length (`clip_seconds`, 10 s for AudioSet) is cut into windows of
-that length, as the model saw clips in training; each class's score is its maximum over the windows
-(the usual pooling for "does this sound occur anywhere in the file"). A last window shorter than one
-second is dropped unless it is the only one.
+that length, as the model saw clips in training. A multi-label (BCE) run scores each class by its
+maximum over the windows (the usual pooling for "does this sound occur anywhere in the file"); a
+single-label (softmax) run by the mean of the windows' probabilities, which still sum to 1. A last
+window shorter than one second is dropped unless it is the only one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError
 from audiotok_cli.quantizers import encode
 from audiotok_cli.token_merges import Merges
+from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
 
@@ -62,7 +64,9 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
     frames_of = front_end(audio)
     _require_same_encoder(run, frames_of)
     window = frames_of.max_samples
-    result = Predictions(str(run.directory), f"max over {audio.clip_seconds:g} s windows")
+    single = run.record.loss == "ce"
+    pooling = f"{'mean' if single else 'max'} over {audio.clip_seconds:g} s windows"
+    result = Predictions(str(run.directory), pooling + " (softmax: sums to 1)" * single)
     merges = run.preprocessing.get("merges")
     merger = Merges.from_array(merges) if merges is not None else None  # parsed once, not per window
     run.model.eval()
@@ -80,7 +84,7 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
         except DataError as exc:
             result.failed[str(path)] = str(exc)
             continue
-        pooled = scores.max(axis=0)
+        pooled = scores.mean(axis=0) if single else scores.max(axis=0)
         best = np.argsort(-pooled)[:top]
         names = run.classes.names
         seconds = round(len(samples) / audio.sample_rate, 2)
@@ -108,7 +112,7 @@ def _or_raise(frames: np.ndarray | DataError) -> np.ndarray:
 
 @torch.no_grad()
 def _score(run: Run, frames: np.ndarray, merger: Merges | None = None) -> np.ndarray:
-    """Sigmoid scores of one window's log-mel frames, prepared as the run's model reads them
+    """Class probabilities of one window's frames, prepared as the run's model reads them
     (`merger`: the run's merges, for merged tokens)."""
     vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
     if run.record.inputs.input == "tokens":
@@ -124,4 +128,4 @@ def _score(run: Run, frames: np.ndarray, merger: Merges | None = None) -> np.nda
         inputs = torch.from_numpy(((vectors - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
     device = next(run.model.parameters()).device
     logits = run.model(inputs.to(device), torch.tensor([inputs.shape[1]], device=device))  # merged: fewer
-    return torch.sigmoid(logits)[0].float().cpu().numpy()
+    return probabilities(logits, run.record.loss)[0].cpu().numpy()

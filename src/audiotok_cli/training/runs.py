@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,11 @@ class RunRecord(BaseModel):
         description="sha256 of the run's files as written (model, preprocessing, classes).",
     )
 
+    @property
+    def loss(self) -> str:
+        """`ce` (softmax) or `bce` (sigmoids); runs from before `--loss` trained with BCE."""
+        return self.train.get("loss", "bce")
+
 
 @dataclass
 class Run:
@@ -101,14 +107,50 @@ class Run:
     classes: ClassIndex
 
 
+PER_FOLD_INPUTS = frozenset({"split", "tokens", "vocab_fingerprint"})  # what `--cv` changes fold by fold
+
+
+def _identity(record: RunRecord, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Everything that made the run, as plain values (the store's path aside: a moved store is the same)."""
+    return {
+        "model": record.model.model_dump(mode="json"), "train": record.train, "task": record.task,
+        "init": record.init, "seed": record.seed,
+        **record.inputs.model_dump(mode="json", exclude={"store", *exclude}),
+    }  # fmt: skip
+
+
 def settings_key(record: RunRecord, with_seed: bool = False) -> str:
     """What made the run but its seed: runs that share it differ by luck alone. With the seed, the
     run's `resume_key`: a rerun resumes only a run of these very settings."""
-    key = {
-        "model": record.model.model_dump(), "train": record.train, "task": record.task, "init": record.init,
-        **record.inputs.model_dump(exclude={"store"}),
-    }  # fmt: skip
-    return fingerprint(key | {"seed": record.seed} if with_seed else key)
+    key = _identity(record)
+    if not with_seed:
+        del key["seed"]
+    return fingerprint(key)
+
+
+def recipe_key(record: RunRecord) -> str:
+    """What made the run but what `--cv` changes per fold (its split, and the fold's vocabulary):
+    the runs of one cross-validation share it."""
+    return fingerprint(_identity(record, PER_FOLD_INPUTS))
+
+
+def settings_differences(previous: RunRecord, wanted: RunRecord, shown: int = 4) -> str:
+    """The settings that differ between an existing run and the one asked for, as one short phrase
+    (`train.learning_rate 0.001 there, 0.003 asked`): what a refusal names."""
+    old, new = _flat(_identity(previous)), _flat(_identity(wanted))
+    differing = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    phrases = [f"{key} {old.get(key)!r} there, {new.get(key)!r} asked" for key in differing[:shown]]
+    more = len(differing) - shown
+    return "; ".join(phrases) + (f"; and {more} more" if more > 0 else "") if phrases else "none"
+
+
+def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(values, dict):
+        return {prefix: json.dumps(values) if isinstance(values, list) else values}
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        flat |= _flat(value, f"{prefix}.{key}" if prefix else key)
+    return flat
 
 
 def read_record(directory: Path) -> RunRecord | None:
@@ -362,6 +404,45 @@ def run_directory(runs_dir: Path, name: str | None, default: str, record: RunRec
         if previous is None or (not previous.complete and previous.resume_key == record.resume_key):
             return directory
     raise AssertionError("unreachable")
+
+
+def repeat_base(
+    runs_dir: Path,
+    name: str | None,
+    default: str,
+    wanted: dict[str, RunRecord],
+    key: Callable[[RunRecord], str],
+    overwrite: bool,
+) -> str:
+    """The base name of a set of runs `{base}-{suffix}` (`-seed3`, `-fold2`) whose records should be
+    `wanted` (suffix -> record) by `key`: `name` where given (a member of other settings is refused,
+    naming them, unless `overwrite`); else `default`, `default-2`, ...: the first whose existing
+    members all match, so another recipe never takes over (nor reports) a set that is not its own."""
+    if overwrite:
+        return name or default
+    for number in itertools.count(1):
+        base = name or (default if number == 1 else f"{default}-{number}")
+        clash = _first_clash(runs_dir, base, wanted, key)
+        if clash is None:
+            return base
+        if name:
+            directory, previous, record = clash
+            raise MismatchError(
+                f"run {directory} was made with other settings ({settings_differences(previous, record)}); "
+                "pass --overwrite to replace the set, or another --run-name"
+            )
+    raise AssertionError("unreachable")
+
+
+def _first_clash(
+    runs_dir: Path, base: str, wanted: dict[str, RunRecord], key: Callable[[RunRecord], str]
+) -> tuple[Path, RunRecord, RunRecord] | None:
+    for suffix, record in wanted.items():
+        directory = runs_dir / f"{base}-{suffix}"
+        previous = read_record(directory)
+        if previous is not None and key(previous) != key(record):
+            return directory, previous, record
+    return None
 
 
 def find_runs(runs_dir: Path, damaged: dict[Path, str] | None = None) -> list[tuple[Path, RunRecord]]:

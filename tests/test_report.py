@@ -1,0 +1,70 @@
+"""`audiotok report`: one Markdown file whose every number is what `runs --json` and `compare --json`
+say of the same store and run folders, with its figures beside it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from collections_kit import folders
+
+QUICK = ["--epochs", "2", "--batch-size", "4", "--seeds", "3"]
+
+
+def _cells(markdown: str, first_cell: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {first_cell} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_report_numbers_are_the_runs_and_compare_figures(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOTOK_SPLIT__VAL_RATIO", "0.25")
+    root = folders(tmp_path / "six", classes=tuple(f"class{i}" for i in range(6)), per_class=10)
+    shutil.copy(root / "class2" / "take3.wav", root / "class2" / "copy.wav")
+    for step in (["import", str(root)], ["split"], ["featurize", "--clip-seconds", "1"]):
+        assert cli(*step).exit_code == 0, step
+    for step in (["vocab", "--k", "8"], ["tokenize"]):
+        assert cli(*step).exit_code == 0, step
+    assert cli("train", "--model", "simple", *QUICK, "--embed-dim", "16").exit_code == 0
+    assert cli("train", "--model", "baseline", *QUICK).exit_code == 0
+
+    written = cli("report", str(tmp_path / "out"), "--resamples", "300")
+    assert written.exit_code == 0, written.output
+    assert "6 runs, 1 comparison with the best frame recipe" in written.stdout
+    markdown = (tmp_path / "out" / "report.md").read_text()
+
+    assert _cells(markdown, "six")[2:5] == ["61", "2", "1"]  # clips, clips with a copy, sets of copies
+    for row in json.loads(cli("runs", "--json").stdout):
+        name = row["name"].replace(" (seeds)", f" ({row['seeds']} seeds)") if row["seeds"] else row["name"]
+        cells = _cells(markdown, name)
+        assert cells[4] == f"{row['val_mAP']:.4f}"
+        interval = f" ± {row['test_accuracy_ci95']:.4f}" if row["seeds"] else ""
+        assert cells[5] == f"{row['test_accuracy']:.4f}{interval}"
+        interval = f" ± {row['test_mAP_ci95']:.4f}" if row["seeds"] else ""
+        assert cells[6] == f"{row['test_mAP']:.4f}{interval}"
+        assert cells[7] == f"{row['gap_to_best_frames']:+.4f} (accuracy)"
+
+    compared = json.loads(  # the only frame set is the best one
+        cli("compare", "simple-logmel-k8", "baseline-logmel", "--resamples", "300", "--json").stdout
+    )
+    lines = [
+        line for line in markdown.splitlines() if line.startswith("| simple-logmel-k8 | baseline-logmel |")
+    ]
+    assert len(lines) == 2  # accuracy, then mAP
+    for line, d in zip(lines, compared["differences"], strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[2:6] == [d["metric"], f"{d['a']:.4f}", f"{d['b']:.4f}", f"{d['difference']:+.4f}"]
+        assert cells[6] == f"[{d['clips_ci95'][0]:+.4f}, {d['clips_ci95'][1]:+.4f}]"
+        assert cells[7] == f"{d['clips_p_value']:.4f}"
+        assert cells[8] == f"[{d['runs_ci95'][0]:+.4f}, {d['runs_ci95'][1]:+.4f}]"
+        assert cells[9] == f"{d['runs_p_value']:.4f}"
+
+    for figure in ("runs.png", "confusion-simple-logmel-k8--seeds.png", "vocab-logmel-k8.png"):
+        assert f"]({figure})" in markdown and (tmp_path / "out" / figure).read_bytes()[:4] == b"\x89PNG"
+    runs = tmp_path / "data" / "runs"
+    reports = [json.loads((runs / f"baseline-logmel-seed{s}" / "eval.json").read_text()) for s in range(3)]
+    confusion = sum(sum(map(sum, r["splits"]["test"]["single_label"]["confusion"])) for r in reports)
+    assert confusion == 3 * int(_cells(markdown, "test")[1])  # three runs' test clips, summed
+
+    only = cli("report", str(tmp_path / "tokens"), "--only", "simple-*", "--resamples", "300")
+    assert only.exit_code == 0 and "3 runs, 0 comparisons" in only.stdout
+    assert "baseline" not in (tmp_path / "tokens" / "report.md").read_text().split("## Recipes")[1]
