@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from audiotok_cli.settings import load_settings
@@ -110,3 +111,37 @@ def test_cv_with_other_settings_trains_a_new_set_and_a_stale_fold_is_trained_aga
         "baseline-logmel-2 (cv)",
         "baseline-logmel-3 (cv)",
     }
+
+
+def test_cv_with_seeds_scores_each_fold_as_the_mean_of_its_seeds(cli, three_folds):
+    from scipy.stats import t
+
+    quick = ["--model", "baseline", "--epochs", "1", "--cv", "--seeds", "2"]
+    result = cli("train", *quick, "--json")
+    assert result.exit_code == 0, result.output
+    folds = json.loads(result.stdout)["repeats"]
+    runs = three_folds.runs_dir
+    for fold in folds:  # per-fold rows, each seed beside
+        assert [seed["run"] for seed in fold["seeds"]] == [
+            f"baseline-logmel-fold{fold['index']}-seed{s}" for s in (0, 1)
+        ]
+        assert fold["test_accuracy"] == pytest.approx(
+            np.mean([seed["test_accuracy"] for seed in fold["seeds"]])
+        )
+        assert read_record(runs / f"baseline-logmel-fold{fold['index']}-seed1").seed == 1
+    shown = cli("train", *quick)  # finished: kept, and said as papers print it
+    assert "baseline-logmel: 3 folds, each the mean of 2 seeds" in shown.stdout
+    means = [fold["test_accuracy"] for fold in folds]
+    half = t.ppf(0.975, 2) * np.std(means, ddof=1) / np.sqrt(3)
+    assert f"test accuracy {np.mean(means):.4f} ± {half:.4f}" in shown.stdout
+
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    summary = rows["baseline-logmel (cv)"]
+    assert summary["folds"] == 3 and summary["test_accuracy_ci95"] == pytest.approx(half)  # over folds
+    assert not any(name.endswith("(seeds)") for name in rows)  # a fold's seeds belong to the (cv) row
+
+    assert cli("train", *quick, "--lr", "0.01").exit_code == 0
+    compared = cli("compare", "baseline-logmel", "baseline-logmel-2", "--resamples", "200", "--json")
+    assert compared.exit_code == 0, compared.output
+    accuracy = json.loads(compared.stdout)["differences"][0]
+    assert accuracy["runs_test"] == "paired t over 3 folds" and accuracy["clips_p_value"] is not None

@@ -48,11 +48,6 @@ def test_seeds_trains_scores_and_sums_up_each_seed(cli, tokenized):
     assert table.exit_code == 0 and "(seeds) 4 runs" in table.stdout and "95% interval" in table.stdout
 
 
-def test_seeds_and_cv_together_are_refused(cli, tokenized):
-    result = cli("train", *QUICK, "--seeds", "2", "--cv")
-    assert result.exit_code == 3 and "--cv and --seeds: choose one" in result.stderr
-
-
 def test_seeds_with_other_settings_train_a_new_set_and_never_report_the_old_one(cli, tokenized):
     runs = tokenized.runs_dir
     assert cli("train", *QUICK, "--seeds", "2").exit_code == 0

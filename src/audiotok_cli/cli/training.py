@@ -124,13 +124,13 @@ def _epoch_line(entry: dict, total: int) -> None:
 
 def _render_repeats(r) -> None:
     unit = r.unit
-    table = Table(
-        unit, "run", "val mAP", "test mAP", "test accuracy", title=f"{r.name}: {len(r.repeats)} {unit}s"
-    )
+    seeds = max((len(f.seeds) for f in r.repeats), default=0)
+    title = f"{r.name}: {len(r.repeats)} {unit}s" + (f", each the mean of {seeds} seeds" if seeds else "")
+    table = Table(unit, "run", "test accuracy", "test mAP", "val mAP", title=title)
     for f in r.repeats:
-        table.add_row(str(f.index), f.run, _score(f.val_mAP), _score(f.test_mAP), _score(f.test_accuracy))
+        table.add_row(str(f.index), f.run, _score(f.test_accuracy), _score(f.test_mAP), _score(f.val_mAP))
     console.print(table)
-    for key, label in (("test_mAP", "test mAP"), ("test_accuracy", "test accuracy")):
+    for key, label in (("test_accuracy", "test accuracy"), ("test_mAP", "test mAP")):
         s = r.summary(key)
         if s:
             console.print(
@@ -210,7 +210,7 @@ def train_cmd(
         typer.Option(
             "--seeds",
             help="Train (and score) the run under this many seeds, NAME-seedS from --seed on; then the mean "
-            "and its 95% interval.",
+            "and its 95% interval. With --cv, every fold under this many seeds (NAME-foldN-seedS).",
             min=1,
         ),
     ] = 1,
@@ -219,7 +219,8 @@ def train_cmd(
         typer.Option(
             "--cv",
             help="Cross-validate: one run NAME-foldN per fold of the clips (ESC-50, UrbanSound8K), each with "
-            "that fold as test and, for token models, a vocabulary of its own; then mean and deviation.",
+            "that fold as test and, for token models, a vocabulary of its own; then mean and deviation "
+            "(with --seeds N, N runs a fold).",
         ),
     ] = False,
     store: StoreOpt = None,
@@ -230,12 +231,10 @@ def train_cmd(
     BCE for AudioSet); keeps the best val-mAP epoch. With --cv, one run per fold."""
     flags = dict(locals())  # the options, before any import adds a name here
     flags["frame_transforms"] = _joined(frame_transforms)
-    if cv and seeds > 1:
-        raise SettingsError("--cv and --seeds: choose one (a run per fold, or a run per seed)")
     if cv:
         from audiotok_cli.experiments.cv import cross_validate
 
-        return _fit(cross_validate, flags, {"kind": model}, cv=True, init=init)
+        return _fit(cross_validate, flags, {"kind": model}, cv=True, init=init, seeds=seeds)
     if seeds > 1:
         from audiotok_cli.experiments.repeats import train_seeds
 

@@ -6,9 +6,11 @@ Each fold is a whole experiment on its own split: the store is split with that f
 drawn by group from the other folds), token models get a vocabulary clustered on that fold's train
 clips alone (`{features}-k{k}-fold{N}`, tokens of the same name: a vocabulary that saw the test
 fold's frames would flatter the tokenizer, which is what is being measured), then the run
-`{name}-fold{N}` trains and is scored. A fold whose run is finished with these very settings is not
-redone, so an interrupted `--cv` resumes; a set of fold runs of another recipe is never taken over
-(the new set gets the next free name, `NAME-2-foldN`); the store's split is put back at the end.
+`{name}-fold{N}` trains and is scored (with `--seeds S`, `{name}-fold{N}-seed{S}` for each seed, the
+fold's figure the mean of its seeds', as the DASB protocol reports). A fold whose run is finished
+with these very settings is not redone, so an interrupted `--cv` resumes; a set of fold runs of
+another recipe is never taken over (the new set gets the next free name, `NAME-2-foldN`); the
+store's split is put back at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, repeat_score
+from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, fold_mean, repeat_score
 from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
@@ -43,8 +45,10 @@ def cross_validate(
     init: str | None = None,
     split_settings: SplitSettings | None = None,
     vocab_settings: VocabSettings | None = None,
+    seeds: int = 1,
 ) -> RepeatedRuns:
-    """Train and score one run per fold of the store's clips (see the module's docstring)."""
+    """Train and score one run per fold of the store's clips (see the module's docstring); with
+    `seeds` > 1, `NAME-foldN-seedS` per fold and seed, a fold scoring as the mean of its seeds."""
     if init is not None:
         raise SettingsError("--cv with --init: a pretraining run saw every fold; fine-tune per fold by hand")
     if pick.name is not None:
@@ -68,13 +72,22 @@ def cross_validate(
     original = store.split
     repeats: list[RepeatScore] = []
     base = None
+    seeded = range(seed, seed + seeds)
     try:
         for fold in folds:
-            pick, planned = _prepare_fold(plan, fold)
+            pick, planned = _prepare_fold(plan, fold, seeded)
             if base is None:  # the set's name: one whose finished folds are of this recipe
-                wanted = {f"fold{number}": planned.record for number in folds}
+                wanted = {
+                    _suffix(number, each, seeds): planned[each].record for number in folds for each in seeded
+                }
                 base = repeat_base(paths.runs_dir, settings.run_name, default, wanted, recipe_key, overwrite)
-            repeats.append(_fold_run(plan, f"{base}-fold{fold}", fold, pick, planned, overwrite))
+            scores = [
+                _fold_run(
+                    plan, f"{base}-{_suffix(fold, each, seeds)}", fold, each, pick, planned[each], overwrite
+                )
+                for each in seeded
+            ]
+            repeats.append(scores[0] if seeds == 1 else fold_mean(fold, f"{base}-fold{fold}", scores))
     finally:
         if original is not None:
             split(paths.store, _settings_of(original), original.seed)
@@ -96,8 +109,14 @@ class _Plan:
     vocab_settings: VocabSettings
 
 
-def _prepare_fold(plan: _Plan, fold: int) -> tuple[Pick, Planned]:
-    """The store split with `fold` as test, the fold's vocabulary and tokens, and the run they make."""
+def _suffix(fold: int, seed: int, seeds: int) -> str:
+    """`fold3`, or with several seeds a fold `fold3-seed1`."""
+    return f"fold{fold}" + (f"-seed{seed}" if seeds > 1 else "")
+
+
+def _prepare_fold(plan: _Plan, fold: int, seeds: range) -> tuple[Pick, dict[int, Planned]]:
+    """The store split with `fold` as test, the fold's vocabulary and tokens (one for every seed of
+    the model: the tokenizer is the fold's), and the run each seed makes."""
     paths = plan.paths
     fold_split = plan.split_settings.model_copy(
         update={"test_fold": fold, "test_groups": (), "test_sources": ()}
@@ -108,10 +127,12 @@ def _prepare_fold(plan: _Plan, fold: int) -> tuple[Pick, Planned]:
         name = f"{plan.vocab}-fold{fold}"
         _fold_vocab(paths.store, plan.vocab_settings, plan.seed, plan.features, name)
         pick = Pick(name=name)
-    return pick, plan_run(paths, plan.model, plan.settings, plan.seed, pick)
+    return pick, {seed: plan_run(paths, plan.model, plan.settings, seed, pick) for seed in seeds}
 
 
-def _fold_run(plan: _Plan, run: str, fold: int, pick: Pick, planned: Planned, overwrite: bool) -> RepeatScore:
+def _fold_run(
+    plan: _Plan, run: str, fold: int, seed: int, pick: Pick, planned: Planned, overwrite: bool
+) -> RepeatScore:
     """The fold's run: kept where it is finished with these very inputs, trained (or resumed) else;
     a run of this recipe on another split or vocabulary of the fold is trained again."""
     paths = plan.paths
@@ -124,7 +145,7 @@ def _fold_run(plan: _Plan, run: str, fold: int, pick: Pick, planned: Planned, ov
         log.warning("fold %d: %s was trained on another split or vocabulary; training it again", fold, run)
         overwrite = True
     settings = plan.settings.model_copy(update={"run_name": run})
-    train(paths, plan.model, settings, plan.seed, pick, overwrite, plan.on_epoch)
+    train(paths, plan.model, settings, seed, pick, overwrite, plan.on_epoch)
     return repeat_score(fold, run, evaluate(paths, run))
 
 

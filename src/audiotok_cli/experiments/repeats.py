@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick
 from audiotok_cli.training.compare import Spread, spread
@@ -26,6 +28,17 @@ class RepeatScore:
     test_mAP: float
     test_accuracy: float | None
     val_mAP: float | None
+    seeds: list[RepeatScore] = field(default_factory=list)  # a fold of `--cv --seeds N`: each seed's
+
+
+def fold_mean(fold: int, name: str, seeds: list[RepeatScore]) -> RepeatScore:
+    """A fold trained under several seeds: the means of its seeds' scores, with each beside."""
+
+    def mean(key: str) -> float | None:
+        values = [getattr(score, key) for score in seeds]
+        return None if None in values else float(np.mean(values))
+
+    return RepeatScore(fold, name, mean("test_mAP"), mean("test_accuracy"), mean("val_mAP"), seeds)
 
 
 @dataclass

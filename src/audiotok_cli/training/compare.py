@@ -16,7 +16,7 @@ from audiotok_cli.settings import TrainSettings
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, recipe_key, settings_key
 
 SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
-FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)$")  # the runs of `train --cv`
+FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)(-seed\d+)?$")  # the runs of `train --cv [--seeds N]`
 SEED_RUN = re.compile(r"-seed\d+$")  # the runs of `train --seeds N`
 SEED = re.compile(r"(, )?seed \d+$")  # the seed at the end of a recipe
 SEEDS = re.compile(r"(, )?seeds [\d,]+$")  # the seeds at the end of a set's recipe
@@ -49,7 +49,7 @@ class RunRow:
     loss: str = ""  # ce (softmax, single-label) or bce
     seed: int | None = None
     settings_key: str = ""  # the same for runs that differ only by seed
-    recipe_key: str = ""  # the same for the fold runs of one cross-validation
+    recipe_key: str = ""  # the same for the fold runs of one cross-validation (all its seeds)
     damaged: str = ""  # why the run folder cannot be read, and the fix
 
 
@@ -155,7 +155,7 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         loss=record.loss,
         seed=record.seed,
         settings_key=settings_key(record),
-        recipe_key=recipe_key(record),
+        recipe_key=recipe_key(record, with_seed=False),
     )
 
 
@@ -183,9 +183,10 @@ def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
         if match and row.test_mAP is not None:
             sets.setdefault((match["base"], row.recipe_key), []).append(row)
     summaries = []
-    for (base, _), folds in sets.items():
+    for (base, _), runs in sets.items():
+        folds = {FOLD_RUN.match(row.name)["fold"] for row in runs}
         if len(folds) > 1:
-            summaries.append(_summary_row(f"{base} (cv)", folds, "folds"))
+            summaries.append(_summary_row(f"{base} (cv)", runs, "folds"))
     return summaries
 
 
@@ -194,7 +195,7 @@ def seed_rows(rows: list[RunRow]) -> list[RunRow]:
     by hand): how much of a difference between two models is the luck of one seed."""
     sets: dict[str, dict[int, RunRow]] = {}
     for row in rows:
-        if row.settings_key and row.val_mlm_loss is None:
+        if row.settings_key and row.val_mlm_loss is None and not row.member_of:  # a fold's seeds: its (cv)
             sets.setdefault(row.settings_key, {}).setdefault(row.seed, row)  # one run per seed counts
     summaries = []
     for by_seed in sets.values():
@@ -222,12 +223,17 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
     first = runs[0]
     for row in runs:
         row.member_of = name
-    test, accuracy = spread([row.test_mAP for row in runs]), spread([row.test_accuracy for row in runs])
-    val, prior = spread([row.val_mAP for row in runs]), spread([row.prior_mAP for row in runs])
+    units = _units(runs, unit)  # a fold under several seeds is one unit: the mean of its seeds
+
+    def over_units(key: str) -> Spread | None:
+        return spread([_mean([getattr(row, key) for row in members]) for members in units])
+
+    test, accuracy = over_units("test_mAP"), over_units("test_accuracy")
+    val, prior = over_units("val_mAP"), over_units("prior_mAP")
     recipe = first.recipe
-    if unit == "seeds":  # the same recipe but for the seed
-        seeds = "seeds " + ",".join(str(seed) for seed in sorted(row.seed for row in runs))
-        recipe = ", ".join(filter(None, [SEED.sub("", recipe), seeds]))
+    seeds = sorted({row.seed for row in runs})
+    if len(seeds) > 1:  # the same recipe but for the seed
+        recipe = ", ".join(filter(None, [SEED.sub("", recipe), "seeds " + ",".join(map(str, seeds))]))
     return RunRow(
         name=name,
         model=first.model,
@@ -239,7 +245,7 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         test_mAP=test.mean if test else None,
         prior_mAP=prior.mean if prior else None,
         test_accuracy=accuracy.mean if accuracy else None,
-        folds=len(runs) if unit == "folds" else 0,
+        folds=len(units) if unit == "folds" else 0,
         seeds=len(runs) if unit == "seeds" else 0,
         test_mAP_std=test.std if test else None,
         test_mAP_ci95=test.ci95 if test else None,
@@ -248,6 +254,20 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         recipe=recipe,
         loss=first.loss,
     )
+
+
+def _units(runs: list[RunRow], unit: str) -> list[list[RunRow]]:
+    """The runs a summary's spread is over: each run, or for folds each fold's runs (its seeds)."""
+    if unit != "folds":
+        return [[row] for row in runs]
+    by_fold: dict[str, list[RunRow]] = {}
+    for row in runs:
+        by_fold.setdefault(FOLD_RUN.match(row.name)["fold"], []).append(row)
+    return list(by_fold.values())
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if None in values else statistics.fmean(values)
 
 
 @dataclass(frozen=True)

@@ -128,10 +128,13 @@ def settings_key(record: RunRecord, with_seed: bool = False) -> str:
     return fingerprint(key)
 
 
-def recipe_key(record: RunRecord) -> str:
+def recipe_key(record: RunRecord, with_seed: bool = True) -> str:
     """What made the run but what `--cv` changes per fold (its split, and the fold's vocabulary):
-    the runs of one cross-validation share it."""
-    return fingerprint(_identity(record, PER_FOLD_INPUTS))
+    the runs of one cross-validation share it (without the seed: those of `--cv --seeds N` too)."""
+    key = _identity(record, PER_FOLD_INPUTS)
+    if not with_seed:
+        del key["seed"]
+    return fingerprint(key)
 
 
 def settings_differences(previous: RunRecord, wanted: RunRecord, shown: int = 4) -> str:

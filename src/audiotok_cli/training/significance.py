@@ -25,7 +25,7 @@ from audiotok_cli.training.evaluate import SplitPredictions, read_predictions
 from audiotok_cli.training.metrics import accuracy, fast_mean_average_precision
 from audiotok_cli.training.runs import find_runs, run_folder
 
-MEMBER = re.compile(r"^(?P<base>.+)-(?P<unit>seed|fold)(?P<index>\d+)$")
+MEMBER = re.compile(r"^(?P<base>.+?)(?:-fold(?P<fold>\d+))?(?:-seed(?P<seed>\d+))?$")  # a set's runs
 METRICS = ("accuracy", "mAP")
 
 
@@ -34,8 +34,8 @@ class Side:
     """One side of a comparison: a run, or the runs of a set (`NAME-seedS`, `NAME-foldN`)."""
 
     name: str
-    unit: str  # "run", "seed" or "fold"
-    members: dict[int, SplitPredictions]  # seed or fold (0 for a lone run) -> its scored clips
+    unit: str  # "run", "seed" or "fold" (folds, each under one seed or several)
+    members: dict[tuple[int, int], SplitPredictions]  # (fold, seed), 0 where none -> its scored clips
     runs: list[str]
 
 
@@ -84,12 +84,14 @@ def side(runs_dir: Path, name: str, split: str) -> Side:
     """`name` as a run folder, else as the base name of a set of `NAME-seedS` or `NAME-foldN` runs."""
     if (runs_dir / name).is_dir() or Path(name).is_dir():
         directory = run_folder(runs_dir, name)
-        return Side(name, "run", {0: read_predictions(directory, split)}, [directory.name])
-    members: dict[str, dict[int, Path]] = {}
+        return Side(name, "run", {(0, 0): read_predictions(directory, split)}, [directory.name])
+    members: dict[str, dict[tuple[int, int], Path]] = {}
     for directory, _ in find_runs(runs_dir):
         match = MEMBER.match(directory.name)
-        if match and match["base"] == name:
-            members.setdefault(match["unit"], {})[int(match["index"])] = directory
+        if match and match["base"] == name and (match["fold"] or match["seed"]):
+            unit = "fold" if match["fold"] else "seed"
+            key = (int(match["fold"] or 0), int(match["seed"] or 0))
+            members.setdefault(unit, {})[key] = directory
     if not members:
         run_folder(runs_dir, name)  # refuses, listing the runs there
     if len(members) > 1:
@@ -228,6 +230,8 @@ def _over_runs(result: Difference, first: Side, a_values: list[float], b_values:
     """The members' own figures as the samples: paired t over folds, Welch's t over seeds."""
     from scipy import stats
 
+    if first.unit == "fold":  # a fold under several seeds counts once, as their mean
+        a_values, b_values = _per_fold(first, a_values), _per_fold(first, b_values)
     if min(len(a_values), len(b_values)) < 2:
         return
     with warnings.catch_warnings():  # runs of equal figures: no spread, no test (NaN, said as None)
@@ -241,3 +245,11 @@ def _over_runs(result: Difference, first: Side, a_values: list[float], b_values:
         low, high = test.confidence_interval(0.95)
     if np.isfinite([low, high, test.pvalue]).all():
         result.runs_ci95, result.runs_p_value = (float(low), float(high)), float(test.pvalue)
+
+
+def _per_fold(side_: Side, values: list[float]) -> list[float]:
+    """Members' figures (in the side's order of (fold, seed)) averaged per fold."""
+    by_fold: dict[int, list[float]] = {}
+    for (fold, _), value in zip(side_.members, values, strict=True):
+        by_fold.setdefault(fold, []).append(value)
+    return [float(np.mean(by_fold[fold])) for fold in sorted(by_fold)]
