@@ -145,3 +145,31 @@ def test_cv_with_seeds_scores_each_fold_as_the_mean_of_its_seeds(cli, three_fold
     assert compared.exit_code == 0, compared.output
     accuracy = json.loads(compared.stdout)["differences"][0]
     assert accuracy["runs_test"] == "paired t over 3 folds" and accuracy["clips_p_value"] is not None
+
+
+def test_a_cv_killed_mid_fold_puts_back_the_stores_own_split_when_it_runs_again(cli, three_folds):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = Store.open(three_folds.store_path).split  # the fixture's: test fold 3
+    command = ["train", "--model", "baseline", "--epochs", "15", "--batch-size", "2", "--cv", "--quiet"]
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "audiotok_cli", *command], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while Store.open(three_folds.store_path, mode="r").split.test_fold != 2:  # fold 2 has begun
+            assert time.monotonic() < deadline and victim.poll() is None, victim.communicate()
+            time.sleep(0.02)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    killed = Store.open(three_folds.store_path)
+    assert killed.split.test_fold == 2 and killed.clips_record.split_before_cv == before
+
+    again = cli(*command)
+    assert again.exit_code == 0, again.output
+    assert Store.open(three_folds.store_path).split == before  # the store's own split, not fold 2's
+    assert Store.open(three_folds.store_path).clips_record.split_before_cv is None

@@ -69,7 +69,12 @@ def cross_validate(
     )
     default = f"{model.kind}-{vocab if model.input == 'tokens' else features}"
     plan = _Plan(paths, model, settings, seed, features, vocab, on_epoch, split_settings, vocab_settings)
-    original = store.split
+    original = store.clips_record.split_before_cv
+    if original is not None:  # a cross-validation killed mid-fold: the store's own split is this one
+        log.warning("an earlier --cv was interrupted; its folds resume, and the split before it is put back")
+    else:
+        original = store.split
+        store.keep_split_for_cv(original)
     repeats: list[RepeatScore] = []
     base = None
     seeded = range(seed, seed + seeds)
@@ -91,6 +96,7 @@ def cross_validate(
     finally:
         if original is not None:
             split(paths.store, _settings_of(original), original.seed)
+        Store.open(paths.store).keep_split_for_cv(None)
     return RepeatedRuns(base or default, "fold", repeats)
 
 

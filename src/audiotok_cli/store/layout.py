@@ -551,6 +551,13 @@ class Store:
             [labels.any(axis=1) for _, labels in self._label_chunks()] or [np.zeros(0, dtype=bool)]
         )
 
+    def keep_split_for_cv(self, split: SplitRecord | None) -> None:
+        """Record the split `train --cv` must put back (None once it has), so that a cross-validation
+        killed mid-fold still puts back the store's own split, not the fold's, when it runs again."""
+        record = self.clips_record.model_copy(update={"split_before_cv": split})
+        with WriterLock(self.path, "train --cv"):
+            _write_record(self._clips, record)
+
     def set_groups(self, groups: np.ndarray) -> None:
         """Every clip's group at once (import joins copies of one recording into one group)."""
         self._clips["group"][: self.n_clips] = np.asarray(groups, dtype=str)

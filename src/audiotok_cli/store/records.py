@@ -85,6 +85,9 @@ class ClipsRecord(BaseModel):
         default_factory=dict, description="Imported collections by name (the first part of their clip ids)."
     )
     split: SplitRecord | None = None
+    split_before_cv: SplitRecord | None = Field(
+        None, description="The split a running (or killed) `train --cv` puts back when it ends."
+    )
     expanded_files: dict[str, list[str]] = Field(
         default_factory=dict, description="Per source, mirror files whose clips are all stored."
     )
