@@ -454,7 +454,9 @@ def _gap(r, digits: int = 4) -> str:
 def runs_cmd(
     sort: Annotated[
         str,
-        typer.Option("--sort", help="Sort by name, test_mAP, val_mAP, parameters or train_seconds."),
+        typer.Option(
+            "--sort", help="Sort by name, test_accuracy, test_mAP, val_mAP, parameters or train_seconds."
+        ),
     ] = "test_mAP",
     plot: Annotated[
         Path | None,

@@ -15,7 +15,7 @@ from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.settings import TrainSettings
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, recipe_key, settings_key
 
-SORT_KEYS = ("name", "test_mAP", "val_mAP", "parameters", "train_seconds")
+SORT_KEYS = ("name", "test_accuracy", "test_mAP", "val_mAP", "parameters", "train_seconds")
 FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)(-seed\d+)?$")  # the runs of `train --cv [--seeds N]`
 SEED_RUN = re.compile(r"-seed\d+$")  # the runs of `train --seeds N`
 SEED = re.compile(r"(, )?seed \d+$")  # the seed at the end of a recipe
