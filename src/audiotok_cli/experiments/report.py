@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from audiotok_cli.training.significance import Comparison, compare
 log = logging.getLogger(__name__)
 REPORT = "report.md"
 SHOWN_CLASSES = 60  # a per-class table longer than this is summed up instead
+FOLD_VOCABULARY = re.compile(r"-fold\d+$")  # `train --cv`'s per-fold vocabularies
 
 
 @dataclass
@@ -257,7 +259,14 @@ def _figures(paths: Paths, store: Store, rows: list[RunRow], out_dir: Path, resu
         record = read_record(paths.runs_dir / runs[0])
         if record is not None and record.inputs.tokens and record.inputs.tokens not in vocabularies:
             vocabularies.add(record.inputs.tokens)
-    for tokens in sorted(vocabularies):
+    folds = sorted(tokens for tokens in vocabularies if FOLD_VOCABULARY.search(tokens))
+    if folds:  # clustered on a fold's split, which `train --cv` has since put back
+        lines += [
+            "",
+            f"A cross-validation's vocabularies (`{folds[0]}`, one a fold) are each drawn by "
+            "`audiotok inspect` under their fold's split (`split --test-fold N`).",
+        ]
+    for tokens in sorted(vocabularies - set(folds)):
         try:
             drawn = inspect_vocab(paths.store, Pick(tokens), out_dir / f"vocab-{_slug(tokens)}.png")
         except AudiotokError as why:  # merged tokens, or tokens since replaced: said, not drawn
