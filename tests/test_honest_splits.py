@@ -101,3 +101,10 @@ def test_single_label_splits_are_stratified_and_a_missing_class_is_named(cli, tm
     assert hashed.exit_code == 0
     assert "warning: val holds no clip of " in hashed.stderr and "of train's classes (class" in hashed.stderr
     assert "its mAP averages over the others" in hashed.stderr
+
+
+def test_a_stratified_drawn_test_keeps_its_ratio_in_the_split_record(cli, tmp_path):
+    assert cli("import", str(folders(tmp_path / "ten", classes=CLASSES, per_class=12))).exit_code == 0
+    assert cli("split", "--test-ratio", "0.3").exit_code == 0
+    record = Store.open(load_settings({}).store_path).split
+    assert record.stratify and record.test_ratio == 0.3  # what `train --cv` puts back is this split

@@ -94,7 +94,7 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             test_fold=settings.test_fold,
             test_groups=settings.test_groups,
             test_sources=settings.test_sources,
-            test_ratio=settings.test_ratio if "hash" in rule else None,
+            test_ratio=settings.test_ratio if "of imported clips" in rule else None,  # drawn, not named
             val_by_group=by_group,
             stratify=classes is not None,
             test_rule=rule,
