@@ -21,7 +21,7 @@ from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, fold_mean, repeat_score
+from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, finished, fold_mean, repeat_score
 from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
@@ -142,12 +142,11 @@ def _fold_run(
     """The fold's run: kept where it is finished with these very inputs, trained (or resumed) else;
     a run of this recipe on another split or vocabulary of the fold is trained again."""
     paths = plan.paths
-    previous = read_record(paths.runs_dir / run)
-    same = previous is not None and previous.resume_key == planned.record.resume_key
-    if not overwrite and same and previous.complete:
+    if not overwrite and finished(paths, run, planned.record):
         log.info("fold %d: %s is trained with these settings; kept", fold, run)
         return repeat_score(fold, run, evaluate(paths, run))
-    if previous is not None and not same and not overwrite:
+    previous = read_record(paths.runs_dir / run)
+    if previous is not None and previous.resume_key != planned.record.resume_key and not overwrite:
         log.warning("fold %d: %s was trained on another split or vocabulary; training it again", fold, run)
         overwrite = True
     settings = plan.settings.model_copy(update={"run_name": run})

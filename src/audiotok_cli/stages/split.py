@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import SplitSettings
@@ -65,8 +66,9 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         ids, sources = store.ytids(), store.sources()
         folds, groups = store.folds(), store.groups()
         grouped = groups != ""
+        labels = store.sparse_labels()  # read once: the stratified draws and the class counts use it
         stratify = settings.stratify if settings.stratify is not None else store.single_label()
-        classes = _single_classes(store) if stratify else None
+        classes = _single_classes(labels) if stratify else None
         test, rule = _test_rows(store, settings, seed, sources, folds, groups, ids, classes)
         by_group = settings.val_by_group if settings.val_by_group is not None else bool(grouped.any())
         val_keys = np.where(grouped, groups, ids) if by_group else ids
@@ -100,7 +102,7 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             test_rule=rule,
         )
         store.set_splits(codes, record)
-        present = _classes_present(store, codes)
+        present = _classes_present(labels, codes)
     counts = {name: int((codes == split_code(name)).sum()) for name in SPLITS[1:]}
     names = store.classes.names
     missing = {
@@ -127,17 +129,15 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
     )
 
 
-def _single_classes(store: Store) -> np.ndarray:
+def _single_classes(labels: sparse.csr_matrix) -> np.ndarray:
     """Each clip's one class, -1 for clips without a label (or with several: never stratified on)."""
-    labels = store.sparse_labels()
     counts = np.asarray(labels.sum(axis=1)).ravel()
     first = np.asarray(labels.argmax(axis=1)).ravel()
     return np.where(counts == 1, first, -1)
 
 
-def _classes_present(store: Store, codes: np.ndarray) -> dict[str, np.ndarray]:
+def _classes_present(labels: sparse.csr_matrix, codes: np.ndarray) -> dict[str, np.ndarray]:
     """Per split, which classes have a clip in it."""
-    labels = store.sparse_labels()
     return {
         name: np.asarray(labels[codes == split_code(name)].sum(axis=0)).ravel() > 0 for name in SPLITS[1:]
     }

@@ -217,12 +217,12 @@ def train(
         network = build_model(spec)
         if encoder is not None:
             network.bert.load_state_dict(encoder)
-        init_head_bias(network, prior, record.train["loss"])
+        init_head_bias(network, prior, record.loss)
         return network
 
     chosen = planned.chosen
     job = Job(directory, "train", record, store, chosen.model_inputs, rows, chosen.preprocessing, build)
-    return fit(job, Classification(augment, record.train["loss"]), settings, seed, overwrite, on_epoch)
+    return fit(job, Classification(augment, record.loss), settings, seed, overwrite, on_epoch)
 
 
 def default_run_name(model: ModelSettings, inputs: str) -> str:
