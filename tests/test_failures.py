@@ -337,3 +337,34 @@ def test_a_run_file_changed_since_training_is_refused_naming_it(cli, run_dir, tm
     found = cli("verify", "--runs")
     assert found.exit_code == 5
     assert f"run file {classes}" in " ".join(found.stdout.split())
+
+
+def test_a_file_where_a_folder_belongs_and_a_utf16_env_are_one_line_each(cli):
+    Path("afile").write_text("not a folder")
+    for command in (
+        ["--data-dir", "afile", "demo-data"],
+        ["demo-data", "--mirror-dir", "afile"],
+        ["runs", "--runs-dir", "afile"],
+    ):
+        result = cli(*command)
+        assert result.exit_code == 3, command
+        assert "afile is a file, not a folder; pass a folder" in _one_error_line(result)
+    assert Path("afile").read_text() == "not a folder"
+    Path(".env").write_bytes("AUDIOTOK_SEED=3\n".encode("utf-16"))
+    result = cli("config")
+    assert result.exit_code == 3
+    assert "(byte 0xff at 0: a UTF-16 byte-order mark, as Windows editors save); save it as UTF-8" in (
+        _one_error_line(result)
+    )
+
+
+def test_a_tokens_group_whose_lengths_metadata_is_gone_names_a_tokenize_that_runs(cli, tokenized):
+    (tokenized.store_path / "tokens" / "logmel-k16" / "lengths" / "zarr.json").unlink()
+    refused = cli("export-tokens", "out.parquet")
+    assert refused.exit_code == 5
+    line = _one_error_line(refused)
+    assert (
+        "tokens/logmel-k16/lengths" in line and "`audiotok tokenize --vocab logmel-k16 --overwrite`" in line
+    )
+    assert cli("tokenize", "--vocab", "logmel-k16", "--overwrite").exit_code == 0  # as the line says
+    assert cli("export-tokens", "out.parquet").exit_code == 0

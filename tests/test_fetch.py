@@ -202,20 +202,25 @@ def test_a_hub_that_stops_answering_is_asked_three_times_then_refused_in_one_lin
     assert "asking again (2)" in result.stderr
 
 
-def test_prune_keeps_files_whose_clips_features_do_not_read_back(cli, hub):
+@pytest.mark.parametrize("damage", ["zeroed bytes", "an empty file"])
+def test_prune_keeps_files_whose_clips_features_do_not_read_back(cli, hub, damage):
     """A mirror file can be the only source of its clips: deleted while their frames are damaged,
-    nothing could make them again."""
+    nothing could make them again. An empty shard file read as zeros, and prune deleted the mirror
+    file and the clips' audio."""
     assert cli("fetch", "--source", "bal_train", "--shards", "0-1").exit_code == 0
     assert cli("expand", "--source", "bal_train").exit_code == 0
     assert cli("featurize").exit_code == 0
-    shard = load_settings().store_path / "features" / "logmel" / "data" / "c" / "0" / "0" / "0"
+    settings = load_settings()
+    shard = settings.store_path / "features" / "logmel" / "data" / "c" / "0" / "0" / "0"
     damaged = bytearray(shard.read_bytes())
     damaged[300:340] = bytes(40)
-    shard.write_bytes(bytes(damaged))
-    result = cli("prune", "--source", "bal_train")
+    shard.write_bytes(bytes(damaged) if damage == "zeroed bytes" else b"")
+    audio = sorted(path for path in settings.audio_dir.rglob("*") if path.is_file())
+    result = cli("prune", "--source", "bal_train", "--with-audio")
     assert result.exit_code == 5
     assert "pruned 0 mirror files" in result.stdout
     assert "its clips' features do not read back" in " ".join(result.stdout.split())
     assert "`audiotok verify --repair`, then `audiotok featurize`, then prune again" in result.stderr
     kept = sorted(p.name for p in (_mirror() / "data" / "bal_train").iterdir())
     assert kept == ["00.parquet", "01.parquet"]
+    assert audio and audio == sorted(path for path in settings.audio_dir.rglob("*") if path.is_file())

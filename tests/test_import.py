@@ -88,7 +88,7 @@ def test_a_manifest_of_every_format_joins_audioset_classes_and_skips_what_cannot
         ("mp3.wav", "Bark"),
         ("long.wav", "Dog"),
         ("broken.wav", "Dog"),
-        ("d.mp3", "Bark"),  # listed twice: one clip, as its first line says
+        ("d.mp3", "Dog"),  # listed twice with the same label: one clip
     ]
     with manifest.open("w", newline="") as handle:
         csv.writer(handle).writerows([("path", "labels"), *rows])

@@ -29,7 +29,7 @@ def test_a_flipped_byte_inside_a_shard_is_named_by_every_reader(cli, tokenized):
             "shard 0 of features/logmel (rows 0-47)" in line
             and "is damaged (Stored and computed checksum" in line
         )
-        assert "make it again: `audiotok featurize --overwrite`" in line
+        assert "make it again: `audiotok verify --repair; audiotok featurize --name logmel`" in line
 
 
 def test_a_shard_file_gone_while_its_clips_are_done_is_never_read_as_padding(cli, tokenized):
@@ -42,7 +42,7 @@ def test_a_shard_file_gone_while_its_clips_are_done_is_never_read_as_padding(cli
         assert result.exit_code == 5, result.output
         assert (
             "shard 0 of tokens/logmel-k16" in result.stderr
-            and "`audiotok tokenize --overwrite`" in result.stderr
+            and "`audiotok verify --repair; audiotok tokenize --vocab logmel-k16`" in result.stderr
         )
 
 

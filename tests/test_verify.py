@@ -13,6 +13,7 @@ import pytest
 
 from audiotok_cli.audioset.manifest import load_manifest, save_manifest
 from audiotok_cli.store import Store
+from store_helpers import printed_repairs, run_printed
 
 
 def _flip(path, offset: int = 200, count: int = 64) -> None:
@@ -64,20 +65,19 @@ def test_verify_names_each_damaged_shard_and_repair_makes_the_store_bitwise_whol
         assert where in said
     assert "tokens/logmel-k16 shard 2 (rows 16-23)" in said
     assert "its data file is missing" in said and "checksum" in said
-    assert "to repair: `audiotok featurize --name logmel`" in said
-    assert "to repair: `audiotok tokenize --vocab logmel-k16`" in said
+    fixes = printed_repairs(found.stdout)
+    assert fixes == [
+        "audiotok verify --repair; audiotok featurize --name logmel",
+        "audiotok verify --repair; audiotok tokenize --vocab logmel-k16",
+    ]
     assert "3 damaged: first features/logmel shard 1" in found.stderr
 
-    repaired = cli("verify", "--repair")
-    assert repaired.exit_code == 0 and "to redo what --repair marked" in repaired.stdout
+    run_printed(cli, fixes[0])  # marks all three pending, then redoes exactly the two feature shards
     info = " ".join(cli("info").stdout.split())
     assert "3 damaged; 3 marked for their stage to redo" in info
-    lengths = Store.open(store_path).features("logmel").all_lengths()
-    assert (lengths[8:16] < 0).all() and (lengths[32:40] < 0).all() and (lengths[:8] >= 0).all()
-
-    assert cli("featurize").exit_code == 0  # redoes exactly the two marked shards
-    tokenized = cli("tokenize")
-    assert tokenized.exit_code == 0, tokenized.output  # and the token shard
+    lengths = Store.open(store_path).padded("tokens", "logmel-k16").all_lengths()
+    assert (lengths[16:24] < 0).all() and (lengths[:16] >= 0).all()
+    run_printed(cli, fixes[1])
     healed = _arrays(store_path)
     for name, array in pristine.items():
         assert np.array_equal(healed[name], array), name  # bit for bit as before the damage
@@ -85,16 +85,25 @@ def test_verify_names_each_damaged_shard_and_repair_makes_the_store_bitwise_whol
     assert "last verify" in cli("info").stdout and "nothing damaged" in cli("info").stdout
 
 
-def test_verify_names_a_damaged_clip_column_and_vocabulary(cli, shards_env):
+def test_verify_names_a_damaged_clip_column_and_vocabulary(cli, shards_env, tmp_path):
     store_path = shards_env.store_path
+    centroids_before = Store.open(store_path).vocab().centroids
+    shutil.copytree(store_path / "clips" / "labels", tmp_path / "labels")
     _flip(store_path / "clips" / "labels" / "c" / "0" / "0", offset=20, count=8)
     centroids = store_path / "vocab" / "logmel-k16" / "centroids" / "c" / "0" / "0"
     centroids.write_bytes(centroids.read_bytes()[:10])
     found = cli("verify", "--repair")
     assert found.exit_code == 5, found.output  # nothing a stage can redo piecewise: still damaged
     said = " ".join(found.stdout.split())
-    assert "clips/labels" in said and "expand or import into a new --store" in said
-    assert "vocab/logmel-k16" in said and "audiotok vocab --overwrite, then tokenize --overwrite" in said
+    assert "clips/labels" in said and "import or expand the audio again into a new --store" in said
+    assert "vocab/logmel-k16" in said
+    assert printed_repairs(found.stdout) == ["audiotok --seed 0 vocab --features logmel --k 16 --overwrite"]
+
+    shutil.rmtree(store_path / "clips" / "labels")  # as if imported again: the clip table whole
+    shutil.copytree(tmp_path / "labels", store_path / "clips" / "labels")
+    run_printed(cli, printed_repairs(found.stdout)[0])
+    assert np.array_equal(Store.open(store_path).vocab().centroids, centroids_before)  # the same, bit for bit
+    assert cli("verify").exit_code == 0  # its tokens match it again
 
 
 def test_verify_mirror_checks_fetched_files_and_repair_makes_fetch_download_them_again(

@@ -47,6 +47,13 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def folder_path(path: Path) -> Path:
+    """A path audiotok keeps files under: a file there would fail each command differently."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder; pass a folder (or a new path)")
+    return path
+
+
 class PathSettings(_Group):
     """Where each stage reads and writes; unset paths live under `data_dir`."""
 
@@ -54,6 +61,11 @@ class PathSettings(_Group):
     audio_dir: Path | None = Field(None, description="Expanded audio files, one folder per source.")
     store: Path | None = Field(None, description="The Zarr v3 store every stage talks through.")
     runs_dir: Path | None = Field(None, description="Training runs: checkpoints and reports.")
+
+    @field_validator("mirror_dir", "audio_dir", "runs_dir")
+    @classmethod
+    def _a_folder(cls, path: Path | None) -> Path | None:
+        return path if path is None else folder_path(path)
 
 
 @dataclass(frozen=True)
@@ -393,6 +405,11 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
 
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, path: Path) -> Path:
+        return folder_path(path)
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, level: str) -> str:
@@ -427,6 +444,9 @@ class Settings(BaseSettings):
         return self.resolved_paths.runs_dir
 
 
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     """Build settings with `overrides` (from CLI flags) on top; raise SettingsError on bad values,
     naming the setting and where its value came from."""
@@ -439,9 +459,10 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         message = error["msg"].removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {where}{_from(where, overrides)}: {message}") from None
     except UnicodeDecodeError as exc:  # the only text file read here
+        utf16 = ": a UTF-16 byte-order mark, as Windows editors save" if exc.object[:2] in UTF16_MARKS else ""
         raise SettingsError(
-            f"{Path(ENV_FILE).resolve()} is not UTF-8 text (byte {exc.object[exc.start]:#x} at {exc.start}); "
-            "save it as UTF-8"
+            f"{Path(ENV_FILE).resolve()} is not UTF-8 text (byte {exc.object[exc.start]:#x} at {exc.start}"
+            f"{utf16}); save it as UTF-8"
         ) from None
     except PydanticSettingsError as exc:  # a nested group given as a value that is not JSON
         field = re.search(r'field "(\w+)"', str(exc))

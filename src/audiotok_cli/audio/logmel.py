@@ -8,6 +8,7 @@ Decoding uses soundfile + soxr directly, a cheap stereo mix and a mel matrix bui
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,8 @@ def decode(source: Path | bytes, sample_rate: int, name: str = "", fix: str = RE
 def unreadable(path: Path) -> str | None:
     """Why `path` cannot be featurized, read from its header alone (cheap), or None where it can:
     a missing file, one no decoder knows, one with no samples."""
+    if path.is_symlink() and not path.exists():
+        return f"a symlink to {os.readlink(path)}, which is missing (git-annex or DVC content not fetched?)"
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:

@@ -20,6 +20,7 @@ from audiotok_cli.cli.options import (
 )
 
 LayoutChoice = f"One of {', '.join(LAYOUTS)}."
+SHOWN_FILES = 5
 
 
 def _render_fetch(result) -> None:
@@ -186,6 +187,21 @@ def _render_import(r) -> None:
         f"{counted(len(r.unreadable), 'unreadable file')} skipped; {classes}"
         + "".join(f"; {part}" for part in protocol)
     )
+    for path, why in list(r.unreadable.items())[:SHOWN_FILES]:
+        console.print(f"  unreadable {escape(path)}: {escape(why)}")
+    if len(r.unreadable) > SHOWN_FILES:
+        console.print(f"  ... and {len(r.unreadable) - SHOWN_FILES} more (`--json` lists all)")
+    if r.files_gone:
+        console.print(
+            f"[yellow]{counted(len(r.files_gone), 'file')} imported before are gone from {escape(r.root)} "
+            f"(their clips stay, with what was made from them): {escape(_first(r.files_gone))}"
+        )
+    if r.files_changed:
+        console.print(
+            f"[yellow]{counted(len(r.files_changed), 'file')} changed since imported: "
+            f"{escape(_first(r.files_changed))}; {r.rows_pending} rows of their features and tokens are "
+            "pending again: run `audiotok featurize`, then `audiotok tokenize`"
+        )
     if r.duplicate_files:
         console.print(
             f"{counted(r.duplicate_files, 'clip')} of the store have an identical copy ({r.dedupe}: "
@@ -199,6 +215,12 @@ def _render_import(r) -> None:
             f"{counted(r.copies_across_folds, 'set')} in different folds; `split --test-fold` and "
             "`train --cv` keep its folds as published"
         )
+
+
+def _first(paths: list[str]) -> str:
+    return ", ".join(paths[:SHOWN_FILES]) + (
+        f", ... (`--json` lists all {len(paths)})" if len(paths) > SHOWN_FILES else ""
+    )
 
 
 @command("import", render=_render_import)

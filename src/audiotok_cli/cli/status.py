@@ -47,6 +47,12 @@ def _render_store(info: dict[str, Any]) -> None:
     console.print(f"classes: its own {len(own)} ({escape(shown)})" if own else "classes: AudioSet's 527")
     for name, c in info.get("collections", {}).items():
         skipped = f", {len(c['unreadable'])} unreadable file(s) skipped" if c["unreadable"] else ""
+        skipped += f", {len(c['gone'])} file(s) gone since imported" if c.get("gone") else ""
+        skipped += (
+            f", {len(c['changed'])} file(s) changed at the last import (their clips pending again)"
+            if c.get("changed")
+            else ""
+        )
         console.print(f"collection {name} ({c['layout']}): {escape(c['root'])}{skipped}")
     if info["writer"]:
         w = info["writer"]
@@ -131,14 +137,27 @@ def _render_verify(r) -> None:
     read += f", checked {r.runs} run folders" if r.runs else ""
     if not r.damaged:
         console.print(f"{r.store}: nothing damaged ({read})")
-        return
-    table = Table("damaged", "why", "repaired", title=f"{r.store}: {len(r.damaged)} damaged ({read})")
-    for d in r.damaged:
-        table.add_row(escape(d.what), escape(d.why), "marked pending" if d.repaired else "-")
-    console.print(table)
-    for fix in dict.fromkeys(d.fix for d in r.damaged):  # each command once, in order
-        done = all(d.repaired for d in r.damaged if d.fix == fix)
-        console.print(f"{'to redo what --repair marked' if done else 'to repair'}: `{escape(fix)}`")
+    else:
+        table = Table("damaged", "why", "repaired", title=f"{r.store}: {len(r.damaged)} damaged ({read})")
+        for d in r.damaged:
+            table.add_row(escape(d.what), escape(d.why), "marked pending" if d.repaired else "-")
+        console.print(table)
+        for fix in dict.fromkeys(d.fix for d in r.damaged):  # each command once, in order
+            done = all(d.repaired for d in r.damaged if d.fix == fix)
+            shown = f"`{escape(fix)}`" if fix.startswith("audiotok ") else escape(fix)  # a command, or advice
+            console.print(f"{'to redo what --repair marked' if done else 'to repair'}: {shown}")
+    if r.rewritten:
+        console.print(
+            f"rewrote {len(r.rewritten)} arrays with a checksum on every chunk: {', '.join(r.rewritten)}"
+        )
+    if r.unchecked:
+        console.print(
+            f"[yellow]{len(r.unchecked)} arrays carry no checksum (written by an older audiotok), so damage "
+            f"there may read as data: {', '.join(r.unchecked)}; rewrite them with one: "
+            "`audiotok verify --rewrite-unchecked`"
+        )
+    if r.read_only:
+        console.print("the store is read-only: read without its writer lock, and this verify is not recorded")
 
 
 @command("verify", render=_render_verify)
@@ -158,6 +177,13 @@ def verify_cmd(
         bool,
         typer.Option("--runs", help="Also check every run folder's files against their recorded digests."),
     ] = False,
+    rewrite_unchecked: Annotated[
+        bool,
+        typer.Option(
+            "--rewrite-unchecked",
+            help="Rewrite arrays an older audiotok wrote without checksums with a CRC32C on every chunk.",
+        ),
+    ] = False,
     store: StoreOpt = None,
     mirror_dir: MirrorOpt = None,
     runs_dir: RunsOpt = None,
@@ -172,4 +198,5 @@ def verify_cmd(
         repair,
         settings.mirror_dir if mirror else None,
         settings.runs_dir if runs else None,
+        rewrite_unchecked,
     )

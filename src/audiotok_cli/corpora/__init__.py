@@ -14,7 +14,7 @@ from pathlib import Path
 from audiotok_cli.corpora.entries import Entry
 from audiotok_cli.corpora.generic import read_folders, read_manifest
 from audiotok_cli.corpora.published import ESC50_META, URBANSOUND8K_META, read_esc50, read_urbansound8k
-from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.errors import DataError, MissingInputError, SettingsError
 
 __all__ = ["LAYOUTS", "Entry", "Layout", "detect_layout", "read_collection"]
 
@@ -50,7 +50,8 @@ def read_collection(
     root: Path, layout: str | None = None, manifest: Path | None = None
 ) -> tuple[str, list[Entry]]:
     """The collection's layout (detected unless given) and its entries, sorted by path; a file
-    listed twice is one clip, as its first line describes it."""
+    listed twice is one clip, as its first line describes it, and refused where the two lines give
+    it different labels (which one would be right?)."""
     if not root.is_dir():
         raise MissingInputError(f"{root} is not a folder; pass the collection's root folder")
     if layout is not None and layout not in LAYOUTS:
@@ -60,5 +61,11 @@ def read_collection(
     layout = layout or detect_layout(root, manifest)
     entries = {}
     for entry in LAYOUTS[layout].read(root, manifest):
-        entries.setdefault(entry.path, entry)
+        first = entries.setdefault(entry.path, entry)
+        if set(first.labels) != set(entry.labels):
+            raise DataError(
+                f"{entry.path} is listed twice with different labels: {first.where or 'once'} "
+                f"({';'.join(first.labels) or 'none'}) and {entry.where or 'again'} "
+                f"({';'.join(entry.labels) or 'none'}); keep the row that is right"
+            )
     return layout, sorted(entries.values(), key=lambda entry: entry.path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from audiotok_cli.errors import DataError, MissingInputError
@@ -18,6 +18,7 @@ class Entry:
     fold: int | None = None
     group: str | None = None
     source: str | None = None
+    where: str = field(default="", compare=False)  # the metadata line that lists it, for messages
 
 
 def relative(root: Path, path: str, where: str) -> str:

@@ -23,17 +23,22 @@ def read_manifest(root: Path, manifest: Path | None) -> list[Entry]:
                 fold=fold_number(row.get("fold"), where),
                 group=(row.get("group") or "").strip() or None,
                 source=(row.get("source") or "").strip() or None,
+                where=where,
             )
         )
     return entries
 
 
 def read_folders(root: Path, manifest: Path | None = None) -> list[Entry]:
-    """`root/<class>/<file>`: each audio file under a class folder (at any depth) has that label."""
+    """`root/<class>/<file>`: each audio file under a class folder (at any depth) has that label. A
+    symlink whose target is gone (git-annex or DVC content not fetched) is an entry too: import
+    counts it unreadable, instead of the collection shrinking without a word."""
     entries = [
         Entry(path=path.relative_to(root).as_posix(), labels=(path.relative_to(root).parts[0],))
         for path in root.rglob("*")
-        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file() and len(path.relative_to(root).parts) > 1
+        if path.suffix.lower() in AUDIO_SUFFIXES
+        and (path.is_file() or path.is_symlink())
+        and len(path.relative_to(root).parts) > 1
     ]
     if not entries:
         raise MissingInputError(

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from audiotok_cli.corpora.duplicates import DEDUPE_MODES, content_digest, join_c
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import NAME_PATTERN
-from audiotok_cli.store import CollectionRecord, Store
+from audiotok_cli.store import CollectionRecord, FileStamp, Store
 
 log = logging.getLogger(__name__)
 ROWS_PER_COMMIT = 512
@@ -58,6 +59,9 @@ class ImportResult:
     duplicate_sets: int = 0
     regrouped: int = 0  # clips whose group changed to keep copies together
     copies_across_folds: int = 0  # sets whose copies the collection's own folds put apart
+    files_gone: list[str] = field(default_factory=list)  # imported before, missing now
+    files_changed: list[str] = field(default_factory=list)  # imported before, other content now
+    rows_pending: int = 0  # features and tokens rows of changed files marked for their stage to redo
 
 
 def import_collection(
@@ -93,19 +97,24 @@ def import_collection(
             )
         result = ImportResult(name, layout, str(home), len(classes), classes.is_audioset, dedupe=dedupe)
         contents = dict(known.contents) if known is not None and known.dedupe == dedupe else {}
-        store.save_collection(name, CollectionRecord(root=str(home), layout=layout, dedupe=dedupe))
+        stamps = dict(known.files) if known is not None else {}
+        store.save_collection(
+            name,
+            CollectionRecord(root=str(home), layout=layout, dedupe=dedupe, contents=contents, files=stamps),
+        )
+        imported = sorted(clip.partition("/")[2] for clip in store.row_of if clip.startswith(f"{name}/"))
         new = sorted(
             (entry for entry in entries if f"{name}/{entry.path}" not in store.row_of),
             key=lambda entry: _mixed(f"{name}/{entry.path}"),
         )
         result.clips_known = len(entries) - len(new)
         pending: list[Entry] = []
-        new_paths = {entry.path for entry in new}
-        undigested = [entry for entry in entries if entry.path not in new_paths | contents.keys()]
-        with progress(f"import {name}", len(new) + len(undigested)) as advance:
-            for entry in undigested:  # clips imported before, with another --dedupe
-                contents[entry.path] = _digest(home / entry.path, dedupe)
-                advance(1)
+        with progress(f"import {name}", len(imported) + len(new)) as advance:
+            changed = _compare_with_disk(home, imported, stamps, contents, dedupe, result, advance)
+            if changed:
+                result.rows_pending = store.mark_clips_pending(
+                    np.array([store.row_of[f"{name}/{path}"] for path in changed])
+                )
             for entry in new:
                 if copy_to is not None:
                     _copy(root / entry.path, home / entry.path)
@@ -113,14 +122,22 @@ def import_collection(
                 if why is not None:
                     result.unreadable[entry.path] = why
                 else:
-                    contents[entry.path] = _digest(home / entry.path, dedupe)
+                    stamps[entry.path] = _stamp(home / entry.path)
+                    contents[entry.path] = _digest(home / entry.path, dedupe, stamps[entry.path])
                     pending.append(entry)
                     if len(pending) >= ROWS_PER_COMMIT:
                         _append(store, name, pending, classes, ids, result)
                 advance(1)
             _append(store, name, pending, classes, ids, result)
         collection = CollectionRecord(
-            root=str(home), layout=layout, unreadable=result.unreadable, dedupe=dedupe, contents=contents
+            root=str(home),
+            layout=layout,
+            unreadable=result.unreadable,
+            dedupe=dedupe,
+            contents=contents,
+            files=stamps,
+            gone=result.files_gone,
+            changed=result.files_changed,
         )
         store.save_collection(name, collection)
         _keep_copies_together(store, result)
@@ -140,8 +157,49 @@ def import_collection(
     return result
 
 
-def _digest(path: Path, dedupe: str) -> str:
-    """The file's content digest; "" where it cannot be read whole (it is then nobody's copy)."""
+def _compare_with_disk(
+    home: Path,
+    imported: list[str],
+    stamps: dict[str, FileStamp],
+    contents: dict[str, str],
+    dedupe: str,
+    result: ImportResult,
+    advance: Callable[[int], None],
+) -> list[str]:
+    """What happened on disk to the files imported before, as `git status` or `dvc status` says it:
+    gone (its clip stays, with what was made from it), or changed (hashed only where size or mtime
+    moved; its stamp and digest renewed). The changed paths."""
+    changed = []
+    for path in imported:
+        advance(1)
+        try:
+            stat = (home / path).stat()
+        except OSError:  # gone, or a symlink whose content is gone
+            result.files_gone.append(path)
+            continue
+        before = stamps.get(path)
+        if before is None or (before.size, before.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            stamps[path] = _stamp(home / path)  # stamped now where an older audiotok imported it
+            if before is not None and stamps[path].sha256 != before.sha256:
+                changed.append(path)
+        if path in changed or path not in contents:  # or digested with another --dedupe
+            contents[path] = _digest(home / path, dedupe, stamps[path])
+    result.files_changed = changed
+    return changed
+
+
+def _stamp(path: Path) -> FileStamp:
+    stat = path.stat()
+    with path.open("rb") as handle:
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    return FileStamp(size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha256)
+
+
+def _digest(path: Path, dedupe: str, stamp: FileStamp) -> str:
+    """The file's content digest (exact: its sha256, hashed once); "" where it cannot be decoded
+    whole (it is then nobody's copy)."""
+    if dedupe == "exact":
+        return stamp.sha256
     try:
         return content_digest(path, dedupe)
     except (OSError, RuntimeError, sf.LibsndfileError):

@@ -13,7 +13,9 @@ verify, and `info` shows it.
 
 from __future__ import annotations
 
-import shlex
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +24,20 @@ from audiotok_cli.audioset.fetch import file_hash
 from audiotok_cli.audioset.manifest import forget, load_manifest
 from audiotok_cli.errors import DataError
 from audiotok_cli.progress import progress
-from audiotok_cli.settings import AudioSettings
-from audiotok_cli.store import Damaged, FeaturesRecord, Store, TokensRecord, VerifyRecord, WriterLock
+from audiotok_cli.store import (
+    CLIP_TABLE_REPAIR,
+    Damaged,
+    FeaturesRecord,
+    PaddedSet,
+    Pick,
+    Store,
+    VerifyRecord,
+    WriterLock,
+    remake,
+    repair_shard,
+)
 
-REMAKE = {"features": "featurize", "tokens": "tokenize"}
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)  # the lock file cannot be made: a snapshot, a mount
 
 
 @dataclass
@@ -44,45 +56,88 @@ class VerifyResult:
     mirror_files: int = 0  # mirror files hashed
     runs: int = 0  # run folders checked (`verify --runs`)
     damaged: list[Damage] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # arrays without checksums (an older audiotok's)
+    rewritten: list[str] = field(default_factory=list)  # rewritten with them (--rewrite-unchecked)
+    read_only: bool = False  # read without the writer lock; not recorded in the store
 
     def problem(self) -> DataError | None:
         """Exit 5 while anything damaged is left as it is (repaired damage waits for its stage)."""
         left = [damage for damage in self.damaged if not damage.repaired]
         if not left:
             return None
-        return DataError(f"{len(left)} damaged: first {left[0].what} ({left[0].why}); {left[0].fix}")
+        fix = f"`{left[0].fix}`" if left[0].fix.startswith("audiotok ") else left[0].fix
+        return DataError(f"{len(left)} damaged: first {left[0].what} ({left[0].why}); to repair: {fix}")
 
 
-def verify(store_path: Path, repair: bool = False, mirror_dir: Path | None = None) -> VerifyResult:
+def verify(
+    store_path: Path, repair: bool = False, mirror_dir: Path | None = None, rewrite_unchecked: bool = False
+) -> VerifyResult:
     """Read the whole store (and the mirror's files) under the store's writer lock: nothing changes
-    what is being read, and a repair is written by the only writer."""
-    with Store.writing(store_path, "verify") as store:
-        result = VerifyResult(str(store_path))
-        for kind in REMAKE:
-            for name in store.names(kind):
-                _verify_padded(store, kind, name, repair, result)
-        _verify_arrays(store, result)
+    what is being read, and a repair is written by the only writer. A store on a read-only file
+    system (a snapshot) is read without the lock, and its verify is not recorded."""
+    with _opened(store_path, writes=repair or rewrite_unchecked) as (store, writable):
+        result = VerifyResult(str(store_path), read_only=not writable)
+        _verify_extent(store, repair, result)
+        _verify_clip_table(store, result)
+        for name in store.names("features"):  # in the order their repairs must run: features first
+            _verify_padded(store, "features", name, repair, result)
+        _verify_vocabularies(store, result)
+        for name in store.names("tokens"):
+            _verify_padded(store, "tokens", name, repair, result)
+        result.unchecked = store.unchecked_arrays()
+        if rewrite_unchecked:
+            _rewrite_unchecked(store, result)
         if mirror_dir is not None:
             with WriterLock(mirror_dir, "verify"):
                 _verify_mirror(mirror_dir, repair, result)
-        store.save_verify(
-            VerifyRecord(
-                at=datetime.now(UTC).isoformat(timespec="seconds"),
-                damaged=[f"{d.what}: {d.why}" for d in result.damaged],
-                repaired=[d.what for d in result.damaged if d.repaired],
+        if writable:
+            store.save_verify(
+                VerifyRecord(
+                    at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    damaged=[f"{d.what}: {d.why}" for d in result.damaged],
+                    repaired=[d.what for d in result.damaged if d.repaired],
+                )
             )
-        )
     return result
 
 
+@contextmanager
+def _opened(store_path: Path, writes: bool) -> Iterator[tuple[Store, bool]]:
+    """The store under its writer lock, or, where the lock file cannot be made because the file
+    system is read-only, the store opened to read (writes: refused, naming why)."""
+    try:
+        with Store.writing(store_path, "verify", repairing=True) as store:
+            yield store, True
+            return
+    except OSError as exc:
+        if exc.errno not in READ_ONLY or writes:
+            raise
+    yield Store.open(store_path, mode="r", repairing=True), False
+
+
+def _verify_extent(store: Store, repair: bool, result: VerifyResult) -> None:
+    """The root record's clip count against the clip columns (`--repair` sets it back)."""
+    problem = store.extent_problem()
+    if problem is None:
+        return
+    if repair:
+        problem += f" (set back to {store.repair_extent()})"
+    result.damaged.append(Damage("root record (n_clips)", problem, "audiotok verify --repair", repair))
+
+
 def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: VerifyResult) -> None:
-    remake = _remake(kind, name)
     try:
         padded = store.padded(kind, name)
-        remake = _remake(kind, name, padded.record)
         n_shards = padded.n_shards
+        mismatch = _shape_mismatch(padded)
     except DataError as damage:  # the group's own metadata: only a whole remake helps
-        result.damaged.append(Damage(f"{kind}/{name}", str(damage), f"{remake} --overwrite"))
+        record = store.record_of(kind, name)
+        result.damaged.append(Damage(f"{kind}/{name}", str(damage), remake(kind, name, record, whole=True)))
+        return
+    if mismatch:
+        result.damaged.append(
+            Damage(f"{kind}/{name}", mismatch, remake(kind, name, padded.record, whole=True))
+        )
         return
     with progress(f"verify {kind} {name}", n_shards, "shards") as advance:
         for shard in range(n_shards):
@@ -92,63 +147,62 @@ def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: Ver
             except Damaged as damage:
                 rows = padded.shard_rows(shard)
                 where = f"{kind}/{name} shard {shard} (rows {rows.start}-{rows.stop - 1})"
-                result.damaged.append(Damage(where, damage.why, remake, repaired=repair))
+                fix = remake(kind, name, padded.record) if repair else repair_shard(kind, name, padded.record)
+                result.damaged.append(Damage(where, damage.why, fix, repaired=repair))
                 if repair:
                     padded.mark_shard_pending(shard)
             advance(1)
 
 
-def _remake(kind: str, name: str, record: TokensRecord | FeaturesRecord | None = None) -> str:
-    """The command that makes a group's pending rows again: features with the settings they were
-    made with (the ones that differ from the defaults), merged tokens by tokenizing their vocabulary
-    with the same merges."""
+def _shape_mismatch(padded: PaddedSet) -> str | None:
+    """Why a group's arrays cannot be what its record says (an edited record or array metadata)."""
+    record, data, lengths = padded.record, padded.data, padded.lengths
     if isinstance(record, FeaturesRecord):
-        return f"audiotok featurize --name {name}{_audio_flags(record)}"
-    if kind == "features":
-        return f"audiotok featurize --name {name}"
-    if record is None or not record.merges:
-        return f"audiotok tokenize --vocab {record.vocab if record else name}"
-    return f"audiotok tokenize --vocab {record.vocab} --merges {record.merges}"
+        frame = (record.max_frames, record.frame_dim)
+    else:
+        frame = data.shape[1:2] + (() if record.codebooks == 1 else (record.codebooks,))
+    if data.shape[1:] != frame:
+        return f"its record says frames of shape {frame}, its data array holds {data.shape[1:]}"
+    if data.shape[0] != lengths.shape[0] or (data.shards or data.chunks)[0] != record.rows_per_shard:
+        return (
+            f"its record says shards of {record.rows_per_shard} rows; its data holds {data.shape[0]} rows "
+            f"in shards of {(data.shards or data.chunks)[0]}, its lengths {lengths.shape[0]}"
+        )
+    return None
 
 
-def _audio_flags(record: FeaturesRecord) -> str:
-    """The featurize flags of a features group's settings that are not the defaults (an encoder's
-    sample rate is its own, so it is left out)."""
-    made, default = record.audio.model_dump(), AudioSettings().model_dump()
-    if record.encoder is not None:
-        made.pop("sample_rate")
-    flags = []
-    for setting, value in made.items():
-        if value != default[setting]:
-            flag = setting.replace("_", "-")
-            shown = f"--{flag}" if value is True else f"--no-{flag}" if value is False else None
-            flags.append(shown or f"--{flag} {shlex.quote(str(value))}")
-    return "".join(f" {flag}" for flag in flags)
-
-
-def _verify_arrays(store: Store, result: VerifyResult) -> None:
+def _verify_clip_table(store: Store, result: VerifyResult) -> None:
     for column, why in store.unreadable_clip_columns().items():
         result.arrays += 1
         if why:
-            result.damaged.append(
-                Damage(
-                    f"clips/{column}",
-                    why,
-                    "the clip table cannot be remade in place: expand or import into a new --store",
-                )
-            )
+            result.damaged.append(Damage(f"clips/{column}", why, CLIP_TABLE_REPAIR))
+
+
+def _verify_vocabularies(store: Store, result: VerifyResult) -> None:
     for name in store.names("vocab"):
         result.arrays += 1
+        fix = remake("vocab", name, store.vocab_record(name))
         try:
-            store.vocab_centroids(name)
+            vocab = store.vocab(Pick(name))
         except Damaged as damage:
+            result.damaged.append(Damage(f"vocab/{name}", damage.why, fix))
+            continue
+        if vocab.centroids.shape[-2] != vocab.record.n_clusters:  # [k, dim], or [codebooks, k, dim]
+            why = f"its record says k={vocab.record.n_clusters}, its centroids are {vocab.centroids.shape}"
+            edited = "its record cannot be trusted: make it again with the settings it was made with"
             result.damaged.append(
-                Damage(
-                    f"vocab/{name}",
-                    damage.why,
-                    f"audiotok vocab --overwrite, then tokenize --overwrite ({name})",
-                )
+                Damage(f"vocab/{name}", why, f"{edited} (`audiotok vocab ... --overwrite`)")
             )
+
+
+def _rewrite_unchecked(store: Store, result: VerifyResult) -> None:
+    """Every array without checksums rewritten with one, unless it is damaged (its repair first)."""
+    damaged = {d.what.split(" ")[0] for d in result.damaged}
+    for path in result.unchecked:
+        if not any(path.startswith(what) for what in damaged):
+            store.rewrite_checked(path)
+            result.rewritten.append(path)
+    result.unchecked = [path for path in result.unchecked if path not in result.rewritten]
 
 
 def _verify_mirror(mirror_dir: Path, repair: bool, result: VerifyResult) -> None:

@@ -106,6 +106,7 @@ def build_vocab(
             quantizer=settings.quantizer,
             niter=settings.niter,
             init=settings.init,
+            sample_frames=settings.sample_frames,
             seed=seed,
             n_frames=len(sample),
             n_train_clips=int(train.sum()),

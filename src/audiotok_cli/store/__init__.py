@@ -2,6 +2,7 @@
 this package reads or writes Zarr paths or attributes."""
 
 from audiotok_cli.store.layout import (
+    CLIP_TABLE_REPAIR,
     PENDING,
     SOURCES,
     SPLITS,
@@ -22,13 +23,16 @@ from audiotok_cli.store.records import (
     CollectionRecord,
     EncoderRecord,
     FeaturesRecord,
+    FileStamp,
     SplitRecord,
     TokensRecord,
     VerifyRecord,
     VocabRecord,
 )
+from audiotok_cli.store.repairs import remake, repair_shard
 
 __all__ = [
+    "CLIP_TABLE_REPAIR",
     "PENDING",
     "SOURCES",
     "SPLITS",
@@ -37,6 +41,7 @@ __all__ = [
     "EncoderRecord",
     "FeatureSet",
     "FeaturesRecord",
+    "FileStamp",
     "PaddedSet",
     "Pick",
     "ReaderLease",
@@ -50,6 +55,8 @@ __all__ = [
     "WriterLock",
     "fingerprint",
     "only_candidate",
+    "remake",
+    "repair_shard",
     "require_same",
     "split_code",
 ]

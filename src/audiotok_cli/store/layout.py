@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ import numpy as np
 import zarr
 from pydantic import BaseModel, ValidationError
 from scipy import sparse
-from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.core.sync import sync
 
 from audiotok_cli.atomic import naming_full_disk
@@ -56,6 +57,7 @@ from audiotok_cli.store.records import (
     VerifyRecord,
     VocabRecord,
 )
+from audiotok_cli.store.repairs import remake, repair_shard
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
@@ -68,10 +70,12 @@ CLIP_ROWS_PER_CHUNK = 4096
 MIRROR_FILE, UNKNOWN_FILE = "mirror_file", -1  # clips/mirror_file: index into ClipsRecord.mirror_files
 NO_FOLD, NO_GROUP = -1, ""  # clips/fold and clips/group where a collection has none
 PENDING = -1
-# every chunk of per-clip data carries a CRC32C (inner chunks of a shard included, not only the shard
-# index): a flipped bit or a truncated shard is refused by any reader, never read as data
+# every chunk of every array carries a CRC32C (inner chunks of a shard included, not only the shard
+# index; the clip columns and vocabularies too): a flipped bit or a truncated chunk is refused by any
+# reader, never read as data
 _COMPRESSOR = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec())
 _CHECKSUMMED = (ZstdCodec(), Crc32cCodec())
+SHARD_INDEX_ENTRY, INDEX_CHECKSUM = 16, 4  # zarr's shard index: (offset, length) uint64s, then a CRC32C
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -167,13 +171,22 @@ class PaddedSet(Generic[R]):
         try:
             return self.group[name]
         except KeyError:  # its zarr.json is gone: the array cannot be opened, whatever its chunks hold
-            kind, store = self.group.path.split("/")[0], self.group.store_path.store
             why = "its metadata file zarr.json is missing"
+            remade = remake(self.kind, self.name, self.record, whole=True)
             raise Damaged(
-                f"{self.group.path}/{name} in {getattr(store, 'root', store)} is damaged ({why}); make it "
-                f"again: `audiotok {_MAKER[kind]} --name {self.name} --overwrite`",
+                f"{self.group.path}/{name} in {self._store_root} is damaged ({why}); "
+                f"make it again: `{remade}`",
                 why,
             ) from None
+
+    @property
+    def kind(self) -> str:
+        return self.group.path.split("/")[0]
+
+    @property
+    def _store_root(self) -> object:
+        store = self.group.store_path.store
+        return getattr(store, "root", store)
 
     @property
     def n_rows(self) -> int:
@@ -198,7 +211,14 @@ class PaddedSet(Generic[R]):
             self.lengths.resize((n_rows,))
 
     def all_lengths(self) -> np.ndarray:
-        return self.lengths[:]
+        """Every row's length; a damaged chunk is refused naming its shard (found only on failure:
+        one read of the whole array is the fast path)."""
+        try:
+            return self.lengths[:]
+        except UNREADABLE:
+            return np.concatenate(
+                [self._checked(s, lambda s=s: self.lengths[self.shard_rows(s)]) for s in range(self.n_shards)]
+            )
 
     def write_shard(self, shard: int, data: np.ndarray, lengths: np.ndarray) -> None:
         """Write one whole shard: data first, then lengths, which mark the rows done."""
@@ -214,10 +234,28 @@ class PaddedSet(Generic[R]):
         return self.read_data(shard, lengths), lengths
 
     def read_data(self, shard: int, lengths: np.ndarray) -> np.ndarray:
-        """One shard's data, its `lengths` known already (the batch reader keeps them in memory)."""
-        if (lengths >= 0).any() and not self._shard_on_disk(shard):
-            raise self._damaged(shard, "its data file is missing, but its clips are marked done")
+        """One shard's data, its `lengths` known already (the batch reader keeps them in memory). A
+        shard file that is missing, empty or shorter than its own index while its clips are marked
+        done is damage: zarr would read it as padding."""
+        if (lengths >= 0).any():
+            missing = self._missing_data(shard)
+            if missing:
+                raise self._damaged(shard, f"{missing}, but its clips are marked done")
         return self._checked(shard, lambda: self.data[self.shard_rows(shard)])
+
+    def _missing_data(self, shard: int) -> str | None:
+        """Why the shard's data file cannot hold its rows (gone, empty, cut inside its index)."""
+        try:
+            size = sync(self.data.store_path.store.getsize(self._shard_key(shard)))
+        except FileNotFoundError:
+            return "its data file is missing"
+        if size == 0:
+            return "its data file is empty (0 bytes)"
+        inner = int(np.prod([s // c for s, c in zip(self.data.shards, self.data.chunks, strict=True)]))
+        index = inner * SHARD_INDEX_ENTRY + INDEX_CHECKSUM
+        if size < index:
+            return f"its data file is cut short ({size} bytes, its index alone takes {index})"
+        return None
 
     def _checked(self, shard: int, read: Callable[[], np.ndarray]) -> np.ndarray:
         try:
@@ -225,25 +263,32 @@ class PaddedSet(Generic[R]):
         except UNREADABLE as exc:  # zarr's checksum, or a shard too short to hold its index
             raise self._damaged(shard, _first_sentence(exc)) from None
 
-    def _shard_on_disk(self, shard: int) -> bool:
-        return sync(self.data.store_path.store.exists(self._shard_key(shard)))
-
     def _shard_key(self, shard: int) -> str:
         return "/".join([self.data.path, "c", str(shard), *["0"] * (self.data.ndim - 1)])
+
+    def mark_rows_pending(self, rows: np.ndarray) -> int:
+        """These rows (indices) pending again, their shards' other rows kept: their stage redoes
+        exactly them. The count marked (rows this set holds)."""
+        rows = rows[rows < self.n_rows]
+        for shard in np.unique(rows // self.rows_per_shard).tolist():
+            span = self.shard_rows(shard)
+            lengths = self._checked(shard, lambda span=span: self.lengths[span])
+            lengths[rows[(rows >= span.start) & (rows < span.stop)] - span.start] = PENDING
+            self.lengths[span] = lengths
+        return len(rows)
 
     def mark_shard_pending(self, shard: int) -> None:
         """Every row of the shard pending and its data file deleted: its stage computes the whole
         shard again and writes it fresh (zarr would otherwise read the damaged file to update it)."""
-        rows = self.shard_rows(shard)
-        self.lengths[rows] = np.full(rows.stop - rows.start, PENDING, dtype=self.lengths.dtype)
-        sync(self.data.store_path.store.delete(self._shard_key(shard)))
+        store = self.data.store_path.store
+        sync(store.delete(self._shard_key(shard)))
+        sync(store.delete(f"{self.lengths.path}/c/{shard}"))  # a lengths chunk reads as PENDING where gone
 
     def _damaged(self, shard: int, why: str) -> Damaged:
-        kind, store = self.group.path.split("/")[0], self.group.store_path.store
+        rows = self.shard_rows(shard)
         return Damaged(
-            f"shard {shard} of {self.group.path} (rows {self.shard_rows(shard).start}-"
-            f"{self.shard_rows(shard).stop - 1}) in {getattr(store, 'root', store)} is damaged ({why}); "
-            f"make it again: `audiotok {_MAKER[kind]} --overwrite`",
+            f"shard {shard} of {self.group.path} (rows {rows.start}-{rows.stop - 1}) in {self._store_root} "
+            f"is damaged ({why}); make it again: `{repair_shard(self.kind, self.name, self.record)}`",
             why,
         )
 
@@ -295,7 +340,9 @@ class Store:
 
     # -- opening --------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, mode: str = "r+") -> Store:
+    def open(cls, path: Path, mode: str = "r+", repairing: bool = False) -> Store:
+        """The store at `path`; `repairing` (verify) opens one whose root record disagrees with its
+        clip columns, which every other command refuses."""
         refuse_a_file(path)
         if not (path / "zarr.json").exists():
             raise MissingInputError(
@@ -311,17 +358,29 @@ class Store:
                 f"store {path} has format_version {version}, this audiotok reads "
                 f"{FORMAT_VERSION}; rebuild it with a fresh --store path"
             )
+        problem = store.extent_problem()
+        if problem and not repairing:
+            raise Damaged(f"{path} is damaged: {problem}; set it back: `audiotok verify --repair`", problem)
         return store
 
     @classmethod
     @contextmanager
     def writing(
-        cls, path: Path, command: str, create: bool = False, classes: ClassIndex | None = None
+        cls,
+        path: Path,
+        command: str,
+        create: bool = False,
+        classes: ClassIndex | None = None,
+        repairing: bool = False,
     ) -> Iterator[Store]:
         """The store under its writer lock; `create` makes an empty one where none is complete, its
         labels over `classes` (default: AudioSet's 527)."""
         with WriterLock(path, command):
-            yield cls._open_or_create(path, classes or class_index()) if create else cls.open(path)
+            _finish_rewrites(path)
+            if create:
+                yield cls._open_or_create(path, classes or class_index())
+            else:
+                yield cls.open(path, repairing=repairing)
 
     @classmethod
     def _open_or_create(cls, path: Path, classes: ClassIndex) -> Store:
@@ -333,12 +392,11 @@ class Store:
             log.warning("recreating %s: its creation was interrupted before any clip was added", path)
         root = zarr.open_group(path, mode="w", zarr_format=3)
         clips = root.create_group("clips")
-        clips.create_array("ytid", shape=(0,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,))
+        column = {"shape": (0,), "chunks": (CLIP_ROWS_PER_CHUNK,), "compressors": _CHECKSUMMED}
+        clips.create_array("ytid", dtype=str, **column)
         for name in ("source", "split"):
-            clips.create_array(name, shape=(0,), dtype="uint8", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=0)
-        clips.create_array(
-            MIRROR_FILE, shape=(0,), dtype="int32", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=UNKNOWN_FILE
-        )
+            clips.create_array(name, dtype="uint8", fill_value=0, **column)
+        clips.create_array(MIRROR_FILE, dtype="int32", fill_value=UNKNOWN_FILE, **column)
         _add_protocol_columns(clips, 0)
         clips.create_array(
             "labels",
@@ -382,7 +440,73 @@ class Store:
         return record
 
     def _column(self, name: str, rows: slice | None) -> np.ndarray:
-        return self._clips[name][rows if rows is not None else slice(0, self.n_clips)]
+        array = self._clips[name]
+        return self._read(array, rows if rows is not None else slice(0, self.n_clips), CLIP_TABLE_REPAIR)
+
+    def _read(self, array: zarr.Array, selection: Any, repair: str) -> np.ndarray:
+        """`array[selection]`; a chunk that does not read back (checksum, empty or cut-short file) is
+        refused in one line naming the array and its repair."""
+        try:
+            return array[selection]
+        except UNREADABLE as exc:
+            why = _first_sentence(exc)
+            raise Damaged(f"{array.path} in {self.path} is damaged ({why}); {repair}", why) from None
+
+    # -- the root record against the arrays, checksums ---------------------------------------
+    def extent_problem(self) -> str | None:
+        """Why the root record's clip count cannot be right: a column holds fewer rows (columns grow
+        before `n_clips` moves, so they may hold more, never fewer)."""
+        rows = min((array.shape[0] for _, array in self._clip_columns()), default=0)
+        if self.n_clips > rows:
+            return f"its record counts {self.n_clips} clips, its clip columns hold {rows} rows"
+        return None
+
+    def repair_extent(self) -> int:
+        """Set the root record's clip count back to the rows every column holds, less trailing rows
+        an interrupted append left without an id; the count it was set to."""
+        rows = min(array.shape[0] for _, array in self._clip_columns())
+        ytids = self._read(self._clips["ytid"], slice(0, rows), CLIP_TABLE_REPAIR)
+        while rows and not ytids[rows - 1]:
+            rows -= 1
+        _write_record(self.root, self.record.model_copy(update={"n_clips": rows}))
+        return rows
+
+    def _clip_columns(self) -> list[tuple[str, zarr.Array]]:
+        """The clip table's arrays (not a rewrite's leftovers, which carry a '.' in their names)."""
+        return sorted((name, array) for name, array in self._clips.arrays() if "." not in name)
+
+    def unchecked_arrays(self) -> list[str]:
+        """Arrays written without a CRC32C on their chunks (by an older audiotok)."""
+        arrays = [f"clips/{name}" for name, _ in self._clip_columns()]
+        for kind in KINDS:
+            for name in self.names(kind):
+                arrays += [f"{kind}/{name}/{key}" for key, _ in self.root[kind][name].arrays()]
+        return [path for path in arrays if not _checksummed(self.root[path])]
+
+    def rewrite_checked(self, path: str) -> None:
+        """Rewrite one array with a CRC32C on every chunk, its data, chunking and attributes kept:
+        written whole beside it first, then swapped in by two renames (a crash between them is
+        finished by the next rewrite)."""
+        old = self.root[path]
+        parent, name = path.rsplit("/", 1)
+        folder = self.path / parent
+        new = self.root[parent].create_array(
+            f"{name}.checked",
+            shape=old.shape,
+            dtype=old.dtype,
+            chunks=old.chunks,
+            shards=old.shards,
+            fill_value=old.fill_value,
+            compressors=(*[c for c in old.compressors if not isinstance(c, Crc32cCodec)], Crc32cCodec()),
+            attributes=old.attrs.asdict(),
+            overwrite=True,
+        )
+        step = (old.shards or old.chunks)[0] if old.ndim else 1
+        for start in range(0, max(old.shape[0] if old.ndim else 1, 1), step):
+            span = slice(start, start + step) if old.ndim else ()
+            new[span] = self._read(old, span, f"rewrite {path} from its stage instead")
+        (folder / name).rename(folder / f"{name}.unchecked")
+        _finish_rewrites(self.path)
 
     def ytids(self, rows: slice | None = None) -> np.ndarray:
         return np.asarray(self._column("ytid", rows), dtype=object)
@@ -558,6 +682,15 @@ class Store:
         with WriterLock(self.path, "train --cv"):
             _write_record(self._clips, record)
 
+    def mark_clips_pending(self, rows: np.ndarray) -> int:
+        """Clips whose audio changed on disk: pending again in every features and tokens group, so
+        featurize and tokenize redo exactly them; the rows marked, summed over groups."""
+        return sum(
+            self.padded(kind, name).mark_rows_pending(rows)
+            for kind in ("features", "tokens")
+            for name in self.names(kind)
+        )
+
     def set_groups(self, groups: np.ndarray) -> None:
         """Every clip's group at once (import joins copies of one recording into one group)."""
         self._clips["group"][: self.n_clips] = np.asarray(groups, dtype=str)
@@ -598,6 +731,10 @@ class Store:
             if self._group_record(kind, group) is None
         }
 
+    def record_of(self, kind: str, name: str) -> BaseModel | None:
+        """A group's record, None where it has none (damaged, incomplete or absent)."""
+        return self._group_record(kind, self.root[kind][name]) if name in self.root[kind] else None
+
     def _group_record(self, kind: str, group: zarr.Group) -> BaseModel | None:
         return self._read_record(group, KINDS[kind])
 
@@ -627,14 +764,16 @@ class Store:
         return only_candidate(candidates, what, what, self.path, missing, _OPTION[kind])
 
     def _makers(self, kind: str, pick: Pick) -> str:
-        """The commands that would make a missing input: tokens need their vocabulary first."""
+        """The commands that would make a missing input: tokens of each vocabulary the pick allows
+        (by name, since `--k` alone may match several), or that vocabulary first."""
         flags = f" --k {pick.k}" if pick.k is not None else ""
-        command = f"`audiotok {_MAKER[kind]}{flags}`"
-        if kind == "tokens":
-            records = {n: self._group_record("vocab", self.root["vocab"][n]) for n in self.names("vocab")}
-            if not any(pick.matches(n, r.n_clusters, r.features) for n, r in records.items()):
-                return f"`audiotok vocab{flags}` and then {command}"
-        return command
+        if kind != "tokens":
+            return f"`audiotok {_MAKER[kind]}{flags}`"
+        records = {n: self._group_record("vocab", self.root["vocab"][n]) for n in self.names("vocab")}
+        vocabs = [n for n, r in records.items() if pick.matches(n, r.n_clusters, r.features)]
+        if not vocabs:
+            return f"`audiotok vocab{flags}` and then `audiotok tokenize{flags}`"
+        return " or ".join(f"`audiotok tokenize --vocab {name}`" for name in vocabs)
 
     def _new_group(self, kind: str, name: str, overwrite: bool) -> zarr.Group:
         """An empty group for `kind`/`name`; finished output is replaced only with `overwrite`,
@@ -748,25 +887,31 @@ class Store:
         )
 
     def vocab(self, pick: Pick | None = None) -> Vocab:
+        """A vocabulary, its centroids and fitted transforms read whole; damage is refused naming
+        the array and the `vocab` command that makes it again, bit for bit."""
         name = self.choose("vocab", pick)
-        group = self.root["vocab"][name]
-        fitted = {key: group[key][:] for key in FITTED_ARRAYS if key in group}
-        return Vocab(name, self._read_record(group, VocabRecord), group["centroids"][:], fitted)
-
-    def vocab_centroids(self, name: str) -> np.ndarray:
-        """A vocabulary's centroids, read whole; a damaged array is refused naming it."""
-        path = f"vocab/{name}/centroids"
-        try:
-            return self.root["vocab"][name]["centroids"][:]
-        except (KeyError, *UNREADABLE) as exc:
-            why = _first_sentence(exc)
-            raise Damaged(f"{path} in {self.path} is damaged ({why})", why) from None
+        group, record = self.root["vocab"][name], self.vocab_record(name)
+        arrays = {}
+        for key in ("centroids", *FITTED_ARRAYS):
+            if key in group:
+                arrays[key] = self._read(
+                    group[key], slice(None), f"make it again: `{remake('vocab', name, record)}`"
+                )
+            elif key == "centroids":
+                why = "its centroids array is missing"
+                raise Damaged(
+                    f"vocab/{name} in {self.path} is damaged ({why}); make it again: "
+                    f"`{remake('vocab', name, record)}`",
+                    why,
+                )
+        centroids = arrays.pop("centroids")
+        return Vocab(name, record, centroids, arrays)
 
     def unreadable_clip_columns(self) -> dict[str, str]:
         """Every column of the clip table read chunk by chunk: column -> why it cannot be read
         ("" for a readable one)."""
         found = {}
-        for column, array in self._clips.arrays():
+        for column, array in self._clip_columns():
             found[column] = ""
             try:
                 step = array.chunks[0]
@@ -807,14 +952,16 @@ class Store:
     ) -> Vocab:
         """`fitted`: the arrays of its fitted transforms (`map_a`, `map_b`), kept beside its centroids."""
         group = self._new_group("vocab", name, overwrite)
-        group.create_array("centroids", data=centroids.astype(np.float32))
-        for key, array in (fitted or {}).items():
-            group.create_array(key, data=array.astype(np.float32))
+        for key, array in {"centroids": centroids, **(fitted or {})}.items():
+            group.create_array(key, data=array.astype(np.float32), compressors=_CHECKSUMMED)
         _write_record(group, record)
         return Vocab(name, record, centroids, fitted or {})
 
 
 _MAKER = {"features": "featurize", "vocab": "vocab", "tokens": "tokenize"}
+CLIP_TABLE_REPAIR = (
+    "the clip table cannot be remade in place: import or expand the audio again into a new --store"
+)
 FITTED_ARRAYS = ("map_a", "map_b")  # a vocabulary's fitted frame transforms (audio/transforms.LinearMap)
 _OPTION = {"features": "--features", "vocab": "--vocab", "tokens": "--vocab"}
 
@@ -822,9 +969,16 @@ _OPTION = {"features": "--features", "vocab": "--vocab", "tokens": "--vocab"}
 def _add_protocol_columns(clips: zarr.Group, n_rows: int) -> None:
     """`clips/fold` and `clips/group`, every existing row without either."""
     clips.create_array(
-        "fold", shape=(n_rows,), dtype="int16", chunks=(CLIP_ROWS_PER_CHUNK,), fill_value=NO_FOLD
+        "fold",
+        shape=(n_rows,),
+        dtype="int16",
+        chunks=(CLIP_ROWS_PER_CHUNK,),
+        fill_value=NO_FOLD,
+        compressors=_CHECKSUMMED,
     )
-    group = clips.create_array("group", shape=(n_rows,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,))
+    group = clips.create_array(
+        "group", shape=(n_rows,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,), compressors=_CHECKSUMMED
+    )
     if n_rows:
         group[:] = np.full(n_rows, NO_GROUP, dtype=str)
 
@@ -838,6 +992,30 @@ def _open_root(path: Path, mode: str) -> zarr.Group:
             f"{path} is not a readable audiotok store ({type(exc).__name__}: {exc}); move it aside and "
             "run `audiotok expand` to build a new one, or pass --store"
         ) from None
+
+
+def _finish_rewrites(path: Path) -> None:
+    """Finish or undo what a `rewrite_checked` killed midway left (arrays sit at most three folders
+    deep): a whole copy whose original was moved aside is swapped in; a copy beside its original
+    was cut short and goes; an original moved aside goes once its copy is in place."""
+    for pattern in ("*/*.checked", "*/*/*.checked"):
+        for checked in path.glob(pattern):
+            node = checked / "zarr.json"
+            if node.exists() and json.loads(node.read_text()).get("node_type") != "array":
+                continue  # a group someone named so
+            final = checked.with_suffix("")
+            if final.exists():
+                shutil.rmtree(checked)
+            else:
+                checked.rename(final)
+            shutil.rmtree(final.with_suffix(".unchecked"), ignore_errors=True)
+
+
+def _checksummed(array: zarr.Array) -> bool:
+    """Whether every chunk of `array` carries a CRC32C (a shard's inner chunks, not only its index)."""
+    codecs = list(array.metadata.codecs)
+    inner = [codec for sharding in codecs if isinstance(sharding, ShardingCodec) for codec in sharding.codecs]
+    return any(isinstance(codec, Crc32cCodec) for codec in inner or codecs)
 
 
 def _listing(names: list[str]) -> str:

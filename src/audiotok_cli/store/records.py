@@ -61,6 +61,15 @@ class SplitRecord(BaseModel):
     test_rule: str = Field("the eval source", description="How test was chosen, for tables.")
 
 
+class FileStamp(BaseModel):
+    """A collection file as import last saw it: a re-import compares size and mtime (as git's index
+    does) and hashes only a file whose stat differs, so a touched file is not called changed."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
 class CollectionRecord(BaseModel):
     """A collection brought in by `import`: its clips' audio is read in place, under `root`."""
 
@@ -72,6 +81,14 @@ class CollectionRecord(BaseModel):
     dedupe: str = Field("exact", description="How copies were found: exact (file bytes) or near (samples).")
     contents: dict[str, str] = Field(
         default_factory=dict, description="Relative path -> its content digest (corpora/duplicates.py)."
+    )
+    files: dict[str, FileStamp] = Field(
+        default_factory=dict,
+        description="Relative path -> the file as imported (empty where an older audiotok imported it).",
+    )
+    gone: list[str] = Field(default_factory=list, description="Imported files missing at the last import.")
+    changed: list[str] = Field(
+        default_factory=list, description="Files whose content changed at the last import (clips redone)."
     )
 
 
@@ -153,6 +170,7 @@ class VocabRecord(BaseModel):
     quantizer: str = Field("kmeans", description="kmeans, pq:M or rvq:R (quantizers.py).")
     niter: int
     init: str
+    sample_frames: int | None = Field(None, description="The --sample-frames asked for (None: the default).")
     seed: int
     n_frames: int
     n_train_clips: int
