@@ -39,6 +39,8 @@ def _flip_one_bit(path) -> None:
 READERS = {  # an array, and commands that read it
     "clips/split": [["train", "--model", "baseline", "--epochs", "1"], ["info"]],
     "clips/ytid": [["export-tokens", "out.parquet"]],
+    "clips/labels": [["train", "--model", "baseline", "--epochs", "1"], ["split", "--val-ratio", "0.2"]],
+    "clips/source": [["info"], ["split", "--val-ratio", "0.2"]],
     "vocab/logmel-k16/centroids": [["tokenize", "--vocab", "logmel-k16", "--overwrite"], ["inspect"]],
     "features/logmel/lengths": [["info"], ["vocab", "--k", "8"], ["tokenize", "--overwrite"]],
     "features/logmel/data": [["vocab", "--k", "8"], ["train", "--model", "baseline", "--epochs", "1"]],

@@ -127,7 +127,10 @@ def test_verify_mirror_checks_fetched_files_and_repair_makes_fetch_download_them
     assert found.exit_code == 5
     said = " ".join(found.stdout.split())
     assert f"mirror {relative}" in said and "no longer matches the hash fetch verified" in said
-    assert f"audiotok fetch --source {damaged.parent.name} (downloads it again)" in said
+    fetch = f"audiotok fetch --mirror-dir {mirror} --source {damaged.parent.name}"
+    assert printed_repairs(found.stdout) == [
+        f"audiotok verify --mirror --mirror-dir {mirror} --repair; {fetch}"
+    ]
     assert relative in json.loads((mirror / ".audiotok-fetch.json").read_text())["files"]
     assert cli("verify", "--mirror", "--repair", "--mirror-dir", str(mirror)).exit_code == 0
     assert relative not in load_manifest(mirror)["files"]  # fetch hashes it again, never trusts it

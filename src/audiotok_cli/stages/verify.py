@@ -14,6 +14,7 @@ verify, and `info` shows it.
 from __future__ import annotations
 
 import errno
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,10 +217,12 @@ def _verify_mirror(mirror_dir: Path, repair: bool, result: VerifyResult) -> None
             if why is None:
                 continue
             parts = Path(relative).parts  # data/{source}/{file}
-            fetch = f"audiotok fetch --source {parts[1]}" if len(parts) > 2 else "audiotok fetch"
+            where = f"--mirror-dir {shlex.quote(str(mirror_dir))}"
+            fetch = f"audiotok fetch {where}" + (f" --source {parts[1]}" if len(parts) > 2 else "")
+            forget_first = f"audiotok verify --mirror {where} --repair; "  # else fetch trusts its hash
             damaged.append(relative)
             result.damaged.append(
-                Damage(f"mirror {relative}", why, f"{fetch} (downloads it again)", repaired=repair)
+                Damage(f"mirror {relative}", why, fetch if repair else forget_first + fetch, repaired=repair)
             )
     if repair and damaged:
         forget(mirror_dir, damaged)  # fetch then hashes them again instead of trusting the manifest
