@@ -4,6 +4,7 @@ and the split protocols published results use (folds, unseen groups, val by grou
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,16 @@ def test_models_train_and_score_on_a_collections_own_classes(cli, own_classes, t
     assert "accuracy" in evaluated.stdout
     predicted = cli("predict", "baseline-logmel", str(own_classes / "kalimba" / "take0.wav"), "--top", "3")
     assert predicted.exit_code == 0 and {"bell", "kalimba", "ocarina"} <= set(predicted.stdout.split())
+    store = _store()  # predict says when a file is one the run trained (or chose its epoch) on
+    by_split = {split: store.ytids()[store.splits() == split_code(split)][0] for split in ("train", "test")}
+    for split, clip in by_split.items():
+        file = own_classes / clip.partition("/")[2]
+        said = cli("predict", "baseline-logmel", str(file), "--json")
+        assert json.loads(said.stdout)["files"][0]["split"] == split
+    trained_on = cli("predict", "baseline-logmel", str(own_classes / by_split["train"].partition("/")[2]))
+    assert "is in the run's train split: its score is not a held-out one" in " ".join(
+        trained_on.stderr.split()
+    )
 
     assert cli("vocab", "--k", "8").exit_code == 0 and cli("tokenize").exit_code == 0
     tokens = cli("train", "--model", "simple", "--epochs", "2")

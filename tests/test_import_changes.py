@@ -56,6 +56,7 @@ def test_a_reimport_reports_files_gone_changed_and_new_and_their_stages_redo_the
 
     info = " ".join(cli("info").stdout.split())
     assert "2 file(s) gone since imported" in info
+    assert "features, vocabularies and tokens" in info  # not import's groups (speakers, recordings)
     store = _store()
     assert store.features().all_lengths()[replaced] < 0  # pending again: featurize redoes it
     assert store.tokens(Pick(k=4)).all_lengths()[replaced] < 0

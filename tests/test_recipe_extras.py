@@ -207,6 +207,8 @@ def test_the_curves_mark_the_kept_epoch_and_tick_whole_epochs():
     assert marker.get_label() == "best epoch 2" and list(marker.get_xdata()) == [2, 2]  # the first of equals
     ticks = [tick for tick in score.get_xticks() if 1 <= tick <= 5]
     assert ticks and all(float(tick).is_integer() for tick in ticks)
+    loss, _, rate = figure.axes  # two panels: the rate is the loss panel's second axis, not a third
+    assert rate.get_ylabel() == "learning rate" and rate.get_position().bounds == loss.get_position().bounds
     pretraining = [{**e, "val_loss": 5.0 - min(e["epoch"], 2) - (e["epoch"] == 3)} for e in history]
     for entry in pretraining:
         del entry["val_mAP"]

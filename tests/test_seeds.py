@@ -24,6 +24,8 @@ def test_seeds_trains_scores_and_sums_up_each_seed(cli, tokenized):
     assert seeds == [5, 6, 7] and len(set(tests)) > 1  # three different runs, each scored on test
     half = t.ppf(0.975, 2) * np.std(tests, ddof=1) / np.sqrt(3)
     assert f"simple-logmel-k16: test mAP {np.mean(tests):.4f} ± {half:.4f} (95% interval" in result.stdout
+    for name in names:  # the log says which seed is training
+        assert f"{name} epoch 1/" in result.stdout
 
     model = runs / names[1] / "model.safetensors"
     stamp = model.stat().st_mtime_ns

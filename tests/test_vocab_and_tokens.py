@@ -163,3 +163,16 @@ def test_kmeans_runs_on_one_thread_so_any_core_count_makes_the_same_vocabulary(f
     _vocab(featurized)
     assert len(threads) >= 4 and set(threads) == {1}  # seeding and Lloyd: faiss's and numpy's BLAS
     assert faiss.omp_get_max_threads() == before  # the other stages keep their threads
+
+
+def test_vocab_says_between_which_vocabularies_its_inertia_compares_and_help_names_every_transform(
+    cli, featurized
+):
+    raw = cli("vocab", "--k", "8")
+    assert raw.exit_code == 0
+    said = " ".join(raw.stdout.split())
+    assert "comparable only between vocabularies of 'logmel' frames untransformed" in said
+    moved = " ".join(cli("vocab", "--k", "8", "--transform", "clip-mean").stdout.split())
+    assert "comparable only between vocabularies of 'logmel' frames transformed by clip-mean" in moved
+    shown = " ".join(cli("vocab", "--help").stdout.split())
+    assert "pool:M" in shown and "Recommended recipes: README" in shown

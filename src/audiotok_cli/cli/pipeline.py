@@ -13,6 +13,7 @@ from audiotok_cli.cli.options import (
     MirrorOpt,
     OverwriteOpt,
     PickKOpt,
+    RunsOpt,
     SourceOpt,
     StoreOpt,
     VocabOpt,
@@ -128,10 +129,12 @@ def featurize_cmd(
     mirror_dir: MirrorOpt = None,
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
+    runs_dir: RunsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Audio files -> log-mel frames in the store, shard by shard; reruns do only pending clips."""
-    from audiotok_cli.stages.featurize import featurize
+    """Audio files -> log-mel frames in the store (or an encoder's states: a transformers audio
+    encoder, or a units run of `pretrain --input frames`), shard by shard; reruns do only pending clips."""
+    from audiotok_cli.experiments.units import featurize_frames
 
     audio = {
         "sample_rate": sample_rate,
@@ -144,35 +147,37 @@ def featurize_cmd(
         "layer": layer,
     }
     settings = command_settings(
-        paths={"store": store, "audio_dir": audio_dir, "mirror_dir": mirror_dir},
+        paths={"store": store, "audio_dir": audio_dir, "mirror_dir": mirror_dir, "runs_dir": runs_dir},
         audio=audio,
         features={"name": name},
     )
-    return featurize(
+    return featurize_frames(
         settings.store_path,
         settings.audio_dir,
         settings.audio,
         settings.features,
-        source,
-        overwrite,
-        workers or available_cores(),
-        dask,
-        settings.mirror_dir,
-        from_mirror,
+        settings.runs_dir,
+        sources=source,
+        overwrite=overwrite,
+        workers=workers or available_cores(),
+        dask=dask,
+        mirror_dir=settings.mirror_dir,
+        from_mirror=from_mirror,
     )
 
 
-@command(
-    "vocab",
-    render=lambda r: console.print(
+def _render_vocab(r) -> None:
+    space = f"transformed by {', '.join(r.transforms)}" if r.transforms else "untransformed"
+    console.print(
         f"vocab {r.name!r}: {r.n_clusters} centroids"
         + ("" if r.quantizer == "kmeans" else f" a codebook ({r.quantizer})")
-        + f" from {r.n_frames} frames of "
-        f"{r.n_train_clips} train clips of {r.features!r}; held-out inertia {r.heldout_inertia:.4g} "
-        f"(mean squared distance, comparable between vocabularies of these features)"
-    ),
-    seeded=True,
-)
+        + f" from {r.n_frames} frames of {r.n_train_clips} train clips of {r.features!r}; held-out "
+        f"inertia {r.heldout_inertia:.4g} (mean squared distance: comparable only between vocabularies "
+        f"of {r.features!r} frames {space}; transforms change the space it is measured in)"
+    )
+
+
+@command("vocab", render=_render_vocab, seeded=True)
 def vocab_cmd(
     k: Annotated[int | None, setting(VocabSettings, "n_clusters", "--k")] = None,
     niter: Annotated[int | None, setting(VocabSettings, "niter", "--niter")] = None,
@@ -183,8 +188,8 @@ def vocab_cmd(
         option(
             "--transform",
             help="Transform each clip's frames before k-means (and tokenize, predict), in order; "
-            "repeatable: clip-mean, clip-norm, deltas, context:N; then, fitted on the train frames and kept "
-            "with the vocabulary: cmvn, pca:D.",
+            "repeatable: clip-mean, clip-norm, deltas, context:N, pool:M; then, fitted on the train frames "
+            "and kept with the vocabulary: cmvn, pca:D. Recommended recipes: README, 'Which tokenizer'.",
             default="none",
         ),
     ] = None,

@@ -63,7 +63,7 @@ def _render_store(info: dict[str, Any]) -> None:
     for source, counts in info["clips"].items():
         table.add_row(source, *(str(v) for v in counts.values()))
     console.print(table)
-    groups = Table("kind", "name", "done", "pending", "made from", title="groups")
+    groups = Table("kind", "name", "done", "pending", "made from", title="features, vocabularies and tokens")
     for g in info["features"]:
         groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), escape(g["front_end"]))
     for g in info["vocab"]:

@@ -114,8 +114,9 @@ def _epoch_line(entry: dict, total: int) -> None:
         if "val_mAP" in entry
         else f"val MLM loss {entry['val_loss']:.4f}, accuracy {entry['val_accuracy']:.4f}"
     )
+    run = f"{entry['run']} " if "run" in entry else ""  # one of --seeds' runs
     console.print(
-        f"epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, {scores}, "
+        f"{run}epoch {int(entry['epoch'])}/{total}: loss {entry['train_loss']:.4f}, {scores}, "
         f"lr {entry['learning_rate']:.3g}, "
         f"{entry['samples_per_s']:.0f} samples/s (reader {entry['reader_samples_per_s']:.0f}/s), "
         f"{entry['seconds']:.1f} s"
@@ -267,6 +268,27 @@ def pretrain_cmd(
     num_layers: LayersOpt = None,
     num_heads: HeadsOpt = None,
     dropout: DropoutOpt = None,
+    input: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            help="tokens: masked-token modelling of a vocabulary's ids; frames: HuBERT-style masked unit "
+            "prediction, a frame encoder predicting the --targets ids at masked spans of frames.",
+        ),
+    ] = "tokens",
+    targets: Annotated[
+        str | None,
+        option(
+            "--targets",
+            help="With --input frames: the tokens (a vocabulary's name) to predict; then `featurize "
+            "--encoder RUN --layer L` makes units of the run's layer L.",
+            default="none",
+        ),
+    ] = None,
+    frame_transforms: Annotated[
+        list[str] | None,
+        setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL),
+    ] = None,
     device: DeviceOpt = None,
     loader_workers: LoaderOpt = None,
     threads: ThreadsOpt = None,
@@ -275,11 +297,20 @@ def pretrain_cmd(
     runs_dir: RunsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Pretrain BERT by masked-token modelling on every tokenized clip outside val and test, labels
-    unused; then `train --model bert --init RUN` fine-tunes it."""
+    """Pretrain BERT, labels unused, on every clip outside val and test: masked-token modelling over
+    tokens, or masked unit prediction over frames (--input frames --targets VOCAB); then `train
+    --model bert --init RUN` fine-tunes it."""
+    flags = dict(locals())
+    flags["frame_transforms"] = _joined(frame_transforms)
+    if input == "frames":
+        from audiotok_cli.training.units import pretrain_units
+
+        return _fit(pretrain_units, flags, {"kind": "bert", "input": "frames"}, targets=targets)
+    if targets is not None:
+        raise SettingsError("--targets names what --input frames predicts; masked-token modelling needs none")
     from audiotok_cli.training.pretrain import pretrain
 
-    return _fit(pretrain, locals(), {"kind": "bert", "input": "tokens"})
+    return _fit(pretrain, flags, {"kind": "bert", "input": "tokens"})
 
 
 _SINGLE_LABEL_HEADLINE = (("accuracy", "accuracy", 4), ("macro F1", "macro_f1", 4))
@@ -562,6 +593,12 @@ def _render_predictions(result) -> None:
         labels = ", ".join(f"{name} {p:.3f}" for name, p in f.top)
         windows = f"{f.windows} window{'s' * (f.windows != 1)}"
         console.print(f"{escape(f.path)} ({f.seconds:g} s, {windows}): {escape(labels)}")
+        if f.split in ("train", "val"):
+            err_console.print(
+                f"[yellow]{escape(f.path)} is in the run's {f.split} split: its score is not a held-out one"
+            )
+        elif f.split == "test":
+            console.print("  (in the run's test split: held out from training)")
     for path, why in result.failed.items():
         err_console.print(f"[yellow]not scored: {escape(path)}: {escape(why)}")
 

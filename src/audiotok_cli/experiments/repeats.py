@@ -78,11 +78,18 @@ def train_seeds(
         log.info("seed %d of %d: %s", repeat_seed - seed + 1, seeds, run)
         if overwrite or not finished(paths, run, plan.record):
             repeat = settings.model_copy(update={"run_name": run})
-            train(paths, model, repeat, repeat_seed, pick, overwrite, on_epoch, init)
+            train(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), init)
         else:
             log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
         result.repeats.append(repeat_score(repeat_seed, run, evaluate(paths, run)))
     return result
+
+
+def _naming(on_epoch: EpochCallback | None, run: str) -> EpochCallback | None:
+    """The epoch callback with the run's name in each entry it is shown: which seed is training."""
+    if on_epoch is None:
+        return None
+    return lambda entry, total: on_epoch({**entry, "run": run}, total)
 
 
 def finished(paths: Paths, run: str, wanted: RunRecord) -> bool:

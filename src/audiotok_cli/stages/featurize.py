@@ -14,7 +14,7 @@ reads each of its mirror files once, a batch at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,8 @@ from audiotok_cli.store import PENDING, EncoderRecord, FeatureSet, FeaturesRecor
 
 if TYPE_CHECKING:
     from audiotok_cli.audio.encoder import EncoderFrames
+
+    FrameMaker = LogMel | EncoderFrames  # or a front end with their attributes and `many` (a units run's)
 
 log = logging.getLogger(__name__)
 IMPORTED = (
@@ -79,10 +81,12 @@ def featurize(
     dask: str | None = None,
     mirror_dir: Path | None = None,
     from_mirror: bool = False,
+    frames_maker: Callable[[AudioSettings], FrameMaker] = front_end,
 ) -> FeaturizeResult:
     """Featurize the pending clips of `sources` (default: all the store holds) into
     `features/{layout.name}`, a shard per task on `workers` processes or a Dask cluster (`dask`: an
-    address, or "local"); the result is the same to the bit for any count."""
+    address, or "local"); the result is the same to the bit for any count. `frames_maker` builds
+    the front end from `audio` in each task (a picklable function: a units run's, say)."""
     check_dask(dask)
     mirror = _mirror_audio(mirror_dir, from_mirror)
     with Store.writing(store_path, "featurize") as store:
@@ -91,7 +95,7 @@ def featurize(
                 f"store {store.path} holds no clips; run `audiotok expand` or `audiotok import` first"
             )
         sources = _known_sources(store, sources)
-        frames_of = front_end(audio)  # an encoder is loaded here, so a bad name fails before any work
+        frames_of = frames_maker(audio)  # an encoder is loaded here, so a bad name fails before any work
         if frames_of.device != "cpu" and dask is None:
             workers = 1  # one process feeds the GPU its batches; more would only queue on it
         features = _open_or_create(store, frames_of, layout, overwrite)
@@ -101,7 +105,9 @@ def featurize(
         result = FeaturizeResult(
             features.name, features.record.front_end(), clips_already_done=int((wanted & ~todo).sum())
         )
-        task = partial(_featurize_task, store_path, audio_dir, mirror, audio, features.name, todo)
+        task = partial(
+            _featurize_task, store_path, audio_dir, mirror, audio, frames_maker, features.name, todo
+        )
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
             per_clip = dask is None  # Dask's bar moves per shard
             shards = features.shards_with(todo)
@@ -198,6 +204,7 @@ def _featurize_task(
     audio_dir: Path,
     mirror: MirrorAudio | None,
     audio: AudioSettings,
+    frames_maker: Callable[[AudioSettings], FrameMaker],
     name: str,
     todo: np.ndarray,
     shard: int,
@@ -206,7 +213,7 @@ def _featurize_task(
     store = Store.open(store_path)
     features = store.features(name)
     rows = features.shard_rows(shard)
-    return featurize_shard(audio_dir, store, features, shard, todo[rows], front_end(audio), mirror)
+    return featurize_shard(audio_dir, store, features, shard, todo[rows], frames_maker(audio), mirror)
 
 
 def _clip_audio(

@@ -16,7 +16,7 @@ the core count, for 1.4x the time on 2 cores (16.0 s against 11.6 s).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -49,6 +49,7 @@ class VocabResult:
     inertia: float
     heldout_inertia: float
     quantizer: str = "kmeans"
+    transforms: list[str] = field(default_factory=list)
 
 
 def vocab_name(
@@ -119,7 +120,15 @@ def build_vocab(
         )
         store.write_vocab(name, centroids, record, overwrite=overwrite, fitted=fitted)
     return VocabResult(
-        name, frames.name, k, len(sample), int(train.sum()), inertia, heldout_inertia, settings.quantizer
+        name,
+        frames.name,
+        k,
+        len(sample),
+        int(train.sum()),
+        inertia,
+        heldout_inertia,
+        settings.quantizer,
+        list(settings.transforms),
     )
 
 

@@ -47,6 +47,10 @@ class ModelInputs:
     std: np.ndarray | None = None
     transforms: FrameTransforms = field(default_factory=FrameTransforms)  # frames: per clip, first
 
+    def shard_tensor(self, shard: int, keep: np.ndarray, shard_lengths: np.ndarray) -> torch.Tensor:
+        """Rows `keep` of one shard (whose rows have `shard_lengths`), model-ready."""
+        return self.tensor(self.padded.read_data(shard, shard_lengths)[keep], shard_lengths[keep])
+
     def tensor(self, block: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         if self.kind == "tokens":
             return to_model_ids(torch.from_numpy(block), self.padded.record.n_clusters)
@@ -141,7 +145,7 @@ class _ShardDataset(Dataset):
         rows = keep + span.start
         lengths = self.lengths[rows]
         return ShardRows(
-            inputs=self.inputs.tensor(self.inputs.padded.read_data(shard, self.lengths[span])[keep], lengths),
+            inputs=self.inputs.shard_tensor(shard, keep, self.lengths[span]),
             lengths=torch.from_numpy(lengths.astype(np.int64)),
             labels=torch.from_numpy(self.labels[rows].toarray().astype(np.float32)),
             rows=torch.from_numpy(rows),

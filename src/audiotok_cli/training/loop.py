@@ -216,7 +216,11 @@ def train(
     def build() -> nn.Module:
         network = build_model(spec)
         if encoder is not None:
-            network.bert.load_state_dict(encoder)
+            unused = network.load_state_dict(encoder, strict=False).unexpected_keys
+            if unused:
+                raise MismatchError(
+                    f"--init {init} holds weights this model has not: {', '.join(unused[:3])}"
+                )
         init_head_bias(network, prior, record.loss)
         return network
 
@@ -299,7 +303,7 @@ def read_groups(inputs: RunInputs) -> list[str]:
     """The store groups a run reads while it trains: none may be replaced under it."""
     if inputs.input == "tokens":
         return [f"tokens/{inputs.tokens}", f"vocab/{inputs.tokens}"]  # tokens are named after their vocab
-    return [f"features/{inputs.features}"]
+    return [f"features/{inputs.features}"] + [f"tokens/{inputs.targets}"] * (inputs.targets is not None)
 
 
 def init_head_bias(model: nn.Module, label_prior: np.ndarray, loss: str = "bce") -> None:

@@ -104,22 +104,26 @@ def _curves_png(steps: list[tuple[int, float, float]], history: list[dict[str, f
 
 
 def curves_figure(steps: list[tuple[int, float, float]], history: list[dict[str, float]]) -> Any:
-    """Train loss by step, validation by epoch (whole-epoch ticks, the kept epoch marked), learning rate."""
+    """Train loss by step with the learning rate on a second axis (a constant rate is a flat line,
+    not worth a panel of its own), and validation by epoch (whole-epoch ticks, the kept epoch marked)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(12, 3.6), layout="constrained")
-    loss, score, rate = figure.subplots(1, 3)
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    loss, score = figure.subplots(1, 2)
     epochs = [entry["epoch"] for entry in history]
     numbers, losses, rates = zip(*steps, strict=True) if steps else ((), (), ())
     loss.plot(numbers, losses, alpha=0.3, label="step")
     ends = [entry["step"] for entry in history]
     loss.plot(ends, [entry["train_loss"] for entry in history], marker="o", label="epoch mean")
-    loss.set(title="train loss", xlabel="optimizer step")
+    loss.set(title="train loss (learning rate dotted, right axis)", xlabel="optimizer step")
     loss.legend()
+    rate = loss.twinx()
+    rate.plot(numbers, rates, color="tab:purple", linestyle=":", linewidth=1)
+    rate.set_ylabel("learning rate", color="tab:purple")
     for key in [key for key in history[-1] if key.startswith("val_")]:  # val_mAP, or MLM loss and accuracy
         score.plot(epochs, [entry[key] for entry in history], marker="o", label=key.removeprefix("val_"))
     best = _best_epoch(history)
@@ -127,8 +131,6 @@ def curves_figure(steps: list[tuple[int, float, float]], history: list[dict[str,
     score.xaxis.set_major_locator(MaxNLocator(integer=True))
     score.set(title="validation", xlabel="epoch")
     score.legend()
-    rate.plot(numbers, rates, color="tab:purple")
-    rate.set(title="learning rate", xlabel="optimizer step")
     return figure
 
 

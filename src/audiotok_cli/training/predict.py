@@ -11,6 +11,7 @@ window shorter than one second is dropped unless it is the only one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,14 +19,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from audiotok_cli.audio.logmel import LogMel, decode, front_end
+from audiotok_cli.audio.logmel import LogMel, decode
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
-from audiotok_cli.errors import DataError, MismatchError, MissingInputError
+from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError
 from audiotok_cli.quantizers import encode
+from audiotok_cli.store import SPLITS, Store
 from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run
+from audiotok_cli.training.units import frames_maker
 
 if TYPE_CHECKING:
     from audiotok_cli.audio.encoder import EncoderFrames
@@ -39,6 +42,7 @@ class FilePrediction:
     windows: int
     seconds: float
     top: list[tuple[str, float]]  # (display name, probability), best first
+    split: str | None = None  # the run's split that holds this very file, where its store says so
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Predictions:
 def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
     """Score every file; one that cannot be read is recorded and the others are still scored."""
     audio = run.record.inputs.audio
-    frames_of = front_end(audio)
+    frames_of = frames_maker(audio)  # log-mel, a transformers encoder or a units run
     _require_same_encoder(run, frames_of)
     window = frames_of.max_samples
     single = run.record.loss == "ce"
@@ -69,6 +73,7 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
     result = Predictions(str(run.directory), pooling + " (softmax: sums to 1)" * single)
     merges = run.preprocessing.get("merges")
     merger = Merges.from_array(merges) if merges is not None else None  # parsed once, not per window
+    splits = _store_splits(run)
     run.model.eval()
     for path in paths:
         try:
@@ -88,10 +93,34 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
         best = np.argsort(-pooled)[:top]
         names = run.classes.names
         seconds = round(len(samples) / audio.sample_rate, 2)
+        top_labels = [(names[c], float(pooled[c])) for c in best]
         result.files.append(
-            FilePrediction(str(path), len(starts), seconds, [(names[c], float(pooled[c])) for c in best])
+            FilePrediction(str(path), len(starts), seconds, top_labels, splits(path.resolve()))
         )
     return result
+
+
+def _store_splits(run: Run) -> Callable[[Path], str | None]:
+    """Which split of the run's store holds a file (imported clips are `{collection}/{path}`), so a
+    score on a training clip is never read as a held-out one; nothing where the store is gone or
+    was split otherwise since."""
+    try:
+        store = Store.open(Path(run.record.inputs.store), mode="r")
+        if store.split != run.record.inputs.split:
+            return lambda path: None
+        roots = {name: Path(record.root) for name, record in store.collections.items()}
+        codes, row_of = store.splits(), store.row_of
+    except AudiotokError:
+        return lambda path: None
+
+    def split_of(path: Path) -> str | None:
+        for name, root in roots.items():
+            if path.is_relative_to(root):
+                row = row_of.get(f"{name}/{path.relative_to(root).as_posix()}")
+                return None if row is None else SPLITS[codes[row]]
+        return None
+
+    return split_of
 
 
 def _require_same_encoder(run: Run, frames_of: LogMel | EncoderFrames) -> None:

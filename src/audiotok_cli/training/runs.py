@@ -59,6 +59,8 @@ class RunInputs(BaseModel):
     transforms: list[str] = Field(default_factory=list, description="The vocabulary's frame transforms.")
     quantizer: str = Field("kmeans", description="The vocabulary's quantizer (quantizers.py).")
     encoder: EncoderRecord | None = Field(None, description="The encoder that made the features, if one did.")
+    targets: str | None = Field(None, description="Masked unit prediction: the tokens it learned to predict.")
+    targets_fingerprint: str | None = Field(None, description="Their vocabulary's fingerprint.")
 
 
 class AveragedWeights(BaseModel):
@@ -269,7 +271,17 @@ def average_weights(recent: list[tuple[int, Path]]) -> dict[str, torch.Tensor]:
     }
 
 
-ENCODER_SHAPE = ("kind", "input", "n_tokens", "max_frames", "hidden_size", "num_layers", "num_heads")
+ENCODER_SHAPE = (
+    "kind",
+    "input",
+    "n_tokens",
+    "n_mels",
+    "max_frames",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+)
+SHARED_WITH_CLASSIFIER = ("bert", "project", "front")  # a pretraining model's parts a classifier starts from
 
 
 SIZED_BY_INIT = ("hidden_size", "num_layers", "num_heads")
@@ -309,8 +321,16 @@ def init_encoder(runs_dir: Path, init: str, record: RunRecord) -> dict[str, torc
         raise MismatchError(f"--init {init} has another encoder: {', '.join(diffs)}; train with its shape")
     if pretrained.inputs.vocab_fingerprint != record.inputs.vocab_fingerprint:
         raise MismatchError(f"--init {init} was pretrained on other tokens than {record.inputs.tokens!r}")
+    frames = ("features", "audio", "transforms")  # what a frame encoder's inputs were made of
+    if record.inputs.input == "frames" and any(
+        getattr(pretrained.inputs, name) != getattr(record.inputs, name) for name in frames
+    ):
+        raise MismatchError(
+            f"--init {init} was pretrained on frames of features {pretrained.inputs.features!r} with "
+            f"transforms {pretrained.inputs.transforms}; train on those (--features, --frame-transform)"
+        )
     weights = _load_tensors(directory / WEIGHTS)
-    return {name.removeprefix("bert."): value for name, value in weights.items() if name.startswith("bert.")}
+    return {name: value for name, value in weights.items() if name.split(".")[0] in SHARED_WITH_CLASSIFIER}
 
 
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -327,6 +347,21 @@ def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
     except (RuntimeError, KeyError, ValueError) as exc:
         raise DataError(f"{path} does not fit the run's model ({_first_line(exc)}); {RETRAIN}") from None
+
+
+def load_pretraining(directory: Path) -> tuple[RunRecord, dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """A finished pretraining run's record, weights and preprocessing (`featurize --encoder RUN`),
+    its files checked against their digests."""
+    record = read_record(directory)
+    if record is None or record.task != "pretrain" or not (directory / WEIGHTS).exists():
+        raise MissingInputError(
+            f"no finished pretraining run at {directory}; run `audiotok pretrain --input frames "
+            "--targets VOCAB`"
+        )
+    for name, why in changed_files(directory, record).items():
+        raise DataError(f"{directory / name} is not the file pretraining wrote ({why}); {RETRAIN}")
+    preprocessing = {key: value.numpy() for key, value in _load_tensors(directory / PREPROCESSING).items()}
+    return record, _load_tensors(directory / WEIGHTS), preprocessing
 
 
 def load_run(directory: Path) -> Run:

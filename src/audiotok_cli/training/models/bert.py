@@ -1,5 +1,6 @@
 """`bert`: `transformers.BertModel` over [CLS] + tokens, or over [CLS] + log-mel frames linearly
-projected into its input embeddings ("skip tokenization"); a real attention mask either way."""
+projected into its input embeddings ("skip tokenization"); a real attention mask either way. And
+the frame encoder's HuBERT-style pretraining model (`FrameMaskedUnits`)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,43 @@ class FrameBertClassifier(nn.Module):
         mask = torch.cat([torch.ones_like(cls_id, dtype=torch.bool), time_mask(lengths, frames.shape[1])], 1)
         hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return self.head(hidden[:, 0])
+
+
+class FrameMaskedUnits(nn.Module):
+    """HuBERT's masked prediction over frames: [CLS] + projected frames, the masked steps' inputs
+    replaced by one learned mask embedding, and at every step one softmax over k per target
+    codebook. `front`, `project` and `bert` are FrameBertClassifier's, named alike, so `train
+    --init` starts a frame classifier from them and `featurize --encoder RUN` reads their layers."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.front, width = front_end(spec)
+        self.project = nn.Linear(width, spec.hidden_size)
+        self.bert = BertModel(bert_config(spec), add_pooling_layer=False)
+        self.mask_embedding = nn.Parameter(torch.rand(spec.hidden_size))  # HuBERT: uniform in [0, 1)
+        self.books, self.k = spec.target_codebooks, spec.target_k
+        self.heads = nn.Linear(spec.hidden_size, self.books * self.k)
+
+    def hidden_states(
+        self, frames: torch.Tensor, lengths: torch.Tensor, masked: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Every layer's states `[batch, 1 + steps, hidden]` (0: the embeddings; [CLS] first)."""
+        if self.front is not None:
+            frames = self.front(frames, lengths)
+        projected = self.project(frames)
+        if masked is not None:
+            projected = torch.where(masked[..., None], self.mask_embedding.to(projected.dtype), projected)
+        cls_id = torch.full((frames.shape[0], 1), CLS_ID, device=frames.device)
+        embeds = torch.cat([self.bert.embeddings.word_embeddings(cls_id), projected], dim=1)
+        mask = torch.cat([torch.ones_like(cls_id, dtype=torch.bool), time_mask(lengths, frames.shape[1])], 1)
+        return self.bert(
+            inputs_embeds=embeds, attention_mask=mask.long(), output_hidden_states=True
+        ).hidden_states
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """Logits `[batch, steps, codebooks, k]` of every step's target ids."""
+        last = self.hidden_states(frames, lengths, masked)[-1][:, 1:]
+        return self.heads(last).unflatten(-1, (self.books, self.k))
 
 
 def build(spec: ModelSpec) -> nn.Module:

@@ -20,3 +20,5 @@ class ModelSpec(BaseModel):
     cnn_channels: tuple[int, ...] = (64, 128, 256, 512)
     conv_kernels: int = 0
     conv_size: int = 3
+    target_k: int = Field(0, description="Masked unit prediction: ids per codebook of its targets.")
+    target_codebooks: int = Field(1, description="Masked unit prediction: target ids a step (pq:M, rvq:R).")

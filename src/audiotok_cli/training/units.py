@@ -1,0 +1,274 @@
+"""Units the tool learns, HuBERT's recipe with no download: `pretrain --input frames --targets
+VOCAB` trains a frame transformer to predict a vocabulary's ids at masked spans of frames (HuBERT:
+p = 0.08 of the steps start a span of 10; a learned mask embedding; cross-entropy at masked steps,
+one softmax a codebook for pq/rvq targets). `featurize --encoder RUN --layer L` then makes a
+features group of that run's layer-L states, which `vocab` clusters into the next iteration's
+targets (HuBERT: MFCC k-means, then layer 6 with k 500).
+
+It learns from every featurized clip outside val and test, labelled or not: val's masked-prediction
+loss picks the best epoch, and its accuracy is the run's figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiotok_cli.audio.logmel import LogMel, front_end
+from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.errors import DataError, MissingInputError, SettingsError
+from audiotok_cli.settings import AudioSettings, ModelSettings, Paths, TrainSettings
+from audiotok_cli.store import PaddedSet, Pick, Store
+from audiotok_cli.training.data import Batch, BatchReader, ModelInputs, frame_statistics
+from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
+from audiotok_cli.training.models.bert import FrameMaskedUnits
+from audiotok_cli.training.models.frames import time_mask
+from audiotok_cli.training.models.spec import ModelSpec
+from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING
+from audiotok_cli.training.runs import RECORD, WEIGHTS, RunInputs, load_pretraining, run_directory
+
+MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
+MODEL_TYPE = "audiotok-units"  # the features record's encoder type for a units run's states
+
+
+def span_mask(lengths: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[batch, steps] True on masked steps: each valid step starts a span of MASK_SPAN steps with
+    probability MASK_START (at least one span a clip), spans cut at the clip's end."""
+    valid = time_mask(lengths, steps)
+    starts = (torch.rand(valid.shape, generator=generator) < MASK_START) & valid
+    lonely = ~starts.any(dim=1) & (lengths > 0)
+    if lonely.any():
+        first = (torch.rand(len(lengths), generator=generator) * lengths.clamp(min=1)).long()
+        starts[lonely, first[lonely]] = True
+    padded = nn.functional.pad(starts.float(), (MASK_SPAN - 1, 0))
+    return (padded.unfold(1, MASK_SPAN, 1).amax(dim=-1) > 0) & valid
+
+
+@dataclass
+class FramesWithTargets(ModelInputs):
+    """Frames with the ids to predict riding along as their last `books` channels (-1 past each
+    clip's end), so every batching path (shards joined, DDP shares, read-ahead workers) keeps a
+    frame and its target together by construction."""
+
+    targets: PaddedSet | None = None
+
+    def shard_tensor(self, shard: int, keep: np.ndarray, shard_lengths: np.ndarray) -> torch.Tensor:
+        frames = super().shard_tensor(shard, keep, shard_lengths)
+        ids = self.targets.read_data(shard, shard_lengths)[keep]
+        ids = torch.from_numpy(ids.reshape(len(keep), ids.shape[1], -1).astype(np.float32))
+        return torch.cat([frames, ids], dim=-1)
+
+
+@dataclass
+class MaskedUnits:
+    """The task: cross-entropy on the target ids at masked steps; val loss and accuracy on val
+    clips masked the same way every epoch (a fixed generator), so epochs compare."""
+
+    books: int
+    score: str = "val_loss"
+
+    def split(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return inputs[..., : -self.books], inputs[..., -self.books :].long()
+
+    def loss(self, model: nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+        frames, targets = self.split(batch.inputs)
+        masked = span_mask(batch.lengths, frames.shape[1])
+        return self._predicted(model, frames, batch.lengths, masked, targets, device)[0]
+
+    def _predicted(
+        self,
+        model: nn.Module,
+        frames: torch.Tensor,
+        lengths: torch.Tensor,
+        masked: torch.Tensor,
+        targets: torch.Tensor,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss over the masked steps' targets, the ids guessed there and those targets."""
+        frames, lengths, masked, targets = (t.to(device) for t in (frames, lengths, masked, targets))
+        logits = model(frames, lengths, masked)
+        chosen = masked[..., None] & (targets >= 0)
+        picked, wanted = logits[chosen].float(), targets[chosen]
+        return nn.functional.cross_entropy(picked, wanted), picked.argmax(-1), wanted
+
+    @torch.no_grad()
+    def validate(
+        self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
+    ) -> dict[str, float]:
+        model.eval()
+        generator = torch.Generator().manual_seed(0)
+        loss, correct, count = 0.0, 0, 0
+        for batch in reader.batches(rows, batch_size):
+            frames, targets = self.split(batch.inputs)
+            masked = span_mask(batch.lengths, frames.shape[1], generator)
+            batch_loss, guessed, wanted = self._predicted(
+                model, frames, batch.lengths, masked, targets, device
+            )
+            loss += batch_loss.item() * len(wanted)
+            correct += int((guessed == wanted).sum())
+            count += len(wanted)
+        return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
+
+
+def pretrain_units(
+    paths: Paths,
+    model: ModelSettings,
+    settings: TrainSettings,
+    seed: int,
+    pick: Pick | None = None,
+    overwrite: bool = False,
+    on_epoch: EpochCallback | None = None,
+    targets: str | None = None,
+) -> TrainResult:
+    """Train a frame BERT to predict the ids of tokens `targets` (a vocabulary's) at masked spans of
+    frames, into `{runs_dir}/{run_name or units-TARGETS}`; or resume it. The frames are those the
+    targets were made from (with the vocabulary's per-clip transforms), or `pick.features`, of the
+    same frame count (HuBERT's second iteration: log-mel frames, targets from the first's units)."""
+    if targets is None or (pick is not None and (pick.name or pick.k)):
+        raise SettingsError(
+            "pretrain --input frames predicts the ids of a vocabulary's tokens: name them with --targets "
+            "VOCAB (not --vocab or --k); --features chooses its frames"
+        )
+    refused = [name for name, off in NOT_FOR_PRETRAINING.items() if getattr(settings, name) != off]
+    if refused or model.kind != "bert":
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused) or f"--model {model.kind}"
+        raise SettingsError(f"{flags}: masked unit prediction trains --model bert and masks spans itself")
+    store = Store.open(paths.store)
+    tokens = store.tokens(Pick(targets))
+    vocab = store.vocab_record(tokens.record.vocab)
+    features = store.features((pick and pick.features) or tokens.record.features)
+    own = tuple(vocab.transforms) if features.name == tokens.record.features else ()
+    transforms = FrameTransforms(model.frame_transforms or own).per_clip
+    if tokens.record.merges or transforms.shortens:
+        raise SettingsError(
+            f"targets {targets!r} are not one id a frame (merged, or pooled: {', '.join(vocab.transforms)}); "
+            "choose a vocabulary without merges or pool:M"
+        )
+    lengths = features.all_lengths()
+    if not np.array_equal(np.where(lengths > 0, tokens.all_lengths(), 0), np.clip(lengths, 0, None)):
+        raise MissingInputError(
+            f"tokens {targets!r} do not cover every featurized clip of {features.name!r}; "
+            f"run `audiotok tokenize --vocab {tokens.record.vocab}`"
+        )
+    val, test = store.split_rows(lengths, "val"), store.split_rows(lengths, "test")
+    train = (lengths > 0) & ~val & ~test  # unlabelled and unassigned clips too
+    if not train.any() or not val.any():
+        raise MissingInputError(
+            f"masked unit prediction needs featurized clips outside the test split and some in val, in "
+            f"{store.path}; run `audiotok split`"
+        )
+    mean, std = frame_statistics(features, train, transforms)
+    inputs = FramesWithTargets(features, "frames", mean, std, transforms, targets=tokens)
+    spec = ModelSpec(
+        input="frames",
+        n_mels=transforms.dim(features.data.shape[2]),
+        max_frames=features.data.shape[1],
+        n_classes=len(store.classes),
+        target_k=vocab.n_clusters,
+        target_codebooks=tokens.record.codebooks,
+        **model.model_dump(exclude={"vocab_size", "frame_transforms", "input"}),
+    )
+    run_inputs = RunInputs(
+        store=str(store.path),
+        input="frames",
+        features=features.name,
+        audio=features.record.audio,
+        split=store.split,
+        transforms=list(transforms.specs),
+        encoder=features.record.encoder,
+        targets=tokens.name,
+        targets_fingerprint=tokens.record.vocab_fingerprint,
+    )
+    record = start_record(run_inputs, spec, settings, seed, "pretrain")
+    directory = run_directory(paths.runs_dir, settings.run_name, f"units-{tokens.name}", record, overwrite)
+    job = Job(
+        directory, "pretrain", record, store, inputs, (train, val), {"mean": mean, "std": std},
+        lambda: FrameMaskedUnits(spec),
+    )  # fmt: skip
+    return fit(job, MaskedUnits(spec.target_codebooks), settings, seed, overwrite, on_epoch)
+
+
+def is_units_run(encoder: str | None) -> bool:
+    """Whether `--encoder` names a units run folder (else a transformers encoder, or log-mel)."""
+    return encoder is not None and (Path(encoder) / RECORD).is_file()
+
+
+def frames_maker(audio: AudioSettings) -> LogMel | UnitFrames:
+    """What turns a clip's samples into frames: a units run's layer (`--encoder RUN`), or log-mel
+    or a transformers encoder (audio/logmel.front_end). Picklable: featurize's workers call it."""
+    if is_units_run(audio.encoder):
+        return _units(audio.model_dump_json(), _weights_stamp(audio.encoder))
+    return front_end(audio)
+
+
+@lru_cache(maxsize=2)
+def _units(audio_json: str, _stamp: tuple) -> UnitFrames:
+    return UnitFrames(AudioSettings.model_validate_json(audio_json))
+
+
+def _weights_stamp(folder: str) -> tuple:
+    weights = Path(folder) / WEIGHTS
+    return (weights.stat().st_mtime_ns, weights.stat().st_size) if weights.exists() else ()
+
+
+class UnitFrames:
+    """A units run's layer-L states `[frame, hidden]` of a clip: its log-mel frames (rounded to
+    float16, as the store keeps them), its transforms and statistics, its encoder; one clip a
+    forward on one thread, as featurize's tasks run, so the values do not depend on the worker
+    count. The states are rounded to float16 too, so a file predicted gives the store's values."""
+
+    def __init__(self, audio: AudioSettings) -> None:
+        directory = Path(audio.encoder)
+        record, weights, preprocessing = load_pretraining(directory)
+        if record.model.target_k == 0:
+            raise SettingsError(
+                f"{directory} pretrained on tokens, so it reads no audio; use a units run (`audiotok "
+                "pretrain --input frames --targets VOCAB`)"
+            )
+        self.model = FrameMaskedUnits(record.model).eval()
+        self.model.load_state_dict(weights)
+        self.mean, self.std = preprocessing["mean"], preprocessing["std"]
+        self.transforms = FrameTransforms(tuple(record.inputs.transforms))
+        self.n_layers = record.model.num_layers
+        if not -1 <= audio.layer <= self.n_layers:
+            raise SettingsError(
+                f"layer {audio.layer}: units run {directory} has states 0 (its projected frames) to "
+                f"{self.n_layers}; choose one of those, or -1 for the last"
+            )
+        self.layer = self.n_layers if audio.layer == -1 else audio.layer
+        if record.inputs.encoder is not None:
+            raise SettingsError(f"units run {directory} reads encoder features; featurize from log-mel runs")
+        self.logmel = LogMel(record.inputs.audio)
+        inner = record.inputs.audio
+        self.settings = audio.model_copy(
+            update={**inner.model_dump(exclude={"encoder", "layer"}), "layer": self.layer}
+        )
+        self.sample_rate, self.max_samples = self.logmel.sample_rate, self.logmel.max_samples
+        self.max_frames, self.batch, self.device = self.logmel.max_frames, 1, "cpu"
+        self.dim, self.model_type = record.model.hidden_size, MODEL_TYPE
+        self.frames_per_second = inner.sample_rate / inner.hop_length
+        self.digest = record.digests.get(WEIGHTS, "")[:16]
+
+    def many(self, clips: list[np.ndarray], names: list[str]) -> list[np.ndarray | DataError]:
+        out: list[np.ndarray | DataError] = []
+        for frames in self.logmel.many(clips, names):
+            out.append(frames if isinstance(frames, DataError) else self.states(frames))
+        return out
+
+    @torch.no_grad()
+    def states(self, log_mel: np.ndarray) -> np.ndarray:
+        """One clip's layer-L states from its log-mel frames (as the store holds them)."""
+        frames = self.transforms(log_mel.astype(np.float16).astype(np.float32))
+        frames = torch.from_numpy((frames - self.mean) / self.std)[None]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            states = self.model.hidden_states(frames, torch.tensor([len(log_mel)]))[self.layer]
+        finally:
+            torch.set_num_threads(threads)
+        return states[0, 1:].numpy().astype(np.float16).astype(np.float32)

@@ -1,0 +1,108 @@
+"""Units audiotok learns itself (HuBERT's recipe): `pretrain --input frames --targets VOCAB` learns to
+predict a vocabulary's ids at masked spans of frames; `featurize --encoder RUN --layer L` turns its
+layer into features that vocab, tokenize, train and predict use unchanged; `train --init RUN`
+fine-tunes its encoder. Real stores, real audio files, real training."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.runs import load_pretraining
+from audiotok_cli.training.units import MASK_SPAN, span_mask
+from training_helpers import assert_predict_scores_the_store_tokens
+
+SMALL = ["--hidden-size", "32", "--num-layers", "2", "--num-heads", "2", "--batch-size", "8"]
+
+
+def test_span_masks_cover_spans_of_ten_steps_inside_each_clip():
+    lengths = torch.tensor([200, 37, 3, 0])
+    masked = span_mask(lengths, 200, torch.Generator().manual_seed(1))
+    assert not masked[0, 200:].any() and not masked[1, 37:].any() and not masked[3].any()
+    assert masked[2, :3].any()  # a clip shorter than a span still gets one
+    share = masked[0].float().mean().item()
+    assert 0.3 < share < 0.75  # HuBERT: p 0.08 of the steps start a span of 10 -> about half masked
+    edges = np.flatnonzero(np.diff(np.r_[0, masked[0].int().numpy(), 0]))
+    starts, stops = edges[::2], edges[1::2]
+    inside = stops < 200  # a span at the clip's end is cut there
+    assert (stops - starts)[inside].min() >= MASK_SPAN  # spans, never single steps
+
+
+@pytest.fixture
+def units_run(cli, tokenized):
+    trained = cli("pretrain", "--input", "frames", "--targets", "logmel-k16", "--epochs", "6", *SMALL)
+    assert trained.exit_code == 0, trained.output
+    return tokenized.runs_dir / "units-logmel-k16"
+
+
+def test_masked_unit_prediction_learns_and_its_layer_is_features_every_stage_uses(cli, tokenized, units_run):
+    record = json.loads((units_run / "run.json").read_text())
+    best = min(epoch["val_loss"] for epoch in record["history"])
+    assert best < math.log(16)  # below guessing among k ids
+    assert max(epoch["val_accuracy"] for epoch in record["history"]) > 2 / 16
+    assert record["inputs"]["targets"] == "logmel-k16" and record["task"] == "pretrain"
+
+    made = cli("featurize", "--encoder", "units-logmel-k16", "--layer", "1", "--name", "units")
+    assert made.exit_code == 0, made.output
+    store = Store.open(tokenized.store_path)
+    units, logmel = store.features("units"), store.features("logmel")
+    encoder = units.record.encoder
+    assert (encoder.model_type, encoder.layer, encoder.hidden_size) == ("audiotok-units", 1, 32)
+    assert units.record.audio.encoder == str(units_run.resolve())
+
+    pretrained, weights, preprocessing = load_pretraining(units_run)
+    from audiotok_cli.training.models.bert import FrameMaskedUnits
+
+    model = FrameMaskedUnits(pretrained.model).eval()
+    model.load_state_dict(weights)
+    row = int(np.flatnonzero(logmel.all_lengths() > 0)[5])
+    n = int(logmel.all_lengths()[row])
+    frames = (logmel.data[row, :n].astype(np.float32) - preprocessing["mean"]) / preprocessing["std"]
+    with torch.no_grad():
+        expected = model.hidden_states(torch.from_numpy(frames)[None], torch.tensor([n]))[1][0, 1:].numpy()
+    stored = units.data[row, : units.all_lengths()[row]].astype(np.float32)
+    assert stored.shape == expected.shape == (n, 32)
+    assert np.allclose(stored, expected, atol=2e-3 * np.abs(expected).max())  # float16 in the store
+
+    parallel = cli(
+        "featurize", "--encoder", "units-logmel-k16", "--layer", "1", "--name", "units2", "--workers", "2"
+    )
+    assert parallel.exit_code == 0, parallel.output
+    assert np.array_equal(Store.open(tokenized.store_path).features("units2").data[:], units.data[:])
+
+    assert cli("vocab", "--features", "units", "--k", "8").exit_code == 0
+    assert cli("tokenize", "--vocab", "units-k8").exit_code == 0
+    trained = cli("train", "--model", "simple", "--vocab", "units-k8", "--epochs", "2", "--embed-dim", "8")
+    assert trained.exit_code == 0, trained.output
+    file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
+    run_dir = tokenized.runs_dir / "simple-units-k8"
+    assert_predict_scores_the_store_tokens(cli, run_dir, store.tokens(Pick("units-k8")), store, file)
+
+
+def test_a_frame_classifier_fine_tunes_the_units_encoder(cli, units_run):
+    tuned = cli(
+        "train", "--model", "bert", "--input", "frames", "--init", "units-logmel-k16", "--epochs", "1",
+        "--batch-size", "8",
+    )  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    record = json.loads((units_run.parent / "bert-logmel" / "run.json").read_text())
+    assert record["init"] == "units-logmel-k16" and record["model"]["hidden_size"] == 32
+    other = cli(
+        "train", "--model", "bert", "--input", "frames", "--init", "units-logmel-k16", "--epochs", "1",
+        "--frame-transform", "deltas", "--run-name", "with-deltas",
+    )  # fmt: skip
+    assert other.exit_code in (6, 3)
+    assert "--init units-logmel-k16" in other.stderr
+
+
+def test_units_pretraining_without_targets_is_one_line(cli, tokenized):
+    result = cli("pretrain", "--input", "frames", "--epochs", "1")
+    assert result.exit_code == 3
+    assert "name them with --targets VOCAB" in result.stderr
+    result = cli("pretrain", "--input", "frames", "--targets", "nope", "--epochs", "1")
+    assert result.exit_code == 4 and "no tokens 'nope'" in result.stderr
