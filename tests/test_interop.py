@@ -13,6 +13,7 @@ from audiotok_cli.audioset.classes import SOURCES, class_index
 from audiotok_cli.store import SPLITS, Store
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import load_run
+from collections_kit import folders
 
 
 @pytest.mark.parametrize("input_kind", ["tokens", "frames"])
@@ -65,7 +66,7 @@ def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
     tokens = store.tokens()
     ids, lengths = tokens.data[:], tokens.all_lengths()
     mids = class_index().mids
-    assert [row["ytid"] for row in table] == list(store.ytids())
+    assert [row["clip"] for row in table] == list(store.ytids())
     for row, record in enumerate(table):
         assert (
             record["source"] == SOURCES[store.sources()[row]]
@@ -73,7 +74,8 @@ def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
         )
         assert record["tokens"] == ids[row, : lengths[row]].tolist()
         assert record["input_ids"] == [1] + [c + 4 for c in record["tokens"]]  # what the models read
-        assert record["labels"] == [mids[c] for c in np.flatnonzero(store.labels(slice(row, row + 1))[0])]
+        assert record["labels"] == np.flatnonzero(store.labels(slice(row, row + 1))[0]).tolist()
+        assert "label" not in record  # AudioSet clips have several
     scheme = pq.read_schema(tmp_path / "tokens.parquet").metadata[b"audiotok.token_ids"].decode()
     assert "[CLS]=1" in scheme and "centroid c is c+4" in scheme
     assert cli("export-tokens", str(tmp_path / "tokens.parquet")).exit_code == 7
@@ -84,3 +86,25 @@ def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
         "parquet", data_files=str(tmp_path / "tokens.parquet"), cache_dir=str(tmp_path / "hf")
     )
     assert loaded["train"].to_list() == table
+    named = loaded["train"].features["labels"].feature
+    assert named.names == list(mids) and all(named.int2str(c) == mids[c] for c in table[0]["labels"])
+
+
+def test_a_collections_exported_tokens_load_in_datasets_with_its_class_names(cli, tmp_path):
+    from datasets import ClassLabel, load_dataset
+
+    root = folders(tmp_path / "instruments")
+    for command in (
+        ["import", str(root)], ["split", "--val-ratio", "0.3", "--test-ratio", "0.3"],
+        ["featurize", "--clip-seconds", "1"], ["vocab", "--k", "8"], ["tokenize"],
+        ["export-tokens", str(tmp_path / "tokens.parquet")],
+    ):  # fmt: skip
+        assert cli(*command).exit_code == 0, command
+    loaded = load_dataset(
+        "parquet", data_files=str(tmp_path / "tokens.parquet"), cache_dir=str(tmp_path / "hf")
+    )
+    train = loaded["train"]
+    assert train.features["label"] == ClassLabel(names=["bell", "kalimba", "ocarina"])
+    for row in train:
+        assert row["labels"] == [row["label"]]
+        assert row["clip"].split("/")[1] == train.features["label"].int2str(row["label"])  # its folder

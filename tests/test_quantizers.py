@@ -98,7 +98,7 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     exported = cli("export-tokens", "out.parquet", "--vocab", name)
     assert exported.exit_code == 0, exported.output
     first = pq.read_table("out.parquet").slice(0, 1).to_pylist()[0]
-    row = store.row_of[first["ytid"]]
+    row = store.row_of[first["clip"]]
     ids, lengths = tokens.read_shard(row // tokens.rows_per_shard)
     stored = ids[row % tokens.rows_per_shard, : lengths[row % tokens.rows_per_shard]]
     assert first["tokens"] == stored.tolist()  # [step][codebook], as stored

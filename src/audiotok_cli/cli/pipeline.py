@@ -320,7 +320,8 @@ def export_tokens_cmd(
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Tokens as Parquet (ytid, source, split, label MIDs, token ids) for any text-model toolchain."""
+    """Tokens as Parquet (clip id, source, split, labels, token ids) for any text-model toolchain; it
+    loads in Hugging Face `datasets` with the store's class names (ClassLabel)."""
     from audiotok_cli.stages.export_tokens import export_tokens
     from audiotok_cli.store import Pick
 

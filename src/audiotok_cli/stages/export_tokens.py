@@ -1,13 +1,20 @@
-"""`export-tokens`: every tokenized clip as one Parquet row (ytid, source, split, label ids, token
+"""`export-tokens`: every tokenized clip as one Parquet row (clip id, source, split, labels, token
 ids), written shard by shard, so any text-model toolchain (pyarrow, pandas, Hugging Face `datasets`)
 can train on audiotok tokens. Two id columns, named so neither is mistaken for the other: `tokens`
 are the centroid indices as stored (padding removed), `input_ids` what audiotok's models and an
 exported BERT read ([CLS], then centroid + 4); the scheme is in the file's metadata too. Tokens of
-several ids a step (`--quantizer pq:M|rvq:R`) are lists of steps, each a list of its codebooks' ids."""
+several ids a step (`--quantizer pq:M|rvq:R`) are lists of steps, each a list of its codebooks' ids.
+
+Labels are class indices, and the file carries the `datasets` features that name them
+(`ClassLabel` over the store's class ids: AudioSet's MIDs, or a collection's own names), so
+`datasets.load_dataset("parquet", data_files=...)` gives named classes; a single-label store's clips
+also get `label`, one `ClassLabel` (-1 where a clip has none), as audio classification sets on the hub
+name it."""
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,25 +28,28 @@ from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
 from audiotok_cli.token_ids import SCHEME, STEPS_SCHEME, input_ids, step_input_ids
 
-SCHEMA = pa.schema(
-    [
-        ("ytid", pa.string()),
-        ("source", pa.string()),
-        ("split", pa.string()),
-        ("labels", pa.list_(pa.string())),
-        ("tokens", pa.list_(pa.int32())),
-        ("input_ids", pa.list_(pa.int32())),
-    ],
-    metadata={"audiotok.token_ids": SCHEME},
-)
-STEPS_SCHEMA = pa.schema(
-    [
-        *[SCHEMA.field(name) for name in ("ytid", "source", "split", "labels")],
-        ("tokens", pa.list_(pa.list_(pa.int32()))),
-        ("input_ids", pa.list_(pa.list_(pa.int32()))),
-    ],
-    metadata={"audiotok.token_ids": STEPS_SCHEME},
-)
+NO_LABEL = -1  # `datasets`' ClassLabel value for "none"
+
+
+def _schema(steps: bool, class_ids: list[str], single_label: bool) -> pa.Schema:
+    """The file's columns and metadata: the id scheme, and the `datasets` features of every column."""
+    ids = pa.list_(pa.list_(pa.int32())) if steps else pa.list_(pa.int32())
+    columns = [("clip", pa.string()), ("source", pa.string()), ("split", pa.string())]
+    columns += [("labels", pa.list_(pa.int64()))] + [("label", pa.int64())] * single_label
+    columns += [("tokens", ids), ("input_ids", ids)]
+    value = {"dtype": "int32", "_type": "Value"}
+    sequence = {"feature": {"feature": value, "_type": "Sequence"} if steps else value, "_type": "Sequence"}
+    classes = {"names": class_ids, "_type": "ClassLabel"}
+    features = {name: {"dtype": "string", "_type": "Value"} for name in ("clip", "source", "split")}
+    features |= {"labels": {"feature": classes, "_type": "Sequence"}}
+    if single_label:
+        features["label"] = classes
+    features |= {"tokens": sequence, "input_ids": sequence}
+    metadata = {
+        "audiotok.token_ids": STEPS_SCHEME if steps else SCHEME,
+        "huggingface": json.dumps({"info": {"features": features}}),
+    }
+    return pa.schema(columns, metadata=metadata)
 
 
 @dataclass
@@ -58,13 +68,14 @@ def export_tokens(
     store = Store.open(store_path)
     tokens = store.tokens(pick)
     steps = tokens.record.codebooks > 1
-    schema = STEPS_SCHEMA if steps else SCHEMA
+    single_label = store.single_label()
+    schema = _schema(steps, list(store.classes.mids), single_label)
     model_ids = (
         functools.partial(step_input_ids, codebook_size=tokens.record.n_clusters) if steps else input_ids
     )
     lengths = tokens.all_lengths()
     done = lengths >= 0
-    mids, sources = np.asarray(store.classes.mids), store.source_names
+    sources = store.source_names
     partial = output.with_name(f".{output.name}.partial")
     output.parent.mkdir(parents=True, exist_ok=True)
     clips = 0
@@ -76,11 +87,13 @@ def export_tokens(
                 ids, shard_lengths = tokens.read_shard(shard)
                 keep = np.flatnonzero(shard_lengths >= 0)
                 labels = store.labels(span)
+                classes = [np.flatnonzero(labels[row]).tolist() for row in keep]
                 batch = {
-                    "ytid": store.ytids(span)[keep].tolist(),
+                    "clip": store.ytids(span)[keep].tolist(),
                     "source": [sources[c] for c in store.sources(span)[keep]],
                     "split": [SPLITS[c] for c in store.splits(span)[keep]],
-                    "labels": [mids[labels[row]].tolist() for row in keep],
+                    "labels": classes,
+                    **({"label": [one[0] if one else NO_LABEL for one in classes]} if single_label else {}),
                     "tokens": [_cell(ids[row, : shard_lengths[row]]) for row in keep],
                     "input_ids": [_cell(model_ids(ids[row, : shard_lengths[row]])) for row in keep],
                 }
