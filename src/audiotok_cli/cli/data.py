@@ -225,19 +225,36 @@ def _first(paths: list[str]) -> str:
 
 @command("import", render=_render_import)
 def import_cmd(
-    root: Annotated[Path, typer.Argument(help="The collection's root folder.", show_default=False)],
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="The collection's root folder, or a Hugging Face datasets export (.parquet, .arrow, or a "
+            "folder of them) with an audio column.",
+            show_default=False,
+        ),
+    ],
     manifest: Annotated[
         Path | None,
         option(
             "--manifest",
             help="CSV with columns path (relative to ROOT) and labels (';'-separated), optional fold, "
             "group, source.",
-            default="none: a published layout or class folders",
+            default="none: a published layout, an audiofolder or class folders",
         ),
     ] = None,
     layout: Annotated[
         str | None,
-        option("--layout", help="One of esc50, urbansound8k, manifest, folders.", default="detected"),
+        option(
+            "--layout", help="One of esc50, urbansound8k, audiofolder, manifest, folders.", default="detected"
+        ),
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        option(
+            "--label-column",
+            help="The label column of a Hugging Face audiofolder's metadata.csv or metadata.jsonl.",
+            default="label",
+        ),
     ] = None,
     name: Annotated[
         str | None,
@@ -259,12 +276,15 @@ def import_cmd(
     audio_dir: AudioDirOpt = None,
     store: StoreOpt = None,
 ):
-    """Local labelled audio (a manifest, class folders, ESC-50, UrbanSound8K) -> clips in the store."""
+    """Local labelled audio (a manifest, class folders, a Hugging Face audiofolder or datasets export,
+    ESC-50, UrbanSound8K) -> clips in the store."""
     from audiotok_cli.stages.import_audio import import_collection
 
     settings = command_settings(paths={"store": store, "audio_dir": audio_dir})
     copy_to = settings.audio_dir if copy else None
-    return import_collection(settings.store_path, root, name, layout, manifest, copy_to, dedupe)
+    return import_collection(
+        settings.store_path, root, name, layout, manifest, copy_to, dedupe, label_column, settings.audio_dir
+    )
 
 
 @command("prune", render=_render_prune)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from audiotok_cli.corpora.entries import Entry
 from audiotok_cli.corpora.generic import read_folders, read_manifest
+from audiotok_cli.corpora.hub import audiofolder_metadata, read_audiofolder
 from audiotok_cli.corpora.published import ESC50_META, URBANSOUND8K_META, read_esc50, read_urbansound8k
 from audiotok_cli.errors import DataError, MissingInputError, SettingsError
 
@@ -23,7 +24,8 @@ __all__ = ["LAYOUTS", "Entry", "Layout", "detect_layout", "read_collection"]
 class Layout:
     name: str
     marker: str | None  # a file whose presence under the root says "this layout"
-    read: Callable[[Path, Path | None], list[Entry]]
+    read: Callable[..., list[Entry]]  # (root, manifest[, label_column]) -> entries
+    label_column: bool = False  # whether its reader takes the label column to read (`--label-column`)
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -31,6 +33,7 @@ LAYOUTS: dict[str, Layout] = {
     for layout in (
         Layout("esc50", ESC50_META, read_esc50),
         Layout("urbansound8k", URBANSOUND8K_META, read_urbansound8k),
+        Layout("audiofolder", None, read_audiofolder, label_column=True),
         Layout("manifest", None, read_manifest),
         Layout("folders", None, read_folders),
     )
@@ -38,16 +41,18 @@ LAYOUTS: dict[str, Layout] = {
 
 
 def detect_layout(root: Path, manifest: Path | None) -> str:
-    """A manifest when one is given, else a published layout whose metadata file is there, else
-    class folders."""
+    """A manifest when one is given, else a published layout whose metadata file is there, else a
+    Hugging Face audiofolder (metadata.csv or .jsonl), else class folders."""
     if manifest is not None:
         return "manifest"
     found = [layout.name for layout in LAYOUTS.values() if layout.marker and (root / layout.marker).is_file()]
+    if not found and audiofolder_metadata(root):
+        return "audiofolder"
     return found[0] if found else "folders"
 
 
 def read_collection(
-    root: Path, layout: str | None = None, manifest: Path | None = None
+    root: Path, layout: str | None = None, manifest: Path | None = None, label_column: str | None = None
 ) -> tuple[str, list[Entry]]:
     """The collection's layout (detected unless given) and its entries, sorted by path; a file
     listed twice is one clip, as its first line describes it, and refused where the two lines give
@@ -60,7 +65,11 @@ def read_collection(
         raise SettingsError("--layout manifest needs --manifest FILE.csv")
     layout = layout or detect_layout(root, manifest)
     entries = {}
-    for entry in LAYOUTS[layout].read(root, manifest):
+    chosen = LAYOUTS[layout]
+    if label_column is not None and not chosen.label_column:
+        raise SettingsError(f"--label-column chooses an audiofolder's label column; {root} reads as {layout}")
+    options = (label_column,) if chosen.label_column else ()
+    for entry in chosen.read(root, manifest, *options):
         first = entries.setdefault(entry.path, entry)
         if set(first.labels) != set(entry.labels):
             raise DataError(

@@ -31,6 +31,7 @@ from audiotok_cli.audio.logmel import unreadable
 from audiotok_cli.audioset.classes import ClassIndex, audioset_ids, class_index, own_classes
 from audiotok_cli.corpora import Entry, read_collection
 from audiotok_cli.corpora.duplicates import DEDUPE_MODES, content_digest, join_copies
+from audiotok_cli.corpora.hub import dataset_files, dataset_to_audiofolder
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import NAME_PATTERN
@@ -72,16 +73,24 @@ def import_collection(
     manifest: Path | None = None,
     copy_to: Path | None = None,
     dedupe: str = "exact",
+    label_column: str | None = None,
+    audio_dir: Path | None = None,
 ) -> ImportResult:
     """Import the collection at `root` (layout detected unless given) as `name` (default: the
     folder's name); with `copy_to`, its files are copied under `copy_to/name/` and read from there.
-    Every file's content is digested (`dedupe`: exact bytes, or near: decoded samples) and copies
-    are put in one group, so that no split separates them."""
+    A `datasets` export (Parquet or Arrow with an `audio` column) is written out as an audiofolder
+    under `audio_dir/name/` first. Every file's content is digested (`dedupe`: exact bytes, or near:
+    decoded samples) and copies are put in one group, so that no split separates them."""
     if dedupe not in DEDUPE_MODES:
         raise SettingsError(f"--dedupe {dedupe!r}: choose {' or '.join(DEDUPE_MODES)}")
     root = root.resolve()
-    name = _collection_name(name or root.name)
-    layout, entries = read_collection(root, layout, manifest)
+    name = _collection_name(name or (root.stem if root.is_file() else root.name))
+    if dataset_files(root) and layout in (None, "audiofolder"):
+        if audio_dir is None:
+            raise SettingsError(f"{root} is a datasets export: its audio needs a folder; pass --audio-dir")
+        root = dataset_to_audiofolder(root, audio_dir.resolve() / name, label_column)
+        label_column = None  # its metadata names the labels `label`
+    layout, entries = read_collection(root, layout, manifest, label_column)
     home = root if copy_to is None else copy_to.resolve() / name
     labels = {label for entry in entries for label in entry.labels}
     as_mids = audioset_ids(labels)

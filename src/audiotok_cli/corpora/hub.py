@@ -1,0 +1,168 @@
+"""Collections as Hugging Face `datasets` lays them out on disk: an `audiofolder` (audio files beside
+a `metadata.csv` or `metadata.jsonl` whose `file_name` column names each file relative to it, and a
+label column), at the root or in split folders (`train/`, `test/`: the folder is each clip's
+source, so `split --test-source test` keeps the published split); and a `datasets` export (Parquet
+as the hub stores audio sets, or `save_to_disk`'s Arrow) with an `audio` column, written out as an
+audiofolder first, since audiotok reads every clip from a file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audiotok_cli.corpora.entries import Entry, read_rows, relative
+from audiotok_cli.errors import DataError
+
+METADATA = ("metadata.csv", "metadata.jsonl")
+DEFAULT_LABEL = "label"
+
+
+def audiofolder_metadata(root: Path) -> list[Path]:
+    """The metadata files of an audiofolder: at its root, or one in each split folder."""
+    return sorted(path for name in METADATA for path in (*root.glob(name), *root.glob(f"*/{name}")))
+
+
+def read_audiofolder(
+    root: Path, manifest: Path | None = None, label_column: str | None = None
+) -> list[Entry]:
+    """Every row of every metadata file; labels from `label_column` (default `label`): one value, a
+    list (JSON Lines), or `;`-separated names."""
+    column = label_column or DEFAULT_LABEL
+    entries = []
+    for metadata in audiofolder_metadata(root):
+        folder = PurePosixPath(metadata.parent.relative_to(root).as_posix())
+        rows = _rows(metadata)
+        if rows and column not in rows[0]:
+            columns = ", ".join(name for name in rows[0] if name != "file_name")
+            raise DataError(
+                f"{metadata} has no label column {column!r} (it has {columns or 'none'}); pass --label-column"
+            )
+        for number, row in enumerate(rows, start=2 if metadata.suffix == ".csv" else 1):
+            where = f"{metadata} line {number}"
+            if not row.get("file_name"):
+                raise DataError(f"{where}: no file_name; each row names its audio file")
+            entries.append(
+                Entry(
+                    path=relative(root, str(folder / str(row["file_name"])), where),
+                    labels=_labels(row[column]),
+                    source=folder.parts[0] if folder.parts else None,
+                    where=where,
+                )
+            )
+    return entries
+
+
+def _rows(metadata: Path) -> list[dict]:
+    if metadata.suffix == ".csv":
+        return read_rows(metadata, ("file_name",))
+    rows = []
+    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{metadata} line {number} is not JSON ({exc.msg}); fix that line") from None
+    return rows
+
+
+def _labels(value: object) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else str(value if value is not None else "").split(";")
+    return tuple(str(one).strip() for one in values if str(one).strip())
+
+
+DATASET_SUFFIXES = (".parquet", ".arrow")
+SPLIT_NAMES = ("train", "validation", "valid", "dev", "test")
+
+
+def dataset_files(root: Path) -> list[Path]:
+    """A `datasets` export: one Parquet or Arrow file, or a folder of them (`data/train-*.parquet`,
+    `save_to_disk`'s `data-*.arrow`); empty where `root` is something else."""
+    if root.is_file():
+        return [root] if root.suffix in DATASET_SUFFIXES else []
+    if not root.is_dir() or audiofolder_metadata(root):
+        return []
+    return sorted(path for suffix in DATASET_SUFFIXES for path in root.rglob(f"*{suffix}"))
+
+
+def dataset_to_audiofolder(root: Path, target: Path, label_column: str | None = None) -> Path:
+    """A `datasets` export with an `audio` column (bytes, or a path next to the file) written out as an
+    audiofolder under `target`: a folder per split (from the file's name: `train-00000-of-00001`)
+    with its audio files and a metadata.csv naming each file's labels (a `ClassLabel`'s names).
+    Files already written are kept; the metadata is written last, whole."""
+    column = label_column or DEFAULT_LABEL
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for file in dataset_files(root):
+        table = _table(file)
+        if "audio" not in table.column_names or column not in table.column_names:
+            columns = ", ".join(table.column_names)
+            raise DataError(
+                f"{file} has no {'audio' if 'audio' not in table.column_names else 'label'} column "
+                f"{'audio' if 'audio' not in table.column_names else repr(column)} (it has {columns}); "
+                "pass --label-column for another label column"
+            )
+        names = _class_names(table, column)
+        split = next((s for s in SPLIT_NAMES if file.stem.startswith(s)), "train")
+        folder = target / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, (audio, label) in enumerate(
+            zip(table["audio"].to_pylist(), table[column].to_pylist(), strict=True)
+        ):
+            where = f"{file} row {index}"
+            file_name = f"{file.stem}-{index:06d}{_suffix(audio)}"
+            _write_audio(audio, file.parent, folder / file_name, where)
+            rows.setdefault(split, []).append((file_name, ";".join(_named(label, names))))
+    for split, listed in rows.items():
+        partial = target / split / ".metadata.csv.partial"
+        with partial.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerows([("file_name", DEFAULT_LABEL), *listed])
+        partial.replace(target / split / "metadata.csv")
+    return target
+
+
+def _table(file: Path) -> pa.Table:
+    try:
+        if file.suffix == ".parquet":
+            return pq.read_table(file)
+        with pa.memory_map(str(file)) as source:
+            return pa.ipc.open_stream(source).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{file} is not a readable {file.suffix[1:]} file ({exc}); export it again") from None
+
+
+def _class_names(table: pa.Table, column: str) -> list[str] | None:
+    """A `ClassLabel` column's names, from the `datasets` features in the file's metadata."""
+    metadata = (table.schema.metadata or {}).get(b"huggingface")
+    info = json.loads(metadata) if metadata else {}
+    feature = (info.get("info", {}).get("features") or {}).get(column, {})
+    feature = feature.get("feature", feature)  # a list of ClassLabels: its element
+    return feature.get("names") if feature.get("_type") == "ClassLabel" else None
+
+
+def _named(label: object, names: list[str] | None) -> list[str]:
+    values = label if isinstance(label, list) else [label]
+    return [names[value] if names is not None and isinstance(value, int) and value >= 0 else str(value)
+            for value in values if value is not None and value != -1]  # fmt: skip
+
+
+def _suffix(audio: dict) -> str:
+    suffix = PurePosixPath(audio.get("path") or "").suffix.lower()
+    return suffix if suffix else ".wav"
+
+
+def _write_audio(audio: dict, home: Path, target: Path, where: str) -> None:
+    """The row's audio as a file: its bytes, or the file its path names (next to the export)."""
+    if audio.get("bytes"):
+        if not target.exists() or target.stat().st_size != len(audio["bytes"]):
+            target.write_bytes(audio["bytes"])
+        return
+    source = home / (audio.get("path") or "")
+    if not audio.get("path") or not source.is_file():
+        raise DataError(f"{where}: its audio has no bytes and no file at {source}; export it with the audio")
+    if not target.exists():
+        shutil.copy2(source, target)

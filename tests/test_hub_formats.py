@@ -1,0 +1,104 @@
+"""The formats the field's audio sets come in: a Hugging Face `audiofolder` (metadata.csv or .jsonl
+with `file_name` and a label column, at the root or in split folders) and a `datasets` export with
+an `audio` column (Parquet as the hub stores them, `save_to_disk`'s Arrow), written by the real
+`datasets` library, imported and run to `eval`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import soundfile as sf
+from datasets import Audio, ClassLabel, Dataset
+
+from audiotok_cli.settings import load_settings
+from audiotok_cli.store import Store, split_code
+from collections_kit import RATE, tone, write
+
+CLASSES = ("bell", "kalimba", "ocarina")
+
+
+def _store() -> Store:
+    return Store.open(load_settings().store_path)
+
+
+def _wav(label: int, take: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(label, group=take), RATE, format="WAV")
+    return buffer.getvalue()
+
+
+def _to_eval(cli, *split: str) -> dict:
+    for command in (["split", *split], ["featurize", "--clip-seconds", "1"]):
+        assert cli(*command).exit_code == 0, command
+    trained = cli("train", "--model", "baseline", "--epochs", "2")
+    assert trained.exit_code == 0, trained.output
+    evaluated = cli("eval", "--model", "baseline", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    return json.loads(evaluated.stdout)
+
+
+def test_an_audiofolder_with_split_folders_keeps_its_split_and_runs_to_eval(cli, tmp_path):
+    root = tmp_path / "instruments"
+    for split, takes in (("train", range(6)), ("test", range(6, 8))):
+        rows = []
+        for label, name in enumerate(CLASSES):
+            for take in takes:
+                write(root / split / name / f"take{take}.wav", tone(label, group=take))
+                rows.append({"file_name": f"{name}/take{take}.wav", "instrument": name})
+        with (root / split / "metadata.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["file_name", "instrument"])
+            writer.writeheader()
+            writer.writerows(rows)
+    refused = cli("import", str(root))
+    assert refused.exit_code == 5
+    assert "has no label column 'label' (it has instrument); pass --label-column" in refused.stderr
+    imported = cli("import", str(root), "--label-column", "instrument")
+    assert imported.exit_code == 0, imported.output
+    assert "24 clips added" in imported.stdout and "(audiofolder," in imported.stdout
+    store = _store()
+    assert list(store.classes.mids) == list(CLASSES)
+    assert {"train", "test"} <= set(store.source_names)
+    report = _to_eval(cli, "--test-source", "test", "--val-ratio", "0.2")
+    assert report["splits"]["test"]["n_clips"] == 6  # the published test split, whole
+    store = _store()
+    test_clips = store.ytids()[store.splits() == split_code("test")]
+    assert all(clip.startswith("instruments/test/") for clip in test_clips)
+
+
+def test_a_datasets_parquet_with_audio_bytes_and_an_arrow_save_import_with_their_class_names(cli, tmp_path):
+    """Written by the real `datasets` library (audio kept undecoded: its decoder needs FFmpeg)."""
+    audio = [
+        {"bytes": _wav(label, take), "path": f"{CLASSES[label]}-{take}.wav"}
+        for label in range(3)
+        for take in range(6)
+    ]
+    labels = [label for label in range(3) for _ in range(6)]
+    dataset = Dataset.from_dict({"audio": audio, "label": labels})
+    dataset = dataset.cast_column("label", ClassLabel(names=list(CLASSES))).cast_column(
+        "audio", Audio(decode=False)
+    )
+    exported = tmp_path / "hub" / "data"
+    exported.mkdir(parents=True)
+    dataset.to_parquet(exported / "train-00000-of-00001.parquet")
+    imported = cli("import", str(tmp_path / "hub"), "--name", "hub")
+    assert imported.exit_code == 0, imported.output
+    assert "18 clips added" in imported.stdout
+    store = _store()
+    assert list(store.classes.mids) == list(CLASSES)  # the ClassLabel's names, not its integers
+    first = store.row_of["hub/train/train-00000-of-00001-000000.wav"]
+    assert store.classes.mids[int(np.flatnonzero(store.labels()[first])[0])] == "bell"
+    written = load_settings().audio_dir / "hub" / "train" / "train-00000-of-00001-000000.wav"
+    assert written.read_bytes() == audio[0]["bytes"]  # the bytes as exported
+    again = cli("import", str(tmp_path / "hub"), "--name", "hub")
+    assert again.exit_code == 0 and "0 clips added, 18 already in the store" in again.stdout
+    report = _to_eval(cli, "--val-ratio", "0.2", "--test-ratio", "0.3")
+    assert 0.0 <= report["splits"]["test"]["accuracy"] <= 1.0
+
+    saved = tmp_path / "saved"
+    dataset.save_to_disk(str(saved))
+    arrow = cli("import", str(saved), "--name", "saved", "--store", str(tmp_path / "other.zarr"))
+    assert arrow.exit_code == 0, arrow.output
+    assert "18 clips added" in arrow.stdout
