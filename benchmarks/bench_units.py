@@ -14,7 +14,8 @@ the continuous row every token paper prints.
 
 Usage (a store already imported, split and featurized, e.g. the spoken digits of real_audio.py):
   python benchmarks/bench_units.py --data-dir DIR [--k 100] [--k2 256] [--layer 2] [--pretrain-epochs 20]
-                                   [--epochs 30] [--seeds 3] [--transforms clip-mean,deltas]
+                                   [--epochs 30] [--tune-epochs 10] [--seeds 3]
+                                   [--transforms clip-mean,deltas]
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def audiotok(data_dir: Path, *args: str) -> str:
 def vocabulary(data_dir: Path, features: str, k: int, transforms: list[str]) -> str:
     """k-means over `features` (after `transforms`) and its tokens; the vocabulary's name."""
     flags = [flag for name in transforms for flag in ("--transform", name)]
-    made = json.loads(audiotok(data_dir, "vocab", "--features", features, "--k", str(k), *flags, "--json"))
+    command = ["vocab", "--features", features, "--k", str(k), *flags, "--overwrite", "--json"]
+    made = json.loads(audiotok(data_dir, *command))  # again: the same centroids (seeded), its tokens kept
     audiotok(data_dir, "tokenize", "--vocab", made["name"], "-q")
     return made["name"]
 
@@ -60,6 +62,9 @@ def pretrain(data_dir: Path, targets: str, epochs: int, features: str | None = N
     """A units run predicting `targets` at masked spans; its name and best val masked accuracy."""
     where = ["--features", features] if features else []
     name = f"units-{targets}"
+    done = data_dir / "runs" / name / "run.json"
+    if done.exists() and json.loads(done.read_text()).get("complete"):  # from an earlier pass: kept
+        return name, max(epoch["val_accuracy"] for epoch in json.loads(done.read_text())["history"])
     command = ["pretrain", "--input", "frames", "--targets", targets, *where, "--epochs", str(epochs)]
     result = json.loads(audiotok(data_dir, *command, *ENCODER, "--run-name", name, "--json"))
     return name, max(epoch["val_accuracy"] for epoch in result["history"])
@@ -92,6 +97,7 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--tune-epochs", type=int, default=10, help="fine-tuning the encoder whole")
     args = parser.parse_args()
     data, transforms = args.data_dir, [t for t in args.transforms.split(",") if t]
     frame_flags = [flag for name in transforms for flag in ("--frame-transform", name)]
@@ -106,7 +112,11 @@ def main() -> None:
         data, f"bag-{it0}", ["--model", "simple", "--vocab", it0], args.epochs, args.seeds
     )
     rows[f"frame MLP, {args.transforms}"] = scored(
-        data, "mlp-units-bench", ["--model", "baseline", *frame_flags], args.epochs, args.seeds
+        data,
+        "mlp-units-bench",
+        ["--model", "baseline", "--features", args.features, *frame_flags],
+        args.epochs,
+        args.seeds,
     )
 
     print("iteration 1: units of a model predicting iteration 0's ids", flush=True)
@@ -116,8 +126,18 @@ def main() -> None:
     units1 = f"iteration 1 units, layer {args.layer}"
     rows[units1] = {"masked": masked1, "information": information(data, it1)}
     rows[units1] |= scored(data, f"bag-{it1}", ["--model", "simple", "--vocab", it1], args.epochs, args.seeds)
-    tuned = ["--model", "bert", "--input", "frames", "--init", run1, *frame_flags]
-    rows["iteration 1 encoder fine-tuned"] = scored(data, "tuned-it1", tuned, args.epochs, args.seeds)
+    tuned = [
+        "--model",
+        "bert",
+        "--input",
+        "frames",
+        "--features",
+        args.features,
+        "--init",
+        run1,
+        *frame_flags,
+    ]
+    rows["iteration 1 encoder fine-tuned"] = scored(data, "tuned-it1", tuned, args.tune_epochs, args.seeds)
 
     print("iteration 2: units of a model predicting iteration 1's units", flush=True)
     targets2 = vocabulary(data, "it1", args.k2, [])

@@ -20,8 +20,10 @@ def three_runs(cli, featurized):
         recipe = ["--lr", "3e-3", "--mixup", "0.2", "--seed", "3"] if model == "baseline" else []
         trained = cli("train", "--model", model, *quick, "--hidden-size", "16", "--embed-dim", "16", *recipe)
         assert trained.exit_code == 0, trained.output
-    for run in ("simple-logmel-k16", "baseline-logmel"):  # the lstm run is left unscored
+    for run in ("simple-logmel-k16", "baseline-logmel"):
         assert cli("eval", "--run", run).exit_code == 0
+    for scored in ("eval.json", "predictions.safetensors"):  # train scored it: the lstm run is left unscored
+        (featurized.runs_dir / "lstm-logmel-k16" / scored).unlink()
     return featurized.runs_dir
 
 
@@ -76,6 +78,22 @@ def _table_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line[:1] in (" ", "│", "┃", "┏", "┡", "└", "─")]
 
 
+def test_at_80_columns_run_names_fold_only_at_their_joints_and_the_prior_stays(cli, three_runs, monkeypatch):
+    long = "simple-logmel-clip-mean.deltas-pq8x256-seed2"  # the name the issue saw cut mid-word
+    trained = cli("train", "--model", "simple", "--epochs", "1", "--batch-size", "8", "--run-name", long)
+    assert trained.exit_code == 0, trained.output
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli("runs")
+    assert table.exit_code == 0
+    lines = table.stdout.splitlines()
+    assert [line for line in lines if len(line) > 80] == [] and "…" not in table.stdout
+    start = next(i for i, line in enumerate(lines) if line.startswith("simple-logmel-clip-"))
+    pieces = [line.split()[0] for line in lines[start : start + 3]]
+    assert "".join(pieces) == long and all(piece[-1] in "-." for piece in pieces[:-1])  # never mid-word
+    prior = json.loads(cli("runs", "--json").stdout)[0]["prior_mAP"]
+    assert f"label prior's test mAP: {prior:.3f}" in table.stdout
+
+
 @pytest.mark.parametrize("columns", [80, 200])
 def test_runs_and_eval_tables_fit_the_terminal_with_every_name_and_score_whole(
     cli, three_runs, monkeypatch, columns
@@ -84,7 +102,7 @@ def test_runs_and_eval_tables_fit_the_terminal_with_every_name_and_score_whole(
     monkeypatch.setenv("COLUMNS", str(columns))
     table = cli("runs")
     assert table.exit_code == 0, table.output
-    lines = _table_lines(table.stdout)
+    lines = table.stdout.splitlines() if columns == 80 else _table_lines(table.stdout)
     assert lines and max(map(len, lines)) <= columns
     digits = 3 if columns == 80 else 4  # the narrow form rounds to what a comparison needs
     for row in rows:
@@ -93,7 +111,7 @@ def test_runs_and_eval_tables_fit_the_terminal_with_every_name_and_score_whole(
         assert f"{row['val_mAP']:.{digits}f}" in line
         if row["test_mAP"] is not None:
             assert f"{row['test_mAP']:.{digits}f}" in line
-    wide_only = any("parameters" in line for line in lines)
+    wide_only = any("parameters" in line for line in _table_lines(table.stdout))
     assert wide_only == (columns == 200)
     if columns == 80:  # what the narrow table leaves out is said below it
         assert "baseline-logmel: batch 8, lr 0.003, mixup 0.2, seed 3" in table.stdout

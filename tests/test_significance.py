@@ -99,6 +99,8 @@ def test_sets_of_seeds_are_compared_over_clips_and_over_runs(cli, two_recipes):
     unknown = cli("compare", "fast", "nothing")
     assert unknown.exit_code == 4 and "no run 'nothing'" in unknown.stderr
     assert cli("train", *QUICK, "--run-name", "unscored").exit_code == 0
+    for scored in ("eval.json", "predictions.safetensors"):  # train scores its run: unscore this one
+        (two_recipes / "unscored" / scored).unlink()
     unscored = cli("compare", "fast-seed0", "unscored")
     assert unscored.exit_code == 4 and "run `audiotok eval --run unscored`" in unscored.stderr
 

@@ -3,6 +3,7 @@
 unless `COLUMNS` says otherwise (as it does for a test, or a user piping into a narrow pager)."""
 
 import os
+import re
 from collections.abc import Callable
 
 from rich.console import Console
@@ -29,3 +30,16 @@ def print_fitting(console: Console, wide: Table, narrow: Callable[[], Table]) ->
     fits = natural_width(console, wide) <= width
     console.print(wide if fits else narrow(), width=None if fits else width)
     return not fits
+
+
+def folded(name: str, width: int) -> str:
+    """`name` on lines of at most `width`, broken only after a `-`, `.`, `,` or space (a run or input
+    name's own joints: `simple-logmel-clip-mean.deltas-pq8x256-seed2`), never inside a word; a
+    single part longer than `width` keeps its own line whole."""
+    parts = re.findall(r"[^-., ]*[-., ]|[^-., ]+$", name)
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part.rstrip()) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(line.rstrip() for line in lines)

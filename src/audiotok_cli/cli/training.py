@@ -1,6 +1,7 @@
 """Commands that train and score models: train, pretrain, eval, runs, predict, export."""
 
 import os
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from audiotok_cli.cli.options import (
     option,
     setting,
 )
-from audiotok_cli.cli.tables import print_fitting
+from audiotok_cli.cli.tables import folded, output_width, print_fitting
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 
@@ -152,6 +153,13 @@ def _render_trained(r) -> None:
         first, last = r.averaged.epochs[0], r.averaged.epochs[-1]
         averaged = f"; model = mean of epochs {first}-{last}, {score} {r.averaged.score:.4f}"
     console.print(f"trained {r.run_dir}: best {score} {r.best_score:.4f} at epoch {r.best_epoch}{averaged}")
+    if r.scores:  # scored as `eval` scores it
+        shown = [
+            f"{name.replace('_', ' ')} {value:.4f}"
+            for name, value in r.scores.items()
+            if name.startswith("test")
+        ]
+        console.print(f"scored: {', '.join(shown)} (`audiotok eval --run {r.run_dir.name}` for the rest)")
 
 
 @command("train", render=_render_trained, seeded=True)
@@ -229,7 +237,8 @@ def train_cmd(
     overwrite: OverwriteOpt = False,
 ):
     """Train a token or frame model (softmax cross-entropy where each clip has one class, multi-label
-    BCE for AudioSet); keeps the best val-mAP epoch. With --cv, one run per fold."""
+    BCE for AudioSet); keeps the best val-mAP epoch, then scores it as `eval` does. With --cv, one
+    run per fold."""
     flags = dict(locals())  # the options, before any import adds a name here
     flags["frame_transforms"] = _joined(frame_transforms)
     if cv:
@@ -240,9 +249,9 @@ def train_cmd(
         from audiotok_cli.experiments.repeats import train_seeds
 
         return _fit(train_seeds, flags, {"kind": model}, init=init, seeds=seeds)
-    from audiotok_cli.training.loop import train
+    from audiotok_cli.experiments.repeats import train_scored
 
-    return _fit(train, flags, {"kind": model}, init=init)
+    return _fit(train_scored, flags, {"kind": model}, init=init)
 
 
 @command("pretrain", render=_render_trained, seeded=True)
@@ -438,32 +447,50 @@ def _render_runs(rows) -> None:
             r.recipe,
         )
 
-    def narrow() -> Table:  # what a comparison needs; the recipes follow as lines
+    def narrow() -> Table:  # what a comparison needs; the recipes and the prior follow as lines
         table = Table(
-            Column("run", overflow="fold"),
-            Column("model", overflow="fold"),
-            Column("input", overflow="fold"),
-            "val",
-            "test",
-            *["acc"] * single_label,
-            "vs frames",
+            Column("run", no_wrap=True),
+            Column("model", no_wrap=True),
+            Column("input", no_wrap=True),
+            Column("val", no_wrap=True),
+            Column("test", no_wrap=True),
+            *[Column("acc", no_wrap=True)] * single_label,
+            Column("vs fr.", no_wrap=True),
             title=title,
             box=box.SIMPLE_HEAD,
             show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
         )
         for r in rows:
-            test = _score(r.test_mAP, r.test_mAP_ci95, 3)
-            accuracy = _score(r.test_accuracy, r.test_accuracy_ci95, 3)
-            val = _score(r.val_mAP, digits=3) if r.val_mlm_loss is None else f"MLM {r.val_mlm_accuracy:.3f}"
-            table.add_row(_run_name(r), r.model, r.input, val, test, *[accuracy] * single_label, _gap(r, 3))
+            test = _stacked(r.test_mAP, r.test_mAP_ci95)
+            accuracy = _stacked(r.test_accuracy, r.test_accuracy_ci95)
+            val = _score(r.val_mAP, digits=3) if r.val_mlm_loss is None else f"MLM\n{r.val_mlm_accuracy:.3f}"
+            table.add_row(
+                folded(_run_name(r), NARROW_NAME),
+                r.model,
+                folded(r.input, NARROW_INPUT),
+                val,
+                test,
+                *[accuracy] * single_label,
+                _gap(r, 3),
+            )
         return table
 
-    if print_fitting(console, wide, narrow):
+    narrowed = print_fitting(console, wide, narrow)
+
+    def say(line: str) -> None:  # under a narrow table, wrapped to its width (the console never wraps)
+        console.print(textwrap.fill(line, output_width(console)) if narrowed else line, highlight=False)
+
+    if narrowed:
         for r in rows:
-            console.print(f"{_run_name(r)}: {r.recipe}", highlight=False)
-        console.print("(parameters, epochs, train seconds and the prior: a wider terminal or --json)")
+            say(f"{_run_name(r)}: {r.recipe}")
+        priors = sorted({round(r.prior_mAP, 3) for r in rows if r.prior_mAP is not None})
+        if priors:  # what a test mAP is measured against
+            say(f"label prior's test mAP: {', '.join(f'{p:.3f}' for p in priors)}")
+        say("(parameters, epochs, train seconds: a wider terminal or --json)")
     if any(r.gap_to_best_frames is not None for r in rows):
-        console.print(f"vs frames: test {gap} minus the best frame row's (a set of runs counts as its mean)")
+        say(f"vs fr(ames): test {gap} minus the best frame row's (a set of runs counts as its mean)")
     for r in rows:
         if r.damaged:
             err_console.print(f"[yellow]{escape(r.name)} is damaged: {escape(r.damaged)}")
@@ -473,8 +500,16 @@ def _render_runs(rows) -> None:
         console.print(f"{name} is not scored on test yet: `audiotok eval --run {name}`")
 
 
+NARROW_NAME, NARROW_INPUT = 19, 14  # characters a name's lines take in the 80-column runs table
+
+
 def _run_name(r) -> str:
     return r.name + (f" {r.folds} folds" if r.folds else "") + (f" {r.seeds} runs" if r.seeds else "")
+
+
+def _stacked(value: float | None, spread: float | None) -> str:
+    """A score over its interval, on two lines: the narrow table's columns stay 7 wide."""
+    return _score(value, digits=3) + ("" if spread is None else f"\n± {spread:.3f}")
 
 
 def _gap(r, digits: int = 4) -> str:

@@ -7,6 +7,7 @@ is kept (and scored again), so an interrupted set resumes."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,8 +15,8 @@ import numpy as np
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick
 from audiotok_cli.training.compare import Spread, spread
-from audiotok_cli.training.evaluate import EvalReport, evaluate
-from audiotok_cli.training.loop import EpochCallback, plan_run, train
+from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores
+from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
 from audiotok_cli.training.runs import RunRecord, read_record, repeat_base
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,24 @@ class RepeatedRuns:
     def summary(self, key: str) -> Spread | None:
         """Mean, deviation and 95% interval over the repeats, or None where one lacks `key`."""
         return spread([getattr(repeat, key) for repeat in self.repeats])
+
+
+def train_scored(
+    paths: Paths,
+    model: ModelSettings,
+    settings: TrainSettings,
+    seed: int,
+    pick: Pick,
+    overwrite: bool = False,
+    on_epoch: EpochCallback | None = None,
+    init: str | None = None,
+) -> TrainResult:
+    """`train`, then `eval` of its run, as `--seeds` scores each of its runs: one command, the test
+    figure too (under torchrun, rank 0 scores)."""
+    trained = train(paths, model, settings, seed, pick, overwrite, on_epoch, init)
+    if int(os.environ.get("RANK", "0")) == 0:
+        trained.scores = headline_scores(evaluate(paths, trained.run_dir.name).splits)
+    return trained
 
 
 def train_seeds(

@@ -29,6 +29,7 @@ from audiotok_cli.training.metrics import (
     single_label_report,
     tune_thresholds,
 )
+from audiotok_cli.training.monitor import write_hparams
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device, save_tensors
 
 SHOWN_CLASSES = 10
@@ -137,11 +138,38 @@ def evaluate(
             title = f"{directory.name}: test ({store.split.test_rule}), accuracy {accuracy:.3f}"
             result.confusion = plot_confusion(matrix, list(names), directory / CONFUSION, title)
         write_json(directory / REPORT, report)
+        if record.train.get("tensorboard"):
+            write_hparams(directory, hparams_of(record), headline_scores(results))
     except OSError as denied:  # a read-only run folder or mount: the scores are still worth showing
         if denied.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         result.not_saved = denied.strerror
     return result
+
+
+def hparams_of(record: RunRecord) -> dict[str, object]:
+    """What made a run, as the HParams dashboard's columns: its inputs, model and training settings."""
+    inputs = record.inputs
+    made = {
+        "input": inputs.input,
+        "reads": inputs.tokens or inputs.features,
+        "transforms": inputs.transforms,
+        "quantizer": inputs.quantizer if inputs.input == "tokens" else "",
+        "seed": record.seed,
+        "init": record.init or "",
+    }
+    made |= {f"model.{name}": value for name, value in record.model.model_dump().items()}
+    return made | {f"train.{name}": value for name, value in record.train.items()}
+
+
+def headline_scores(results: dict[str, dict]) -> dict[str, float]:
+    """Each split's accuracy (single-label sets), mAP and AUC: the dashboard's metric columns."""
+    return {
+        f"{split}_{metric}": float(scores[metric])
+        for split, scores in results.items()
+        for metric in ("accuracy", "mAP", "AUC")
+        if isinstance(scores.get(metric), int | float)
+    }
 
 
 @dataclass

@@ -80,6 +80,7 @@ class TrainResult:
     best_score: float
     history: list[dict[str, float]]
     averaged: AveragedWeights | None = None
+    scores: dict[str, float] | None = None  # its eval's headline scores, where it was scored
 
 
 class Task(Protocol):

@@ -1,6 +1,7 @@
 """What a run shows while it trains, in its folder: `metrics.jsonl` (a line per optimizer step and
 per epoch), `curves.png` (loss, val mAP and learning rate, redrawn after every epoch, the history
-also in its PNG text under "audiotok") and, when asked, TensorBoard event files in `tensorboard/`.
+also in its PNG text under "audiotok") and, when asked, TensorBoard event files in `tensorboard/`
+(`eval` adds the run's settings and scores there as an HParams session).
 
 A resumed run first drops what the interrupted one logged after its last finished epoch, so the
 logs never hold a step twice."""
@@ -8,6 +9,7 @@ logs never hold a step twice."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from audiotok_cli.atomic import write_atomic
 from audiotok_cli.errors import SettingsError
 
 METRICS, CURVES, TENSORBOARD = "metrics.jsonl", "curves.png", "tensorboard"
+HPARAMS = "hparams"  # under tensorboard/: the run's one HParams session
 
 
 class RunMonitor:
@@ -82,6 +85,25 @@ def _keep_epochs(path: Path, epochs_done: int) -> list[dict[str, Any]]:
             kept.append(line)
     write_atomic(path, "".join(json.dumps(line) + "\n" for line in kept).encode())
     return kept
+
+
+def write_hparams(directory: Path, settings: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The run's settings and final scores as one TensorBoard HParams session (`tensorboard/hparams`),
+    so the HParams dashboard compares runs; written whole again by every `eval` (one session a run).
+    Settings are flattened to the scalars TensorBoard takes (lists joined by commas)."""
+    folder = directory / TENSORBOARD / HPARAMS
+    shutil.rmtree(folder, ignore_errors=True)
+    flat = {name: _scalar(value) for name, value in settings.items() if _scalar(value) is not None}
+    with _board(folder, 0) as board:
+        board.add_hparams(flat, {f"hparam/{name}": value for name, value in metrics.items()}, run_name=".")
+
+
+def _scalar(value: Any) -> int | float | str | bool | None:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return None
 
 
 def _board(folder: Path, first_step: int) -> Any:
