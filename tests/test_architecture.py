@@ -63,3 +63,18 @@ def test_only_the_store_touches_zarr():
         if "store" not in path.relative_to(PACKAGE).parts:
             source = path.read_text()
             assert "import zarr" not in source and "from zarr" not in source, path
+
+
+GROUND_FLOOR = ("settings.py", "errors.py", "progress.py", "atomic.py", "model_families.py", "token_ids.py")
+
+
+@pytest.mark.parametrize("module", GROUND_FLOOR)
+def test_the_ground_floor_imports_no_room(module):
+    """Settings validate `--model` against the family table beside them, not against `training/`
+    (a transform's or quantizer's name against its registry in `audio/` or `quantizers.py`: the two
+    small imports up, inside their validators)."""
+    rooms = ("cli", "stages", "training", "experiments", "store", "audioset", "corpora")
+    for name in _imports(PACKAGE / module):
+        assert not name.startswith(tuple(f"audiotok_cli.{room}" for room in rooms)), (
+            f"{module} imports {name}"
+        )

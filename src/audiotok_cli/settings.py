@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
 from audiotok_cli.errors import AudiotokError, SettingsError
-from audiotok_cli.training.models import FAMILIES, MODEL_NAMES
+from audiotok_cli.model_families import FAMILIES, MODEL_NAMES
 
 ENV_PREFIX = "AUDIOTOK_"
 ENV_FILE = ".env"
