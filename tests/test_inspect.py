@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import mutual_info_score
 
-from audiotok_cli.store import Store
+from audiotok_cli.store import Pick, Store
 
 
 def _train_pairs(store: Store) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +45,43 @@ def test_inspect_counts_use_and_label_information_as_an_independent_count_does(c
     assert (tmp_path / "codebook.png").read_bytes()[:4] == b"\x89PNG"
 
     shown = cli("inspect")
-    assert (
-        shown.exit_code == 0 and "vocab 'logmel-k16': k=16" in shown.stdout and "perplexity" in shown.stdout
+    assert shown.exit_code == 0 and "vocab 'logmel-k16': k=16" in shown.stdout and "perpl." in shown.stdout
+    warned = " ".join(shown.stderr.split())  # the demo's val: a handful of clips
+    assert f"val holds {report['splits']['val']['clips']} clips of" in warned and "too few" in warned
+
+
+def test_inspect_reports_every_codebook_and_the_joint_code_of_pq_tokens_at_80_columns(
+    cli, tokenized, monkeypatch
+):
+    assert cli("vocab", "--k", "8", "--quantizer", "pq:4").exit_code == 0
+    assert cli("tokenize", "--vocab", "logmel-pq4x8").exit_code == 0
+    report = json.loads(cli("inspect", "--vocab", "logmel-pq4x8", "--json").stdout)
+    assert list(report["codes"]) == ["codebook 0", "codebook 1", "codebook 2", "codebook 3", "joint"]
+    store = Store.open(tokenized.store_path)
+    tokens = store.tokens(Pick("logmel-pq4x8"))
+    lengths = tokens.all_lengths()
+    rows = np.flatnonzero(store.split_rows(lengths, "train"))
+    ids, labels = tokens.data[:], store.labels()
+    steps = [
+        (tuple(step), c)
+        for row in rows
+        for c in np.flatnonzero(labels[row])
+        for step in ids[row, : lengths[row]]
+    ]
+    codes = {code: index for index, code in enumerate(dict.fromkeys(step for step, _ in steps))}
+    joint = report["codes"]["joint"]["train"]
+    independent = mutual_info_score([codes[s] for s, _ in steps], [c for _, c in steps]) / np.log(2)
+    assert joint["label_information_bits"] == pytest.approx(independent)
+    assert joint["perplexity"] > max(
+        report["codes"][f"codebook {b}"]["train"]["perplexity"] for b in range(4)
     )
+    for book in range(4):  # each codebook as an independent count of its own ids
+        own = [(step[book], c) for step, c in steps]
+        expected = mutual_info_score([t for t, _ in own], [c for _, c in own]) / np.log(2)
+        assert report["codes"][f"codebook {book}"]["train"]["label_information_bits"] == pytest.approx(
+            expected
+        )
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = cli("inspect", "--vocab", "logmel-pq4x8")
+    assert shown.exit_code == 0 and [line for line in shown.stdout.splitlines() if len(line) > 80] == []
+    assert any(line.split()[:2] == ["train", "joint"] for line in shown.stdout.splitlines())

@@ -4,8 +4,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from audiotok_cli.cli.app import command, command_settings, console, counted
+from audiotok_cli.cli.app import command, command_settings, console, counted, err_console
 from audiotok_cli.cli.options import (
     AudioDirOpt,
     DaskOpt,
@@ -260,28 +261,35 @@ def tokenize_cmd(
 
 
 def _render_inspect(r) -> None:
+    from rich import box
     from rich.table import Table
 
     transforms = f", transforms {', '.join(r.transforms)}" if r.transforms else ""
     heldout = "" if r.heldout_inertia is None else f", held-out inertia {r.heldout_inertia:.4g}"
-    console.print(
-        f"vocab {r.name!r}: k={r.n_clusters}{transforms}{heldout}; on train {r.dead} clusters dead, "
-        f"{r.tiny} tiny"
-    )
+    console.print(f"vocab {r.name!r}: k={r.n_clusters}{transforms}{heldout}")
+    console.print(f"on train: {r.dead} clusters dead, {r.tiny} tiny")
     table = Table(
-        "split", "clips", "tokens/clip", "entropy (bits)", "perplexity", "I(token; class) bits", "of H(class)"
-    )
-    for name, u in r.splits.items():
-        table.add_row(
-            name,
-            str(u.clips),
-            f"{u.tokens_per_clip:.1f}",
-            f"{u.entropy_bits:.2f}",
-            f"{u.perplexity:.1f}",
-            f"{u.label_information_bits:.3f}",
-            f"{u.label_information_share:.1%}",
-        )
+        "split", "code", "clips", "tok/clip", "H bits", "perpl.", "I bits", "I/H(class)",
+        box=box.SIMPLE_HEAD, show_edge=False,
+    )  # fmt: skip
+    codes = r.codes or {"": r.splits}  # pq/rvq: each codebook, then their joint code
+    for split in r.splits:
+        for code, uses in codes.items():
+            u = uses[split]
+            table.add_row(
+                split,
+                code or "-",
+                str(u.clips),
+                f"{u.tokens_per_clip:.1f}",
+                f"{u.entropy_bits:.2f}",
+                f"{u.perplexity:.1f}" if u.perplexity < 100 else f"{u.perplexity:.0f}",
+                f"{u.label_information_bits:.3f}",
+                f"{u.label_information_share:.1%}",
+            )
     console.print(table)
+    console.print("H: entropy of token use; I: information a token carries about its clip's class")
+    for why in r.small.values():
+        err_console.print(f"[yellow]warning: {escape(why)}")
     if r.plot:
         console.print(f"plot: {r.plot}")
 

@@ -3,7 +3,11 @@ optional PNG). Usage of every centroid on the train split (dead and tiny cluster
 entropy of token use on train and val, held-out inertia, tokens per clip, and how much a token says
 about the classes: the mutual information between a token and its clip's labels (in bits, and as a
 share of the classes' entropy). A vocabulary whose tokens say little about the labels cannot feed a
-classifier well, whatever the model.
+classifier well, whatever the model. Tokens of several ids a step (pq:M, rvq:R) are reported per
+codebook and as their joint code (the step's tuple of ids, what a model sees at once).
+
+The information figure is a plug-in estimate: on a split with few tokens for its codes and classes
+it is biased upward, so such a split is named with a warning beside its figure.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from audiotok_cli.progress import progress
 from audiotok_cli.store import Pick, Store, TokenSet
 
 TINY_SHARE = 0.1  # a cluster used less than this share of a uniform centroid's use is tiny
+SAMPLES_PER_CELL = 10  # fewer clips a class, or tokens a (code, class) cell: the information reads high
 
 
 @dataclass
@@ -41,9 +46,11 @@ class VocabReport:
     heldout_inertia: float | None
     dead: int  # clusters no train token uses
     tiny: int  # clusters used, but less than TINY_SHARE of a uniform share
-    splits: dict[str, SplitUse] = field(default_factory=dict)
+    splits: dict[str, SplitUse] = field(default_factory=dict)  # the codebook asked for (the first)
     usage: list[int] = field(default_factory=list)  # train tokens per centroid
     plot: str | None = None
+    codes: dict[str, dict[str, SplitUse]] = field(default_factory=dict)  # pq/rvq: per codebook, and joint
+    small: dict[str, str] = field(default_factory=dict)  # split -> why its information figure is inflated
 
 
 def inspect_vocab(
@@ -55,7 +62,7 @@ def inspect_vocab(
     books = tokens.record.codebooks
     if codebook is not None and not 0 <= codebook < books:
         raise SettingsError(f"--codebook {codebook}: {tokens.name!r} has codebooks 0 to {books - 1}")
-    codebook = codebook or 0
+    chosen, codebook = codebook, codebook or 0
     if tokens.record.merges and plot is not None:  # merged ids stand for runs of centroids, not one
         raise SettingsError(
             f"--plot draws a vocabulary's centroids; {tokens.name!r} are merged: draw "
@@ -65,15 +72,24 @@ def inspect_vocab(
     k = tokens.record.n_clusters
     lengths = tokens.all_lengths()
     labels = store.sparse_labels()
-    name = tokens.name if books == 1 else f"{tokens.name} codebook {codebook}"
+    name = tokens.name if chosen is None else f"{tokens.name} codebook {codebook}"
     report = VocabReport(name, k, vocab.record.transforms, vocab.record.heldout_inertia, dead=0, tiny=0)
     for split in ("train", "val"):
         rows = store.split_rows(lengths, split)
-        if rows.any():
-            usage, joint = _counts(tokens, rows, labels, k, codebook if books > 1 else None)
-            report.splits[split] = _use(usage, joint, int(rows.sum()))
-            if split == "train":
-                report.usage = usage.tolist()
+        if not rows.any():
+            continue
+        usage, joint = _counts(tokens, rows, labels, k, codebook if books > 1 else None)
+        report.splits[split] = _use(usage, joint, int(rows.sum()))
+        if split == "train":
+            report.usage = usage.tolist()
+        for book in range(books if books > 1 else 0):
+            counted = (usage, joint) if book == codebook else _counts(tokens, rows, labels, k, book)
+            report.codes.setdefault(f"codebook {book}", {})[split] = _use(*counted, int(rows.sum()))
+        if books > 1:
+            report.codes.setdefault("joint", {})[split] = _use(
+                *_joint_counts(tokens, rows, labels), int(rows.sum())
+            )
+        _warn_if_small(report, split, int((np.asarray(labels[rows].sum(axis=0)) > 0).sum()))
     usage = np.asarray(report.usage)
     if len(usage):
         report.dead = int((usage == 0).sum())
@@ -115,15 +131,71 @@ def _counts(
     return usage, joint
 
 
+def _warn_if_small(report: VocabReport, split: str, classes: int) -> None:
+    """Say when a split is too small for its information figure: the plug-in estimate of
+    I(token; class) grows as samples thin out, so a small val split can look more informative than
+    train. Too small: fewer than 10 clips a class present, or fewer than 10 tokens a (code, class)
+    cell (the widest code's perplexity, its codes in use, times the classes)."""
+    uses = [by_split[split] for by_split in report.codes.values()] or [report.splits[split]]
+    classes = max(classes, 1)
+    cells = max(use.perplexity for use in uses) * classes
+    use = report.splits[split]
+    if use.clips < SAMPLES_PER_CELL * classes or use.tokens < SAMPLES_PER_CELL * cells:
+        report.small[split] = (
+            f"{split} holds {use.clips} clips of {classes} classes ({use.tokens} tokens for about "
+            f"{cells:.0f} (code, class) cells): too few for its I(token; class) to mean much, and it "
+            "reads high on a small split"
+        )
+
+
+def _joint_counts(
+    tokens: TokenSet, rows: np.ndarray, labels: sparse.csr_matrix
+) -> tuple[np.ndarray, sparse.coo_matrix]:
+    """`_counts` of the joint code: each step's tuple of ids as one code, numbered as first met (a
+    dict of the tuples seen: as many as the distinct steps, never k^M); the (class, code) counts
+    kept sparse, shard by shard."""
+    known: dict[bytes, int] = {}
+    usage, cells = np.zeros(0, dtype=np.int64), []
+    shards = tokens.shards_with(rows)
+    with progress(f"inspect {tokens.name} joint", len(shards)) as advance:
+        for shard in shards:
+            span = tokens.shard_rows(shard)
+            ids, shard_lengths = tokens.read_shard(shard)
+            keep = np.flatnonzero(rows[span])
+            valid = np.arange(ids.shape[1]) < shard_lengths[keep, None]
+            clip, position = np.nonzero(valid)
+            steps = np.ascontiguousarray(ids[keep][clip, position].astype(np.int32))
+            tuples = steps.view(np.dtype((np.void, steps.itemsize * steps.shape[1]))).ravel()
+            distinct, inverse = np.unique(tuples, return_inverse=True)
+            numbered = np.array([known.setdefault(bytes(t), len(known)) for t in distinct], dtype=np.int64)
+            codes = numbered[inverse.ravel()]
+            usage = np.pad(usage, (0, len(known) - len(usage))) + np.bincount(codes, minlength=len(known))
+            per_clip = sparse.csr_matrix((np.ones(len(clip)), (clip, codes)), shape=(len(keep), len(known)))
+            cells.append((labels[keep + span.start].T.astype(np.float64) @ per_clip).tocoo())
+            advance(1)
+    shape = (labels.shape[1], len(known))
+    joint = sparse.coo_matrix(
+        (
+            np.concatenate([c.data for c in cells] or [np.zeros(0)]),
+            (np.concatenate([c.row for c in cells] or [np.zeros(0, int)]),
+             np.concatenate([c.col for c in cells] or [np.zeros(0, int)])),
+        ),
+        shape=shape,
+    )  # fmt: skip
+    return usage, joint.tocsr()
+
+
 def _entropy(counts: np.ndarray) -> float:
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum()) if len(p) else 0.0
 
 
-def _use(usage: np.ndarray, joint: np.ndarray, clips: int) -> SplitUse:
+def _use(usage: np.ndarray, joint: np.ndarray | sparse.spmatrix, clips: int) -> SplitUse:
+    """Use and information from token counts and (class, code) counts (dense, or sparse: joint codes)."""
     entropy = _entropy(usage)
-    class_entropy = _entropy(joint.sum(axis=1))
-    information = class_entropy + _entropy(joint.sum(axis=0)) - _entropy(joint.ravel())
+    cells = joint.data if sparse.issparse(joint) else joint.ravel()
+    class_entropy = _entropy(np.asarray(joint.sum(axis=1)).ravel())
+    information = class_entropy + _entropy(np.asarray(joint.sum(axis=0)).ravel()) - _entropy(cells)
     return SplitUse(
         tokens=int(usage.sum()),
         clips=clips,
