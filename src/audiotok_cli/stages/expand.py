@@ -15,7 +15,7 @@ import numpy as np
 
 from audiotok_cli.atomic import write_atomic
 from audiotok_cli.audio.logmel import audio_path
-from audiotok_cli.audioset.classes import SOURCES, checked_sources, class_index
+from audiotok_cli.audioset.classes import SOURCES, checked_sources, class_index, is_audioset
 from audiotok_cli.audioset.mirror import (
     LAYOUTS,
     available_sources,
@@ -105,7 +105,7 @@ def expand(
     layout = layout or detect_layout(paths.mirror_dir)
     sources = sources or available_sources(paths.mirror_dir, layout)
     with Store.writing(paths.store, "expand", create=True) as store:
-        if not store.classes.is_audioset:
+        if not is_audioset(store.classes):
             raise MismatchError(
                 f"the store {store.path} holds a collection with its own {len(store.classes)} classes; "
                 "expand AudioSet into another store with --store"

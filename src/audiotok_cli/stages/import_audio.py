@@ -28,7 +28,8 @@ import numpy as np
 import soundfile as sf
 
 from audiotok_cli.audio.logmel import unreadable
-from audiotok_cli.audioset.classes import ClassIndex, audioset_ids, class_index, own_classes
+from audiotok_cli.audioset.classes import audioset_ids, class_index, is_audioset
+from audiotok_cli.class_lists import ClassIndex, own_classes
 from audiotok_cli.corpora import Entry, read_collection
 from audiotok_cli.corpora.duplicates import DEDUPE_MODES, content_digest, join_copies
 from audiotok_cli.corpora.hub import dataset_files, dataset_to_audiofolder
@@ -104,7 +105,7 @@ def import_collection(
                 f"collection {name!r} in {store.path} reads its audio from {known.root}, not {home}; "
                 "import this one under another --name"
             )
-        result = ImportResult(name, layout, str(home), len(classes), classes.is_audioset, dedupe=dedupe)
+        result = ImportResult(name, layout, str(home), len(classes), is_audioset(classes), dedupe=dedupe)
         contents = dict(known.contents) if known is not None and known.dedupe == dedupe else {}
         stamps = dict(known.files) if known is not None else {}
         store.save_collection(
@@ -255,11 +256,11 @@ def _label_ids(
     store: Store, classes: ClassIndex, labels: set[str], as_mids: dict[str, str] | None
 ) -> dict[str, int]:
     """Each label's column in the store's class list; labels outside it are refused in one line."""
-    names = as_mids if classes.is_audioset and as_mids is not None else {label: label for label in labels}
+    names = as_mids if is_audioset(classes) and as_mids is not None else {label: label for label in labels}
     lookup = classes.mid_to_index
     outside = sorted(label for label in labels if names[label] not in lookup)
     if outside:
-        kind = "AudioSet's 527 classes" if classes.is_audioset else f"its own {len(classes)} classes"
+        kind = "AudioSet's 527 classes" if is_audioset(classes) else f"its own {len(classes)} classes"
         raise MismatchError(
             f"the store {store.path} labels clips with {kind}; {len(outside)} labels of this collection "
             f"are not among them ({', '.join(outside[:3])}{', ...' if len(outside) > 3 else ''}); "

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from audiotok_cli.audioset.classes import is_audioset
 from audiotok_cli.audioset.mirror import available_sources, clip_ids, detect_layout, source_files
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError
 from audiotok_cli.store import SPLITS, Pick, Store
@@ -92,7 +93,7 @@ def describe_store(store_path: Path) -> dict[str, Any]:
         "store": str(store.path),
         "format_version": store.record.format_version,
         "n_clips": store.n_clips,
-        "classes": None if store.classes.is_audioset else list(store.classes.mids),
+        "classes": None if is_audioset(store.classes) else list(store.classes.mids),
         "collections": {name: c.model_dump() for name, c in store.collections.items()},
         "clips": clips,
         "split": split.model_dump() if split else None,

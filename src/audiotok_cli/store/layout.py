@@ -35,7 +35,8 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.core.sync import sync
 
 from audiotok_cli.atomic import naming_full_disk
-from audiotok_cli.audioset.classes import SOURCES, ClassIndex, class_index
+from audiotok_cli.audioset.classes import SOURCES, class_index, is_audioset
+from audiotok_cli.class_lists import ClassIndex
 from audiotok_cli.errors import (
     BusyError,
     DataError,
@@ -406,7 +407,7 @@ class Store:
             fill_value=False,
             compressors=_COMPRESSOR,
         )
-        own = None if classes.is_audioset else list(classes.mids)
+        own = None if is_audioset(classes) else list(classes.mids)
         _write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS), classes=own))
         for kind in KINDS:
             root.create_group(kind)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiotok_cli.audio.transforms import FrameTransforms
-from audiotok_cli.audioset.classes import ClassIndex
+from audiotok_cli.class_lists import ClassIndex
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
 from audiotok_cli.store import Pick, Store

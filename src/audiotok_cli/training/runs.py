@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from audiotok_cli.atomic import write_atomic, write_json
-from audiotok_cli.audioset.classes import ClassIndex, parse_class_csv
+from audiotok_cli.class_lists import ClassIndex, parse_class_csv
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings, ModelSettings
 from audiotok_cli.store import EncoderRecord, SplitRecord, fingerprint
