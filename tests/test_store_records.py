@@ -26,14 +26,14 @@ def _vocab(settings, k: int = 16, overwrite: bool = False, features: str | None 
 
 
 def _kill_before_records(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    real = layout._write_record
+    real = layout.write_record
 
     def write_record(group, record):
         if group.path.startswith(f"{kind}/"):
             raise Killed
         real(group, record)
 
-    monkeypatch.setattr(layout, "_write_record", write_record)
+    monkeypatch.setattr(layout, "write_record", write_record)
 
 
 def test_a_vocabulary_killed_mid_creation_is_invisible_then_recreated(featurized, monkeypatch, cli):

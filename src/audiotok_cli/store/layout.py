@@ -7,9 +7,9 @@
       vocab/{name}/centroids          k-means centroids [k, mel]
       tokens/{name}/data|lengths      padded centroid ids [clip, frame] + true counts
 
-Per-clip arrays share the clip row index. Padded arrays are sharded along the clip axis; a shard
-(`rows_per_shard` rows) is the unit of work and of writing, so parallel workers own disjoint
-shards. A shard's `lengths` are written after its data: a length of -1 means "not done".
+Per-clip arrays share the clip row index. Padded arrays (padded.py) are sharded along the clip axis;
+a shard (`rows_per_shard` rows) is the unit of work and of writing, so parallel workers own
+disjoint shards. A shard's `lengths` are written after its data: a length of -1 means "not done".
 Every group's record (records.py) is written after its arrays: without one, the group is incomplete.
 """
 
@@ -20,21 +20,19 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import zarr
 from pydantic import BaseModel, ValidationError
 from scipy import sparse
-from zarr.codecs import BloscCodec, Crc32cCodec, ShardingCodec, ZstdCodec
-from zarr.core.sync import sync
+from zarr.codecs import Crc32cCodec, ShardingCodec
 
-from audiotok_cli.atomic import naming_full_disk
 from audiotok_cli.audioset.classes import SOURCES, class_index, is_audioset
 from audiotok_cli.class_lists import ClassIndex
 from audiotok_cli.errors import (
@@ -47,6 +45,17 @@ from audiotok_cli.errors import (
 )
 from audiotok_cli.settings import NAME_PATTERN
 from audiotok_cli.store.lock import WriterLock, readers_of
+from audiotok_cli.store.padded import (
+    CHECKSUMMED,
+    COMPRESSED,
+    PENDING,
+    UNREADABLE,
+    Damaged,
+    PaddedSet,
+    R,
+    first_sentence,
+    write_record,
+)
 from audiotok_cli.store.records import (
     RECORD_KEY,
     ClipsRecord,
@@ -58,26 +67,15 @@ from audiotok_cli.store.records import (
     VerifyRecord,
     VocabRecord,
 )
-from audiotok_cli.store.repairs import remake, repair_shard
+from audiotok_cli.store.repairs import remake
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
-# what zarr raises reading a damaged chunk: a checksum mismatch or a cut-short shard (ValueError),
-# a codec fed garbage (RuntimeError: "Zstd decompression error")
-UNREADABLE = (ValueError, RuntimeError)
 SPLITS = ("unassigned", "train", "val", "test")
 KINDS: dict[str, type[BaseModel]] = {"features": FeaturesRecord, "vocab": VocabRecord, "tokens": TokensRecord}
 CLIP_ROWS_PER_CHUNK = 4096
 MIRROR_FILE, UNKNOWN_FILE = "mirror_file", -1  # clips/mirror_file: index into ClipsRecord.mirror_files
 NO_FOLD, NO_GROUP = -1, ""  # clips/fold and clips/group where a collection has none
-PENDING = -1
-# every chunk of every array carries a CRC32C (inner chunks of a shard included, not only the shard
-# index; the clip columns and vocabularies too): a flipped bit or a truncated chunk is refused by any
-# reader, never read as data
-_COMPRESSOR = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec())
-_CHECKSUMMED = (ZstdCodec(), Crc32cCodec())
-SHARD_INDEX_ENTRY, INDEX_CHECKSUM = 16, 4  # zarr's shard index: (offset, length) uint64s, then a CRC32C
-R = TypeVar("R", bound=BaseModel)
 
 
 def checked_name(kind: str, name: str) -> str:
@@ -108,15 +106,6 @@ def split_code(name: str) -> int:
     return SPLITS.index(name)
 
 
-class Damaged(DataError):
-    """Stored data that does not read back (exit 5, as any DataError); `why` is the reason alone,
-    for `verify`'s table, beside the whole message with its repair."""
-
-    def __init__(self, message: str, why: str) -> None:
-        super().__init__(message)
-        self.why = why
-
-
 def refuse_a_file(path: Path) -> None:
     """A store is a folder: a file at its path is named, never opened or replaced."""
     if path.exists() and not path.is_dir():
@@ -143,159 +132,6 @@ def require_same(what: str, recorded: Mapping[str, Any], wanted: Mapping[str, An
     ]
     if diffs:
         raise MismatchError(f"{what} was made with {', '.join(diffs)}; {fix}")
-
-
-@dataclass
-class PaddedSet(Generic[R]):
-    """A named group of padded per-clip sequences (`data`) with their true `lengths`."""
-
-    group: zarr.Group
-    record: R
-
-    @property
-    def rows_per_shard(self) -> int:
-        return self.record.rows_per_shard
-
-    @property
-    def name(self) -> str:
-        return self.group.basename
-
-    @property
-    def data(self) -> zarr.Array:
-        return self._member("data")
-
-    @property
-    def lengths(self) -> zarr.Array:
-        return self._member("lengths")
-
-    def _member(self, name: str) -> zarr.Array:
-        try:
-            return self.group[name]
-        except KeyError:  # its zarr.json is gone: the array cannot be opened, whatever its chunks hold
-            why = "its metadata file zarr.json is missing"
-            remade = remake(self.kind, self.name, self.record, whole=True)
-            raise Damaged(
-                f"{self.group.path}/{name} in {self._store_root} is damaged ({why}); "
-                f"make it again: `{remade}`",
-                why,
-            ) from None
-
-    @property
-    def kind(self) -> str:
-        return self.group.path.split("/")[0]
-
-    @property
-    def _store_root(self) -> object:
-        store = self.group.store_path.store
-        return getattr(store, "root", store)
-
-    @property
-    def n_rows(self) -> int:
-        return self.lengths.shape[0]
-
-    @property
-    def n_shards(self) -> int:
-        return -(-self.n_rows // self.rows_per_shard)
-
-    def shard_rows(self, shard: int) -> slice:
-        start = shard * self.rows_per_shard
-        return slice(start, min(start + self.rows_per_shard, self.n_rows))
-
-    def shards_with(self, rows: np.ndarray) -> list[int]:
-        """The shards that hold any of the selected rows (a boolean mask), in order."""
-        return [int(shard) for shard in np.unique(np.flatnonzero(rows) // self.rows_per_shard)]
-
-    def grow(self, n_rows: int) -> None:
-        """Make room for clips appended to the store since this set was created."""
-        if n_rows > self.n_rows:
-            self.data.resize((n_rows, *self.data.shape[1:]))
-            self.lengths.resize((n_rows,))
-
-    def all_lengths(self) -> np.ndarray:
-        """Every row's length; a damaged chunk is refused naming its shard (found only on failure:
-        one read of the whole array is the fast path)."""
-        try:
-            return self.lengths[:]
-        except UNREADABLE:
-            return np.concatenate(
-                [self._checked(s, lambda s=s: self.lengths[self.shard_rows(s)]) for s in range(self.n_shards)]
-            )
-
-    def write_shard(self, shard: int, data: np.ndarray, lengths: np.ndarray) -> None:
-        """Write one whole shard: data first, then lengths, which mark the rows done."""
-        rows = self.shard_rows(shard)
-        with naming_full_disk(f"shard {shard} of {self.group.store_path}"):
-            self.data[rows] = data
-            self.lengths[rows] = lengths
-
-    def read_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
-        """One shard's data and lengths; a shard that is damaged, or marked done with its data file
-        gone (which would read as padding), is refused in one line naming it and the fix."""
-        lengths = self._checked(shard, lambda: self.lengths[self.shard_rows(shard)])
-        return self.read_data(shard, lengths), lengths
-
-    def read_data(self, shard: int, lengths: np.ndarray) -> np.ndarray:
-        """One shard's data, its `lengths` known already (the batch reader keeps them in memory). A
-        shard file that is missing, empty or shorter than its own index while its clips are marked
-        done is damage: zarr would read it as padding."""
-        if (lengths >= 0).any():
-            missing = self._missing_data(shard)
-            if missing:
-                raise self._damaged(shard, f"{missing}, but its clips are marked done")
-        return self._checked(shard, lambda: self.data[self.shard_rows(shard)])
-
-    def _missing_data(self, shard: int) -> str | None:
-        """Why the shard's data file cannot hold its rows (gone, empty, cut inside its index)."""
-        try:
-            size = sync(self.data.store_path.store.getsize(self._shard_key(shard)))
-        except FileNotFoundError:
-            return "its data file is missing"
-        if size == 0:
-            return "its data file is empty (0 bytes)"
-        inner = int(np.prod([s // c for s, c in zip(self.data.shards, self.data.chunks, strict=True)]))
-        index = inner * SHARD_INDEX_ENTRY + INDEX_CHECKSUM
-        if size < index:
-            return f"its data file is cut short ({size} bytes, its index alone takes {index})"
-        return None
-
-    def _checked(self, shard: int, read: Callable[[], np.ndarray]) -> np.ndarray:
-        try:
-            return read()
-        except UNREADABLE as exc:  # zarr's checksum, or a shard too short to hold its index
-            raise self._damaged(shard, _first_sentence(exc)) from None
-
-    def _shard_key(self, shard: int) -> str:
-        return "/".join([self.data.path, "c", str(shard), *["0"] * (self.data.ndim - 1)])
-
-    def mark_rows_pending(self, rows: np.ndarray) -> int:
-        """These rows (indices) pending again, their shards' other rows kept: their stage redoes
-        exactly them. The count marked (rows this set holds)."""
-        rows = rows[rows < self.n_rows]
-        for shard in np.unique(rows // self.rows_per_shard).tolist():
-            span = self.shard_rows(shard)
-            lengths = self._checked(shard, lambda span=span: self.lengths[span])
-            lengths[rows[(rows >= span.start) & (rows < span.stop)] - span.start] = PENDING
-            self.lengths[span] = lengths
-        return len(rows)
-
-    def mark_shard_pending(self, shard: int) -> None:
-        """Every row of the shard pending and its data file deleted: its stage computes the whole
-        shard again and writes it fresh (zarr would otherwise read the damaged file to update it)."""
-        store = self.data.store_path.store
-        sync(store.delete(self._shard_key(shard)))
-        sync(store.delete(f"{self.lengths.path}/c/{shard}"))  # a lengths chunk reads as PENDING where gone
-
-    def _damaged(self, shard: int, why: str) -> Damaged:
-        rows = self.shard_rows(shard)
-        return Damaged(
-            f"shard {shard} of {self.group.path} (rows {rows.start}-{rows.stop - 1}) in {self._store_root} "
-            f"is damaged ({why}); make it again: `{repair_shard(self.kind, self.name, self.record)}`",
-            why,
-        )
-
-    def save_record(self) -> None:
-        """Write back the record after bookkeeping changed it (the parent process only)."""
-        _write_record(self.group, self.record)
 
 
 @dataclass(frozen=True)
@@ -393,7 +229,7 @@ class Store:
             log.warning("recreating %s: its creation was interrupted before any clip was added", path)
         root = zarr.open_group(path, mode="w", zarr_format=3)
         clips = root.create_group("clips")
-        column = {"shape": (0,), "chunks": (CLIP_ROWS_PER_CHUNK,), "compressors": _CHECKSUMMED}
+        column = {"shape": (0,), "chunks": (CLIP_ROWS_PER_CHUNK,), "compressors": CHECKSUMMED}
         clips.create_array("ytid", dtype=str, **column)
         for name in ("source", "split"):
             clips.create_array(name, dtype="uint8", fill_value=0, **column)
@@ -405,13 +241,13 @@ class Store:
             dtype="bool",
             chunks=(CLIP_ROWS_PER_CHUNK, len(classes)),
             fill_value=False,
-            compressors=_COMPRESSOR,
+            compressors=COMPRESSED,
         )
         own = None if is_audioset(classes) else list(classes.mids)
-        _write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS), classes=own))
+        write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS), classes=own))
         for kind in KINDS:
             root.create_group(kind)
-        _write_record(root, StoreRecord(format_version=FORMAT_VERSION))
+        write_record(root, StoreRecord(format_version=FORMAT_VERSION))
         return cls(root, path)
 
     def _read_record(self, group: zarr.Group, model: type[R]) -> R | None:
@@ -450,7 +286,7 @@ class Store:
         try:
             return array[selection]
         except UNREADABLE as exc:
-            why = _first_sentence(exc)
+            why = first_sentence(exc)
             raise Damaged(f"{array.path} in {self.path} is damaged ({why}); {repair}", why) from None
 
     # -- the root record against the arrays, checksums ---------------------------------------
@@ -469,7 +305,7 @@ class Store:
         ytids = self._read(self._clips["ytid"], slice(0, rows), CLIP_TABLE_REPAIR)
         while rows and not ytids[rows - 1]:
             rows -= 1
-        _write_record(self.root, self.record.model_copy(update={"n_clips": rows}))
+        write_record(self.root, self.record.model_copy(update={"n_clips": rows}))
         return rows
 
     def _clip_columns(self) -> list[tuple[str, zarr.Array]]:
@@ -573,7 +409,7 @@ class Store:
     def save_collection(self, name: str, collection: CollectionRecord) -> None:
         record = self.clips_record
         record.collections[name] = collection
-        _write_record(self._clips, record)
+        write_record(self._clips, record)
 
     def append_clips(
         self,
@@ -608,7 +444,7 @@ class Store:
         clips["source"][start:stop] = self._listed_code("sources", source)
         clips["split"][start:stop] = split_code("unassigned")
         clips["labels"][start:stop] = labels
-        _write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
+        write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
         self.__dict__.pop("row_of", None)
 
     def _listed_code(self, field: str, name: str) -> int:
@@ -618,7 +454,7 @@ class Store:
         names = getattr(record, field)
         if name not in names:
             names.append(name)
-            _write_record(self._clips, record)
+            write_record(self._clips, record)
         return names.index(name)
 
     def mirror_files(self, rows: slice) -> list[str | None]:
@@ -663,12 +499,12 @@ class Store:
         record.expanded_files[source] = sorted({*record.expanded_files.get(source, []), file_name})
         record.bad_files.pop(f"{source}/{file_name}", None)
         record.skipped.update(skipped)
-        _write_record(self._clips, record)
+        write_record(self._clips, record)
 
     def mark_bad_file(self, source: str, file_name: str, problem: str) -> None:
         record = self.clips_record
         record.bad_files[f"{source}/{file_name}"] = problem
-        _write_record(self._clips, record)
+        write_record(self._clips, record)
 
     def labeled(self) -> np.ndarray:
         """Mask of the clips with at least one label, read chunk by chunk."""
@@ -681,7 +517,7 @@ class Store:
         killed mid-fold still puts back the store's own split, not the fold's, when it runs again."""
         record = self.clips_record.model_copy(update={"split_before_cv": split})
         with WriterLock(self.path, "train --cv"):
-            _write_record(self._clips, record)
+            write_record(self._clips, record)
 
     def mark_clips_pending(self, rows: np.ndarray) -> int:
         """Clips whose audio changed on disk: pending again in every features and tokens group, so
@@ -707,7 +543,7 @@ class Store:
 
     def set_splits(self, codes: np.ndarray, split: SplitRecord) -> None:
         self._clips["split"][: self.n_clips] = codes
-        _write_record(self._clips, self.clips_record.model_copy(update={"split": split}))
+        write_record(self._clips, self.clips_record.model_copy(update={"split": split}))
 
     @property
     def split(self) -> SplitRecord | None:
@@ -814,7 +650,7 @@ class Store:
             chunks=(rows_per_chunk, *frame_shape),
             shards=(rows_per_shard, *frame_shape),
             fill_value=fill_value,
-            compressors=_COMPRESSOR,
+            compressors=COMPRESSED,
         )
         group.create_array(
             "lengths",
@@ -822,9 +658,9 @@ class Store:
             dtype="int32",
             chunks=(rows_per_shard,),
             fill_value=PENDING,
-            compressors=_CHECKSUMMED,
+            compressors=CHECKSUMMED,
         )
-        _write_record(group, record)
+        write_record(group, record)
         return PaddedSet(group, record)
 
     def features(self, name: str | None = None) -> FeatureSet:
@@ -919,12 +755,12 @@ class Store:
                 for start in range(0, array.shape[0], step):
                     array[start : start + step]
             except UNREADABLE as exc:  # zarr's checksum, or a chunk file cut short
-                found[column] = _first_sentence(exc)
+                found[column] = first_sentence(exc)
         return found
 
     def save_verify(self, verified: VerifyRecord) -> None:
         """Remember what `verify` found (the writer only)."""
-        _write_record(self.root, self.record.model_copy(update={"last_verify": verified}))
+        write_record(self.root, self.record.model_copy(update={"last_verify": verified}))
 
     def vocab_record(self, name: str) -> VocabRecord:
         """A vocabulary's record without reading its centroids."""
@@ -954,8 +790,8 @@ class Store:
         """`fitted`: the arrays of its fitted transforms (`map_a`, `map_b`), kept beside its centroids."""
         group = self._new_group("vocab", name, overwrite)
         for key, array in {"centroids": centroids, **(fitted or {})}.items():
-            group.create_array(key, data=array.astype(np.float32), compressors=_CHECKSUMMED)
-        _write_record(group, record)
+            group.create_array(key, data=array.astype(np.float32), compressors=CHECKSUMMED)
+        write_record(group, record)
         return Vocab(name, record, centroids, fitted or {})
 
 
@@ -975,10 +811,10 @@ def _add_protocol_columns(clips: zarr.Group, n_rows: int) -> None:
         dtype="int16",
         chunks=(CLIP_ROWS_PER_CHUNK,),
         fill_value=NO_FOLD,
-        compressors=_CHECKSUMMED,
+        compressors=CHECKSUMMED,
     )
     group = clips.create_array(
-        "group", shape=(n_rows,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,), compressors=_CHECKSUMMED
+        "group", shape=(n_rows,), dtype=str, chunks=(CLIP_ROWS_PER_CHUNK,), compressors=CHECKSUMMED
     )
     if n_rows:
         group[:] = np.full(n_rows, NO_GROUP, dtype=str)
@@ -1021,11 +857,3 @@ def _checksummed(array: zarr.Array) -> bool:
 
 def _listing(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
-
-
-def _first_sentence(error: Exception) -> str:
-    return str(error).split(". ")[0]
-
-
-def _write_record(group: zarr.Group, record: BaseModel) -> None:
-    group.attrs[RECORD_KEY] = record.model_dump(mode="json")
