@@ -8,6 +8,7 @@ It learns from every tokenized clip outside the val split (its held-out score) a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,23 +102,42 @@ class MaskedTokens:
         masked, labels = mask_tokens(batch.inputs.to(device), self.n_tokens)
         return _masked_lm(model, masked, labels)[0]
 
-    @torch.no_grad()
     def validate(
         self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
     ) -> dict[str, float]:
-        model.eval()
-        generator = torch.Generator().manual_seed(0)
-        loss, correct, count = 0.0, 0, 0
-        for batch in reader.batches(rows, batch_size):
-            masked, labels = mask_tokens(batch.inputs, self.n_tokens, generator)
-            labels = labels.to(device)
-            batch_loss, guessed = _masked_lm(model, masked.to(device), labels)
-            chosen = labels != IGNORED
-            n = int(chosen.sum())
-            loss += batch_loss.item() * n
-            correct += int((guessed[chosen] == labels[chosen]).sum())
-            count += n
-        return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
+        return masked_validation(model, reader.batches(rows, batch_size), self._guessed, device)
+
+    def _guessed(
+        self, model: nn.Module, batch: Batch, generator: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        masked, labels = mask_tokens(batch.inputs, self.n_tokens, generator)
+        labels = labels.to(device)
+        loss, guessed = _masked_lm(model, masked.to(device), labels)
+        chosen = labels != IGNORED
+        return loss, guessed[chosen], labels[chosen]
+
+
+Guesses = Callable[
+    [nn.Module, Batch, torch.Generator, torch.device], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+]
+
+
+@torch.no_grad()
+def masked_validation(
+    model: nn.Module, batches: Iterable[Batch], guesses: Guesses, device: torch.device
+) -> dict[str, float]:
+    """Val loss and accuracy of a masked-prediction task, its batches masked the same way every
+    epoch (a generator seeded alike), so epochs compare; `guesses` gives a batch's mean loss, the
+    ids guessed at the masked positions and the ids there."""
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    loss, correct, count = 0.0, 0, 0
+    for batch in batches:
+        batch_loss, guessed, wanted = guesses(model, batch, generator, device)
+        loss += batch_loss.item() * len(wanted)
+        correct += int((guessed == wanted).sum())
+        count += len(wanted)
+    return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
 
 
 def pretrain(

@@ -29,7 +29,7 @@ from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, sta
 from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
-from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING
+from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
 from audiotok_cli.training.runs import RECORD, WEIGHTS, RunInputs, load_pretraining, run_directory
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
@@ -96,23 +96,17 @@ class MaskedUnits:
         picked, wanted = logits[chosen].float(), targets[chosen]
         return nn.functional.cross_entropy(picked, wanted), picked.argmax(-1), wanted
 
-    @torch.no_grad()
     def validate(
         self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
     ) -> dict[str, float]:
-        model.eval()
-        generator = torch.Generator().manual_seed(0)
-        loss, correct, count = 0.0, 0, 0
-        for batch in reader.batches(rows, batch_size):
-            frames, targets = self.split(batch.inputs)
-            masked = span_mask(batch.lengths, frames.shape[1], generator)
-            batch_loss, guessed, wanted = self._predicted(
-                model, frames, batch.lengths, masked, targets, device
-            )
-            loss += batch_loss.item() * len(wanted)
-            correct += int((guessed == wanted).sum())
-            count += len(wanted)
-        return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
+        return masked_validation(model, reader.batches(rows, batch_size), self._guessed, device)
+
+    def _guessed(
+        self, model: nn.Module, batch: Batch, generator: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        frames, targets = self.split(batch.inputs)
+        masked = span_mask(batch.lengths, frames.shape[1], generator)
+        return self._predicted(model, frames, batch.lengths, masked, targets, device)
 
 
 def pretrain_units(
