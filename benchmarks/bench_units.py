@@ -14,7 +14,7 @@ the continuous row every token paper prints.
 
 Usage (a store already imported, split and featurized, e.g. the spoken digits of real_audio.py):
   python benchmarks/bench_units.py --data-dir DIR [--k 100] [--k2 256] [--layer 2] [--pretrain-epochs 20]
-                                   [--epochs 30] [--tune-epochs 10] [--seeds 3]
+                                   [--epochs 30] [--tune-epochs 10] [--iterations 2] [--seeds 3]
                                    [--transforms clip-mean,deltas]
 """
 
@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tune-epochs", type=int, default=10, help="fine-tuning the encoder whole")
+    parser.add_argument("--tune-epochs", type=int, default=10, help="fine-tuning the encoder whole; 0: not")
+    parser.add_argument("--iterations", type=int, default=2, choices=(1, 2))
     args = parser.parse_args()
     data, transforms = args.data_dir, [t for t in args.transforms.split(",") if t]
     frame_flags = [flag for name in transforms for flag in ("--frame-transform", name)]
@@ -126,27 +127,21 @@ def main() -> None:
     units1 = f"iteration 1 units, layer {args.layer}"
     rows[units1] = {"masked": masked1, "information": information(data, it1)}
     rows[units1] |= scored(data, f"bag-{it1}", ["--model", "simple", "--vocab", it1], args.epochs, args.seeds)
-    tuned = [
-        "--model",
-        "bert",
-        "--input",
-        "frames",
-        "--features",
-        args.features,
-        "--init",
-        run1,
-        *frame_flags,
-    ]
-    rows["iteration 1 encoder fine-tuned"] = scored(data, "tuned-it1", tuned, args.tune_epochs, args.seeds)
-
-    print("iteration 2: units of a model predicting iteration 1's units", flush=True)
-    targets2 = vocabulary(data, "it1", args.k2, [])
-    run2, masked2 = pretrain(data, targets2, args.pretrain_epochs, features=args.features)
-    audiotok(data, "featurize", "--encoder", run2, "--layer", str(args.layer), "--name", "it2", "-q")
-    it2 = vocabulary(data, "it2", args.k, [])
-    units2 = f"iteration 2 units, layer {args.layer}"
-    rows[units2] = {"masked": masked2, "information": information(data, it2)}
-    rows[units2] |= scored(data, f"bag-{it2}", ["--model", "simple", "--vocab", it2], args.epochs, args.seeds)
+    if args.tune_epochs:
+        tuned = ["--model", "bert", "--input", "frames", "--features", args.features, "--init", run1]
+        rows["iteration 1 encoder fine-tuned"] = scored(
+            data, "tuned-it1", [*tuned, *frame_flags], args.tune_epochs, args.seeds
+        )
+    if args.iterations == 2:
+        print("iteration 2: units of a model predicting iteration 1's units", flush=True)
+        targets2 = vocabulary(data, "it1", args.k2, [])
+        run2, masked2 = pretrain(data, targets2, args.pretrain_epochs, features=args.features)
+        audiotok(data, "featurize", "--encoder", run2, "--layer", str(args.layer), "--name", "it2", "-q")
+        it2 = vocabulary(data, "it2", args.k, [])
+        units2 = f"iteration 2 units, layer {args.layer}"
+        rows[units2] = {"masked": masked2, "information": information(data, it2)}
+        bag = ["--model", "simple", "--vocab", it2]
+        rows[units2] |= scored(data, f"bag-{it2}", bag, args.epochs, args.seeds)
 
     print(f"\n{'row':42} {'masked acc':>10} {'I/H train':>9} {'I/H val':>8}  test ({args.seeds} seeds)")
     for name, row in rows.items():
