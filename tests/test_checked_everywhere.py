@@ -220,3 +220,17 @@ def test_a_missing_tokens_input_names_a_tokenize_command_that_runs(cli, featuriz
     )
     assert cli("tokenize", "--vocab", "logmel-deltas-k8").exit_code == 0
     assert cli("inspect", "--k", "8").exit_code == 0
+
+
+def test_a_read_only_store_whose_lock_could_be_made_fails_in_one_line_not_twice(cli, tokenized, monkeypatch):
+    """The lock beside a store may be writable while the store is not: only taking the lock falls
+    back to a read-only verify; a write that fails inside the verify is its own one-line error."""
+    import errno
+
+    def read_only(self, verified):
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path / "zarr.json"))
+
+    monkeypatch.setattr(Store, "save_verify", read_only)
+    result = cli("verify")
+    assert result.exit_code == 12
+    assert "Read-only file system" in _one_line(result) and "generator" not in result.stderr

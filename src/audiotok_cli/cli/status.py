@@ -143,9 +143,11 @@ def _render_verify(r) -> None:
             table.add_row(escape(d.what), escape(d.why), "marked pending" if d.repaired else "-")
         console.print(table)
         for fix in dict.fromkeys(d.fix for d in r.damaged):  # each command once, in order
-            done = all(d.repaired for d in r.damaged if d.fix == fix)
-            shown = f"`{escape(fix)}`" if fix.startswith("audiotok ") else escape(fix)  # a command, or advice
-            console.print(f"{'to redo what --repair marked' if done else 'to repair'}: {shown}")
+            same = [d for d in r.damaged if d.fix == fix]
+            done = all(d.repaired for d in same)
+            console.print(
+                f"{'to redo what --repair marked' if done else 'to repair'}: {escape(same[0].shown_fix)}"
+            )
     if r.rewritten:
         console.print(
             f"rewrote {len(r.rewritten)} arrays with a checksum on every chunk: {', '.join(r.rewritten)}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import shlex
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,11 @@ class Damage:
     fix: str  # the command that makes it again
     repaired: bool = False  # marked pending (or forgotten) by --repair: `fix` redoes exactly it
 
+    @property
+    def shown_fix(self) -> str:
+        """The fix as shown: a command in backticks, advice as it is."""
+        return f"`{self.fix}`" if self.fix.startswith("audiotok ") else self.fix
+
 
 @dataclass
 class VerifyResult:
@@ -66,8 +71,10 @@ class VerifyResult:
         left = [damage for damage in self.damaged if not damage.repaired]
         if not left:
             return None
-        fix = f"`{left[0].fix}`" if left[0].fix.startswith("audiotok ") else left[0].fix
-        return DataError(f"{len(left)} damaged: first {left[0].what} ({left[0].why}); to repair: {fix}")
+        first = left[0]
+        return DataError(
+            f"{len(left)} damaged: first {first.what} ({first.why}); to repair: {first.shown_fix}"
+        )
 
 
 def verify(
@@ -106,14 +113,14 @@ def verify(
 def _opened(store_path: Path, writes: bool) -> Iterator[tuple[Store, bool]]:
     """The store under its writer lock, or, where the lock file cannot be made because the file
     system is read-only, the store opened to read (writes: refused, naming why)."""
-    try:
-        with Store.writing(store_path, "verify", repairing=True) as store:
-            yield store, True
-            return
-    except OSError as exc:
-        if exc.errno not in READ_ONLY or writes:
-            raise
-    yield Store.open(store_path, mode="r", repairing=True), False
+    with ExitStack() as held:
+        try:  # only taking the lock may fall back: an error of the verify itself propagates
+            opened = held.enter_context(Store.writing(store_path, "verify", repairing=True)), True
+        except OSError as exc:
+            if exc.errno not in READ_ONLY or writes:
+                raise
+            opened = Store.open(store_path, mode="r", repairing=True), False
+        yield opened
 
 
 def _verify_extent(store: Store, repair: bool, result: VerifyResult) -> None:
