@@ -78,17 +78,15 @@ def inspect_vocab(
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
-        usage, joint = _counts(tokens, rows, labels, k, codebook if books > 1 else None)
-        report.splits[split] = _use(usage, joint, int(rows.sum()))
+        per_book, joint = _counts(tokens, rows, labels, k)  # every code of a step, in one pass
+        clips = int(rows.sum())
+        report.splits[split] = _use(*per_book[codebook], clips)
         if split == "train":
-            report.usage = usage.tolist()
-        for book in range(books if books > 1 else 0):
-            counted = (usage, joint) if book == codebook else _counts(tokens, rows, labels, k, book)
-            report.codes.setdefault(f"codebook {book}", {})[split] = _use(*counted, int(rows.sum()))
+            report.usage = per_book[codebook][0].tolist()
         if books > 1:
-            report.codes.setdefault("joint", {})[split] = _use(
-                *_joint_counts(tokens, rows, labels), int(rows.sum())
-            )
+            for book, counted in enumerate(per_book):
+                report.codes.setdefault(f"codebook {book}", {})[split] = _use(*counted, clips)
+            report.codes.setdefault("joint", {})[split] = _use(*joint, clips)
         _warn_if_small(report, split, int((np.asarray(labels[rows].sum(axis=0)) > 0).sum()))
     usage = np.asarray(report.usage)
     if len(usage):
@@ -104,31 +102,6 @@ def inspect_vocab(
             _draw(report, centroids, rows, "hidden unit" if vocab.record.encoder else "mel band", plot)
         )
     return report
-
-
-def _counts(
-    tokens: TokenSet, rows: np.ndarray, labels: sparse.csr_matrix, k: int, codebook: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens per centroid over the selected clips, and per (class, centroid): each token counted
-    once for every label of its clip. Shard by shard: memory is a shard and a k x classes table."""
-    usage = np.zeros(k, dtype=np.int64)
-    joint = np.zeros((labels.shape[1], k), dtype=np.float64)
-    shards = tokens.shards_with(rows)
-    with progress(f"inspect {tokens.name}", len(shards)) as advance:
-        for shard in shards:
-            span = tokens.shard_rows(shard)
-            ids, shard_lengths = tokens.read_shard(shard)
-            ids = ids if codebook is None else ids[..., codebook]
-            keep = np.flatnonzero(rows[span])
-            valid = np.arange(ids.shape[1]) < shard_lengths[keep, None]
-            clip, position = np.nonzero(valid)
-            per_clip = sparse.csr_matrix(
-                (np.ones(len(clip)), (clip, ids[keep][clip, position].astype(np.int64))), shape=(len(keep), k)
-            )
-            usage += np.asarray(per_clip.sum(axis=0), dtype=np.int64).ravel()
-            joint += np.asarray((labels[keep + span.start].T.astype(np.float64) @ per_clip).todense())
-            advance(1)
-    return usage, joint
 
 
 def _warn_if_small(report: VocabReport, split: str, classes: int) -> None:
@@ -148,41 +121,54 @@ def _warn_if_small(report: VocabReport, split: str, classes: int) -> None:
         )
 
 
-def _joint_counts(
-    tokens: TokenSet, rows: np.ndarray, labels: sparse.csr_matrix
-) -> tuple[np.ndarray, sparse.coo_matrix]:
-    """`_counts` of the joint code: each step's tuple of ids as one code, numbered as first met (a
-    dict of the tuples seen: as many as the distinct steps, never k^M); the (class, code) counts
-    kept sparse, shard by shard."""
+def _counts(
+    tokens: TokenSet, rows: np.ndarray, labels: sparse.csr_matrix, k: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, sparse.csr_matrix]]:
+    """Over the selected clips, in one pass over their shards: for each codebook, tokens per id and
+    per (class, id), each token counted once for every label of its clip; and the same for the
+    joint code (a step's tuple of ids as one code, numbered as first met: as many as the distinct
+    steps, never k^M, its (class, code) counts kept sparse). Memory: a shard and the tables."""
+    books = tokens.record.codebooks
+    usage = np.zeros((books, k), dtype=np.int64)
+    pairs = np.zeros((books, labels.shape[1], k), dtype=np.float64)
     known: dict[bytes, int] = {}
-    usage, cells = np.zeros(0, dtype=np.int64), []
+    joint_usage, cells = np.zeros(0, dtype=np.int64), []
     shards = tokens.shards_with(rows)
-    with progress(f"inspect {tokens.name} joint", len(shards)) as advance:
+    with progress(f"inspect {tokens.name}", len(shards)) as advance:
         for shard in shards:
             span = tokens.shard_rows(shard)
             ids, shard_lengths = tokens.read_shard(shard)
             keep = np.flatnonzero(rows[span])
             valid = np.arange(ids.shape[1]) < shard_lengths[keep, None]
             clip, position = np.nonzero(valid)
-            steps = np.ascontiguousarray(ids[keep][clip, position].astype(np.int32))
-            tuples = steps.view(np.dtype((np.void, steps.itemsize * steps.shape[1]))).ravel()
+            steps = np.ascontiguousarray(ids[keep][clip, position].reshape(len(clip), books), dtype=np.int64)
+            of_clips = labels[keep + span.start].T.astype(np.float64)
+            for book in range(books):
+                counted = _per_clip(clip, steps[:, book], len(keep), k)
+                usage[book] += np.asarray(counted.sum(axis=0), dtype=np.int64).ravel()
+                pairs[book] += np.asarray((of_clips @ counted).todense())
+            tuples = steps.view(np.dtype((np.void, steps.itemsize * books))).ravel()
             distinct, inverse = np.unique(tuples, return_inverse=True)
             numbered = np.array([known.setdefault(bytes(t), len(known)) for t in distinct], dtype=np.int64)
             codes = numbered[inverse.ravel()]
-            usage = np.pad(usage, (0, len(known) - len(usage))) + np.bincount(codes, minlength=len(known))
-            per_clip = sparse.csr_matrix((np.ones(len(clip)), (clip, codes)), shape=(len(keep), len(known)))
-            cells.append((labels[keep + span.start].T.astype(np.float64) @ per_clip).tocoo())
+            joint_usage = np.pad(joint_usage, (0, len(known) - len(joint_usage)))
+            joint_usage += np.bincount(codes, minlength=len(known))
+            cells.append((of_clips @ _per_clip(clip, codes, len(keep), len(known))).tocoo())
             advance(1)
-    shape = (labels.shape[1], len(known))
     joint = sparse.coo_matrix(
         (
             np.concatenate([c.data for c in cells] or [np.zeros(0)]),
             (np.concatenate([c.row for c in cells] or [np.zeros(0, int)]),
              np.concatenate([c.col for c in cells] or [np.zeros(0, int)])),
         ),
-        shape=shape,
+        shape=(labels.shape[1], len(known)),
     )  # fmt: skip
-    return usage, joint.tocsr()
+    return [(usage[book], pairs[book]) for book in range(books)], (joint_usage, joint.tocsr())
+
+
+def _per_clip(clip: np.ndarray, codes: np.ndarray, n_clips: int, width: int) -> sparse.csr_matrix:
+    """Tokens of each clip per code: step `i` of clip `clip[i]` has code `codes[i]`."""
+    return sparse.csr_matrix((np.ones(len(clip)), (clip, codes)), shape=(n_clips, width))
 
 
 def _entropy(counts: np.ndarray) -> float:

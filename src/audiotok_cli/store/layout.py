@@ -338,9 +338,9 @@ class Store:
             attributes=old.attrs.asdict(),
             overwrite=True,
         )
-        step = (old.shards or old.chunks)[0] if old.ndim else 1
-        for start in range(0, max(old.shape[0] if old.ndim else 1, 1), step):
-            span = slice(start, start + step) if old.ndim else ()
+        step = (old.shards or old.chunks)[0]  # every store array runs along clips or centroids
+        for start in range(0, old.shape[0], step):
+            span = slice(start, start + step)
             new[span] = self._read(old, span, f"rewrite {path} from its stage instead")
         (folder / name).rename(folder / f"{name}.unchecked")
         _finish_rewrites(self.path)
@@ -727,22 +727,18 @@ class Store:
         """A vocabulary, its centroids and fitted transforms read whole; damage is refused naming
         the array and the `vocab` command that makes it again, bit for bit."""
         name = self.choose("vocab", pick)
-        group, record = self.root["vocab"][name], self.vocab_record(name)
-        arrays = {}
-        for key in ("centroids", *FITTED_ARRAYS):
-            if key in group:
-                arrays[key] = self._read(
-                    group[key], slice(None), f"make it again: `{remake('vocab', name, record)}`"
-                )
-            elif key == "centroids":
-                why = "its centroids array is missing"
-                raise Damaged(
-                    f"vocab/{name} in {self.path} is damaged ({why}); make it again: "
-                    f"`{remake('vocab', name, record)}`",
-                    why,
-                )
-        centroids = arrays.pop("centroids")
-        return Vocab(name, record, centroids, arrays)
+        group = self.root["vocab"][name]
+        record = self._read_record(group, VocabRecord)
+        repair = f"make it again: `{remake('vocab', name, record)}`"
+        if "centroids" not in group:
+            why = "its centroids array is missing"
+            raise Damaged(f"vocab/{name} in {self.path} is damaged ({why}); {repair}", why)
+        arrays = {
+            key: self._read(group[key], slice(None), repair)
+            for key in ("centroids", *FITTED_ARRAYS)
+            if key in group
+        }
+        return Vocab(name, record, arrays.pop("centroids"), arrays)
 
     def unreadable_clip_columns(self) -> dict[str, str]:
         """Every column of the clip table read chunk by chunk: column -> why it cannot be read
@@ -751,11 +747,10 @@ class Store:
         for column, array in self._clip_columns():
             found[column] = ""
             try:
-                step = array.chunks[0]
-                for start in range(0, array.shape[0], step):
-                    array[start : start + step]
-            except UNREADABLE as exc:  # zarr's checksum, or a chunk file cut short
-                found[column] = first_sentence(exc)
+                for start in range(0, array.shape[0], array.chunks[0]):
+                    self._read(array, slice(start, start + array.chunks[0]), CLIP_TABLE_REPAIR)
+            except Damaged as damage:
+                found[column] = damage.why
         return found
 
     def save_verify(self, verified: VerifyRecord) -> None:

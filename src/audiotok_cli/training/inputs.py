@@ -12,7 +12,7 @@ from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.class_lists import ClassIndex
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings
-from audiotok_cli.store import Pick, Store
+from audiotok_cli.store import FeatureSet, Pick, Store
 from audiotok_cli.training.data import ModelInputs, frame_statistics
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.runs import Run, RunInputs
@@ -81,7 +81,16 @@ def _frames(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
     features = store.features(pick.features)
     transforms = FrameTransforms(model.frame_transforms)
     mean, std = frame_statistics(features, store.split_rows(features.all_lengths(), "train"), transforms)
-    record = RunInputs(
+    record = frame_run_inputs(store, features, transforms)
+    inputs = ModelInputs(features, "frames", mean, std, transforms)
+    n_mels = transforms.dim(features.data.shape[2])
+    return TrainingInputs(inputs, record, {"mean": mean, "std": std}, store.classes, n_mels=n_mels)
+
+
+def frame_run_inputs(store: Store, features: FeatureSet, transforms: FrameTransforms) -> RunInputs:
+    """What a run on frames records of them: the features, the audio and encoder that made them,
+    the split, and the per-clip transforms it applies."""
+    return RunInputs(
         store=str(store.path),
         input="frames",
         features=features.name,
@@ -90,9 +99,6 @@ def _frames(store: Store, model: ModelSettings, pick: Pick) -> TrainingInputs:
         transforms=list(transforms.specs),
         encoder=features.record.encoder,
     )
-    inputs = ModelInputs(features, "frames", mean, std, transforms)
-    n_mels = transforms.dim(features.data.shape[2])
-    return TrainingInputs(inputs, record, {"mean": mean, "std": std}, store.classes, n_mels=n_mels)
 
 
 def inputs_for_run(store: Store, run: Run) -> ModelInputs:

@@ -25,12 +25,13 @@ from audiotok_cli.errors import DataError, MissingInputError, SettingsError
 from audiotok_cli.settings import AudioSettings, ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import PaddedSet, Pick, Store
 from audiotok_cli.training.data import Batch, BatchReader, ModelInputs, frame_statistics
+from audiotok_cli.training.inputs import frame_run_inputs
 from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
 from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
-from audiotok_cli.training.runs import RECORD, WEIGHTS, RunInputs, load_pretraining, run_directory
+from audiotok_cli.training.runs import RECORD, WEIGHTS, load_pretraining, run_directory
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
 MODEL_TYPE = "audiotok-units"  # the features record's encoder type for a units run's states
@@ -167,16 +168,8 @@ def pretrain_units(
         target_codebooks=tokens.record.codebooks,
         **model.model_dump(exclude={"vocab_size", "frame_transforms", "input"}),
     )
-    run_inputs = RunInputs(
-        store=str(store.path),
-        input="frames",
-        features=features.name,
-        audio=features.record.audio,
-        split=store.split,
-        transforms=list(transforms.specs),
-        encoder=features.record.encoder,
-        targets=tokens.name,
-        targets_fingerprint=tokens.record.vocab_fingerprint,
+    run_inputs = frame_run_inputs(store, features, transforms).model_copy(
+        update={"targets": tokens.name, "targets_fingerprint": tokens.record.vocab_fingerprint}
     )
     record = start_record(run_inputs, spec, settings, seed, "pretrain")
     directory = run_directory(paths.runs_dir, settings.run_name, f"units-{tokens.name}", record, overwrite)
