@@ -75,11 +75,16 @@ def folders(
     return root
 
 
-def mp3_in_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
-    """A WAV container (format tag 0x55) holding an MP3 stream, as some recorders write."""
+def mp3_in_wav(path: Path, samples: np.ndarray, rate: int = RATE, fact_inside: bool = False) -> Path:
+    """A WAV container (format tag 0x55) holding an MP3 stream, as some recorders write; with
+    `fact_inside`, a `fact` chunk sits in the middle of the MP3 data (the decoder resyncs past it
+    and says so on descriptor 2)."""
     mp3 = write(path.with_suffix(".tmp.mp3"), samples, rate, format="MP3")
     stream = mp3.read_bytes()
     mp3.unlink()
+    if fact_inside:
+        half = len(stream) // 2
+        stream = stream[:half] + b"fact" + struct.pack("<II", 4, len(samples)) + stream[half:]
     fmt = struct.pack("<HHIIHHH", 0x55, 1, rate, 4000, 1, 0, 12) + bytes(12)
     body = (
         b"WAVE"

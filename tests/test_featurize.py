@@ -139,3 +139,40 @@ def test_bad_clips_fail_alone_are_stored_and_listed_and_the_command_exits_5(cli)
     assert "(Zarr v3; audiotok store format 2)" in info.stdout  # the README says Zarr v3: both named
     assert "4 clips of features 'logmel' failed and stay pending:" in info.stdout
     assert "nan00000000: " in info.stdout and "non-finite samples" in info.stdout
+
+
+def test_what_a_decoder_prints_names_its_file_in_workers_and_in_process(cli, tmp_path, capfd):
+    """mpg123 writes straight to descriptor 2: a WAV holding MP3 data with a `fact` chunk in the
+    middle made featurize print "Note: Illegal Audio-MPEG-Header ..." naming no file."""
+    import subprocess
+    import sys
+
+    from collections_kit import folders, mp3_in_wav, tone
+
+    root = folders(tmp_path / "animals", classes=("cat", "dog"), per_class=2)
+    bad = mp3_in_wav(root / "dog" / "odd.wav", tone(1), fact_inside=True)
+    assert cli("import", str(root)).exit_code == 0
+
+    def told(stderr: str) -> None:
+        lines = stderr.splitlines()
+        assert not [line for line in lines if line.startswith(("Note:", "Warning:", "[src/"))], stderr
+        named = [line for line in lines if "Illegal Audio-MPEG-Header" in line]
+        assert len(named) == 1 and str(bad) in named[0] and "re-encode the file" in named[0], stderr
+
+    worked = subprocess.run(
+        [sys.executable, "-m", "audiotok_cli", "featurize", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worked.returncode == 0, worked.stderr
+    assert "5 clips featurized" in worked.stdout and "1 file decoded past damage" in worked.stdout
+    told(worked.stderr)
+
+    capfd.readouterr()
+    again = cli("featurize", "--name", "again")
+    assert again.exit_code == 0, again.output
+    assert "5 clips featurized" in again.stdout and "1 file decoded past damage" in again.stdout
+    told(again.stderr + capfd.readouterr().err)
+    store = Store.open(load_settings().store_path)
+    assert (store.features("again").all_lengths() > 0).all()

@@ -8,6 +8,7 @@ Decoding uses soundfile + soxr directly, a cheap stereo mix and a mel matrix bui
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,11 +18,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audiotok_cli.audio.decoder_notes import decoder_notes, summary
 from audiotok_cli.errors import DataError
 from audiotok_cli.settings import AudioSettings
 
 if TYPE_CHECKING:
     from audiotok_cli.audio.encoder import EncoderFrames
+
+log = logging.getLogger(__name__)
 
 REPAIR = (
     "extract it again with `audiotok expand --repair` (if it fails again, the mirror's copy is bad: "
@@ -34,16 +38,30 @@ def audio_path(audio_dir: Path, source: str, ytid: str) -> Path:
     return audio_dir / source / ytid[:2] / f"{ytid}.flac"
 
 
-def decode(source: Path | bytes, sample_rate: int, name: str = "", fix: str = REPAIR) -> np.ndarray:
+def decode(
+    source: Path | bytes, sample_rate: int, name: str = "", fix: str = REPAIR, warned: list[str] | None = None
+) -> np.ndarray:
     """Decode to mono float32 at `sample_rate`; corrupt, empty or non-finite audio raises DataError
-    naming `name` (or the path) and `fix` (by default, how to repair an expanded clip)."""
+    naming `name` (or the path) and `fix` (by default, how to repair an expanded clip). What the
+    decoder itself printed while reading becomes one line naming the file, added to `warned`
+    (logged where none is given)."""
     label = name or str(source)
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        samples, rate = sf.read(handle, dtype="float32", always_2d=True)
+        with decoder_notes() as notes:
+            samples, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
         raise DataError(f"cannot decode {label} ({reason}); {fix}") from None
+    if notes:
+        warning = (
+            f"{label}: its decoder skipped data it could not read ({summary(notes)}); decoded anyway, "
+            "but the audio near there may be missing: re-encode the file (to FLAC, say) if that matters"
+        )
+        if warned is None:
+            log.warning(warning)
+        else:
+            warned.append(warning)
     if not np.isfinite(samples).all():  # a float WAV or FLAC payload can hold NaN or inf
         raise DataError(f"{label} holds non-finite samples (NaN or inf); {fix}")
     if samples.shape[1] == 2:

@@ -98,10 +98,11 @@ def split_cmd(
 
 
 def _render_featurize(result) -> None:
+    damaged = f"; {counted(len(result.warned), 'file')} decoded past damage (warnings above)"
     console.print(
         f"features {result.name!r}: {counted(result.clips_done, 'clip')} featurized, "
         f"{result.clips_already_done} already done, {counted(result.shards_written, 'shard')} written "
-        f"({result.front_end})"
+        f"({result.front_end})" + (damaged if result.warned else "")
     )
 
 

@@ -58,6 +58,7 @@ class FeaturizeResult:
     clips_already_done: int = 0
     shards_written: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # ytid -> reason, this run's
+    warned: dict[str, str] = field(default_factory=dict)  # ytid -> what its decoder said; featurized anyway
 
     def problem(self) -> DataError | None:
         """Clips that failed make the command fail (exit 5) once the rest is written."""
@@ -111,18 +112,17 @@ def featurize(
         with progress(f"featurize {features.name}", int(todo.sum())) as advance:
             per_clip = dask is None  # Dask's bar moves per shard
             shards = features.shards_with(todo)
-            for shard, (done, failures) in run_shards(
-                task, shards, workers, dask, advance if per_clip else None
-            ):
+            for shard, outcome in run_shards(task, shards, workers, dask, advance if per_clip else None):
                 rows = features.shard_rows(shard)
-                _remember(features, store.ytids(rows)[todo[rows]], failures)
-                result.clips_done += len(done)
-                result.failures |= failures
+                _remember(features, store.ytids(rows)[todo[rows]], outcome.failures)
+                result.clips_done += len(outcome.done)
+                result.failures |= outcome.failures
+                result.warned |= outcome.warned
                 result.shards_written += 1
                 if not per_clip:
-                    advance(len(done) + len(failures))
-    for failure in result.failures.values():
-        log.warning(failure)
+                    advance(len(outcome.done) + len(outcome.failures))
+    for message in [*result.warned.values(), *result.failures.values()]:
+        log.warning(message)
     return result
 
 
@@ -268,9 +268,9 @@ def featurize_shard(
     todo: np.ndarray,
     frames_of: LogMel | EncoderFrames,
     mirror: MirrorAudio | None = None,
-) -> tuple[list[str], dict[str, str]]:
-    """Compute the `todo` clips of one shard and write the whole shard; returns the ytids done and
-    the failures (ytid -> reason). One clip's failure never costs the rest of its shard."""
+) -> ShardOutcome:
+    """Compute the `todo` clips of one shard and write the whole shard; returns what became of each
+    clip. One clip's failure never costs the rest of its shard."""
     rows = features.shard_rows(shard)
     if todo.all():
         block = np.zeros((len(todo), *features.data.shape[1:]), dtype=features.data.dtype)
@@ -287,7 +287,10 @@ def featurize_shard(
             if isinstance(source, DataError):
                 raise source
             fix = REPAIR if store.collection_file(ytid, collections) is None else IMPORTED
-            decoded.append((offset, decode(source, frames_of.sample_rate, name=name, fix=fix), name))
+            warned: list[str] = []
+            decoded.append((offset, decode(source, frames_of.sample_rate, name, fix, warned), name))
+            if warned:
+                out.warned[ytid] = warned[0]
         except DataError as exc:
             out.failed(offset, exc)
             continue
@@ -296,7 +299,16 @@ def featurize_shard(
             decoded = []
     out.put(decoded, frames_of)
     features.write_shard(shard, out.block, out.lengths)
-    return out.done, out.failures
+    return ShardOutcome(out.done, out.failures, out.warned)
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What became of a shard's clips (small: it travels back from a worker, the frames do not)."""
+
+    done: list[str]
+    failures: dict[str, str]  # ytid -> why it stays pending
+    warned: dict[str, str]  # ytid -> what its decoder said while reading it; featurized anyway
 
 
 @dataclass
@@ -308,6 +320,7 @@ class _ShardBlock:
     ytids: np.ndarray
     done: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    warned: dict[str, str] = field(default_factory=dict)
 
     def put(self, decoded: list[tuple[int, np.ndarray, str]], frames_of: LogMel | EncoderFrames) -> None:
         """The frames of a batch of decoded clips `(offset, samples, name)`, or why not, into the block."""
