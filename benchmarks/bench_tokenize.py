@@ -5,7 +5,7 @@ k-means; for `--quantizer pq:M` faiss's `ProductQuantizer.compute_codes` and for
 codes are checked equal to the store's).
 
 Builds a demo store of `--clips` ten-second clips (featurize, vocab of k centroids) unless given
-one, then prints frames/s of both and their ratio (target: >= 0.85x): tokenize with a shard per core
+one, then prints frames/s of both and their ratio (target: >= 0.9x): tokenize with a shard per core
 at a time (its default) and one shard at a time, each search on one thread (tokenize's searches
 always are: the tokens are then the same whatever the core count); raw search on faiss's own threads.
 Usage: python benchmarks/bench_tokenize.py [--store PATH] [--clips 512] [--k 1024] [--repeat 3]

@@ -53,13 +53,11 @@ def encode(spec: str, codebooks: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     if kind == "kmeans":
         return nearest(codebooks, vectors)
     if kind == "pq":
-        return np.stack(
-            [
-                nearest(book, part)
-                for book, part in zip(codebooks, np.split(vectors, count, axis=1), strict=True)
-            ],
-            axis=1,
+        # every part contiguous in one copy (np.split's views cost a copy each, a fifth of pq's time)
+        parts = np.ascontiguousarray(
+            np.asarray(vectors, dtype=np.float32).reshape(len(vectors), count, -1).transpose(1, 0, 2)
         )
+        return np.stack([nearest(book, part) for book, part in zip(codebooks, parts, strict=True)], axis=1)
     codes, residual = [], np.asarray(vectors, dtype=np.float32)
     for book in codebooks:
         ids = nearest(book, residual)

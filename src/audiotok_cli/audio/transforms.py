@@ -174,7 +174,7 @@ class FrameTransforms:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """One clip's valid frames `[frame, mel]`, through the per-clip transforms (float32); the
         fitted ones are the vocabulary's `LinearMap`, applied after."""
-        out = frames.astype(np.float32)
+        out = frames.astype(np.float32, copy=False)
         for spec in self.specs:
             name, argument = parse(spec)
             if TRANSFORMS[name].apply is not None:
@@ -227,7 +227,27 @@ class FrameTransforms:
     def valid_frames(self, block: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Every clip's valid frames of a padded block, each clip through the per-clip transforms
         on its own, in row order (the order `block[valid]` gives)."""
-        clips = [self(block[row, :length]) for row, length in enumerate(lengths) if length > 0]
+        frames = valid_float32(block, lengths)
+        if not self.per_clip:
+            return frames
+        clips = np.split(frames, np.cumsum(lengths[lengths > 0])[:-1])
         return (
-            np.concatenate(clips) if clips else np.zeros((0, self.per_clip.dim(block.shape[2])), np.float32)
+            np.concatenate([self(clip) for clip in clips])
+            if len(frames)
+            else np.zeros((0, self.per_clip.dim(block.shape[2])), np.float32)
         )
+
+
+def valid_float32(block: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Every clip's valid frames of a padded block `[clip, frame, dim]` in row order, as float32
+    `[n, dim]`: gathered in the stored dtype, then cast at once by torch, whose float16 cast is
+    vectorised (numpy's takes one value at a time here: 5x slower, a tenth of tokenize's time)."""
+    clips = [block[row, :length] for row, length in enumerate(lengths) if length > 0]
+    if not clips:
+        return np.zeros((0, block.shape[2]), np.float32)
+    frames = np.concatenate(clips)
+    if frames.dtype != np.float16:
+        return frames.astype(np.float32, copy=False)
+    import torch  # only here: the rest of the module is numpy
+
+    return torch.from_numpy(frames).float().numpy()

@@ -202,7 +202,7 @@ def tokenize_shard(
     valid = np.arange(frames.shape[1]) < steps[:, None]
     ids = np.full((len(lengths), *tokens.data.shape[1:]), PAD_TOKEN, dtype=tokens.data.dtype)
     if valid.any():
-        vectors = transforms.valid_frames(frames, lengths) if transforms else frames[valid]
+        vectors = (transforms or FrameTransforms()).valid_frames(frames, lengths)
         if frame_map is not None:
             vectors = frame_map(vectors)
         ids[valid] = encode(quantizer, codebooks, vectors)
