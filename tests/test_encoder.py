@@ -74,9 +74,8 @@ def test_encoder_features_are_its_hidden_states_and_every_stage_reads_them(cli, 
     store = Store.open(featurized.store_path)
     features = store.features("hub")
     record = features.record
-    assert (
-        record.audio.sample_rate == 16000 and record.encoder.hidden_size == 32 and record.encoder.layer == 1
-    )
+    assert record.audio.sample_rate == 16000 and record.encoder.hidden_size == 32
+    assert record.encoder.layer == (1,)
     assert features.data.shape[1:] == (record.max_frames, 32) and record.max_frames == 10 * 50 + 1
 
     file = sorted((featurized.audio_dir / "eval").rglob("*.flac"))[0]
@@ -118,6 +117,40 @@ def test_verify_names_the_encoder_that_remakes_a_damaged_shard(cli, featurized, 
     assert printed_repairs(found.stdout) == [command]
     run_printed(cli, command)  # as verify said, word for word
     assert np.array_equal(Store.open(featurized.store_path).features("hub").data[:], pristine)
+
+
+def test_several_layers_sit_side_by_side_and_pq_gives_each_its_codebook(cli, featurized, hubert):
+    """DASB's multi-layer units: `--layer 0 --layer 2` keeps both layers' states in each frame, and
+    `vocab --quantizer pq:2` then quantizes each layer with its own codebook."""
+    done = cli("featurize", "--encoder", hubert, "--layer", "0", "--layer", "-1", "--name", "both")
+    assert done.exit_code == 0, done.output
+    assert f"(hubert {hubert} layers 0, 2 of 2: 64 values a frame" in " ".join(done.stdout.split())
+    store = Store.open(featurized.store_path)
+    features = store.features("both")
+    assert features.record.encoder.layer == (0, 2) and features.data.shape[2] == 64
+    file = sorted((featurized.audio_dir / "eval").rglob("*.flac"))[0]
+    row, samples = store.row_of[file.stem], decode(file, 16000)
+    expected = np.concatenate([_hidden_states(hubert, samples, layer) for layer in (0, 2)], axis=1)
+    stored = features.data[row, : features.all_lengths()[row]]
+    assert stored.shape == expected.shape == (4 * 50 - 1, 64)
+    assert np.allclose(stored, expected, atol=2e-3 * np.abs(expected).max())
+
+    made = cli("vocab", "--features", "both", "--k", "8", "--quantizer", "pq:2")
+    assert made.exit_code == 0, made.output
+    books = store.vocab(Pick("both-pq2x8")).centroids
+    assert books.shape == (2, 8, 32)  # one codebook a layer, each over that layer's 32 values
+    assert cli("tokenize", "--vocab", "both-pq2x8").exit_code == 0
+
+    (featurized.store_path / "features" / "both" / "data" / "c" / "0" / "0" / "0").unlink()
+    found = cli("verify")
+    remade = f"audiotok featurize --name both --encoder {hubert} --layer 0 --layer -1"
+    command = f"audiotok verify --repair; {remade}"
+    assert found.exit_code == 5 and command in printed_repairs(found.stdout)
+    run_printed(cli, command)
+    assert np.array_equal(Store.open(featurized.store_path).features("both").data[:], features.data[:])
+
+    twice = cli("featurize", "--encoder", hubert, "--layer", "2", "--layer", "-1", "--name", "twice")
+    assert twice.exit_code == 3 and "layers [2, -1] name layer 2 twice (-1 is the last)" in twice.stderr
 
 
 def test_encoder_features_do_not_depend_on_the_worker_count(cli, featurized, hubert, monkeypatch):

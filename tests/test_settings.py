@@ -130,3 +130,21 @@ def test_list_settings_come_from_the_environment_as_a_comma_list_or_json(
 ):
     monkeypatch.setenv(variable, value)
     assert getattr(getattr(load_settings({}), group), field) == expected
+
+
+def test_layers_read_one_or_several_and_one_is_written_as_before(monkeypatch):
+    """Records written before `--layer` repeated hold a bare number; they must read, and dump, the
+    same (a run's identity is its settings' dump)."""
+    from audiotok_cli.settings import AudioSettings
+
+    assert AudioSettings.model_validate({"layer": 6}).layer == (6,)
+    assert (
+        AudioSettings(layer=6).model_dump()["layer"] == 6
+        and '"layer":-1' in AudioSettings().model_dump_json()
+    )
+    assert AudioSettings(layer=[2, 4]).model_dump()["layer"] == [2, 4]
+    monkeypatch.setenv("AUDIOTOK_AUDIO__LAYER", "2,4")
+    assert load_settings().audio.layer == (2, 4)
+    monkeypatch.setenv("AUDIOTOK_AUDIO__LAYER", "3,3")
+    with pytest.raises(SettingsError, match=r"layers \[3, 3\]: one or more distinct layers"):
+        load_settings()

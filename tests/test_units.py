@@ -52,7 +52,7 @@ def test_masked_unit_prediction_learns_and_its_layer_is_features_every_stage_use
     store = Store.open(tokenized.store_path)
     units, logmel = store.features("units"), store.features("logmel")
     encoder = units.record.encoder
-    assert (encoder.model_type, encoder.layer, encoder.hidden_size) == ("audiotok-units", 1, 32)
+    assert (encoder.model_type, encoder.layer, encoder.hidden_size) == ("audiotok-units", (1,), 32)
     assert units.record.audio.encoder == str(units_run.resolve())
 
     pretrained, weights, preprocessing = load_pretraining(units_run)
@@ -74,6 +74,11 @@ def test_masked_unit_prediction_learns_and_its_layer_is_features_every_stage_use
     )
     assert parallel.exit_code == 0, parallel.output
     assert np.array_equal(Store.open(tokenized.store_path).features("units2").data[:], units.data[:])
+    both = cli("featurize", "--encoder", "units-logmel-k16", "--layer", "1", "--layer", "2", "--name", "both")
+    assert both.exit_code == 0, both.output
+    side_by_side = Store.open(tokenized.store_path).features("both")
+    assert side_by_side.record.encoder.layer == (1, 2) and side_by_side.data.shape[2] == 64
+    assert np.array_equal(side_by_side.data[:, :, :32], units.data[:])  # layer 1 first, as asked
 
     assert cli("vocab", "--features", "units", "--k", "8").exit_code == 0
     assert cli("tokenize", "--vocab", "units-k8").exit_code == 0

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as PydanticSettingsError
 
@@ -39,6 +49,28 @@ def comma_list(value: object) -> object:
         except (json.JSONDecodeError, TypeError):
             raise ValueError(f'{value!r} is not a JSON list; write it a,b or ["a", "b"]') from None
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _layer_list(value: object) -> object:
+    """`6`, `"2,4"`, `[2, 4]`: one layer or several."""
+    return (value,) if isinstance(value, int) else comma_list(value)
+
+
+def _unique_layers(layers: tuple[int, ...]) -> tuple[int, ...]:
+    if not layers or min(layers) < -1 or len(set(layers)) < len(layers):
+        raise ValueError(f"layers {list(layers)}: one or more distinct layers, each 0 or more (-1: the last)")
+    return layers
+
+
+# An encoder's layers kept, in order; one layer is written as a bare number, as records held before
+# several could be kept, so their settings, and the identity of runs made from them, read the same.
+Layers = Annotated[
+    tuple[int, ...],
+    BeforeValidator(_layer_list),
+    AfterValidator(_unique_layers),
+    NoDecode,
+    PlainSerializer(lambda layers: layers[0] if len(layers) == 1 else list(layers)),
+]
 
 
 class _Group(BaseModel):
@@ -95,8 +127,10 @@ class AudioSettings(_Group):
         description="A transformers audio encoder (hub name or saved folder): its hidden states are the "
         "frames instead of log-mel, at its own sample rate.",
     )
-    layer: int = Field(
-        -1, ge=-1, description="The encoder's hidden states kept (0: its input embeddings; -1: the last)."
+    layer: Layers = Field(
+        (-1,),
+        description="The encoder's hidden states kept (0: its input embeddings; -1: the last); repeat "
+        "for several, side by side in each frame (`vocab --quantizer pq:L` gives each its own codebook).",
     )
 
     @property

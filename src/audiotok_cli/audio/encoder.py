@@ -1,7 +1,8 @@
 """Frames from a pretrained audio encoder of `transformers` (`featurize --encoder NAME_OR_PATH
 --layer L`): each clip resampled to the encoder's own rate, through its feature extractor and model,
-and the hidden states of layer L kept as its frames. k-means over them gives HuBERT-style units
-(fairseq's `examples/hubert/simple_kmeans` does the same, one utterance per forward).
+and the hidden states of layer L kept as its frames (`--layer` repeated: several layers side by side,
+one pq codebook each with `vocab --quantizer pq:L`, DASB's multi-layer recipe). k-means over them
+gives HuBERT-style units (fairseq's `examples/hubert/simple_kmeans` does the same, one utterance per forward).
 
 Any encoder whose hidden states run along time works: HuBERT, wav2vec 2.0, WavLM (their states at
 ~50 a second), and an encoder-decoder's encoder (Whisper's; its 30 s padding is cut back to the clip).
@@ -50,19 +51,33 @@ def _folder_stamp(name: str) -> tuple:
     return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.iterdir()))
 
 
+def chosen_layers(layers: tuple[int, ...], n_layers: int, states: str) -> tuple[int, ...]:
+    """The layers asked for, -1 read as the last; one the encoder lacks is refused naming its range
+    (`states`: "encoder X has hidden states 0 (its input embeddings)")."""
+    for layer in layers:
+        if layer > n_layers:
+            raise SettingsError(
+                f"layer {layer}: {states} to {n_layers}; choose among those, or -1 for the last"
+            )
+    chosen = tuple(n_layers if layer == -1 else layer for layer in layers)
+    if len(set(chosen)) < len(chosen):
+        raise SettingsError(f"layers {list(layers)} name layer {n_layers} twice (-1 is the last)")
+    return chosen
+
+
 class EncoderFrames:
-    """Hidden states `[frame, hidden]` of one layer of a transformers audio encoder."""
+    """Hidden states `[frame, hidden]` of one layer of a transformers audio encoder, or of several
+    side by side (`[frame, hidden x layers]`: DASB's multi-layer units, a pq codebook a layer)."""
 
     def __init__(self, audio: AudioSettings) -> None:
         self.model, self.extractor, self.device = _load(audio.encoder)
         config = self.model.config
         self.n_layers = config.num_hidden_layers
-        if not -1 <= audio.layer <= self.n_layers:
-            raise SettingsError(
-                f"layer {audio.layer}: encoder {audio.encoder!r} has hidden states 0 (its input "
-                f"embeddings) to {self.n_layers}; choose one of those, or -1 for the last"
-            )
-        self.layer = self.n_layers if audio.layer == -1 else audio.layer
+        self.layers = chosen_layers(
+            audio.layer,
+            self.n_layers,
+            f"encoder {audio.encoder!r} has hidden states 0 (its input embeddings)",
+        )
         self.sample_rate = int(self.extractor.sampling_rate)
         self.settings = audio.model_copy(update={"sample_rate": self.sample_rate})
         self.padded_samples = getattr(self.extractor, "n_samples", None)  # Whisper pads to 30 s
@@ -72,7 +87,7 @@ class EncoderFrames:
                 f"at a time; lower --clip-seconds to that"
             )
         self.max_samples = round(audio.clip_seconds * self.sample_rate)
-        self.dim = config.hidden_size
+        self.dim = config.hidden_size * len(self.layers)
         self.model_type = config.model_type
         self.frames_per_second = self._frames_per_second(audio.encoder)
         self.max_frames = math.ceil(audio.clip_seconds * self.frames_per_second) + 1
@@ -110,7 +125,8 @@ class EncoderFrames:
         return out
 
     def _states(self, clips: list[np.ndarray]) -> np.ndarray:
-        """Layer `layer`'s hidden states of equal-length clips, float32 `[clip, frame, hidden]`."""
+        """The chosen layers' hidden states of equal-length clips, side by side, float32
+        `[clip, frame, hidden x layers]`."""
         import torch
 
         inputs = self.extractor(clips, sampling_rate=self.sample_rate, return_tensors="pt")
@@ -120,7 +136,8 @@ class EncoderFrames:
             torch.set_num_threads(1)  # as numpy's BLAS in every featurize task
         try:
             with torch.no_grad():
-                states = self.model(**inputs, output_hidden_states=True).hidden_states[self.layer]
+                hidden = self.model(**inputs, output_hidden_states=True).hidden_states
+                states = torch.cat([hidden[layer] for layer in self.layers], dim=-1)
         finally:
             torch.set_num_threads(threads)
         return states.float().cpu().numpy()

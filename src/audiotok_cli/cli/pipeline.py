@@ -118,7 +118,7 @@ def featurize_cmd(
         bool | None, setting(AudioSettings, "normalize", "--normalize/--no-normalize")
     ] = None,
     encoder: Annotated[str | None, setting(AudioSettings, "encoder", "--encoder")] = None,
-    layer: Annotated[int | None, setting(AudioSettings, "layer", "--layer")] = None,
+    layer: Annotated[list[int] | None, setting(AudioSettings, "layer", "--layer")] = None,
     name: Annotated[str | None, setting(FeaturesSettings, "name", "--name")] = None,
     workers: WorkersOpt = None,
     dask: DaskOpt = None,

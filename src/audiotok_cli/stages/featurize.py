@@ -178,7 +178,7 @@ def _encoder_record(frames_of: LogMel | EncoderFrames) -> EncoderRecord | None:
         return None
     return EncoderRecord(
         model_type=frames_of.model_type,
-        layer=frames_of.layer,
+        layer=frames_of.layers,
         n_layers=frames_of.n_layers,
         hidden_size=frames_of.dim,
         sample_rate=frames_of.sample_rate,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 
 from audiotok_cli import __version__
-from audiotok_cli.settings import AudioSettings
+from audiotok_cli.settings import AudioSettings, Layers
 
 RECORD_KEY = "audiotok"
 
@@ -123,7 +123,10 @@ class EncoderRecord(BaseModel):
     """The pretrained encoder whose hidden states a features group holds (audio/encoder.py)."""
 
     model_type: str
-    layer: int = Field(description="Its hidden states kept: 0 its input embeddings, n_layers its last.")
+    layer: Layers = Field(
+        description="Its hidden states kept, side by side in a frame: 0 its input embeddings, n_layers "
+        "its last."
+    )
     n_layers: int
     hidden_size: int
     sample_rate: int
@@ -151,8 +154,9 @@ class FeaturesRecord(BaseModel):
         a, e = self.audio, self.encoder
         if e is None:
             return f"{a.sample_rate} Hz, n_fft {a.n_fft}, hop {a.hop_length}, {a.n_mels} mels"
+        layers = f"layer {e.layer[0]}" if len(e.layer) == 1 else f"layers {', '.join(map(str, e.layer))}"
         return (
-            f"{e.model_type} {a.encoder} layer {e.layer} of {e.n_layers}: {e.hidden_size} values a frame, "
+            f"{e.model_type} {a.encoder} {layers} of {e.n_layers}: {e.hidden_size} values a frame, "
             f"{e.frames_per_second:g} frames/s at {e.sample_rate} Hz"
         )
 

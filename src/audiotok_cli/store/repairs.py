@@ -65,6 +65,9 @@ def _audio_flags(record: FeaturesRecord) -> str:
     for setting, value in made.items():
         if value != default[setting]:
             flag = setting.replace("_", "-")
-            shown = f"--{flag}" if value is True else f"--no-{flag}" if value is False else None
-            flags.append(shown or f"--{flag} {shlex.quote(str(value))}")
+            if isinstance(value, bool):
+                flags.append(f"--{flag}" if value else f"--no-{flag}")
+            else:  # a list (several layers) repeats its flag
+                values = value if isinstance(value, list) else [value]
+                flags.extend(f"--{flag} {shlex.quote(str(one))}" for one in values)
     return "".join(f" {flag}" for flag in flags)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiotok_cli.audio.encoder import chosen_layers
 from audiotok_cli.audio.logmel import LogMel, front_end
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import DataError, MissingInputError, SettingsError
@@ -204,8 +205,9 @@ def _weights_stamp(folder: str) -> tuple:
 
 
 class UnitFrames:
-    """A units run's layer-L states `[frame, hidden]` of a clip: its log-mel frames (rounded to
-    float16, as the store keeps them), its transforms and statistics, its encoder; one clip a
+    """A units run's layer-L states `[frame, hidden]` of a clip (several layers: side by side):
+    its log-mel frames (rounded to float16, as the store keeps them), its transforms and
+    statistics, its encoder; one clip a
     forward on one thread, as featurize's tasks run, so the values do not depend on the worker
     count. The states are rounded to float16 too, so a file predicted gives the store's values."""
 
@@ -222,22 +224,19 @@ class UnitFrames:
         self.mean, self.std = preprocessing["mean"], preprocessing["std"]
         self.transforms = FrameTransforms(tuple(record.inputs.transforms))
         self.n_layers = record.model.num_layers
-        if not -1 <= audio.layer <= self.n_layers:
-            raise SettingsError(
-                f"layer {audio.layer}: units run {directory} has states 0 (its projected frames) to "
-                f"{self.n_layers}; choose one of those, or -1 for the last"
-            )
-        self.layer = self.n_layers if audio.layer == -1 else audio.layer
+        self.layers = chosen_layers(
+            audio.layer, self.n_layers, f"units run {directory} has states 0 (its projected frames)"
+        )
         if record.inputs.encoder is not None:
             raise SettingsError(f"units run {directory} reads encoder features; featurize from log-mel runs")
         self.logmel = LogMel(record.inputs.audio)
         inner = record.inputs.audio
         self.settings = audio.model_copy(
-            update={**inner.model_dump(exclude={"encoder", "layer"}), "layer": self.layer}
+            update={**inner.model_dump(exclude={"encoder", "layer"}), "layer": self.layers}
         )
         self.sample_rate, self.max_samples = self.logmel.sample_rate, self.logmel.max_samples
         self.max_frames, self.batch, self.device = self.logmel.max_frames, 1, "cpu"
-        self.dim, self.model_type = record.model.hidden_size, MODEL_TYPE
+        self.dim, self.model_type = record.model.hidden_size * len(self.layers), MODEL_TYPE
         self.frames_per_second = inner.sample_rate / inner.hop_length
         self.digest = record.digests.get(WEIGHTS, "")[:16]
 
@@ -249,13 +248,14 @@ class UnitFrames:
 
     @torch.no_grad()
     def states(self, log_mel: np.ndarray) -> np.ndarray:
-        """One clip's layer-L states from its log-mel frames (as the store holds them)."""
+        """One clip's states of the chosen layers from its log-mel frames (as the store holds them)."""
         frames = self.transforms(log_mel.astype(np.float16).astype(np.float32))
         frames = torch.from_numpy((frames - self.mean) / self.std)[None]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            states = self.model.hidden_states(frames, torch.tensor([len(log_mel)]))[self.layer]
+            hidden = self.model.hidden_states(frames, torch.tensor([len(log_mel)]))
+            states = torch.cat([hidden[layer] for layer in self.layers], dim=-1)
         finally:
             torch.set_num_threads(threads)
         return states[0, 1:].numpy().astype(np.float16).astype(np.float32)
