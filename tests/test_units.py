@@ -111,3 +111,28 @@ def test_units_pretraining_without_targets_is_one_line(cli, tokenized):
     assert "name them with --targets VOCAB" in result.stderr
     result = cli("pretrain", "--input", "frames", "--targets", "nope", "--epochs", "1")
     assert result.exit_code == 4 and "no tokens 'nope'" in result.stderr
+
+
+def test_the_next_iteration_reads_the_frames_as_the_first_did(cli, tokenized):
+    """HuBERT's iteration 2 learns from the same input as iteration 1: a units run whose targets are
+    another units run's states of these frames reads them with that run's transforms by default."""
+    assert cli("vocab", "--transform", "clip-mean", "--k", "8").exit_code == 0
+    assert cli("tokenize", "--vocab", "logmel-clip-mean-k8").exit_code == 0
+    first = cli("pretrain", "--input", "frames", "--targets", "logmel-clip-mean-k8", "--epochs", "1", *SMALL)
+    assert first.exit_code == 0, first.output
+    assert (
+        cli("featurize", "--encoder", "units-logmel-clip-mean-k8", "--layer", "1", "--name", "it1").exit_code
+        == 0
+    )
+    assert cli("vocab", "--features", "it1", "--k", "8").exit_code == 0
+    assert cli("tokenize", "--vocab", "it1-k8").exit_code == 0
+
+    def transforms(*flags: str) -> list[str]:
+        command = ["pretrain", "--input", "frames", "--features", "logmel", "--targets", "it1-k8", *flags]
+        second = cli(*command, "--epochs", "1", *SMALL)
+        assert second.exit_code == 0, second.output
+        name = flags[-1] if flags else "units-it1-k8"
+        return json.loads((tokenized.runs_dir / name / "run.json").read_text())["inputs"]["transforms"]
+
+    assert transforms() == ["clip-mean"]
+    assert transforms("--frame-transform", "deltas", "--run-name", "chosen") == ["deltas"]  # the flag wins

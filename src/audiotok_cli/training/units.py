@@ -32,7 +32,7 @@ from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
-from audiotok_cli.training.runs import RECORD, WEIGHTS, load_pretraining, run_directory
+from audiotok_cli.training.runs import RECORD, WEIGHTS, load_pretraining, read_record, run_directory
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
 MODEL_TYPE = "audiotok-units"  # the features record's encoder type for a units run's states
@@ -138,7 +138,7 @@ def pretrain_units(
     tokens = store.tokens(Pick(targets))
     vocab = store.vocab_record(tokens.record.vocab)
     features = store.features((pick and pick.features) or tokens.record.features)
-    own = tuple(vocab.transforms) if features.name == tokens.record.features else ()
+    own = _own_transforms(store, vocab.transforms, tokens.record.features, features.name)
     transforms = FrameTransforms(model.frame_transforms or own).per_clip
     if tokens.record.merges or transforms.shortens:
         raise SettingsError(
@@ -197,6 +197,22 @@ def frames_maker(audio: AudioSettings) -> LogMel | UnitFrames:
 @lru_cache(maxsize=2)
 def _units(audio_json: str, _stamp: tuple) -> UnitFrames:
     return UnitFrames(AudioSettings.model_validate_json(audio_json))
+
+
+def _own_transforms(
+    store: Store, vocab_transforms: list[str], target_features: str, frames: str
+) -> tuple[str, ...]:
+    """The per-clip transforms the frames get unless `--frame-transform` says: the target
+    vocabulary's own, where it was made from these frames; where its frames are a units run's states
+    of these frames (HuBERT's next iteration), the transforms that run read them with: the next
+    iteration learns from the input the first did."""
+    if target_features == frames:
+        return tuple(vocab_transforms)
+    made = store.features(target_features).record
+    if made.encoder is None or made.encoder.model_type != MODEL_TYPE:
+        return ()
+    run = read_record(Path(made.audio.encoder))
+    return tuple(run.inputs.transforms) if run and run.inputs.features == frames else ()
 
 
 def _weights_stamp(folder: str) -> tuple:
