@@ -4,7 +4,8 @@ of real recordings, through the commands a user types:
   iteration 0  k-means (k) over log-mel frames with the recipe's transforms: the first targets
   iteration 1  `pretrain --input frames --targets IT0` -> `featurize --encoder RUN --layer L` -> k-means
   iteration 2  `vocab --k K2` over iteration 1's units -> `pretrain --features logmel --targets` those
-               -> `featurize --encoder` again -> k-means (k)
+               (log-mel read with iteration 1's transforms: audiotok's default) -> `featurize
+               --encoder` again (`--layer2`) -> k-means (k)
 
 Printed for each iteration: the masked-prediction accuracy on val (1 / k is chance), `inspect`'s
 I(token; class) / H(class) on train and val (HuBERT's PNMI, with classes for phones), and the
@@ -13,7 +14,8 @@ the frame MLP with the recipe's transforms and the units encoder fine-tuned whol
 the continuous row every token paper prints.
 
 Usage (a store already imported, split and featurized, e.g. the spoken digits of real_audio.py):
-  python benchmarks/bench_units.py --data-dir DIR [--k 100] [--k2 256] [--layer 2] [--pretrain-epochs 20]
+  python benchmarks/bench_units.py --data-dir DIR [--k 100] [--k2 256] [--layer 2] [--layer2 L]
+                                   [--pretrain-epochs 20]
                                    [--epochs 30] [--tune-epochs 10] [--iterations 2] [--seeds 3]
                                    [--transforms clip-mean,deltas]
 """
@@ -58,13 +60,22 @@ def information(data_dir: Path, vocab: str) -> dict[str, float]:
     return {split: use["label_information_share"] for split, use in report["splits"].items()}
 
 
-def pretrain(data_dir: Path, targets: str, epochs: int, features: str | None = None) -> tuple[str, float]:
-    """A units run predicting `targets` at masked spans; its name and best val masked accuracy."""
+def pretrain(
+    data_dir: Path, targets: str, epochs: int, transforms: list[str], features: str | None = None
+) -> tuple[str, float]:
+    """A units run predicting `targets` at masked spans, its frames read with `transforms` (audiotok's
+    default for both iterations: the recipe's); its name and best val masked accuracy."""
     where = ["--features", features] if features else []
     name = f"units-{targets}"
     done = data_dir / "runs" / name / "run.json"
     if done.exists() and json.loads(done.read_text()).get("complete"):  # from an earlier pass: kept
-        return name, max(epoch["val_accuracy"] for epoch in json.loads(done.read_text())["history"])
+        record = json.loads(done.read_text())
+        if record["inputs"]["transforms"] != transforms:
+            sys.exit(
+                f"{done.parent} read its frames with {record['inputs']['transforms']}, not {transforms}: "
+                "move it aside, or use a fresh --data-dir"
+            )
+        return name, max(epoch["val_accuracy"] for epoch in record["history"])
     command = ["pretrain", "--input", "frames", "--targets", targets, *where, "--epochs", str(epochs)]
     result = json.loads(audiotok(data_dir, *command, *ENCODER, "--run-name", name, "--json"))
     return name, max(epoch["val_accuracy"] for epoch in result["history"])
@@ -93,6 +104,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100, help="k of every iteration's tokens")
     parser.add_argument("--k2", type=int, default=256, help="k of iteration 2's targets (HuBERT: 500)")
     parser.add_argument("--layer", type=int, default=2, help="the units run's layer (HuBERT base: 6 of 12)")
+    parser.add_argument("--layer2", type=int, help="iteration 2's layer made into units (default: --layer)")
     parser.add_argument("--transforms", default="clip-mean,deltas", help="the log-mel recipe's")
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=30)
@@ -121,7 +133,7 @@ def main() -> None:
     )
 
     print("iteration 1: units of a model predicting iteration 0's ids", flush=True)
-    run1, masked1 = pretrain(data, it0, args.pretrain_epochs)
+    run1, masked1 = pretrain(data, it0, args.pretrain_epochs, transforms)
     audiotok(data, "featurize", "--encoder", run1, "--layer", str(args.layer), "--name", "it1", "-q")
     it1 = vocabulary(data, "it1", args.k, [])
     units1 = f"iteration 1 units, layer {args.layer}"
@@ -135,10 +147,11 @@ def main() -> None:
     if args.iterations == 2:
         print("iteration 2: units of a model predicting iteration 1's units", flush=True)
         targets2 = vocabulary(data, "it1", args.k2, [])
-        run2, masked2 = pretrain(data, targets2, args.pretrain_epochs, features=args.features)
-        audiotok(data, "featurize", "--encoder", run2, "--layer", str(args.layer), "--name", "it2", "-q")
+        run2, masked2 = pretrain(data, targets2, args.pretrain_epochs, transforms, features=args.features)
+        layer2 = args.layer if args.layer2 is None else args.layer2
+        audiotok(data, "featurize", "--encoder", run2, "--layer", str(layer2), "--name", "it2", "-q")
         it2 = vocabulary(data, "it2", args.k, [])
-        units2 = f"iteration 2 units, layer {args.layer}"
+        units2 = f"iteration 2 units, layer {layer2}"
         rows[units2] = {"masked": masked2, "information": information(data, it2)}
         bag = ["--model", "simple", "--vocab", it2]
         rows[units2] |= scored(data, f"bag-{it2}", bag, args.epochs, args.seeds)
