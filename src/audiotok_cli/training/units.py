@@ -223,9 +223,9 @@ def _weights_stamp(folder: str) -> tuple:
 class UnitFrames:
     """A units run's layer-L states `[frame, hidden]` of a clip (several layers: side by side):
     its log-mel frames (rounded to float16, as the store keeps them), its transforms and
-    statistics, its encoder; one clip a
-    forward on one thread, as featurize's tasks run, so the values do not depend on the worker
-    count. The states are rounded to float16 too, so a file predicted gives the store's values."""
+    statistics, its encoder; one clip a forward on one thread, as featurize's tasks run, so the
+    values do not depend on the worker count. The states are rounded to float16 too, so a file
+    predicted gives the store's values."""
 
     def __init__(self, audio: AudioSettings) -> None:
         directory = Path(audio.encoder)
