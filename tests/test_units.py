@@ -136,3 +136,30 @@ def test_the_next_iteration_reads_the_frames_as_the_first_did(cli, tokenized):
 
     assert transforms() == ["clip-mean"]
     assert transforms("--frame-transform", "deltas", "--run-name", "chosen") == ["deltas"]  # the flag wins
+
+
+def test_pretraining_under_seeds_gives_each_its_run_and_the_spread_and_keeps_finished_ones(cli, tokenized):
+    command = ["pretrain", "--input", "frames", "--targets", "logmel-k16", "--epochs", "1", "--seeds", "2"]
+    first = cli(*command, *SMALL)
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stdout.split())
+    assert "units-logmel-k16: val masked accuracy" in said and "over 2 seeds" in said
+    runs = [tokenized.runs_dir / f"units-logmel-k16-seed{seed}" for seed in (0, 1)]
+    records = [json.loads((run / "run.json").read_text()) for run in runs]
+    assert [record["seed"] for record in records] == [0, 1] and all(r["complete"] for r in records)
+    weights = [(run / "model.safetensors").read_bytes() for run in runs]
+    assert weights[0] != weights[1]  # each seed its own encoder
+
+    again = cli(*command, *SMALL)
+    assert again.exit_code == 0, again.output
+    assert [(run / "model.safetensors").read_bytes() for run in runs] == weights  # kept, not trained again
+    table = said[said.index("units-logmel-k16: 2 seeds") :]
+    assert " ".join(again.stdout.split()).endswith(table)  # the same figures, read from the kept runs
+    as_json = json.loads(cli(*command, *SMALL, "--json").stdout)
+    assert sorted(as_json["masked_accuracy"]) == ["units-logmel-k16-seed0", "units-logmel-k16-seed1"]
+
+    tokens = cli("pretrain", "--vocab", "logmel-k16", "--epochs", "1", "--seeds", "2")
+    assert (
+        tokens.exit_code == 3
+        and "--seeds repeats masked unit prediction (--input frames) only" in tokens.stderr
+    )

@@ -47,6 +47,10 @@ class OutputExistsError(AudiotokError):
     exit_code = 7
 
 
+class AlreadyTrained(OutputExistsError):
+    """A run of these very settings is finished (a set of seeds keeps it)."""
+
+
 class NetworkError(AudiotokError):
     """The hub or another remote could not be reached."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError, SettingsError
+from audiotok_cli.errors import AlreadyTrained, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick, ReaderLease, Store, WriterLock
@@ -356,7 +356,7 @@ def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> l
             "pass --overwrite to replace it, or another --run-name"
         )
     if previous.complete:
-        raise OutputExistsError(
+        raise AlreadyTrained(
             f"run {directory} is already trained with these settings; pass --overwrite to train it "
             "again, or another --run-name"
         )
