@@ -336,7 +336,6 @@ def pretrain_cmd(
     --model bert --init RUN` fine-tunes it."""
     flags = dict(locals())
     flags["frame_transforms"] = _joined(frame_transforms)
-    flags.pop("seeds")
     if input == "frames":
         from audiotok_cli.training.units import pretrain_units
 
