@@ -133,12 +133,7 @@ def _render_repeats(r) -> None:
         table.add_row(str(f.index), f.run, _score(f.test_accuracy), _score(f.test_mAP), _score(f.val_mAP))
     console.print(table)
     for key, label in (("test_accuracy", "test accuracy"), ("test_mAP", "test mAP")):
-        s = r.summary(key)
-        if s:
-            console.print(
-                f"{r.name}: {label} {s.mean:.4f} ± {s.ci95:.4f} (95% interval of the mean; "
-                f"std {s.std:.4f}) over {s.n} {unit}s"
-            )
+        _print_spread(r.name, label, r.summary(key), unit)
 
 
 def _render_pretrained_seeds(r) -> None:
@@ -146,11 +141,15 @@ def _render_pretrained_seeds(r) -> None:
     for run, accuracy in r.masked_accuracy.items():
         table.add_row(run, _score(accuracy))
     console.print(table)
-    s = r.summary()
+    _print_spread(r.name, "val masked accuracy", r.summary(), "seed")
+
+
+def _print_spread(name: str, label: str, s, unit: str) -> None:
+    """One figure of a set of runs: its mean, 95% interval and deviation (nothing without one)."""
     if s:
         console.print(
-            f"{r.name}: val masked accuracy {s.mean:.4f} ± {s.ci95:.4f} (95% interval of the mean; "
-            f"std {s.std:.4f}) over {s.n} seeds"
+            f"{name}: {label} {s.mean:.4f} ± {s.ci95:.4f} (95% interval of the mean; std {s.std:.4f}) "
+            f"over {s.n} {unit}s"
         )
 
 
