@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audiotok_cli.audio.logmel import LogMel
-from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
+from audiotok_cli.audio.transforms import FrameTransforms, LinearMap, valid_float32
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import AudioSettings
 from audiotok_cli.store import Pick, Store
@@ -38,6 +38,16 @@ def test_deltas_and_context_widen_each_frame_and_keep_the_frame_count():
     assert np.array_equal(context[1], np.concatenate([frames[0], frames[0], frames[1], frames[2], frames[2]]))
     chain = FrameTransforms(("clip-mean", "deltas", "context:1"))
     assert chain(frames).shape == (3, chain.dim(4)) == (3, 36) and chain.tag() == "clip-mean.deltas.context1"
+
+
+def test_stored_float16_frames_read_as_numpys_cast_of_every_half_value_and_skip_empty_rows():
+    halves = np.arange(2**16, dtype=np.uint16).view(np.float16).reshape(16, 64, 64)  # inf, nan, subnormals
+    lengths = np.array([64, 0, 3, -1, *[64] * 12])  # an empty clip and a pending one hold no frames
+    frames = valid_float32(halves, lengths)
+    expected = np.concatenate([halves[0], halves[2, :3], *halves[4:]]).astype(np.float32)
+    assert frames.dtype == np.float32 and frames.shape == expected.shape == (13 * 64 + 3, 64)
+    assert np.array_equal(frames.view(np.uint32), expected.view(np.uint32))  # bit for bit, nan payloads too
+    assert valid_float32(halves[:2], np.array([0, -1])).shape == (0, 64)
 
 
 def test_pool_averages_each_m_frames_into_one_and_shortens_the_sequence():
