@@ -62,7 +62,7 @@ def test_pretrain_then_train_init_loads_every_encoder_weight(cli, tokenized):
     pretrained = cli("pretrain", *SMALL, "--epochs", "2", "--lr", "2e-3")
     assert pretrained.exit_code == 0, pretrained.output
     assert (
-        "val MLM loss" in pretrained.stdout
+        "val masked loss" in pretrained.stdout
         and "runs/pretrain-bert-logmel-k16: best val loss" in pretrained.stdout
     )
     run_dir = tokenized.runs_dir / "pretrain-bert-logmel-k16"

@@ -113,7 +113,7 @@ def _epoch_line(entry: dict, total: int) -> None:
     scores = (
         f"val mAP {entry['val_mAP']:.4f}"
         if "val_mAP" in entry
-        else f"val MLM loss {entry['val_loss']:.4f}, accuracy {entry['val_accuracy']:.4f}"
+        else f"val masked loss {entry['val_loss']:.4f}, accuracy {entry['val_accuracy']:.4f}"
     )
     run = f"{entry['run']} " if "run" in entry else ""  # one of --seeds' runs
     console.print(
@@ -459,7 +459,8 @@ def _render_runs(rows) -> None:
     gap = next((r.gap_metric for r in rows if r.gap_metric), "mAP")
     title = "runs (test: each store's test split; (cv), (seeds): mean ± 95% interval)"
     columns = ["run", "model", "input", "parameters", "epochs", "train s", "val mAP", "test mAP"]
-    columns += ["test acc"] * single_label + ["prior mAP", "vs best frames", "val MLM loss / acc", "recipe"]
+    columns += ["test acc"] * single_label
+    columns += ["prior mAP", "vs best frames", "val masked loss / acc", "recipe"]
     wide = Table(*columns, title=title)
     for r in rows:
         wide.add_row(
