@@ -5,6 +5,7 @@ fine-tunes its encoder. Real stores, real audio files, real training."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -15,6 +16,7 @@ import torch
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.runs import load_pretraining
 from audiotok_cli.training.units import MASK_SPAN, span_mask
+from collections_kit import tone, write
 from training_helpers import assert_predict_scores_the_store_tokens
 
 SMALL = ["--hidden-size", "32", "--num-layers", "2", "--num-heads", "2", "--batch-size", "8"]
@@ -87,6 +89,35 @@ def test_masked_unit_prediction_learns_and_its_layer_is_features_every_stage_use
     file = sorted((tokenized.audio_dir / "eval").rglob("*.flac"))[0]
     run_dir = tokenized.runs_dir / "simple-units-k8"
     assert_predict_scores_the_store_tokens(cli, run_dir, store.tokens(Pick("units-k8")), store, file)
+
+
+def test_units_learn_from_unlabelled_clips_too_and_never_from_val_or_test(cli, tmp_path):
+    """HuBERT needs no labels: clips without any, which `split` leaves out of train, are masked and
+    predicted as train's are; val and test clips never are."""
+    root, rows = tmp_path / "sounds", [("path", "labels")]
+    for index in range(40):
+        write(root / f"c{index}.wav", tone(index % 3, group=index % 5, seconds=0.5))
+        rows.append((f"c{index}.wav", f"class{index % 3}" if index < 24 else ""))  # 16 unlabelled
+    with (tmp_path / "m.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    for command in (
+        ["import", str(root), "--manifest", str(tmp_path / "m.csv")],
+        ["split", "--val-ratio", "0.25", "--test-ratio", "0.25"],
+        ["featurize", "--clip-seconds", "1"],
+        ["vocab", "--k", "8"],
+        ["tokenize"],
+        ["pretrain", "--input", "frames", "--targets", "logmel-k8", "--epochs", "1", *SMALL],
+    ):
+        done = cli(*command)
+        assert done.exit_code == 0, (command, done.output)
+    store = Store.open(tmp_path / "data" / "audiotok.zarr")
+    lengths = store.features().all_lengths()
+    val, test = store.split_rows(lengths, "val"), store.split_rows(lengths, "test")
+    learned_from = (lengths > 0) & ~val & ~test
+    assert (learned_from & ~store.labeled()).sum() == 16 and val.any() and test.any()
+    history = json.loads((tmp_path / "data" / "runs" / "units-logmel-k8" / "run.json").read_text())["history"]
+    batches = math.ceil(learned_from.sum() / 8)  # --batch-size 8: a step a batch
+    assert history[0]["step"] == batches > math.ceil(store.split_rows(lengths, "train").sum() / 8)
 
 
 def test_a_frame_classifier_fine_tunes_the_units_encoder(cli, units_run):
