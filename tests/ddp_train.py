@@ -1,6 +1,7 @@
-"""Run by torchrun in tests/test_distributed.py: one rank of a DDP `train` through the library,
-saving the rank's final weights to `{out}/rank{RANK}.safetensors`; `die_in_epoch` makes every
-rank stop as a killed job would, before that epoch trains."""
+"""Run by torchrun in tests/test_distributed.py: one rank of a DDP `train` through the library (or,
+for a run named `units-*`, of masked unit prediction), saving the rank's final weights to
+`{out}/rank{RANK}.safetensors`; `die_in_epoch` makes every rank stop as a killed job would, before
+that epoch trains."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from safetensors.torch import save_file
 
 import audiotok_cli.training.loop as loop
 from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
+from audiotok_cli.training.units import pretrain_units
 
 
 def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
@@ -30,6 +32,11 @@ def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
 
     loop._Fit._train_epoch, loop._Fit.epochs = train_epoch, epochs
     settings = load_settings({"data_dir": data_dir})
+    if run_name.startswith("units"):
+        model = ModelSettings(kind="bert", hidden_size=16, num_layers=1, num_heads=2)
+        train = TrainSettings(epochs=2, batch_size=4, run_name=run_name)
+        pretrain_units(settings.resolved_paths, model, train, seed=0, targets="logmel-k16")
+        return
     model = ModelSettings(kind="simple", embed_dim=8, dropout=0.1)
     train = TrainSettings(
         epochs=3, batch_size=4, accumulate=64, run_name=run_name, schedule="cosine", mixup=0.3

@@ -1,5 +1,6 @@
 """torchrun / DDP: every rank reads an equal share of the plan, both ranks of a real 2-process gloo
-run end with the same weights, equal to what the run saved, and a killed torchrun run resumes."""
+run end with the same weights, equal to what the run saved, and a killed torchrun run resumes; masked
+unit prediction keeps its ranks in step too."""
 
 from __future__ import annotations
 
@@ -59,3 +60,13 @@ def test_two_gloo_ranks_agree_save_once_and_resume_under_torchrun(tokenized, tmp
     history = json.loads((tokenized.runs_dir / "ddp-cut" / "run.json").read_text())["history"]
     assert len(cut) == 1 and history[0] == cut[0]  # epoch 1 was kept, not trained again
     assert_same_tensors(tokenized.runs_dir / "ddp-cut" / "last.safetensors", run_dir / "last.safetensors")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo over localhost, as CI runs it")
+def test_masked_unit_prediction_keeps_two_gloo_ranks_in_step_under_torchrun(tokenized, tmp_path):
+    done = _torchrun(tokenized.data_dir, "units-ddp", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tokenized.runs_dir / "units-ddp"
+    assert_same_tensors(tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors")
+    assert_same_tensors(run_dir / "last.safetensors", tmp_path / "rank0.safetensors", prefix="model.")
+    assert (run_dir / "metrics.jsonl").read_text().count('"kind": "epoch"') == 2  # rank 0 alone wrote it
