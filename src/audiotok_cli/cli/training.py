@@ -336,14 +336,16 @@ def pretrain_cmd(
     flags = dict(locals())
     flags["frame_transforms"] = _joined(frame_transforms)
     if input == "frames":
-        from audiotok_cli.training.units import pretrain_units
+        from audiotok_cli.training.units import pretrain_units, units_run_name
 
+        frames = {"kind": "bert", "input": "frames"}
         if seeds > 1:
             from audiotok_cli.experiments.repeats import pretrain_seeds
 
-            named = {"pretraining": pretrain_units, "seeds": seeds, "default": f"units-{targets}"}
-            return _fit(pretrain_seeds, flags, {"kind": "bert", "input": "frames"}, targets=targets, **named)
-        return _fit(pretrain_units, flags, {"kind": "bert", "input": "frames"}, targets=targets)
+            default = units_run_name(targets or "")  # no targets: pretrain_units refuses in one line
+            repeated = {"pretraining": pretrain_units, "seeds": seeds, "default": default}
+            return _fit(pretrain_seeds, flags, frames, targets=targets, **repeated)
+        return _fit(pretrain_units, flags, frames, targets=targets)
     if seeds > 1:
         raise SettingsError("--seeds repeats masked unit prediction (--input frames) only")
     if targets is not None:

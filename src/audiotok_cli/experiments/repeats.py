@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +96,8 @@ def train_seeds(
         paths.runs_dir, settings.run_name, default, wanted, lambda record: record.resume_key, overwrite
     )
     result = RepeatedRuns(base, "seed")
-    for repeat_seed, plan in planned.items():
-        run = f"{base}-seed{repeat_seed}"
-        log.info("seed %d of %d: %s", repeat_seed - seed + 1, seeds, run)
-        if overwrite or not finished(paths, run, plan.record):
+    for repeat_seed, run in _seed_runs(base, list(planned)):
+        if overwrite or not finished(paths, run, planned[repeat_seed].record):
             repeat = settings.model_copy(update={"run_name": run})
             train(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), init)
         else:
@@ -140,9 +138,7 @@ def pretrain_seeds(
     interrupted one resumes; one of other settings is refused, naming the differences."""
     base = settings.run_name or default
     result = PretrainedSeeds(base)
-    for repeat_seed in range(seed, seed + seeds):
-        run = f"{base}-seed{repeat_seed}"
-        log.info("seed %d of %d: %s", repeat_seed - seed + 1, seeds, run)
+    for repeat_seed, run in _seed_runs(base, list(range(seed, seed + seeds))):
         repeat = settings.model_copy(update={"run_name": run})
         try:
             pretraining(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), **options)
@@ -151,6 +147,14 @@ def pretrain_seeds(
         history = read_record(paths.runs_dir / run).history
         result.masked_accuracy[run] = max(epoch["val_accuracy"] for epoch in history)
     return result
+
+
+def _seed_runs(base: str, seeds: list[int]) -> Iterator[tuple[int, str]]:
+    """Each seed with its run's name, `{base}-seed{S}`, said as it starts."""
+    for count, repeat_seed in enumerate(seeds, 1):
+        run = f"{base}-seed{repeat_seed}"
+        log.info("seed %d of %d: %s", count, len(seeds), run)
+        yield repeat_seed, run
 
 
 def _naming(on_epoch: EpochCallback | None, run: str) -> EpochCallback | None:

@@ -173,12 +173,18 @@ def pretrain_units(
         update={"targets": tokens.name, "targets_fingerprint": tokens.record.vocab_fingerprint}
     )
     record = start_record(run_inputs, spec, settings, seed, "pretrain")
-    directory = run_directory(paths.runs_dir, settings.run_name, f"units-{tokens.name}", record, overwrite)
+    name = units_run_name(tokens.name)
+    directory = run_directory(paths.runs_dir, settings.run_name, name, record, overwrite)
     job = Job(
         directory, "pretrain", record, store, inputs, (train, val), {"mean": mean, "std": std},
         lambda: FrameMaskedUnits(spec),
     )  # fmt: skip
     return fit(job, MaskedUnits(spec.target_codebooks), settings, seed, overwrite, on_epoch)
+
+
+def units_run_name(targets: str) -> str:
+    """A units run's name without --run-name (`pretrain --seeds` appends `-seedS` to it)."""
+    return f"units-{targets}"
 
 
 def is_units_run(encoder: str | None) -> bool:
