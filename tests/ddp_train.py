@@ -1,15 +1,20 @@
 """Run by torchrun in tests/test_distributed.py: one rank of a DDP `train` through the library (or,
 for a run named `units-*`, of masked unit prediction), saving the rank's final weights to
-`{out}/rank{RANK}.safetensors`; `die_in_epoch` makes every rank stop as a killed job would, before
-that epoch trains."""
+`{out}/rank{RANK}.safetensors`, and how many DDP wrappers were still alive when the process group
+went to `{out}/rank{RANK}.alive` (one left to free afterwards can hang the process: see
+`distributed.ranks`); `die_in_epoch` makes every rank stop as a killed job would, before that
+epoch trains."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
 from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
 
 import audiotok_cli.training.loop as loop
 from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
@@ -30,7 +35,15 @@ def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
         weights = {name: value.contiguous() for name, value in self.model.state_dict().items()}
         save_file(weights, str(Path(out) / f"rank{rank}.safetensors"))
 
+    real_destroy = dist.destroy_process_group
+
+    def destroy_process_group() -> None:
+        alive = sum(isinstance(thing, DistributedDataParallel) for thing in gc.get_objects())
+        (Path(out) / f"rank{rank}.alive").write_text(str(alive))
+        real_destroy()
+
     loop._Fit._train_epoch, loop._Fit.epochs = train_epoch, epochs
+    dist.destroy_process_group = destroy_process_group
     settings = load_settings({"data_dir": data_dir})
     if run_name.startswith("units"):
         model = ModelSettings(kind="bert", hidden_size=16, num_layers=1, num_heads=2)

@@ -40,6 +40,12 @@ def _torchrun(data_dir: Path, run: str, out: Path, die_in_epoch: int = 0) -> sub
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _ddp_alive_at_destroy(out: Path) -> list[int]:
+    """Per rank, the DDP wrappers alive when the process group was destroyed: freeing one later
+    frees the group under the GIL, which can deadlock with gloo's worker thread (a CI run hung)."""
+    return [int((out / f"rank{rank}.alive").read_text()) for rank in (0, 1)]
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo over localhost, as CI runs it")
 def test_two_gloo_ranks_agree_save_once_and_resume_under_torchrun(tokenized, tmp_path):
     data_dir = tokenized.data_dir
@@ -48,12 +54,14 @@ def test_two_gloo_ranks_agree_save_once_and_resume_under_torchrun(tokenized, tmp
     run_dir = tokenized.runs_dir / "ddp"
     ranks = [tmp_path / "whole" / f"rank{rank}.safetensors" for rank in (0, 1)]
     assert_same_tensors(ranks[0], ranks[1])  # DDP kept the ranks in step
+    assert _ddp_alive_at_destroy(tmp_path / "whole") == [0, 0]
     assert_same_tensors(run_dir / "last.safetensors", ranks[0], prefix="model.")  # no `module.` prefix
     lines = (run_dir / "metrics.jsonl").read_text().count('"kind": "epoch"')
     assert lines == 3  # rank 0 alone wrote the run
 
     killed = _torchrun(data_dir, "ddp-cut", tmp_path / "cut", die_in_epoch=2)
     assert killed.returncode != 0 and "killed before epoch 2" in killed.stderr
+    assert _ddp_alive_at_destroy(tmp_path / "cut") == [0, 0]  # an error's traceback let go of it too
     cut = json.loads((tokenized.runs_dir / "ddp-cut" / "run.json").read_text())["history"]
     resumed = _torchrun(data_dir, "ddp-cut", tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -68,5 +76,6 @@ def test_masked_unit_prediction_keeps_two_gloo_ranks_in_step_under_torchrun(toke
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tokenized.runs_dir / "units-ddp"
     assert_same_tensors(tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors")
+    assert _ddp_alive_at_destroy(tmp_path) == [0, 0]
     assert_same_tensors(run_dir / "last.safetensors", tmp_path / "rank0.safetensors", prefix="model.")
     assert (run_dir / "metrics.jsonl").read_text().count('"kind": "epoch"') == 2  # rank 0 alone wrote it

@@ -12,6 +12,7 @@ filesystem every node sees."""
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +43,14 @@ class Ranks:
 @contextmanager
 def ranks(device: torch.device) -> Iterator[Ranks]:
     """This process's place under torchrun (one process alone otherwise); the process group
-    lives for the block. Ranks other than 0 show no progress bars."""
+    lives for the block. Ranks other than 0 show no progress bars.
+
+    Nothing that holds the group (a DDP wrapper's reducer) may outlive the block: freed after
+    `destroy_process_group`, it frees the group itself while holding the GIL, and gloo's worker
+    thread, freeing the last collective's tensors, waits for that GIL: both hang (a CI run did,
+    at the end of a finished run). Freed by Python, as `destroy_process_group` leaves it, the
+    group lets the GIL go first. So the caller keeps such objects in a frame that returns inside
+    the block, and an error's traceback lets go of them before the group goes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         yield Ranks()
@@ -60,6 +68,9 @@ def ranks(device: torch.device) -> Iterator[Ranks]:
         show_bars(False)
     try:
         yield here
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)  # the finished frames' locals: the DDP wrapper
+        raise
     finally:
         dist.destroy_process_group()
 

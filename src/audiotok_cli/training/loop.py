@@ -247,57 +247,72 @@ def fit(
     rank of a DDP run under torchrun (see `distributed`)."""
     device = pick_device(settings.device)
     with ranks(device) as here:
-        device = rank_device(device, here)
-        record = job.record
-        with (
-            WriterLock(job.directory, job.command) if here.main else nullcontext(),
-            ReaderLease(job.store.path, read_groups(record.inputs), job.command)
-            if here.main
-            else nullcontext(),
-            cpu_threads(settings.threads, here.local_world) as threads,
-        ):
-            record.threads = threads if device.type == "cpu" else None
-            history = _resumable_history(job.directory, record, overwrite)
-            if not history and here.main:
-                (job.directory / REPORT).unlink(missing_ok=True)
-                record.digests = write_inputs(job.directory, job.preprocessing, job.store.classes)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                network = job.build()
-                record.n_parameters = sum(p.numel() for p in network.parameters())
-                network.to(device)
-                optimizer = torch.optim.AdamW(
-                    network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-                )
-                if history:
-                    load_checkpoint(job.directory, network, optimizer)
-                    if here.main:  # said: a run picked up from an earlier process is never a surprise
-                        log.warning(
-                            "resuming %s after epoch %d of %d", job.directory, len(history), settings.epochs
-                        )
-                workers = reader_workers(settings.loader_workers, device, here.local_world)
-                with BatchReader(job.store, job.inputs, workers) as reader:
-                    balanced = settings.sampler == "balanced"
-                    epochs = _Fit(
-                        settings=settings,
-                        seed=seed,
-                        reader=reader,
-                        model=network,
-                        trainer=wrap(network, device, here),
-                        optimizer=optimizer,
-                        rows=job.rows,
-                        device=device,
-                        directory=job.directory,
-                        on_epoch=on_epoch if here.main else None,
-                        task=task,
-                        weights=balanced_weights(reader.labels, job.rows[0]) if balanced else None,
-                        here=here,
-                    )
-                    epochs.epochs(record, history)
+        # the DDP wrapper lives in _fit_rank's frame alone: it is gone before `ranks` destroys
+        # the process group (see `distributed.ranks`)
+        history = _fit_rank(job, task, settings, seed, overwrite, on_epoch, here, device)
     best = _best(history, task.score)
     return TrainResult(
-        job.directory, int(best["epoch"]), task.score, best[task.score], history, record.averaged
+        job.directory, int(best["epoch"]), task.score, best[task.score], history, job.record.averaged
     )
+
+
+def _fit_rank(
+    job: Job,
+    task: Task,
+    settings: TrainSettings,
+    seed: int,
+    overwrite: bool,
+    on_epoch: EpochCallback | None,
+    here: Ranks,
+    device: torch.device,
+) -> list[dict[str, float]]:
+    """This rank's part of `fit`: the run's epochs, finished or resumed; its history."""
+    device = rank_device(device, here)
+    record = job.record
+    with (
+        WriterLock(job.directory, job.command) if here.main else nullcontext(),
+        ReaderLease(job.store.path, read_groups(record.inputs), job.command) if here.main else nullcontext(),
+        cpu_threads(settings.threads, here.local_world) as threads,
+    ):
+        record.threads = threads if device.type == "cpu" else None
+        history = _resumable_history(job.directory, record, overwrite)
+        if not history and here.main:
+            (job.directory / REPORT).unlink(missing_ok=True)
+            record.digests = write_inputs(job.directory, job.preprocessing, job.store.classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            network = job.build()
+            record.n_parameters = sum(p.numel() for p in network.parameters())
+            network.to(device)
+            optimizer = torch.optim.AdamW(
+                network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+            )
+            if history:
+                load_checkpoint(job.directory, network, optimizer)
+                if here.main:  # said: a run picked up from an earlier process is never a surprise
+                    log.warning(
+                        "resuming %s after epoch %d of %d", job.directory, len(history), settings.epochs
+                    )
+            workers = reader_workers(settings.loader_workers, device, here.local_world)
+            with BatchReader(job.store, job.inputs, workers) as reader:
+                balanced = settings.sampler == "balanced"
+                epochs = _Fit(
+                    settings=settings,
+                    seed=seed,
+                    reader=reader,
+                    model=network,
+                    trainer=wrap(network, device, here),
+                    optimizer=optimizer,
+                    rows=job.rows,
+                    device=device,
+                    directory=job.directory,
+                    on_epoch=on_epoch if here.main else None,
+                    task=task,
+                    weights=balanced_weights(reader.labels, job.rows[0]) if balanced else None,
+                    here=here,
+                )
+                epochs.epochs(record, history)
+    return history
 
 
 def read_groups(inputs: RunInputs) -> list[str]:
