@@ -10,16 +10,22 @@ of real recordings, through the commands a user types:
 Printed for each iteration: the masked-prediction accuracy on val (1 / k is chance), `inspect`'s
 I(token; class) / H(class) on train and val (HuBERT's PNMI, with classes for phones), and the
 bag-of-tokens model's test accuracy and mAP over `--seeds` seeds (mean and 95% interval); beside them
-the frame MLP with the recipe's transforms and the units encoder fine-tuned whole (`train --init`),
-the continuous row every token paper prints.
+the frame MLP with the recipe's transforms, the best log-mel recipe's tokens (`--recipe`, product
+quantization after the transforms) and the units encoder fine-tuned whole (`train --init`), the
+continuous row every token paper prints. Iteration 2 is pretrained under `--pretrain-seeds` seeds (an
+encoder's seed moves its units more than the classifier's seed does): a row each, then one over
+them (interval over pretraining seeds). Last, the claims, each pretraining seed paired with the same
+test clips by `audiotok compare`: units against the frame MLP and against the log-mel recipe
+(accuracy difference, 95% interval over clips, p), and the information ratio against raw k-means
+at the same k. `--json FILE` keeps the rows and claims.
 
 The defaults are the recipe measured best on unseen speakers (README, "Units the tool learns").
 
 Usage (a store already imported, split and featurized, e.g. the spoken digits of real_audio.py):
   python benchmarks/bench_units.py --data-dir DIR [--k 256] [--k2 256] [--layer 2] [--layer2 1]
-                                   [--pretrain-epochs 20]
+                                   [--pretrain-epochs 20] [--pretrain-seeds 3] [--recipe pq:3]
                                    [--epochs 30] [--tune-epochs 10] [--iterations 2] [--seeds 3]
-                                   [--transforms clip-mean,deltas]
+                                   [--transforms clip-mean,deltas] [--json FILE]
 """
 
 from __future__ import annotations
@@ -32,25 +38,33 @@ import sys
 import time
 from pathlib import Path
 
+from audiotok_cli.training.compare import spread
+
 ENCODER = ["--hidden-size", "128", "--num-layers", "4", "--num-heads", "4", "--batch-size", "32"]
 
 
 def audiotok(data_dir: Path, *args: str) -> str:
-    """Run one command as a user would; its stdout, or the run stops naming the command."""
+    """Run one command as a user would; its stdout, or the run stops naming the command. A training
+    run that an earlier pass finished with these very settings is kept (its stdout: "")."""
     started = time.monotonic()
     env = {**os.environ, "AUDIOTOK_DATA_DIR": str(data_dir)}
     done = subprocess.run(
         [sys.executable, "-m", "audiotok_cli", *args], capture_output=True, text=True, env=env, check=False
     )
-    print(f"  {time.monotonic() - started:7.1f} s  audiotok {' '.join(args)}", flush=True)
-    if done.returncode != 0:
+    kept = done.returncode != 0 and "already trained with these settings" in done.stderr
+    print(f"  {time.monotonic() - started:7.1f} s  audiotok {' '.join(args)}{' (kept)' * kept}", flush=True)
+    if done.returncode != 0 and not kept:
         sys.exit(f"audiotok {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
     return done.stdout
 
 
-def vocabulary(data_dir: Path, features: str, k: int, transforms: list[str]) -> str:
-    """k-means over `features` (after `transforms`) and its tokens; the vocabulary's name."""
+def vocabulary(
+    data_dir: Path, features: str, k: int, transforms: list[str], quantizer: str | None = None
+) -> str:
+    """k-means (or `quantizer`) over `features` after `transforms`, and its tokens; the vocabulary's
+    name."""
     flags = [flag for name in transforms for flag in ("--transform", name)]
+    flags += ["--quantizer", quantizer] if quantizer else []
     command = ["vocab", "--features", features, "--k", str(k), *flags, "--overwrite", "--json"]
     made = json.loads(audiotok(data_dir, *command))  # again: the same centroids (seeded), its tokens kept
     audiotok(data_dir, "tokenize", "--vocab", made["name"], "-q")
@@ -63,24 +77,31 @@ def information(data_dir: Path, vocab: str) -> dict[str, float]:
 
 
 def pretrain(
-    data_dir: Path, targets: str, epochs: int, transforms: list[str], features: str | None = None
-) -> tuple[str, float]:
-    """A units run predicting `targets` at masked spans, its frames read with `transforms` (audiotok's
-    default for both iterations: the recipe's); its name and best val masked accuracy."""
-    where = ["--features", features] if features else []
+    data_dir: Path, targets: str, epochs: int, seeds: int, features: str | None = None
+) -> dict[str, float]:
+    """Units runs predicting `targets` at masked spans (`units-{targets}`, or `-seedS` a seed under
+    `pretrain --seeds`), their frames read with the targets' transforms (audiotok's default; for units
+    targets, the first iteration's); each run's best val masked accuracy. A run an earlier pass
+    finished with the same settings is kept; one of other settings is refused, naming them."""
     name = f"units-{targets}"
-    done = data_dir / "runs" / name / "run.json"
-    if done.exists() and json.loads(done.read_text()).get("complete"):  # from an earlier pass: kept
-        record = json.loads(done.read_text())
-        if record["inputs"]["transforms"] != transforms:
-            sys.exit(
-                f"{done.parent} read its frames with {record['inputs']['transforms']}, not {transforms}: "
-                "move it aside, or use a fresh --data-dir"
-            )
-        return name, max(epoch["val_accuracy"] for epoch in record["history"])
-    command = ["pretrain", "--input", "frames", "--targets", targets, *where, "--epochs", str(epochs)]
-    result = json.loads(audiotok(data_dir, *command, *ENCODER, "--run-name", name, "--json"))
-    return name, max(epoch["val_accuracy"] for epoch in result["history"])
+    where = ["--features", features] if features else []
+    command = [
+        "pretrain",
+        "--input",
+        "frames",
+        "--targets",
+        targets,
+        *where,
+        "--epochs",
+        str(epochs),
+        *ENCODER,
+    ]
+    if seeds > 1:
+        made = audiotok(data_dir, *command, "--seeds", str(seeds), "--run-name", name, "--json")
+        return json.loads(made)["masked_accuracy"]
+    audiotok(data_dir, *command, "--run-name", name, "-q")
+    history = json.loads((data_dir / "runs" / name / "run.json").read_text())["history"]
+    return {name: max(epoch["val_accuracy"] for epoch in history)}
 
 
 def scored(data_dir: Path, name: str, args: list[str], epochs: int, seeds: int) -> dict[str, float]:
@@ -93,8 +114,49 @@ def scored(data_dir: Path, name: str, args: list[str], epochs: int, seeds: int) 
 
 
 def shown(figures: dict[str, float]) -> str:
+    if figures.get("test_accuracy") is None:  # a multi-label set: mAP alone
+        return f"{figures['test_mAP']:.3f} ± {figures['test_mAP_ci95'] or 0.0:.3f} mAP"
     accuracy, interval = figures["test_accuracy"], figures["test_accuracy_ci95"] or 0.0
     return f"{accuracy:.3f} ± {interval:.3f} acc, {figures['test_mAP']:.3f} mAP"
+
+
+def over_pretraining_seeds(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each pretraining seed's mean over its classifier seeds, then their mean and 95% interval."""
+    figures = {}
+    for metric in ("test_accuracy", "test_mAP"):
+        values = [row[metric] for row in rows]
+        if None in values:
+            continue
+        between = spread(values)
+        figures[metric] = between.mean if between else values[0]
+        figures[f"{metric}_ci95"] = between.ci95 if between else None
+    return figures
+
+
+def paired(data_dir: Path, a: str, b: str) -> dict[str, float]:
+    """`audiotok compare A B` on test accuracy (mAP for a multi-label set): the metric, the
+    difference, its interval over clips, p."""
+    report = json.loads(audiotok(data_dir, "compare", a, b, "--json"))
+    found = {d["metric"]: d for d in report["differences"]}
+    metric = "accuracy" if "accuracy" in found else "mAP"
+    return {"metric": metric} | {
+        key: found[metric][key] for key in ("difference", "clips_ci95", "clips_p_value")
+    }
+
+
+def claims(data_dir: Path, units: list[str], mlp: str, recipe: str) -> list[str]:
+    """The issue's claims in words: each pretraining seed's units against the frame MLP and the
+    log-mel recipe, paired over the test clips."""
+    lines = []
+    for name in units:
+        for other in (mlp, recipe):
+            found = paired(data_dir, name, other)
+            low, high = found["clips_ci95"]
+            lines.append(
+                f"{name} - {other}: {found['metric']} {found['difference']:+.3f}, 95% over clips "
+                f"[{low:+.3f}, {high:+.3f}], p {found['clips_p_value']:.3g}"
+            )
+    return lines
 
 
 def main() -> None:
@@ -108,62 +170,91 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=2, help="the units run's layer (HuBERT base: 6 of 12)")
     parser.add_argument("--layer2", type=int, default=1, help="iteration 2's layer made into units")
     parser.add_argument("--transforms", default="clip-mean,deltas", help="the log-mel recipe's")
+    parser.add_argument("--recipe", default="pq:3", help="the log-mel recipe's quantizer (speech: pq:3)")
     parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--pretrain-seeds", type=int, default=3, help="iteration 2's encoders")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tune-epochs", type=int, default=10, help="fine-tuning the encoder whole; 0: not")
     parser.add_argument("--iterations", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--json", type=Path, help="also write the rows and claims to this file")
     args = parser.parse_args()
     data, transforms = args.data_dir, [t for t in args.transforms.split(",") if t]
     frame_flags = [flag for name in transforms for flag in ("--frame-transform", name)]
     rows = {}
+
+    def bag(row: str, vocab: str) -> str:
+        """The bag-of-tokens model over `vocab`, 3 seeds, as `row`; the set's name."""
+        name = f"bag-{vocab}"
+        rows[row] = rows.get(row, {}) | scored(
+            data, name, ["--model", "simple", "--vocab", vocab], args.epochs, args.seeds
+        )
+        return name
 
     print("iteration 0: k-means over log-mel frames", flush=True)
     raw = vocabulary(data, args.features, args.k, [])
     it0 = vocabulary(data, args.features, args.k, transforms)
     rows["log-mel k-means, raw"] = {"information": information(data, raw)}
     rows[f"log-mel k-means, {args.transforms}"] = {"information": information(data, it0)}
-    rows[f"log-mel k-means, {args.transforms}"] |= scored(
-        data, f"bag-{it0}", ["--model", "simple", "--vocab", it0], args.epochs, args.seeds
-    )
+    bag(f"log-mel k-means, {args.transforms}", it0)
+    recipe_row = f"log-mel, {args.transforms}, {args.recipe} (the recipe)"
+    recipe = bag(recipe_row, vocabulary(data, args.features, args.k, transforms, args.recipe))
+    mlp = "mlp-units-bench"
     rows[f"frame MLP, {args.transforms}"] = scored(
-        data,
-        "mlp-units-bench",
-        ["--model", "baseline", "--features", args.features, *frame_flags],
-        args.epochs,
-        args.seeds,
+        data, mlp, ["--model", "baseline", "--features", args.features, *frame_flags], args.epochs, args.seeds
     )
 
     print("iteration 1: units of a model predicting iteration 0's ids", flush=True)
-    run1, masked1 = pretrain(data, it0, args.pretrain_epochs, transforms)
+    ((run1, masked1),) = pretrain(data, it0, args.pretrain_epochs, 1).items()
     audiotok(data, "featurize", "--encoder", run1, "--layer", str(args.layer), "--name", "it1", "-q")
     it1 = vocabulary(data, "it1", args.k, [])
     units1 = f"iteration 1 units, layer {args.layer}"
     rows[units1] = {"masked": masked1, "information": information(data, it1)}
-    rows[units1] |= scored(data, f"bag-{it1}", ["--model", "simple", "--vocab", it1], args.epochs, args.seeds)
+    units = [bag(units1, it1)]
     if args.tune_epochs:
         tuned = ["--model", "bert", "--input", "frames", "--features", args.features, "--init", run1]
         rows["iteration 1 encoder fine-tuned"] = scored(
             data, "tuned-it1", [*tuned, *frame_flags], args.tune_epochs, args.seeds
         )
     if args.iterations == 2:
-        print("iteration 2: units of a model predicting iteration 1's units", flush=True)
+        print("iteration 2: units of models predicting iteration 1's units", flush=True)
         targets2 = vocabulary(data, "it1", args.k2, [])
-        run2, masked2 = pretrain(data, targets2, args.pretrain_epochs, transforms, features=args.features)
-        audiotok(data, "featurize", "--encoder", run2, "--layer", str(args.layer2), "--name", "it2", "-q")
-        it2 = vocabulary(data, "it2", args.k, [])
-        units2 = f"iteration 2 units, layer {args.layer2}"
-        rows[units2] = {"masked": masked2, "information": information(data, it2)}
-        bag = ["--model", "simple", "--vocab", it2]
-        rows[units2] |= scored(data, f"bag-{it2}", bag, args.epochs, args.seeds)
+        runs2 = pretrain(data, targets2, args.pretrain_epochs, args.pretrain_seeds, features=args.features)
+        units, seeded = [], []
+        for run2, masked2 in runs2.items():
+            name = f"it2s{run2.rsplit('-seed', 1)[1]}" if "-seed" in run2 else "it2"
+            audiotok(data, "featurize", "--encoder", run2, "--layer", str(args.layer2), "--name", name, "-q")
+            it2 = vocabulary(data, name, args.k, [])
+            row = f"iteration 2 units, layer {args.layer2}" + (
+                f", pretraining seed {name[4:]}" if name[4:] else ""
+            )
+            rows[row] = {"masked": masked2, "information": information(data, it2)}
+            units.append(bag(row, it2))
+            seeded.append(rows[row])
+        if len(seeded) > 1:
+            rows[f"iteration 2, {len(seeded)} pretraining x {args.seeds} seeds"] = over_pretraining_seeds(
+                seeded
+            )
 
-    print(f"\n{'row':42} {'masked acc':>10} {'I/H train':>9} {'I/H val':>8}  test ({args.seeds} seeds)")
+    print(f"\n{'row':48} {'masked acc':>10} {'I/H train':>9} {'I/H val':>8}  test ({args.seeds} seeds)")
     for name, row in rows.items():
         info = row.get("information", {})
         masked = f"{row['masked']:.3f}" if "masked" in row else "-"
-        test = shown(row) if "test_accuracy" in row else "-"
+        test = shown(row) if "test_mAP" in row else "-"
         train, val = (f"{info[s]:.3f}" if s in info else "-" for s in ("train", "val"))
-        print(f"{name:42} {masked:>10} {train:>9} {val:>8}  {test}")
+        print(f"{name:48} {masked:>10} {train:>9} {val:>8}  {test}")
+
+    said = claims(data, units, mlp, recipe)
+    baseline = rows["log-mel k-means, raw"]["information"]
+    for name, row in rows.items():
+        if name.startswith("iteration") and "information" in row:
+            ratios = {split: row["information"][split] / baseline[split] for split in ("train", "val")}
+            said.append(
+                f"{name}: information {ratios['train']:.2f}x / {ratios['val']:.2f}x raw k-means (train / val)"
+            )
+    print("\n" + "\n".join(said))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "claims": said}, indent=2))
 
 
 if __name__ == "__main__":

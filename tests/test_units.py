@@ -48,6 +48,10 @@ def test_masked_unit_prediction_learns_and_its_layer_is_features_every_stage_use
     assert best < math.log(16)  # below guessing among k ids
     assert max(epoch["val_accuracy"] for epoch in record["history"]) > 2 / 16
     assert record["inputs"]["targets"] == "logmel-k16" and record["task"] == "pretrain"
+    listed = json.loads(cli("runs", "--only", "units-*", "--json").stdout)
+    assert [(row["model"], row["input"]) for row in listed] == [
+        ("bert (masked units pretraining)", "frames logmel -> logmel-k16")
+    ]  # what it read and learned to predict, not masked tokens
 
     made = cli("featurize", "--encoder", "units-logmel-k16", "--layer", "1", "--name", "units")
     assert made.exit_code == 0, made.output

@@ -122,10 +122,13 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
     recipe = _recipe(record)
     if record.task == "pretrain":
         best = min(history, key=lambda epoch: epoch["val_loss"]) if history else {}
+        units = inputs.input == "frames"  # masked unit prediction, not masked tokens
         return RunRow(
             name=directory.name,
-            model=f"{record.model.kind} (MLM pretraining)",
-            input=f"tokens {inputs.tokens}",
+            model=f"{record.model.kind} ({'masked units' if units else 'MLM'} pretraining)",
+            input=" ".join(["frames", inputs.features, *inputs.transforms, "->", inputs.targets or ""])
+            if units
+            else f"tokens {inputs.tokens}",
             parameters=record.n_parameters,
             epochs=len(history),
             train_seconds=round(sum(epoch.get("seconds", 0.0) for epoch in history), 1),
