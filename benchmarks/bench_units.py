@@ -17,7 +17,8 @@ encoder's seed moves its units more than the classifier's seed does): a row each
 them (interval over pretraining seeds). Last, the claims, each pretraining seed paired with the same
 test clips by `audiotok compare`: units against the frame MLP and against the log-mel recipe
 (accuracy difference, 95% interval over clips, p), and the information ratio against raw k-means
-at the same k. `--json FILE` keeps the rows and claims.
+at the same k. `--json FILE` keeps the rows and claims, and the headline rows (the last iteration's
+units, the frame MLP, the recipe) that `units_across_splits.py` sets side by side over splits.
 
 The defaults are the recipe measured best on unseen speakers (README, "Units the tool learns").
 
@@ -199,8 +200,8 @@ def main() -> None:
     bag(f"log-mel k-means, {args.transforms}", it0)
     recipe_row = f"log-mel, {args.transforms}, {args.recipe} (the recipe)"
     recipe = bag(recipe_row, vocabulary(data, args.features, args.k, transforms, args.recipe))
-    mlp = "mlp-units-bench"
-    rows[f"frame MLP, {args.transforms}"] = scored(
+    mlp, mlp_row = "mlp-units-bench", f"frame MLP, {args.transforms}"
+    rows[mlp_row] = scored(
         data, mlp, ["--model", "baseline", "--features", args.features, *frame_flags], args.epochs, args.seeds
     )
 
@@ -210,7 +211,7 @@ def main() -> None:
     it1 = vocabulary(data, "it1", args.k, [])
     units1 = f"iteration 1 units, layer {args.layer}"
     rows[units1] = {"masked": masked1, "information": information(data, it1)}
-    units = [bag(units1, it1)]
+    units, final = [bag(units1, it1)], units1
     if args.tune_epochs:
         tuned = ["--model", "bert", "--input", "frames", "--features", args.features, "--init", run1]
         rows["iteration 1 encoder fine-tuned"] = scored(
@@ -231,10 +232,10 @@ def main() -> None:
             rows[row] = {"masked": masked2, "information": information(data, it2)}
             units.append(bag(row, it2))
             seeded.append(rows[row])
+            final = row
         if len(seeded) > 1:
-            rows[f"iteration 2, {len(seeded)} pretraining x {args.seeds} seeds"] = over_pretraining_seeds(
-                seeded
-            )
+            final = f"iteration 2, {len(seeded)} pretraining x {args.seeds} seeds"
+            rows[final] = over_pretraining_seeds(seeded)
 
     print(f"\n{'row':48} {'masked acc':>10} {'I/H train':>9} {'I/H val':>8}  test ({args.seeds} seeds)")
     for name, row in rows.items():
@@ -254,7 +255,9 @@ def main() -> None:
             )
     print("\n" + "\n".join(said))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "claims": said}, indent=2))
+        headline = {"units": rows[final], "frame_mlp": rows[mlp_row], "recipe": rows[recipe_row]}
+        kept = {"data_dir": str(data), "headline": headline, "rows": rows, "claims": said}
+        args.json.write_text(json.dumps(kept, indent=2))
 
 
 if __name__ == "__main__":
