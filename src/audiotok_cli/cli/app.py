@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -184,6 +185,9 @@ def command(
                     raise problem()
             except KeyboardInterrupt as stop:  # Ctrl-C, or the SIGTERM a scheduler sends before its kill
                 what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+                # a signal that lands as zarr starts a read leaves its coroutine never awaited:
+                # Python would warn of it on the way out, two lines under this one (a CI run did)
+                warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
                 err_console.print(
                     f"[bold red]{what}[/]: finished work is kept; run the command again to resume"
                 )
