@@ -7,6 +7,7 @@ epoch trains."""
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 import sys
@@ -23,6 +24,7 @@ from audiotok_cli.training.units import pretrain_units
 
 def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
     rank = os.environ["RANK"]
+    faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where, before the test's deadline
     real_epoch, real_epochs = loop._Fit._train_epoch, loop._Fit.epochs
 
     def train_epoch(self, epoch, monitor):
