@@ -42,8 +42,11 @@ def test_runs_rows_equal_each_runs_record_and_report(cli, three_runs):
         assert rows[name]["test_mAP"] == test["mAP"] and rows[name]["prior_mAP"] == test["prior_mAP"]
     assert rows["simple-logmel-k16"]["input"] == "tokens logmel-k16"
     # how each was trained, where it differs from the defaults (the name says none of it)
-    assert rows["baseline-logmel"]["recipe"] == "batch 8, lr 0.003, mixup 0.2, seed 3"
-    assert rows["simple-logmel-k16"]["recipe"] == "batch 8, seed 0"
+    assert (
+        rows["baseline-logmel"]["recipe"]
+        == "embed-dim 16, hidden-size 16, batch 8, lr 0.003, mixup 0.2, seed 3"
+    )
+    assert rows["simple-logmel-k16"]["recipe"] == "embed-dim 16, hidden-size 16, batch 8, seed 0"
     assert rows["baseline-logmel"]["input"] == "frames logmel"
     assert rows["baseline-logmel"]["gap_to_best_frames"] == 0.0
     expected_gap = rows["simple-logmel-k16"]["test_mAP"] - rows["baseline-logmel"]["test_mAP"]
@@ -114,7 +117,9 @@ def test_runs_and_eval_tables_fit_the_terminal_with_every_name_and_score_whole(
     wide_only = any("parameters" in line for line in _table_lines(table.stdout))
     assert wide_only == (columns == 200)
     if columns == 80:  # what the narrow table leaves out is said below it
-        assert "baseline-logmel: batch 8, lr 0.003, mixup 0.2, seed 3" in table.stdout
+        assert "baseline-logmel: embed-dim 16, hidden-size 16, batch 8, lr 0.003, mixup 0.2, seed 3" in (
+            " ".join(table.stdout.split())
+        )
         assert "a wider terminal or --json" in table.stdout
     report = cli("eval", "--run", "baseline-logmel")
     assert report.exit_code == 0, report.output

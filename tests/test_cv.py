@@ -90,13 +90,13 @@ def test_cv_with_other_settings_trains_a_new_set_and_a_stale_fold_is_trained_aga
 
     other = cli("train", *quick, "--lr", "0.01")
     assert other.exit_code == 0, other.output
-    assert "baseline-logmel-2: 3 folds" in other.stdout
+    assert "baseline-logmel-lr0.01: 3 folds" in other.stdout  # named for what differs
     for fold in (1, 2, 3):
-        assert read_record(runs / f"baseline-logmel-2-fold{fold}").train["learning_rate"] == 0.01
+        assert read_record(runs / f"baseline-logmel-lr0.01-fold{fold}").train["learning_rate"] == 0.01
     assert (runs / "baseline-logmel-fold1" / "model.safetensors").read_bytes() == kept
 
     seeded = cli("train", *quick, "--seed", "3")  # the seed is part of the recipe: a set of its own
-    assert seeded.exit_code == 0 and "baseline-logmel-3: 3 folds" in seeded.stdout
+    assert seeded.exit_code == 0 and "baseline-logmel-2: 3 folds" in seeded.stdout
 
     # the same recipe on another split of each fold (more val clips): its folds are trained again
     monkeypatch.setenv("AUDIOTOK_SPLIT__VAL_RATIO", "0.3")
@@ -108,8 +108,8 @@ def test_cv_with_other_settings_trains_a_new_set_and_a_stale_fold_is_trained_aga
     rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
     assert {name for name in rows if name.endswith("(cv)")} == {
         "baseline-logmel (cv)",
+        "baseline-logmel-lr0.01 (cv)",
         "baseline-logmel-2 (cv)",
-        "baseline-logmel-3 (cv)",
     }
 
 
@@ -141,7 +141,7 @@ def test_cv_with_seeds_scores_each_fold_as_the_mean_of_its_seeds(cli, three_fold
     assert not any(name.endswith("(seeds)") for name in rows)  # a fold's seeds belong to the (cv) row
 
     assert cli("train", *quick, "--lr", "0.01").exit_code == 0
-    compared = cli("compare", "baseline-logmel", "baseline-logmel-2", "--resamples", "200", "--json")
+    compared = cli("compare", "baseline-logmel", "baseline-logmel-lr0.01", "--resamples", "200", "--json")
     assert compared.exit_code == 0, compared.output
     accuracy = json.loads(compared.stdout)["differences"][0]
     assert accuracy["runs_test"] == "paired t over 3 folds" and accuracy["clips_p_value"] is not None

@@ -85,3 +85,11 @@ def test_inspect_reports_every_codebook_and_the_joint_code_of_pq_tokens_at_80_co
     shown = cli("inspect", "--vocab", "logmel-pq4x8")
     assert shown.exit_code == 0 and [line for line in shown.stdout.splitlines() if len(line) > 80] == []
     assert any(line.split()[:2] == ["train", "joint"] for line in shown.stdout.splitlines())
+    for split in ("train", "val"):  # the joint code's cells are thin here: no figure, said why
+        use = report["codes"]["joint"][split]
+        classes = int((labels[store.split_rows(lengths, split)].sum(axis=0) > 0).sum())
+        expected = use["tokens"] < 10 * use["perplexity"] * classes or use["clips"] < 10 * classes
+        assert use["thin"] == expected
+    assert report["codes"]["joint"]["train"]["thin"]
+    joint_train = next(line for line in shown.stdout.splitlines() if line.split()[:2] == ["train", "joint"])
+    assert joint_train.split()[-2:] == ["n/a", "n/a"] and "n/a (too few clips): too few tokens a" in shown.stdout

@@ -36,12 +36,13 @@ def test_report_numbers_are_the_runs_and_compare_figures(cli, tmp_path, monkeypa
     for row in json.loads(cli("runs", "--json").stdout):
         name = row["name"].replace(" (seeds)", f" ({row['seeds']} seeds)") if row["seeds"] else row["name"]
         cells = _cells(markdown, name)
-        assert cells[4] == f"{row['val_mAP']:.4f}"
+        assert cells[4] == row["test_rule"] == "20% of imported clips by group, stratified by class"
+        assert cells[5] == f"{row['val_mAP']:.4f}"
         interval = f" ± {row['test_accuracy_ci95']:.4f}" if row["seeds"] else ""
-        assert cells[5] == f"{row['test_accuracy']:.4f}{interval}"
+        assert cells[6] == f"{row['test_accuracy']:.4f}{interval}"
         interval = f" ± {row['test_mAP_ci95']:.4f}" if row["seeds"] else ""
-        assert cells[6] == f"{row['test_mAP']:.4f}{interval}"
-        assert cells[7] == f"{row['gap_to_best_frames']:+.4f} (accuracy)"
+        assert cells[7] == f"{row['test_mAP']:.4f}{interval}"
+        assert cells[8] == f"{row['gap_to_best_frames']:+.4f} (accuracy)"
 
     compared = json.loads(  # the only frame set is the best one
         cli("compare", "simple-logmel-k8", "baseline-logmel", "--resamples", "300", "--json").stdout
@@ -51,7 +52,8 @@ def test_report_numbers_are_the_runs_and_compare_figures(cli, tmp_path, monkeypa
     ]
     assert len(lines) == 2  # accuracy, then mAP
     for line, d in zip(lines, compared["differences"], strict=True):
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        cells = [cell.strip() for cell in line.strip("|").split("|")][1:]  # after the test clips
+        assert cells[1] == f"all ({compared['n_clips']})"
         assert cells[2:6] == [d["metric"], f"{d['a']:.4f}", f"{d['b']:.4f}", f"{d['difference']:+.4f}"]
         assert cells[6] == f"[{d['clips_ci95'][0]:+.4f}, {d['clips_ci95'][1]:+.4f}]"
         assert cells[7] == f"{d['clips_p_value']:.4f}"

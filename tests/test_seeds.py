@@ -37,13 +37,15 @@ def test_seeds_trains_scores_and_sums_up_each_seed(cli, tokenized):
     assert cli("eval", "--run", "by-hand").exit_code == 0
     assert cli("train", *QUICK, "--seed", "9", "--lr", "0.01", "--run-name", "other-lr").exit_code == 0
     rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
-    summary = rows["simple on tokens logmel-k16, batch 8 (seeds)"]  # names of their own: named by settings
+    summary = rows[
+        "simple on tokens logmel-k16, embed-dim 16, batch 8 (seeds)"
+    ]  # names of their own: named by settings
     assert rows["by-hand"]["member_of"] == rows["simple-logmel-k16-seed5"]["member_of"] == summary["name"]
     tests.append(json.loads((runs / "by-hand" / REPORT).read_text())["splits"]["test"]["mAP"])
     assert summary["seeds"] == 4 and summary["test_mAP"] == pytest.approx(np.mean(tests))
     assert summary["test_mAP_ci95"] == pytest.approx(t.ppf(0.975, 3) * np.std(tests, ddof=1) / 2)
     assert summary["test_mAP_std"] == pytest.approx(np.std(tests, ddof=1))
-    assert summary["recipe"] == "batch 8, seeds 5,6,7,8"
+    assert summary["recipe"] == "embed-dim 16, batch 8, seeds 5,6,7,8"
     assert sum(1 for row in rows.values() if row["seeds"]) == 1  # other-lr is another recipe
 
     table = cli("runs")
@@ -59,26 +61,27 @@ def test_seeds_with_other_settings_train_a_new_set_and_never_report_the_old_one(
 
     other = cli("train", *QUICK, "--seeds", "2", "--lr", "0.003")
     assert other.exit_code == 0, other.output
-    assert "simple-logmel-k16-2: 2 seeds" in other.stdout  # a new set under the next free name
+    assert "simple-logmel-k16-lr0.003: 2 seeds" in other.stdout  # a new set, named for what differs
     for seed in (0, 1):
-        record = json.loads((runs / f"simple-logmel-k16-2-seed{seed}" / "run.json").read_text())
+        record = json.loads((runs / f"simple-logmel-k16-lr0.003-seed{seed}" / "run.json").read_text())
         assert record["train"]["learning_rate"] == 0.003 and record["complete"]
         assert (runs / f"simple-logmel-k16-seed{seed}" / "model.safetensors").read_bytes() == first[seed]
 
     frames = ["--model", "baseline", "--epochs", "1", "--batch-size", "8", "--seeds", "2"]
     assert cli("train", *frames).exit_code == 0
     transformed = cli("train", *frames, "--frame-transform", "clip-mean", "--frame-transform", "deltas")
-    assert transformed.exit_code == 0 and "baseline-logmel-2: 2 seeds" in transformed.stdout
-    record = json.loads((runs / "baseline-logmel-2-seed1" / "run.json").read_text())
+    assert transformed.exit_code == 0 and "baseline-logmel-clip-mean-deltas: 2 seeds" in transformed.stdout
+    record = json.loads((runs / "baseline-logmel-clip-mean-deltas-seed1" / "run.json").read_text())
     assert record["inputs"]["transforms"] == ["clip-mean", "deltas"]
 
     again = cli("train", *QUICK, "--seeds", "2", "--lr", "0.003")  # the same settings: that set, kept
-    assert again.exit_code == 0 and "simple-logmel-k16-2: 2 seeds" in again.stdout
-    assert not (runs / "simple-logmel-k16-3-seed0").exists()
+    assert again.exit_code == 0 and "simple-logmel-k16-lr0.003: 2 seeds" in again.stdout
+    assert not (runs / "simple-logmel-k16-2-seed0").exists()
 
     rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
     assert (
-        rows["simple-logmel-k16 (seeds)"]["seeds"] == 2 and rows["simple-logmel-k16-2 (seeds)"]["seeds"] == 2
+        rows["simple-logmel-k16 (seeds)"]["seeds"] == 2
+        and rows["simple-logmel-k16-lr0.003 (seeds)"]["seeds"] == 2
     )
 
 

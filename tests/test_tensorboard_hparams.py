@@ -41,3 +41,48 @@ def test_each_run_is_one_hparams_session_with_its_settings_and_final_scores(cli,
         assert metrics["hparam/val_mAP"] == pytest.approx(report["val"]["mAP"], abs=1e-6)
     assert cli("eval", "--run", "slow").exit_code == 0  # scored again: still one session
     assert len(list((tokenized.runs_dir / "slow" / "tensorboard" / "hparams").iterdir())) <= 2
+
+
+def test_tensorboard_asked_of_finished_runs_writes_their_events_and_trains_nothing(cli, tokenized):
+    """Logging is not part of a run's identity (W&B and MLflow never let it change a run): a finished
+    set asked again with `--tensorboard` is kept, not trained again into a `-2` set, and its event
+    files come from the history it logged."""
+    first = cli("train", *QUICK, "--seeds", "2", "--run-name", "set")
+    assert first.exit_code == 0, first.output
+    runs = tokenized.runs_dir
+    weights = {seed: (runs / f"set-seed{seed}" / "model.safetensors").read_bytes() for seed in (0, 1)}
+    again = cli("train", *QUICK, "--seeds", "2", "--tensorboard", "--run-name", "set")
+    assert again.exit_code == 0, again.output
+    assert sorted(path.name for path in runs.iterdir()) == ["set-seed0", "set-seed1"]  # no new set
+    for seed in (0, 1):
+        run = runs / f"set-seed{seed}"
+        assert (run / "model.safetensors").read_bytes() == weights[seed]
+        history = json.loads((run / "run.json").read_text())["history"]
+        board = EventAccumulator(str(run / "tensorboard"))
+        board.Reload()
+        assert [event.value for event in board.Scalars("epoch/val_mAP")] == pytest.approx(
+            [epoch["val_mAP"] for epoch in history]
+        )
+        _, metrics = _session(run / "tensorboard" / "hparams")  # `eval` adds its session
+        assert metrics["hparam/test_mAP"] > 0
+    recipes = [row["recipe"] for row in json.loads(cli("runs", "--json").stdout)]
+    assert not any("tensorboard" in recipe for recipe in recipes)
+
+    single = cli("train", *QUICK, "--run-name", "set-seed0", "--tensorboard")
+    assert single.exit_code == 7
+    assert "is already trained with these settings; its TensorBoard event files are in" in single.stderr
+
+
+def test_a_record_from_when_tensorboard_was_a_setting_keeps_its_identity(tokenized, cli):
+    from audiotok_cli.store import fingerprint
+    from audiotok_cli.training.runs import _identity, parse_record, read_record
+
+    assert cli("train", *QUICK, "--run-name", "old").exit_code == 0
+    record = read_record(tokenized.runs_dir / "old")
+    raw = record.model_dump(mode="json")
+    raw["train"]["tensorboard"] = False  # as an older audiotok wrote it, its key made with it
+    raw["resume_key"] = fingerprint({**_identity(record), "train": raw["train"]})
+    assert raw["resume_key"] != record.resume_key
+    assert (
+        parse_record(tokenized.runs_dir / "old" / "run.json", json.dumps(raw)).resume_key == record.resume_key
+    )

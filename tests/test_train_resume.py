@@ -67,7 +67,7 @@ def test_default_names_never_collide_and_an_interrupted_default_run_still_resume
     second = train(featurized, None)  # the first is finished: the next free name
     assert second.run_dir == runs / "simple-logmel-k16-2"
     other = train(featurized, None, learning_rate=0.01)
-    assert other.run_dir == runs / "simple-logmel-k16-3"
+    assert other.run_dir == runs / "simple-logmel-k16-lr0.01"  # named for what differs
     assert json.loads((other.run_dir / RECORD).read_text())["train"]["learning_rate"] == 0.01
     with pytest.raises(OutputExistsError, match="already trained with these settings; pass --overwrite"):
         train(featurized, "simple-logmel-k16")

@@ -187,12 +187,17 @@ class SplitSettings(_Group):
     test_sources: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Clips of these sources are test (eval always is)."
     )
-    test_ratio: float = Field(
-        0.2,
+    test_ratio: float | None = Field(
+        None,
         gt=0,
         lt=1,
-        description="Imported clips hashed into test when no fold, group or source is named (by group "
-        "where they have groups).",
+        description="Imported clips drawn into test when no fold, group or source is named (by group "
+        "where they have groups; default 0.2, or the published `test` source where the collection has "
+        "one).",
+    )
+    drop_leaked: bool = Field(
+        False,
+        description="Leave out of test (and val) the clips with an identical copy on a training side.",
     )
     val_by_group: bool | None = Field(
         None,

@@ -37,6 +37,13 @@ def _render_split(r) -> None:
         + f"; {r.unlabeled_left_out} clips without labels left out"
         + (f", {r.other_sources_left_out} of other sources unassigned" if r.other_sources_left_out else "")
     )
+    if r.published_test:
+        console.print("test is the collection's published test split; --test-ratio R draws one instead")
+    if r.dropped_leaked:
+        console.print(
+            f"{counted(r.dropped_leaked, 'clip')} with an identical copy on a training side left out of "
+            "test and val (--drop-leaked)"
+        )
 
 
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
@@ -74,6 +81,9 @@ def split_cmd(
         bool | None, setting(SplitSettings, "val_by_group", "--val-by-group/--no-val-by-group")
     ] = None,
     stratify: Annotated[bool | None, setting(SplitSettings, "stratify", "--stratify/--no-stratify")] = None,
+    drop_leaked: Annotated[
+        bool | None, setting(SplitSettings, "drop_leaked", "--drop-leaked/--keep-leaked")
+    ] = None,
     store: StoreOpt = None,
 ):
     """Test by the eval source, a fold, groups or sources (else a seeded draw); val by a seeded draw
@@ -92,6 +102,7 @@ def split_cmd(
             "test_ratio": test_ratio,
             "val_by_group": val_by_group,
             "stratify": stratify,
+            "drop_leaked": drop_leaked,
         },
     )
     return split(settings.store_path, settings.split, settings.seed)
@@ -284,11 +295,13 @@ def _render_inspect(r) -> None:
                 f"{u.tokens_per_clip:.1f}",
                 f"{u.entropy_bits:.2f}",
                 f"{u.perplexity:.1f}" if u.perplexity < 100 else f"{u.perplexity:.0f}",
-                f"{u.label_information_bits:.3f}",
-                f"{u.label_information_share:.1%}",
+                "n/a" if u.thin else f"{u.label_information_bits:.3f}",
+                "n/a" if u.thin else f"{u.label_information_share:.1%}",
             )
     console.print(table)
     console.print("H: entropy of token use; I: information a token carries about its clip's class")
+    if any(uses[split].thin for uses in codes.values() for split in r.splits):
+        console.print("n/a (too few clips): too few tokens a (code, class) cell; I would read high")
     for why in r.small.values():
         err_console.print(f"[yellow]warning: {escape(why)}")
     if r.plot:

@@ -371,23 +371,29 @@ _EVAL_METRICS = (  # (column, key, digits)
 
 def _render_eval(report) -> None:
     single_label = any("accuracy" in m for m in report.splits.values())
-    metrics = [*_SINGLE_LABEL_HEADLINE * single_label, *_EVAL_METRICS]  # accuracy first, as the field
+    # single-label sets as the field publishes them (accuracy first); multi-label threshold figures
+    # (tuned F1, Hamming, d') stay in the JSON report for them
+    metrics = [*_SINGLE_LABEL_HEADLINE, *_EVAL_METRICS[:3]] if single_label else list(_EVAL_METRICS)
     official = "official eval" if report.test_rule == "the eval source" else report.test_rule
-    names = {name: f"test ({official})" if name == "test" else name for name in report.splits}
+    shown: dict[str, dict] = {}  # row name -> its figures: each split, and beside it its leak-free clips
+    for name, m in report.splits.items():
+        shown[f"test ({official})" if name == "test" else name] = m
+        if "leak_free" in m:
+            shown[f"{name} leak-free"] = m["leak_free"]
 
     def cell(split: dict, key: str, digits: int) -> str:
         return f"{split.get(key, float('nan')):.{digits}f}"
 
     wide = Table("split", "clips", *[column for column, _, _ in metrics], title=str(report.run_dir))
-    for name, m in report.splits.items():
-        wide.add_row(names[name], str(m["n_clips"]), *[cell(m, key, digits) for _, key, digits in metrics])
+    for name, m in shown.items():
+        wide.add_row(name, str(m["n_clips"]), *[cell(m, key, digits) for _, key, digits in metrics])
 
     def on_its_side() -> Table:  # one row per metric: as narrow as the splits' names
-        table = Table("", *[Column(names[name], overflow="fold") for name in report.splits])
+        table = Table("", *[Column(name, overflow="fold") for name in shown])
         table.title = str(report.run_dir)
-        table.add_row("clips", *[str(m["n_clips"]) for m in report.splits.values()])
+        table.add_row("clips", *[str(m["n_clips"]) for m in shown.values()])
         for column, key, digits in metrics:
-            table.add_row(column, *[cell(m, key, digits) for m in report.splits.values()])
+            table.add_row(column, *[cell(m, key, digits) for m in shown.values()])
         return table
 
     print_fitting(console, wide, on_its_side)
@@ -402,6 +408,14 @@ def _render_eval(report) -> None:
             console.print(
                 f"{name}: mAP averages over the {m['n_classes']} of {m['n_classes_total']} classes "
                 "with a clip there"
+            )
+    for name, m in report.splits.items():
+        if "leaked_clips" in m:
+            where = "train or val" if name == "test" else "train"
+            console.print(
+                f"{name}: {m['leaked_clips']} of {m['n_clips']} clips have an identical copy in {where} "
+                f"(`split` warned); {name} leak-free scores the other {m['leak_free']['n_clips']}",
+                style="yellow",
             )
     single = (test or {}).get("single_label")
     if single:
@@ -470,7 +484,7 @@ def _render_runs(rows) -> None:
             r.model,
             r.input,
             f"{r.parameters:,}",
-            str(r.epochs),
+            f"{r.epochs}{IMPROVING * r.still_improving}",
             f"{r.train_seconds:.0f}",
             _score(r.val_mAP),
             _score(r.test_mAP, r.test_mAP_ci95),
@@ -478,7 +492,7 @@ def _render_runs(rows) -> None:
             _score(r.prior_mAP),
             _gap(r),
             "-" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.3f} / {r.val_mlm_accuracy:.3f}",
-            r.recipe,
+            folded(r.recipe, WIDE_RECIPE),  # a recipe lists every setting changed: on lines of its own
         )
 
     def narrow() -> Table:  # what a comparison needs; the recipes and the prior follow as lines
@@ -524,7 +538,29 @@ def _render_runs(rows) -> None:
             say(f"label prior's test mAP: {', '.join(f'{p:.3f}' for p in priors)}")
         say("(parameters, epochs, train seconds: a wider terminal or --json)")
     if any(r.gap_to_best_frames is not None for r in rows):
-        say(f"vs fr(ames): test {gap} minus the best frame row's (a set of runs counts as its mean)")
+        say(
+            f"vs fr(ames): test {gap} minus that of the frame row of best val mAP on the same test clips "
+            "(a set of runs counts as its mean)"
+        )
+    improving = [_run_name(r) for r in rows if r.still_improving and not r.member_of]
+    if improving:
+        say(
+            f"{IMPROVING} best epoch = last epoch, the model may still be improving (more --epochs): "
+            + ", ".join(improving)
+        )
+    for r in rows:
+        if r.leaked_clips and not r.member_of:
+            figures = [("acc", r.test_accuracy_leak_free), ("mAP", r.test_mAP_leak_free)]
+            shown = ", ".join(f"test {name} {value:.4f}" for name, value in figures if value is not None)
+            console.print(
+                textwrap.fill(
+                    f"{_run_name(r)}: {r.leaked_clips} test clips have an identical copy in train or val; "
+                    f"without them (leak-free): {shown}",
+                    output_width(console),
+                ),
+                style="yellow",
+                highlight=False,
+            )
     for r in rows:
         if r.damaged:
             err_console.print(f"[yellow]{escape(r.name)} is damaged: {escape(r.damaged)}")
@@ -534,6 +570,8 @@ def _render_runs(rows) -> None:
         console.print(f"{name} is not scored on test yet: `audiotok eval --run {name}`")
 
 
+IMPROVING = "*"  # marks a run whose best epoch was its last
+WIDE_RECIPE = 36  # characters a recipe's lines take in the wide runs table
 NARROW_NAME, NARROW_INPUT = 19, 14  # characters a name's lines take in the 80-column runs table
 
 
@@ -594,19 +632,32 @@ def _render_comparison(c) -> None:
         highlight=False,
     )
     for d in c.differences:
-        p = "p -" if d.clips_p_value is None else f"p {d.clips_p_value:.4f}"
-        line = (
-            f"{d.metric}: {d.a:.4f} - {d.b:.4f} = {d.difference:+.4f}, 95% interval "
-            f"[{d.clips_ci95[0]:+.4f}, {d.clips_ci95[1]:+.4f}] over clips ({p})"
+        console.print(_difference_line(d), highlight=False)
+    if c.leak_free:
+        console.print(
+            f"leak-free, without the {c.leaked_clips} {c.split} clips with an identical copy on a training "
+            f"side (`split` warned), on {c.n_clips - c.leaked_clips} clips:",
+            highlight=False,
+            style="yellow",
         )
-        if d.runs_ci95 is not None:
-            line += (
-                f"; [{d.runs_ci95[0]:+.4f}, {d.runs_ci95[1]:+.4f}] over runs ({d.runs_test}, "
-                f"p {d.runs_p_value:.4f})"
-            )
-        console.print(line, highlight=False)
+        for d in c.leak_free:
+            console.print(_difference_line(d), highlight=False)
     if any(d.clips_p_value is None for d in c.differences):
         console.print("(no p over clips: the sides have unequal numbers of runs to pair)")
+
+
+def _difference_line(d) -> str:
+    p = "p -" if d.clips_p_value is None else f"p {d.clips_p_value:.4f}"
+    line = (
+        f"{d.metric}: {d.a:.4f} - {d.b:.4f} = {d.difference:+.4f}, 95% interval "
+        f"[{d.clips_ci95[0]:+.4f}, {d.clips_ci95[1]:+.4f}] over clips ({p})"
+    )
+    if d.runs_ci95 is not None:
+        line += (
+            f"; [{d.runs_ci95[0]:+.4f}, {d.runs_ci95[1]:+.4f}] over runs ({d.runs_test}, "
+            f"p {d.runs_p_value:.4f})"
+        )
+    return line
 
 
 @command("compare", render=_render_comparison, seeded=True)

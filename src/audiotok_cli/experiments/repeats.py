@@ -21,6 +21,7 @@ from audiotok_cli.store import Pick
 from audiotok_cli.training.compare import Spread, spread
 from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores
 from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
+from audiotok_cli.training.monitor import board_from_log
 from audiotok_cli.training.runs import RunRecord, read_record, repeat_base
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ def train_seeds(
             train(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), init)
         else:
             log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
+            if settings.tensorboard:
+                board = board_from_log(paths.runs_dir / run)
+                log.info("%s: TensorBoard event files written from its log to %s", run, board)
         result.repeats.append(repeat_score(repeat_seed, run, evaluate(paths, run)))
     return result
 

@@ -219,13 +219,7 @@ def _digest(path: Path, dedupe: str, stamp: FileStamp) -> str:
 def _keep_copies_together(store: Store, result: ImportResult) -> None:
     """Join the groups of identical clips across every collection in the store (see
     corpora/duplicates.py) and count them."""
-    digests = np.full(store.n_clips, "", dtype=object)
-    row_of = store.row_of
-    for collection, record in store.collections.items():
-        for path, digest in record.contents.items():
-            row = row_of.get(f"{collection}/{path}")
-            if row is not None:
-                digests[row] = digest
+    digests = store.content_digests()
     found = join_copies(store.groups(), digests)
     if found.joined:
         store.set_groups(found.groups)

@@ -36,6 +36,11 @@ class SplitUse:
     tokens_per_clip: float
     label_information_bits: float  # I(token; class), token occurrences paired with their clip's labels
     label_information_share: float  # that over H(class): 0 = tokens say nothing, 1 = everything
+    thin: bool = False  # too few tokens for its (code, class) cells: the figures above read high
+
+    def information_share(self) -> str:
+        """I/H(class) as tables show it: "n/a (too few clips)" where the cells are too thin."""
+        return "n/a (too few clips)" if self.thin else f"{self.label_information_share:.1%}"
 
 
 @dataclass
@@ -87,7 +92,10 @@ def inspect_vocab(
             for book, counted in enumerate(per_book):
                 report.codes.setdefault(f"codebook {book}", {})[split] = _use(*counted, clips)
             report.codes.setdefault("joint", {})[split] = _use(*joint, clips)
-        _warn_if_small(report, split, int((np.asarray(labels[rows].sum(axis=0)) > 0).sum()))
+        classes = int((np.asarray(labels[rows].sum(axis=0)) > 0).sum())
+        for use in [report.splits[split]] + [by_split[split] for by_split in report.codes.values()]:
+            use.thin = _thin(use, classes)
+        _warn_if_small(report, split, classes)
     usage = np.asarray(report.usage)
     if len(usage):
         report.dead = int((usage == 0).sum())
@@ -102,6 +110,14 @@ def inspect_vocab(
             _draw(report, centroids, rows, "hidden unit" if vocab.record.encoder else "mel band", plot)
         )
     return report
+
+
+def _thin(use: SplitUse, classes: int) -> bool:
+    """Fewer than 10 clips a class present, or fewer than 10 tokens a (code, class) cell (its codes in
+    use, by perplexity, times the classes): a plug-in I(token; class) there reads high (a joint pq
+    code of thousands of values reached 100% on a few hundred clips)."""
+    classes = max(classes, 1)
+    return use.clips < SAMPLES_PER_CELL * classes or use.tokens < SAMPLES_PER_CELL * use.perplexity * classes
 
 
 def _warn_if_small(report: VocabReport, split: str, classes: int) -> None:

@@ -2,8 +2,11 @@
 
 Test: AudioSet's `eval` source always, so results compare with published AudioSet mAP; for imported
 collections, the fold, groups or sources named, as the published protocols cut them (ESC-50's and
-UrbanSound8K's folds, unseen speakers, unseen recordings), or else a seeded hash of each clip's group
-(its id where it has none). Val: a seeded hash of each clip's id, or of its group where clips have
+UrbanSound8K's folds, unseen speakers, unseen recordings), its published `test` split where it has
+one (a hub audiofolder's or `datasets` export's), or else a seeded hash of each clip's group (its id
+where it has none). Whatever the protocol, the sets of copies it puts on more than one side of
+train/val/test are counted, said and recorded (store/leaks.py), or left out of test and val with
+`drop_leaked`. Val: a seeded hash of each clip's id, or of its group where clips have
 groups, so val never shares a speaker or a source recording with train (a val split that does
 scores near 1 while unseen speakers score a quarter of that). Every draw depends only on the seed and
 the clip, so appending clips never reshuffles old ones.
@@ -35,6 +38,8 @@ from audiotok_cli.settings import SplitSettings
 from audiotok_cli.store import SOURCES, SPLITS, SplitRecord, Store, split_code
 
 log = logging.getLogger(__name__)
+PUBLISHED_TEST = "test"  # a hub audiofolder's or `datasets` export's test split, imported as a source
+DEFAULT_TEST_RATIO = 0.2
 
 
 @dataclass
@@ -49,6 +54,11 @@ class SplitResult:
     stratified: bool = False
     classes: dict[str, int] = field(default_factory=dict)  # split -> classes with a clip there
     missing: dict[str, list[str]] = field(default_factory=dict)  # val/test -> train's classes absent
+    published_test: bool = False  # test is the collection's published `test` source, chosen by default
+    leaked_sets: int = 0  # sets of copies the split puts on more than one side (store/leaks.py)
+    leaked_test: int = 0  # test clips with a copy in train or val
+    leaked_val: int = 0  # val clips with a copy in train
+    dropped_leaked: int = 0  # clips `--drop-leaked` took out of test and val
 
 
 def hash_unit(ytid: str, seed: int) -> float:
@@ -64,6 +74,9 @@ def _draws(keys: np.ndarray, seed: int, salt: str = "") -> np.ndarray:
 def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
     with Store.writing(store_path, "split") as store:
         ids, sources = store.ytids(), store.sources()
+        published = _published_test(store, settings, sources)
+        if published:
+            settings = settings.model_copy(update={"test_sources": (PUBLISHED_TEST,)})
         folds, groups = store.folds(), store.groups()
         grouped = groups != ""
         labels = store.sparse_labels()  # read once: the stratified draws and the class counts use it
@@ -88,6 +101,10 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         left_out = np.zeros(len(codes), dtype=bool) if settings.keep_unlabeled else ~store.labeled()
         # no labels: an all-negative example is a wrong one; other sources: kept out of train/val
         codes[left_out | other] = split_code("unassigned")
+        leaks = store.leaks(codes)
+        dropped = (leaks.test | leaks.val) if settings.drop_leaked else np.zeros(len(codes), dtype=bool)
+        codes[dropped] = split_code("unassigned")
+        leaks = store.leaks(codes) if dropped.any() else leaks
         record = SplitRecord(
             val_ratio=settings.val_ratio,
             seed=seed,
@@ -96,13 +113,19 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             test_fold=settings.test_fold,
             test_groups=settings.test_groups,
             test_sources=settings.test_sources,
-            test_ratio=settings.test_ratio if "of imported clips" in rule else None,  # drawn, not named
+            test_ratio=_test_ratio(settings) if "of imported clips" in rule else None,  # drawn, not named
             val_by_group=by_group,
             stratify=classes is not None,
             test_rule=rule,
+            drop_leaked=settings.drop_leaked,
+            leaked_sets=leaks.sets,
+            leaked_test=int(leaks.test.sum()),
+            leaked_val=int(leaks.val.sum()),
+            dropped_leaked=int(dropped.sum()),
         )
         store.set_splits(codes, record)
         present = _classes_present(labels, codes)
+        found_by = _copies_found_by(store)
     counts = {name: int((codes == split_code(name)).sum()) for name in SPLITS[1:]}
     names = store.classes.names
     missing = {
@@ -115,6 +138,15 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             "%s holds no clip of %d of train's classes (%s): its mAP averages over the others",
             name, len(absent), ", ".join(absent[:5]) + ", ..." * (len(absent) > 5),
         )  # fmt: skip
+    if record.leaked_sets:
+        log.warning(
+            "%d sets of copies (%s) lie on more than one side of train/val/test: %d of %d test clips have "
+            "a copy in train or val, %d of %d val clips one in train; eval, compare, runs and report give "
+            "the test figures without them too (leak-free); `split --drop-leaked` leaves them out of "
+            "test and val instead",
+            record.leaked_sets, found_by, record.leaked_test, counts["test"], record.leaked_val,
+            counts["val"],
+        )  # fmt: skip
     return SplitResult(
         counts,
         settings.val_ratio,
@@ -126,7 +158,31 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
         classes is not None,
         {name: int(present[name].sum()) for name in counts},
         missing,
+        published,
+        record.leaked_sets,
+        record.leaked_test,
+        record.leaked_val,
+        record.dropped_leaked,
     )
+
+
+def _published_test(store: Store, settings: SplitSettings, sources: np.ndarray) -> bool:
+    """Whether test is the collection's published `test` source: by default where it has one and no
+    test is named or drawn (`--test-ratio`), as DCASE and HEAR keep published splits."""
+    named = settings.test_fold is not None or settings.test_groups or settings.test_sources
+    if named or settings.test_ratio is not None or PUBLISHED_TEST not in store.source_names:
+        return False
+    return bool(np.isin(sources, store.source_codes([PUBLISHED_TEST])).any())
+
+
+def _test_ratio(settings: SplitSettings) -> float:
+    return DEFAULT_TEST_RATIO if settings.test_ratio is None else settings.test_ratio
+
+
+def _copies_found_by(store: Store) -> str:
+    """How the store's copies were found, for the leak warning."""
+    modes = {collection.dedupe for collection in store.collections.values()}
+    return " or ".join(sorted("the same samples" if mode == "near" else "the same bytes" for mode in modes))
 
 
 def _single_classes(labels: sparse.csr_matrix) -> np.ndarray:
@@ -202,14 +258,13 @@ def _test_rows(
         grouped = groups != ""
         keys = np.where(grouped, groups, ids)
         by_group = " by group" * bool(grouped.any())
+        ratio = _test_ratio(settings)
         if classes is not None:
-            test |= _stratified(imported & (classes >= 0), classes, keys, settings.test_ratio, seed + 1)
-            rules.append(f"{settings.test_ratio:.0%} of imported clips{by_group}, stratified by class")
+            test |= _stratified(imported & (classes >= 0), classes, keys, ratio, seed + 1)
+            rules.append(f"{ratio:.0%} of imported clips{by_group}, stratified by class")
         else:
-            test |= imported & _at_least_one(
-                _draws(keys, seed, "test:"), settings.test_ratio, keys, imported & grouped
-            )
-            rules.append(f"hash {settings.test_ratio:.0%} of imported clips{by_group}")
+            test |= imported & _at_least_one(_draws(keys, seed, "test:"), ratio, keys, imported & grouped)
+            rules.append(f"hash {ratio:.0%} of imported clips{by_group}")
     return test, " + ".join(rules) or "none"
 
 

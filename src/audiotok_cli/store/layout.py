@@ -44,6 +44,7 @@ from audiotok_cli.errors import (
     SettingsError,
 )
 from audiotok_cli.settings import NAME_PATTERN
+from audiotok_cli.store.leaks import Leaks, find_leaks
 from audiotok_cli.store.lock import WriterLock, readers_of
 from audiotok_cli.store.padded import (
     CHECKSUMMED,
@@ -405,6 +406,25 @@ class Store:
         collections = self.collections if collections is None else collections
         name, _, relative = clip_id.partition("/")
         return Path(collections[name].root) / relative if name in collections else None
+
+    def content_digests(self) -> np.ndarray:
+        """Each clip's content digest as `import` found it ("" for clips never digested: AudioSet's),
+        the identity of copies (corpora/duplicates.py)."""
+        digests = np.full(self.n_clips, "", dtype=object)
+        row_of = self.row_of
+        for collection, record in self.collections.items():
+            for path, digest in record.contents.items():
+                row = row_of.get(f"{collection}/{path}")
+                if row is not None:
+                    digests[row] = digest
+        return digests
+
+    def leaks(self, codes: np.ndarray | None = None) -> Leaks:
+        """Copies that the split (the store's, or `codes` about to become it) puts on more than one
+        side of train, val and test (store/leaks.py)."""
+        codes = self.splits() if codes is None else codes
+        train, val, test = (codes == split_code(name) for name in ("train", "val", "test"))
+        return find_leaks(self.content_digests(), train, val, test)
 
     def save_collection(self, name: str, collection: CollectionRecord) -> None:
         record = self.clips_record

@@ -59,6 +59,11 @@ class SplitRecord(BaseModel):
     val_by_group: bool = False
     stratify: bool = Field(False, description="Val (and a hashed test) drawn stratified by class.")
     test_rule: str = Field("the eval source", description="How test was chosen, for tables.")
+    drop_leaked: bool = Field(False, description="Test and val clips with a copy in train left out.")
+    leaked_sets: int = Field(0, description="Sets of copies with clips in more than one of train, val, test.")
+    leaked_test: int = Field(0, description="Test clips with a copy in train or val (store/leaks.py).")
+    leaked_val: int = Field(0, description="Val clips with a copy in train.")
+    dropped_leaked: int = Field(0, description="Clips `drop_leaked` took out of test and val.")
 
 
 class FileStamp(BaseModel):

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.settings import TrainSettings
+from audiotok_cli.settings import ModelSettings, TrainSettings
+from audiotok_cli.store import fingerprint
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, recipe_key, settings_key
 
+LEAK_FREE = ("test_mAP_leak_free", "test_accuracy_leak_free")
 SORT_KEYS = ("name", "test_accuracy", "test_mAP", "val_mAP", "parameters", "train_seconds")
 FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)(-seed\d+)?$")  # the runs of `train --cv [--seeds N]`
 SEED_RUN = re.compile(r"-seed\d+$")  # the runs of `train --seeds N`
+FOLD_VOCABULARY = re.compile(r"-fold\d+")  # a cross-validation's per-fold tokens
 SEED = re.compile(r"(, )?seed \d+$")  # the seed at the end of a recipe
 SEEDS = re.compile(r"(, )?seeds [\d,]+$")  # the seeds at the end of a set's recipe
 
@@ -46,57 +49,103 @@ class RunRow:
     val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
     val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
     recipe: str = ""  # how it was trained, where that differs from the defaults: "lr 0.003, seed 2"
+    front_end: str = ""  # what made its frames, every setting named
+    vocabulary: str = ""  # token runs: the tokens' k, quantizer, features and transforms
     loss: str = ""  # ce (softmax, single-label) or bce
     seed: int | None = None
     settings_key: str = ""  # the same for runs that differ only by seed
     recipe_key: str = ""  # the same for the fold runs of one cross-validation (all its seeds)
     damaged: str = ""  # why the run folder cannot be read, and the fix
+    still_improving: bool = False  # its best epoch was its last (a set's: some member's)
+    split_key: str = ""  # the same for rows scored on the same test clips (a (cv) row: on the same folds)
+    test_rule: str = ""  # how those test clips were chosen ("sources test", "fold 2", ...)
+    compared_with: str = ""  # the frame row its `gap_to_best_frames` is measured against
+    leaked_clips: int = 0  # test clips with an identical copy in train or val (store/leaks.py)
+    test_mAP_leak_free: float | None = None  # the test figures without them
+    test_accuracy_leak_free: float | None = None
 
 
 def compare_runs(runs_dir: Path, sort: str = "test_mAP", only: str | None = None) -> list[RunRow]:
-    """One row per run (those whose name matches the glob `only`, if given), and one per set of
-    seeds or folds; best first for scores. Runs not yet evaluated have no test mAP."""
+    """One row per run and one per set of seeds or folds, each set followed by its runs; best first
+    for scores. With the glob `only`: the runs whose name matches, and those of the sets whose name
+    does (`--only '*(seeds)*'`). Runs not yet evaluated have no test mAP."""
     if sort not in SORT_KEYS:
         raise SettingsError(f"invalid --sort {sort!r}; choose from {', '.join(SORT_KEYS)}")
-    damaged: dict[Path, str] = {}
-    rows = []
-    for directory, record in find_runs(runs_dir, damaged):
-        if only is not None and not fnmatch.fnmatchcase(directory.name, only):
-            continue
-        try:
-            rows.append(_row(directory, record))
-        except (ValueError, KeyError, OSError) as error:  # a damaged eval.json: the run is still listed
-            damaged[directory] = f"{directory / REPORT} is damaged ({type(error).__name__}); run `eval` again"
-    rows += [_damaged_row(directory, why) for directory, why in damaged.items()]
+    rows = _rows(runs_dir)
+    if only is not None:
+        chosen = {row.name for row in rows if fnmatch.fnmatchcase(row.name, only)}
+        runs = [row for row in rows if not (row.folds or row.seeds)]
+        rows = _rows(runs_dir, {row.name for row in runs if row.name in chosen or row.member_of in chosen})
     if not rows:
         matching = f" matching {only!r}" if only is not None else ""
         raise MissingInputError(
             f"no runs{matching} in {runs_dir}; run `audiotok train` first or pass --runs-dir"
         )
+    descending = sort != "name"
+    ranked = sorted(rows, key=lambda row: _sort_value(row, sort), reverse=descending)
+    ordered = []
+    for row in ranked:  # a set's runs right under it, in the same order
+        if not row.member_of:
+            ordered += [row] + [member for member in ranked if member.member_of == row.name]
+    return ordered
+
+
+def _rows(runs_dir: Path, names: set[str] | None = None) -> list[RunRow]:
+    """The rows of the runs in `runs_dir` (those named in `names`, if given), and of their sets."""
+    damaged: dict[Path, str] = {}
+    rows = []
+    for directory, record in find_runs(runs_dir, damaged):
+        if names is not None and directory.name not in names:
+            continue
+        try:
+            rows.append(_row(directory, record))
+        except (ValueError, KeyError, OSError) as error:  # a damaged eval.json: the run is still listed
+            damaged[directory] = f"{directory / REPORT} is damaged ({type(error).__name__}); run `eval` again"
+    rows += [
+        _damaged_row(directory, why)
+        for directory, why in damaged.items()
+        if names is None or directory.name in names
+    ]
     rows += cross_validation_rows(rows) + seed_rows(rows)
     _gaps_to_frames(rows)
-    descending = sort != "name"
-    return sorted(rows, key=lambda row: _sort_value(row, sort), reverse=descending)
+    return rows
 
 
 def _gaps_to_frames(rows: list[RunRow]) -> None:
-    """Each row's headline figure (accuracy where every scored row has one, else mAP) minus the best
-    frame row's: a set of seeds or folds counts as its mean, its members not on their own, so a
-    token recipe is never measured against one lucky frame seed."""
+    """Each row's headline figure (accuracy where every scored row has one, else mAP) minus that of
+    the best frame row on the same test clips, chosen by its val mAP (test is reported, never used
+    to choose): a set of seeds or folds counts as its mean, its members not on their own, so a token
+    recipe is never measured against one lucky frame seed."""
     scored = [row for row in rows if row.test_mAP is not None]
     metric = "accuracy" if scored and all(row.test_accuracy is not None for row in scored) else "mAP"
+    for comparable in by_split(scored).values():
+        best = best_frames(comparable)
+        if best is None:
+            continue
+        for row in comparable:
+            if headline(row, metric) is not None:
+                row.gap_to_best_frames = headline(row, metric) - headline(best, metric)
+                row.gap_metric, row.compared_with = metric, best.name
 
-    def headline(row: RunRow) -> float | None:
-        return row.test_accuracy if metric == "accuracy" else row.test_mAP
 
-    frames = [
-        headline(row)
-        for row in scored
-        if row.input.startswith("frames") and not row.member_of and headline(row) is not None
-    ]
-    for row in scored:
-        if frames and headline(row) is not None:
-            row.gap_to_best_frames, row.gap_metric = headline(row) - max(frames), metric
+def headline(row: RunRow, metric: str) -> float | None:
+    return row.test_accuracy if metric == "accuracy" else row.test_mAP
+
+
+def best_frames(rows: list[RunRow]) -> RunRow | None:
+    """The frame row (a set, or a run in none) with the best val mAP: what token rows are measured
+    against."""
+    frames = [row for row in rows if row.input.startswith("frames") and not row.member_of]
+    frames = [row for row in frames if row.val_mAP is not None and row.val_mlm_loss is None]
+    return max(frames, key=lambda row: row.val_mAP, default=None)
+
+
+def by_split(rows: list[RunRow]) -> dict[str, list[RunRow]]:
+    """Rows grouped by the test clips they were scored on."""
+    groups: dict[str, list[RunRow]] = {}
+    for row in rows:
+        groups.setdefault(row.split_key, []).append(row)
+    return groups
 
 
 def _damaged_row(directory: Path, why: str) -> RunRow:
@@ -112,12 +161,15 @@ def _sort_value(row: RunRow, key: str) -> tuple[bool, object]:
 def _row(directory: Path, record: RunRecord) -> RunRow:
     inputs = record.inputs
     test = prior = accuracy = None
+    leak_free: dict = {}
+    leaked = 0
     report = directory / REPORT
     if report.exists():
         splits = json.loads(report.read_text()).get("splits", {})
         if "test" in splits:
             test, prior = splits["test"]["mAP"], splits["test"]["prior_mAP"]
             accuracy = splits["test"].get("accuracy")
+            leak_free, leaked = splits["test"].get("leak_free", {}), splits["test"].get("leaked_clips", 0)
     history = record.history
     recipe = _recipe(record)
     if record.task == "pretrain":
@@ -138,6 +190,7 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
             val_mlm_loss=best.get("val_loss"),
             val_mlm_accuracy=best.get("val_accuracy"),
             recipe=recipe,
+            front_end=inputs.front_end(),
         )
     return RunRow(
         name=directory.name,
@@ -155,7 +208,15 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
         prior_mAP=prior,
         test_accuracy=accuracy,
         recipe=recipe,
+        front_end=inputs.front_end(),
+        vocabulary=inputs.vocabulary(record.model.n_tokens),
         loss=record.loss,
+        still_improving=len(history) > 1 and record.best_epoch == history[-1]["epoch"],
+        split_key=fingerprint(inputs.split.model_dump(mode="json")),
+        test_rule=inputs.split.test_rule,
+        leaked_clips=leaked,
+        test_mAP_leak_free=leak_free.get("mAP", test),  # no copy leaked: the test figures themselves
+        test_accuracy_leak_free=leak_free.get("accuracy", accuracy),
         seed=record.seed,
         settings_key=settings_key(record),
         recipe_key=recipe_key(record, with_seed=False),
@@ -163,19 +224,40 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
 
 
 _SHORT = {"learning_rate": "lr", "weight_decay": "wd", "batch_size": "batch", "warmup_ratio": "warmup"}
+MODEL_SIZES = (  # what a model spec takes from the model settings (the rest: from the store)
+    "embed_dim", "hidden_size", "num_layers", "num_heads", "dropout", "cnn_channels", "conv_kernels",
+    "conv_size",
+)  # fmt: skip
 
 
 def _recipe(record: RunRecord) -> str:
-    """The training settings that differ from the defaults, and the seed: a run's name is not a record
-    of how it was trained."""
-    defaults = TrainSettings().model_dump()
-    changed = [
-        f"{_SHORT.get(key, key.replace('_', '-'))} {value:g}" if isinstance(value, float) else
-        f"{_SHORT.get(key, key.replace('_', '-'))} {value}"
+    """The model and training settings that differ from the defaults, and the seed: a run's name is
+    not a record of how it was trained (epochs and loss have columns of their own)."""
+    model, trained = ModelSettings().model_dump(), TrainSettings().model_dump()
+    spec = record.model.model_dump()
+    changed = [(key, spec[key]) for key in MODEL_SIZES if differs_from_default(spec[key], model[key])]
+    changed += [
+        (key, value)
         for key, value in record.train.items()
-        if key in defaults and key not in ("epochs", "loss") and value != defaults[key]
-    ]  # fmt: skip
-    return ", ".join([*changed, f"seed {record.seed}"])
+        if key in trained and key not in ("epochs", "loss") and differs_from_default(value, trained[key])
+    ]
+    shown = [f"{_SHORT.get(key, key.replace('_', '-'))} {_shown(value)}" for key, value in changed]
+    return ", ".join([*shown, f"seed {record.seed}"])
+
+
+def differs_from_default(value: object, default: object) -> bool:
+    """A setting's value against its default (tuples and the lists JSON gives back compare equal)."""
+    if isinstance(default, tuple):
+        return tuple(value) != default
+    return value != default
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
@@ -232,6 +314,8 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         return spread([_mean([getattr(row, key) for row in members]) for members in units])
 
     test, accuracy = over_units("test_mAP"), over_units("test_accuracy")
+    leaked = max(row.leaked_clips for row in runs)
+    free_mAP, free_accuracy = (over_units(key) for key in LEAK_FREE)
     val, prior = over_units("val_mAP"), over_units("prior_mAP")
     recipe = first.recipe
     seeds = sorted({row.seed for row in runs})
@@ -255,7 +339,15 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         test_accuracy_std=accuracy.std if accuracy else None,
         test_accuracy_ci95=accuracy.ci95 if accuracy else None,
         recipe=recipe,
+        front_end=first.front_end,
+        vocabulary=FOLD_VOCABULARY.sub("-foldN", first.vocabulary) if unit == "folds" else first.vocabulary,
         loss=first.loss,
+        still_improving=any(row.still_improving for row in runs),
+        split_key=first.split_key if unit == "seeds" else fingerprint(sorted({r.split_key for r in runs})),
+        test_rule=first.test_rule if unit == "seeds" else f"{len(units)} folds",
+        leaked_clips=leaked,
+        test_mAP_leak_free=free_mAP.mean if free_mAP else None,
+        test_accuracy_leak_free=free_accuracy.mean if free_accuracy else None,
     )
 
 

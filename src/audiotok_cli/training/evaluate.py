@@ -29,7 +29,7 @@ from audiotok_cli.training.metrics import (
     single_label_report,
     tune_thresholds,
 )
-from audiotok_cli.training.monitor import write_hparams
+from audiotok_cli.training.monitor import has_board, write_hparams
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device, save_tensors
 
 SHOWN_CLASSES = 10
@@ -101,16 +101,25 @@ def evaluate(
     results, thresholds, predictions = {}, None, {}
     names = loaded.classes.names
     clip_ids = store.ytids()
+    leaks = store.leaks()
     reader = BatchReader(store, inputs, reader_workers(None, target))
     for split in ("val", "test"):
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
         labels, scores = predict(loaded.model, reader, rows, batch_size, target, record.loss)
-        predictions[split] = SplitPredictions(clip_ids[rows].tolist(), labels, scores)
+        leaked = (leaks.test if split == "test" else leaks.val)[rows]
+        predictions[split] = SplitPredictions(clip_ids[rows].tolist(), labels, scores, leaked)
         if split == "val":
             thresholds = tune_thresholds(labels, scores)
         metrics = classification_metrics(labels, scores, thresholds)
+        if leaked.any():  # copies of these clips were trained on: the figures without them, beside
+            metrics["leaked_clips"] = int(leaked.sum())
+            clean = ~leaked
+            metrics["leak_free"] = classification_metrics(labels[clean], scores[clean], thresholds)
+            metrics["leak_free"]["prior_mAP"] = mean_average_precision(
+                labels[clean], prior_scores(train_prior, int(clean.sum()))
+            )
         metrics["prior_mAP"] = mean_average_precision(labels, prior_scores(train_prior, len(labels)))
         ranked = sorted(per_class_ap(labels, scores).items(), key=lambda item: -item[1])
         shown = max(1, min(SHOWN_CLASSES, len(ranked) // 2))  # best and worst never the same classes
@@ -138,7 +147,7 @@ def evaluate(
             title = f"{directory.name}: test ({store.split.test_rule}), accuracy {accuracy:.3f}"
             result.confusion = plot_confusion(matrix, list(names), directory / CONFUSION, title)
         write_json(directory / REPORT, report)
-        if record.train.get("tensorboard"):
+        if has_board(directory):
             write_hparams(directory, hparams_of(record), headline_scores(results))
     except OSError as denied:  # a read-only run folder or mount: the scores are still worth showing
         if denied.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -179,6 +188,17 @@ class SplitPredictions:
     clips: list[str]
     labels: np.ndarray  # [clips, classes] bool
     scores: np.ndarray  # [clips, classes] probabilities
+    leaked: np.ndarray  # [clips] bool: a copy of the clip is on a training side (store/leaks.py)
+
+    @property
+    def leaked_clips(self) -> set[str]:
+        return {clip for clip, leaked in zip(self.clips, self.leaked, strict=True) if leaked}
+
+    def without(self, left_out: set[str]) -> SplitPredictions:
+        """The predictions of the clips not in `left_out` (the leak-free ones, say)."""
+        kept = np.array([clip not in left_out for clip in self.clips], dtype=bool)
+        clips = [clip for clip, keep in zip(self.clips, kept, strict=True) if keep]
+        return SplitPredictions(clips, self.labels[kept], self.scores[kept], self.leaked[kept])
 
 
 def write_predictions(directory: Path, predictions: dict[str, SplitPredictions]) -> None:
@@ -187,6 +207,7 @@ def write_predictions(directory: Path, predictions: dict[str, SplitPredictions])
     for split, scored in predictions.items():
         tensors[f"{split}.labels"] = torch.from_numpy(scored.labels.astype(np.uint8))
         tensors[f"{split}.scores"] = torch.from_numpy(np.ascontiguousarray(scored.scores, dtype=np.float32))
+        tensors[f"{split}.leaked"] = torch.from_numpy(scored.leaked.astype(np.uint8))
         metadata[f"{split}.clips"] = json.dumps(scored.clips)
     save_tensors(directory / PREDICTIONS, tensors, metadata)
 
@@ -203,10 +224,14 @@ def read_predictions(directory: Path, split: str = "test") -> SplitPredictions:
             metadata = handle.metadata() or {}
             if f"{split}.clips" not in metadata:
                 raise MissingInputError(f"{path} holds no {split} clips; the store has no {split} split")
+            labels = handle.get_tensor(f"{split}.labels").astype(bool)
+            leaked = (  # files from before leaks were counted: none known
+                handle.get_tensor(f"{split}.leaked").astype(bool)
+                if f"{split}.leaked" in handle.keys()  # noqa: SIM118 (a safetensors handle is no dict)
+                else np.zeros(len(labels), dtype=bool)
+            )
             return SplitPredictions(
-                json.loads(metadata[f"{split}.clips"]),
-                handle.get_tensor(f"{split}.labels").astype(bool),
-                handle.get_tensor(f"{split}.scores"),
+                json.loads(metadata[f"{split}.clips"]), labels, handle.get_tensor(f"{split}.scores"), leaked
             )
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(

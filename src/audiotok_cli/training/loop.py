@@ -43,7 +43,7 @@ from audiotok_cli.training.inputs import TrainingInputs, inputs_for_training
 from audiotok_cli.training.metrics import accuracy, mean_average_precision
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
-from audiotok_cli.training.monitor import RunMonitor
+from audiotok_cli.training.monitor import RunMonitor, board_from_log
 from audiotok_cli.training.runs import (
     CHECKPOINT,
     REPORT,
@@ -251,6 +251,11 @@ def fit(
         # the process group (see `distributed.ranks`)
         history = _fit_rank(job, task, settings, seed, overwrite, on_epoch, here, device)
     best = _best(history, task.score)
+    if here.main and len(history) > 1 and best["epoch"] == history[-1]["epoch"]:
+        log.warning(
+            "%s: its best epoch is its last (%d): the model may still be improving; more --epochs may "
+            "change a comparison", job.directory.name, len(history),
+        )  # fmt: skip
     return TrainResult(
         job.directory, int(best["epoch"]), task.score, best[task.score], history, job.record.averaged
     )
@@ -275,7 +280,7 @@ def _fit_rank(
         cpu_threads(settings.threads, here.local_world) as threads,
     ):
         record.threads = threads if device.type == "cpu" else None
-        history = _resumable_history(job.directory, record, overwrite)
+        history = _resumable_history(job.directory, record, overwrite, settings.tensorboard)
         if not history and here.main:
             (job.directory / REPORT).unlink(missing_ok=True)
             record.digests = write_inputs(job.directory, job.preprocessing, job.store.classes)
@@ -345,11 +350,18 @@ def _goodness(entry: dict[str, float], score: str) -> float:
     return -entry[score] if score.endswith("loss") else entry[score]
 
 
+# Where a run trains and how it is watched, never what it learns: not part of a run's identity, so
+# `--tensorboard` on finished runs keeps them (W&B and MLflow never let logging change a run), and a
+# moved store or another worker count resumes the same run. `threads` is kept in the record apart:
+# BERT's and the CNN's last bits on a CPU depend on it.
+NOT_IDENTITY = ("device", "run_name", "loader_workers", "threads", "tensorboard")
+
+
 def start_record(
     inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int, task: str, init: str | None = None
 ) -> RunRecord:
     """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
-    shaping = settings.model_dump(exclude={"device", "run_name", "loader_workers", "threads"})
+    shaping = settings.model_dump(exclude=set(NOT_IDENTITY))
     record = RunRecord(
         model=spec, inputs=inputs, train=shaping, seed=seed, task=task, init=init, resume_key=""
     )
@@ -357,9 +369,12 @@ def start_record(
     return record
 
 
-def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> list[dict[str, float]]:
+def _resumable_history(
+    directory: Path, record: RunRecord, overwrite: bool, tensorboard: bool = False
+) -> list[dict[str, float]]:
     """Epochs already done by an interrupted run with these settings ([] for a fresh run); `record`
-    takes over the digests of its files. A run of other settings is never resumed nor reported."""
+    takes over the digests of its files. A run of other settings is never resumed nor reported; a
+    finished one asked for TensorBoard gets its event files from the history it logged."""
     if overwrite:
         return []
     previous = read_record(directory)
@@ -371,9 +386,10 @@ def _resumable_history(directory: Path, record: RunRecord, overwrite: bool) -> l
             "pass --overwrite to replace it, or another --run-name"
         )
     if previous.complete:
+        board = f"; its TensorBoard event files are in {board_from_log(directory)}" if tensorboard else ""
         raise AlreadyTrained(
-            f"run {directory} is already trained with these settings; pass --overwrite to train it "
-            "again, or another --run-name"
+            f"run {directory} is already trained with these settings{board}; pass --overwrite to train "
+            "it again, or another --run-name"
         )
     if not (directory / CHECKPOINT).exists():
         raise MismatchError(f"run {directory} was interrupted before its first epoch; pass --overwrite")

@@ -87,6 +87,30 @@ def _keep_epochs(path: Path, epochs_done: int) -> list[dict[str, Any]]:
     return kept
 
 
+def board_from_log(directory: Path) -> Path:
+    """TensorBoard event files of a finished run, written from the steps and epochs it logged in
+    metrics.jsonl (the scalars training would have written): asking for TensorBoard after training
+    never trains again. Returns the folder."""
+    folder = directory / TENSORBOARD
+    lines = [json.loads(text) for text in (directory / METRICS).read_text().splitlines() if text.strip()]
+    shutil.rmtree(folder, ignore_errors=True)  # whole again, never doubled; hparams come with `eval`
+    with _board(folder) as board:
+        for line in lines:
+            if line["kind"] == "step":
+                board.add_scalar("train/loss", line["loss"], line["step"])
+                board.add_scalar("train/learning_rate", line["learning_rate"], line["step"])
+            else:
+                for key, value in line.items():
+                    if key not in ("kind", "epoch", "step"):
+                        board.add_scalar(f"epoch/{key}", value, int(line["step"]))
+    return folder
+
+
+def has_board(directory: Path) -> bool:
+    """Whether the run keeps TensorBoard event files (`eval` then adds its HParams session)."""
+    return (directory / TENSORBOARD).is_dir()
+
+
 def write_hparams(directory: Path, settings: dict[str, Any], metrics: dict[str, float]) -> None:
     """The run's settings and final scores as one TensorBoard HParams session (`tensorboard/hparams`),
     so the HParams dashboard compares runs; written whole again by every `eval` (one session a run).
@@ -94,7 +118,7 @@ def write_hparams(directory: Path, settings: dict[str, Any], metrics: dict[str, 
     folder = directory / TENSORBOARD / HPARAMS
     shutil.rmtree(folder, ignore_errors=True)
     flat = {name: _scalar(value) for name, value in settings.items() if _scalar(value) is not None}
-    with _board(folder, 0) as board:
+    with _board(folder) as board:  # no purge marker: its event file could sort after the session's
         board.add_hparams(flat, {f"hparam/{name}": value for name, value in metrics.items()}, run_name=".")
 
 
@@ -106,7 +130,7 @@ def _scalar(value: Any) -> int | float | str | bool | None:
     return None
 
 
-def _board(folder: Path, first_step: int) -> Any:
+def _board(folder: Path, first_step: int | None = None) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from torch import nn
 from audiotok_cli.atomic import write_atomic, write_json
 from audiotok_cli.class_lists import ClassIndex, parse_class_csv
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError, SettingsError
-from audiotok_cli.settings import AudioSettings, ModelSettings
+from audiotok_cli.settings import NAME_PATTERN, AudioSettings, ModelSettings
 from audiotok_cli.store import EncoderRecord, SplitRecord, fingerprint
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
@@ -61,6 +62,23 @@ class RunInputs(BaseModel):
     encoder: EncoderRecord | None = Field(None, description="The encoder that made the features, if one did.")
     targets: str | None = Field(None, description="Masked unit prediction: the tokens it learned to predict.")
     targets_fingerprint: str | None = Field(None, description="Their vocabulary's fingerprint.")
+
+    def front_end(self) -> str:
+        """What made the frames, every setting named: a reviewer can make them again."""
+        a, e = self.audio, self.encoder
+        clips = f"{a.clip_seconds:g} s clips at {a.sample_rate} Hz"
+        if e is None:
+            scaled = ", each clip scaled to [0, 1]" * a.normalize
+            return f"log-mel: n_fft {a.n_fft}, hop {a.hop_length}, {a.n_mels} mels, {clips}{scaled}"
+        layers = ",".join(map(str, e.layer))
+        return f"{e.model_type} encoder {a.encoder}, layer {layers} of {e.n_layers}, {clips}"
+
+    def vocabulary(self, n_tokens: int) -> str:
+        """The tokens' recipe (token runs; "" for frame runs): k, quantizer, frame transforms."""
+        if self.input != "tokens":
+            return ""
+        transforms = f", transforms {','.join(self.transforms)}" if self.transforms else ""
+        return f"{self.tokens}: k {n_tokens}, {self.quantizer} over {self.features}{transforms}"
 
 
 class AveragedWeights(BaseModel):
@@ -180,11 +198,15 @@ def parse_record(path: Path, text: str | None) -> RunRecord:
             f"run {path.parent} was written by another audiotok (not run format {RUN_FORMAT}); {RETRAIN}"
         )
     try:
-        return RunRecord.model_validate(raw)
+        record = RunRecord.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise DataError(f"{path} is damaged ({where}: {error['msg']}); {RETRAIN}") from None
+    if "tensorboard" in record.train:  # recorded as a setting before it stopped being one (loop.NOT_IDENTITY)
+        del record.train["tensorboard"]
+        record.resume_key = settings_key(record, with_seed=True)
+    return record
 
 
 def write_record(directory: Path, record: RunRecord) -> None:
@@ -431,17 +453,60 @@ def run_folder(runs_dir: Path, run: str) -> Path:
 
 
 def run_directory(runs_dir: Path, name: str | None, default: str, record: RunRecord, overwrite: bool) -> Path:
-    """`--run-name` as given; else `default`, or `default-2`, `-3`, ...: the first that is free or
-    holds an interrupted run of these very settings (which then resumes). So a second run of a model
-    never collides with the first, and a rerun after a crash still finds its run."""
+    """`--run-name` as given; else `default`, or a name after it (see `names_after`): the first that
+    is free or holds an interrupted run of these very settings (which then resumes). So a second run
+    of a model never collides with the first, and a rerun after a crash still finds its run."""
     if name or overwrite:
         return runs_dir / (name or default)
-    for number in itertools.count(1):
-        directory = runs_dir / (default if number == 1 else f"{default}-{number}")
+
+    def free(directory: Path) -> bool:
         previous = read_record(directory)  # a damaged one is named with its fix, never passed over
-        if previous is None or (not previous.complete and previous.resume_key == record.resume_key):
-            return directory
-    raise AssertionError("unreachable")
+        return previous is None or (not previous.complete and previous.resume_key == record.resume_key)
+
+    first = runs_dir / default
+    if free(first):
+        return first
+    return next(
+        runs_dir / candidate
+        for candidate in names_after(default, read_record(first), record)
+        if free(runs_dir / candidate)
+    )
+
+
+def names_after(default: str, previous: RunRecord, wanted: RunRecord) -> Iterator[str]:
+    """The names to try when `default` holds a run (or set) of other settings than `wanted`: first
+    one that says what differs (`bert-logmel-e30`, `simple-logmel-k64-lr0.003`), then `-2`, `-3`..."""
+    described = differing_suffix(previous, wanted)
+    if described and re.fullmatch(NAME_PATTERN, f"{default}-{described}-seed00"):
+        yield f"{default}-{described}"
+    for number in itertools.count(2):
+        yield f"{default}-{number}"
+
+
+SUFFIXES = {"epochs": "e", "learning_rate": "lr", "weight_decay": "wd", "batch_size": "b"}
+# what a model spec takes from its inputs, not from a setting: never the name of a difference
+DERIVED = frozenset(
+    f"model.{field}" for field in ("n_tokens", "n_mels", "n_classes", "max_frames", "target_k")
+)
+
+
+def differing_suffix(previous: RunRecord, wanted: RunRecord, shown: int = 2) -> str:
+    """What `wanted` sets otherwise than `previous`, as a name's part: `e30`, `lr0.003-b16`, `deltas`
+    ("" where nothing but the seed differs, or too much to say in a name)."""
+    old, new = _flat(_identity(previous)), _flat(_identity(wanted))
+    keys = sorted((old.keys() | new.keys()) - DERIVED)
+    # a seed (the run's, the split's) never names a set: `-seedS` and `-foldN` are its members' suffixes
+    differing = [key for key in keys if old.get(key) != new.get(key) and key.rsplit(".", 1)[-1] != "seed"]
+    if not differing or len(differing) > shown:
+        return ""
+    parts = []
+    for key in differing:
+        field, value = key.rsplit(".", 1)[-1], new.get(key)
+        value = "-".join(json.loads(value)) if isinstance(value, str) and value.startswith("[") else value
+        shown_value = f"{value:g}" if isinstance(value, float) else str(value)
+        prefix = "" if field == "transforms" else SUFFIXES.get(field, field.replace("_", "-"))
+        parts.append(re.sub(r"[^A-Za-z0-9._-]", "", f"{prefix}{shown_value}"))
+    return "-".join(parts)
 
 
 def repeat_base(
@@ -458,18 +523,20 @@ def repeat_base(
     members all match, so another recipe never takes over (nor reports) a set that is not its own."""
     if overwrite:
         return name or default
-    for number in itertools.count(1):
-        base = name or (default if number == 1 else f"{default}-{number}")
-        clash = _first_clash(runs_dir, base, wanted, key)
-        if clash is None:
-            return base
-        if name:
-            directory, previous, record = clash
-            raise MismatchError(
-                f"run {directory} was made with other settings ({settings_differences(previous, record)}); "
-                "pass --overwrite to replace the set, or another --run-name"
-            )
-    raise AssertionError("unreachable")
+    clash = _first_clash(runs_dir, name or default, wanted, key)
+    if clash is None:
+        return name or default
+    directory, previous, record = clash
+    if name:
+        raise MismatchError(
+            f"run {directory} was made with other settings ({settings_differences(previous, record)}); "
+            "pass --overwrite to replace the set, or another --run-name"
+        )
+    return next(
+        base
+        for base in names_after(default, previous, record)
+        if _first_clash(runs_dir, base, wanted, key) is None
+    )
 
 
 def _first_clash(

@@ -64,6 +64,8 @@ class Comparison:
     seed: int
     differences: list[Difference] = field(default_factory=list)
     clips_method: str = "paired bootstrap over clips (BCa), paired permutation test"
+    leaked_clips: int = 0  # clips with an identical copy on a training side (store/leaks.py)
+    leak_free: list[Difference] = field(default_factory=list)  # the same over the other clips
 
 
 def compare(
@@ -77,7 +79,20 @@ def compare(
     result = Comparison(a, b, first.runs, second.runs, split, len(clips), resamples, seed)
     for metric in _metrics(first):
         result.differences.append(_difference(metric, first, second, clips, resamples, seed))
+    members = [*first.members.values(), *second.members.values()]
+    leaked = set().union(*(member.leaked_clips for member in members))
+    if leaked:  # copies of these clips were trained on: the difference without them, beside
+        first, second = _without(first, leaked), _without(second, leaked)
+        result.leaked_clips = len(leaked)
+        clean = _shared_clips(first, second, split)
+        for metric in _metrics(first):
+            result.leak_free.append(_difference(metric, first, second, clean, resamples, seed))
     return result
+
+
+def _without(side_: Side, clips: set[str]) -> Side:
+    members = {key: member.without(clips) for key, member in side_.members.items()}
+    return Side(side_.name, side_.unit, members, side_.runs)
 
 
 def side(runs_dir: Path, name: str, split: str) -> Side:
