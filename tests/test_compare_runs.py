@@ -144,3 +144,43 @@ def test_runs_lists_every_readable_run_and_marks_the_damaged_ones(cli, three_run
     assert f"simple-logmel-k16 is damaged: {three_runs / 'simple-logmel-k16' / REPORT} is damaged" in warnings
     rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
     assert rows["lstm-logmel-k16"]["model"] == "damaged" and rows["baseline-logmel"]["damaged"] == ""
+
+
+def test_token_rows_are_measured_against_the_frame_row_of_best_val_never_of_best_test(cli, three_runs):
+    """Model selection on val: where val and test disagree, the frame row chosen is val's best."""
+    trained = cli("train", "--model", "baseline", "--epochs", "1", "--batch-size", "8", "--run-name", "other")
+    assert trained.exit_code == 0, trained.output
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    by_val = max(("baseline-logmel", "other"), key=lambda name: rows[name]["val_mAP"])
+    by_test = "other" if by_val == "baseline-logmel" else "baseline-logmel"
+    report = json.loads((three_runs / by_test / REPORT).read_text())
+    report["splits"]["test"]["mAP"] = rows[by_val]["test_mAP"] + 0.1  # test now prefers the other one
+    (three_runs / by_test / REPORT).write_text(json.dumps(report))
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    token = rows["simple-logmel-k16"]
+    assert token["compared_with"] == by_val
+    assert token["gap_to_best_frames"] == pytest.approx(token["test_mAP"] - rows[by_val]["test_mAP"])
+
+
+def test_a_set_sits_above_its_runs_with_epochs_at_80_columns_and_only_selects_sets(
+    cli, three_runs, monkeypatch
+):
+    assert (
+        cli("train", "--model", "simple", "--epochs", "2", "--batch-size", "8", "--seeds", "2").exit_code == 0
+    )
+    rows = json.loads(cli("runs", "--json").stdout)
+    names = [row["name"] for row in rows]
+    at = names.index("simple-logmel-k16 (seeds)")
+    assert sorted(names[at + 1 : at + 3]) == ["simple-logmel-k16-seed0", "simple-logmel-k16-seed1"]
+    assert all(not row["member_of"] for row in rows[:at])  # nothing between a set and its runs
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli("runs")
+    header = " ".join(table.stdout.split("\n")[1:4])
+    assert "ep." in header and "val" in header and "mAP" in header
+    lines = table.stdout.splitlines()
+    row = next(
+        i for i, line in enumerate(lines) if lines[i + 1].startswith("(seeds) 2 runs")
+    )  # its name folds
+    assert lines[row].split()[4].rstrip("*") == "2"  # run, model, input (2 words), then the epochs
+    only = json.loads(cli("runs", "--only", "*(seeds)*", "--json").stdout)
+    assert [row["name"] for row in only] == names[at : at + 3]

@@ -108,3 +108,25 @@ def test_a_collections_exported_tokens_load_in_datasets_with_its_class_names(cli
     for row in train:
         assert row["labels"] == [row["label"]]
         assert row["clip"].split("/")[1] == train.features["label"].int2str(row["label"])  # its folder
+
+
+def test_tokens_export_as_a_datasets_dataset_dict_with_the_splits_as_its_splits(cli, tokenized, tmp_path):
+    from datasets import load_from_disk
+
+    assert cli("export-tokens", str(tmp_path / "tokens.parquet")).exit_code == 0
+    table = pq.read_table(tmp_path / "tokens.parquet").to_pylist()
+    result = cli("export-tokens", str(tmp_path / "dataset"), "--format", "datasets")
+    assert result.exit_code == 0 and "wrote 48 clips of tokens 'logmel-k16'" in result.stdout
+    loaded = load_from_disk(str(tmp_path / "dataset"))
+    hub = {"train": "train", "val": "validation", "test": "test", "unassigned": "unassigned"}
+    expected = {hub[split] for split in {row["split"] for row in table}}
+    assert set(loaded) == expected and {"train", "validation", "test"} <= expected
+    for name, split in hub.items():
+        if split in loaded:  # each split's rows, in the store's order, as the Parquet table holds them
+            assert loaded[split].to_list() == [row for row in table if row["split"] == name]
+    assert loaded["train"].features["labels"].feature.names == list(class_index().mids)
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no leftovers
+    again = cli("export-tokens", str(tmp_path / "dataset"), "--format", "datasets")
+    assert again.exit_code == 7 and "already exists; pass --overwrite" in again.stderr
+    wrong = cli("export-tokens", str(tmp_path / "x"), "--format", "csv")
+    assert wrong.exit_code == 3 and "--format 'csv': choose parquet or datasets" in wrong.stderr

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from audiotok_cli.audioset.classes import class_index
@@ -83,3 +84,26 @@ def test_debug_logging_is_audiotoks_own_not_every_librarys(cli, tokenized, tmp_p
     assert done.returncode == 0, done.stderr
     assert "debug:" not in done.stderr  # numba alone printed hundreds of "debug: stack []" lines
     assert "(4 s, 1 window)" in done.stdout
+
+
+def test_a_set_of_runs_predicts_the_mean_of_its_runs_probabilities(cli, tokenized, tmp_path):
+    assert (
+        cli("train", "--model", "simple", "--epochs", "2", "--seeds", "2", "--run-name", "set").exit_code == 0
+    )
+    sound = tmp_path / "sound.wav"
+    sf.write(
+        sound, synthesize_clip(np.random.default_rng(3), (next(iter(DEMO_CLASSES)),), 22050, 4.0, 1), 22050
+    )
+    each = [
+        json.loads(cli("predict", f"set-seed{seed}", str(sound), "--top", "527", "--json").stdout)
+        for seed in (0, 1)
+    ]
+    together = cli("predict", "set", str(sound), "--top", "527", "--json")
+    assert together.exit_code == 0, together.output
+    result = json.loads(together.stdout)
+    assert result["run"] == "set (2 runs)" and result["pooling"].endswith(
+        "then the mean over the set's 2 runs"
+    )
+    scores = [dict(run["files"][0]["top"]) for run in each]
+    for name, probability in result["files"][0]["top"]:
+        assert probability == pytest.approx((scores[0][name] + scores[1][name]) / 2, abs=1e-6)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from collections_kit import folders
+from collections_kit import esc50, folders
 
 QUICK = ["--epochs", "2", "--batch-size", "4", "--seeds", "3"]
 
@@ -70,3 +70,40 @@ def test_report_numbers_are_the_runs_and_compare_figures(cli, tmp_path, monkeypa
     only = cli("report", str(tmp_path / "tokens"), "--only", "simple-*", "--resamples", "300")
     assert only.exit_code == 0 and "3 runs, 0 comparisons" in only.stdout
     assert "baseline" not in (tmp_path / "tokens" / "report.md").read_text().split("## Recipes")[1]
+
+
+def test_a_mixed_runs_folder_is_compared_split_by_split_and_never_described_falsely(cli, tmp_path):
+    """A run scored on another split's test clips (here, fold 1 held out before the store was split
+    on fold 2) is never paired with this split's frame runs: it is named, with why, and the token
+    and frame sets on the same clips are still compared."""
+    root = esc50(tmp_path / "esc", folds=3, per_fold=4)
+    for step in (["import", str(root)], ["split", "--test-fold", "1"], ["featurize", "--clip-seconds", "1"]):
+        assert cli(*step).exit_code == 0, step
+    for step in (["vocab", "--k", "8"], ["tokenize"]):
+        assert cli(*step).exit_code == 0, step
+    assert cli("train", "--model", "simple", "--epochs", "2", "--run-name", "fold1-tokens").exit_code == 0
+    for step in (
+        ["split", "--test-fold", "2"],
+        ["vocab", "--k", "8", "--overwrite"],
+        ["tokenize", "--overwrite"],
+    ):
+        assert cli(*step).exit_code == 0, step
+    for model in ("simple", "baseline"):
+        trained = cli("train", "--model", model, "--epochs", "2", "--seeds", "2", "--run-name", model)
+        assert trained.exit_code == 0, trained.output
+
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    assert rows["fold1-tokens"]["test_rule"] == "fold 1" and rows["simple (seeds)"]["test_rule"] == "fold 2"
+    assert rows["fold1-tokens"]["gap_to_best_frames"] is None  # no frame run scored on its clips
+    assert rows["simple (seeds)"]["compared_with"] == "baseline (seeds)"
+
+    written = cli("report", str(tmp_path / "out"), "--resamples", "100")
+    assert written.exit_code == 0, written.output
+    assert "1 comparison with the best frame recipe" in written.stdout
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    compared = markdown.split("## Tokens against the best frame recipe")[1].split("## Recipes")[0]
+    assert "No token run has a frame run" not in compared  # one has
+    assert "### Test: fold 1" in compared and "### Test: fold 2" in compared
+    assert "- fold1-tokens: no frame run was scored on its test clips" in compared
+    assert "| simple | baseline | all (" in compared
+    assert _cells(markdown, "fold1-tokens")[4] == "fold 1" and _cells(markdown, "fold1-tokens")[-1] == ""

@@ -39,6 +39,9 @@ def test_each_run_is_one_hparams_session_with_its_settings_and_final_scores(cli,
         assert hparams["model.kind"] == "simple" and hparams["reads"] == "logmel-k16" and hparams["seed"] == 0
         assert metrics["hparam/test_mAP"] == pytest.approx(report["test"]["mAP"], abs=1e-6)
         assert metrics["hparam/val_mAP"] == pytest.approx(report["val"]["mAP"], abs=1e-6)
+        board = EventAccumulator(str(run / "tensorboard" / "hparams"))
+        board.Reload()  # no experiment of its own: TensorBoard builds it from every session, marking
+        assert "_hparams_/experiment" not in board.PluginTagToContent("hparams")  # what differs
     assert cli("eval", "--run", "slow").exit_code == 0  # scored again: still one session
     assert len(list((tokenized.runs_dir / "slow" / "tensorboard" / "hparams").iterdir())) <= 2
 

@@ -22,6 +22,7 @@ from audiotok_cli.cli.options import (
     option,
     setting,
 )
+from audiotok_cli.errors import SettingsError
 from audiotok_cli.parallel import available_cores
 from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings, VocabSettings
 
@@ -335,17 +336,29 @@ def inspect_cmd(
     render=lambda r: console.print(f"wrote {counted(r.clips, 'clip')} of tokens {r.tokens!r} to {r.path}"),
 )
 def export_tokens_cmd(
-    output: Annotated[Path, typer.Argument(help="The Parquet file to write.")],
+    output: Annotated[Path, typer.Argument(help="The Parquet file (or, with --format datasets, folder).")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="parquet: one table with a split column; datasets: a DatasetDict (save_to_disk), "
+            "the store's splits as its splits.",
+        ),
+    ] = "parquet",
     vocab: VocabOpt = None,
     k: PickKOpt = None,
     features: FeaturesOpt = None,
     store: StoreOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Tokens as Parquet (clip id, source, split, labels, token ids) for any text-model toolchain; it
-    loads in Hugging Face `datasets` with the store's class names (ClassLabel)."""
-    from audiotok_cli.stages.export_tokens import export_tokens
+    """Tokens as Parquet (clip id, source, split, labels, token ids) for any text-model toolchain, or
+    as a `datasets` DatasetDict; either loads in Hugging Face `datasets` with the store's class names
+    (ClassLabel)."""
+    from audiotok_cli.stages.export_tokens import FORMATS, export_datasets, export_tokens
     from audiotok_cli.store import Pick
 
+    if format not in FORMATS:
+        raise SettingsError(f"--format {format!r}: choose {' or '.join(FORMATS)}")
     settings = command_settings(paths={"store": store})
-    return export_tokens(settings.store_path, output, Pick(vocab, k, features), overwrite)
+    export = export_datasets if format == "datasets" else export_tokens
+    return export(settings.store_path, output, Pick(vocab, k, features), overwrite)

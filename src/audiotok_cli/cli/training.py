@@ -500,9 +500,10 @@ def _render_runs(rows) -> None:
             Column("run", no_wrap=True),
             Column("model", no_wrap=True),
             Column("input", no_wrap=True),
-            Column("val", no_wrap=True),
-            Column("test", no_wrap=True),
-            *[Column("acc", no_wrap=True)] * single_label,
+            Column("ep.", no_wrap=True),
+            Column("val\nmAP", no_wrap=True),
+            Column("test\nmAP", no_wrap=True),
+            *[Column("test\nacc", no_wrap=True)] * single_label,
             Column("vs fr.", no_wrap=True),
             title=title,
             box=box.SIMPLE_HEAD,
@@ -518,6 +519,7 @@ def _render_runs(rows) -> None:
                 folded(_run_name(r), NARROW_NAME),
                 r.model,
                 folded(r.input, NARROW_INPUT),
+                f"{r.epochs}{IMPROVING * r.still_improving}",
                 val,
                 test,
                 *[accuracy] * single_label,
@@ -536,7 +538,7 @@ def _render_runs(rows) -> None:
         priors = sorted({round(r.prior_mAP, 3) for r in rows if r.prior_mAP is not None})
         if priors:  # what a test mAP is measured against
             say(f"label prior's test mAP: {', '.join(f'{p:.3f}' for p in priors)}")
-        say("(parameters, epochs, train seconds: a wider terminal or --json)")
+        say("(parameters, train seconds: a wider terminal or --json)")
     if any(r.gap_to_best_frames is not None for r in rows):
         say(
             f"vs fr(ames): test {gap} minus that of the frame row of best val mAP on the same test clips "
@@ -725,21 +727,24 @@ def _render_predictions(result) -> None:
 
 @command("predict", render=_render_predictions)
 def predict_cmd(
-    run: Annotated[str, typer.Argument(help="A run name under the runs directory, or a run folder's path.")],
+    run: Annotated[
+        str,
+        typer.Argument(
+            help="A run name under the runs directory, a run folder's path, or a set's name (NAME of "
+            "NAME-seedS or NAME-foldN runs: the mean of their scores)."
+        ),
+    ],
     files: Annotated[list[Path], typer.Argument(help="Audio files: FLAC, WAV, MP3, OGG, any rate.")],
     top: Annotated[int, typer.Option("--top", help="Labels shown per file.", min=1)] = 5,
     device: DeviceOpt = None,
     runs_dir: RunsOpt = None,
 ):
-    """Top labels of audio files from a trained run; the run folder alone is enough (no store)."""
-    from audiotok_cli.training.predict import predict_files
-    from audiotok_cli.training.runs import load_run, pick_device, run_folder
+    """Top labels of audio files from a trained run or set of runs; the run folders alone are enough
+    (no store)."""
+    from audiotok_cli.training.predict import predict_with
 
     settings = command_settings(paths={"runs_dir": runs_dir}, train={"device": device})
-    folder = run_folder(settings.runs_dir, run)
-    loaded = load_run(folder)
-    loaded.model.to(pick_device(settings.train.device))
-    return predict_files(loaded, files, top)
+    return predict_with(settings.runs_dir, run, files, top, settings.train.device)
 
 
 @command(

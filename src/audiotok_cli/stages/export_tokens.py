@@ -9,12 +9,18 @@ Labels are class indices, and the file carries the `datasets` features that name
 (`ClassLabel` over the store's class ids: AudioSet's MIDs, or a collection's own names), so
 `datasets.load_dataset("parquet", data_files=...)` gives named classes; a single-label store's clips
 also get `label`, one `ClassLabel` (-1 where a clip has none), as audio classification sets on the hub
-name it."""
+name it.
+
+`--format datasets` writes the same rows as a `datasets` DatasetDict (`save_to_disk`), each split its
+own (`train`, `validation`, `test`, and `unassigned` clips where the store has them): what a
+`datasets` user loads with `load_from_disk`, rather than one table with a `split` column."""
 
 from __future__ import annotations
 
 import functools
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiotok_cli.atomic import naming_full_disk
-from audiotok_cli.errors import OutputExistsError
+from audiotok_cli.errors import OutputExistsError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
 from audiotok_cli.token_ids import SCHEME, STEPS_SCHEME, input_ids, step_input_ids
 
 NO_LABEL = -1  # `datasets`' ClassLabel value for "none"
+FORMATS = ("parquet", "datasets")
+HUB_SPLITS = {"train": "train", "val": "validation", "test": "test", "unassigned": "unassigned"}
 
 
 def _schema(steps: bool, class_ids: list[str], single_label: bool) -> pa.Schema:
@@ -108,3 +116,52 @@ def _cell(ids: np.ndarray) -> np.ndarray | list[np.ndarray]:
     """One clip's ids as a Parquet cell: a list of ids, or of steps (each a list of its ids)."""
     ids = ids.astype(np.int32)
     return list(ids) if ids.ndim == 2 else ids
+
+
+def export_datasets(
+    store_path: Path, output: Path, pick: Pick | None = None, overwrite: bool = False
+) -> ExportResult:
+    """The tokens as a `datasets` DatasetDict saved to the folder `output`, one split per store split
+    (the Parquet export cut by its `split` column, a batch at a time); the folder appears only once
+    it is complete."""
+    try:
+        import datasets
+    except ImportError:
+        raise SettingsError(
+            "--format datasets needs the datasets package; pip install 'audiotok-cli[datasets]'"
+        ) from None
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"{output} already exists; pass --overwrite")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
+        whole = export_tokens(store_path, Path(work) / "tokens.parquet", pick)
+        files = _by_split(whole.path, Path(work))
+        with naming_full_disk(output):
+            loaded = datasets.load_dataset(
+                "parquet", data_files={split: str(path) for split, path in files.items()}, cache_dir=work
+            )
+            partial = Path(work) / "dataset"
+            loaded.save_to_disk(str(partial))
+            if output.exists():
+                shutil.rmtree(output)
+            partial.replace(output)
+    return ExportResult(output, whole.tokens, whole.clips)
+
+
+def _by_split(table: Path, work: Path) -> dict[str, Path]:
+    """`table`'s rows in one Parquet file per split (named as the hub names splits), same schema."""
+    source = pq.ParquetFile(table)
+    writers: dict[str, pq.ParquetWriter] = {}
+    try:
+        for batch in source.iter_batches():
+            splits = batch.column("split").to_numpy(zero_copy_only=False)
+            for split in np.unique(splits):
+                if split not in writers:
+                    writers[split] = pq.ParquetWriter(
+                        work / f"{HUB_SPLITS[split]}.parquet", source.schema_arrow
+                    )
+                writers[split].write_table(pa.Table.from_batches([batch]).filter(pa.array(splits == split)))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {HUB_SPLITS[split]: work / f"{HUB_SPLITS[split]}.parquet" for split in SPLITS if split in writers}

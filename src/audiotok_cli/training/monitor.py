@@ -114,12 +114,24 @@ def has_board(directory: Path) -> bool:
 def write_hparams(directory: Path, settings: dict[str, Any], metrics: dict[str, float]) -> None:
     """The run's settings and final scores as one TensorBoard HParams session (`tensorboard/hparams`),
     so the HParams dashboard compares runs; written whole again by every `eval` (one session a run).
-    Settings are flattened to the scalars TensorBoard takes (lists joined by commas)."""
+    Settings are flattened to the scalars TensorBoard takes (lists joined by commas).
+
+    The session's start and end alone, never an experiment summary (torch's `add_hparams` writes one
+    per run, and TensorBoard then takes one run's as the whole experiment, every setting marked as
+    not differing): without one, the dashboard builds the experiment from all sessions and shows
+    first the settings that differ between them."""
+    from torch.utils.tensorboard.summary import hparams
+
     folder = directory / TENSORBOARD / HPARAMS
     shutil.rmtree(folder, ignore_errors=True)
     flat = {name: _scalar(value) for name, value in settings.items() if _scalar(value) is not None}
-    with _board(folder) as board:  # no purge marker: its event file could sort after the session's
-        board.add_hparams(flat, {f"hparam/{name}": value for name, value in metrics.items()}, run_name=".")
+    scores = {f"hparam/{name}": value for name, value in metrics.items()}
+    _, start, end = hparams(flat, scores)
+    with _board(folder) as board:  # one writer, one event file: nothing to sort out of order
+        board.file_writer.add_summary(start)
+        board.file_writer.add_summary(end)
+        for name, value in scores.items():
+            board.add_scalar(name, value)
 
 
 def _scalar(value: Any) -> int | float | str | bool | None:

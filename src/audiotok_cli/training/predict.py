@@ -7,6 +7,10 @@ that length, as the model saw clips in training. A multi-label (BCE) run scores 
 maximum over the windows (the usual pooling for "does this sound occur anywhere in the file"); a
 single-label (softmax) run by the mean of the windows' probabilities, which still sum to 1. A last
 window shorter than one second is dropped unless it is the only one.
+
+A set of runs (`train --seeds N`, `--cv`) predicts as one: each file is decoded and featurized once,
+each run scores it as above, and the set's scores are the mean of its runs' (an ensemble, as a set's
+figure is the mean of its runs').
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from audiotok_cli.store import SPLITS, Store
 from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
-from audiotok_cli.training.runs import Run
+from audiotok_cli.training.runs import Run, load_run, pick_device, run_folder
+from audiotok_cli.training.significance import set_members
 from audiotok_cli.training.units import frames_maker
 
 if TYPE_CHECKING:
@@ -62,19 +67,42 @@ class Predictions:
         return error(f"{files} could not be scored; first: {next(iter(self.failed.values()))}")
 
 
-def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
-    """Score every file; one that cannot be read is recorded and the others are still scored."""
+def predict_with(runs_dir: Path, name: str, paths: list[Path], top: int, device: str) -> Predictions:
+    """`predict`: the run `name` (a name under `runs_dir` or a folder), or the set of that name, on
+    `device`."""
+    if (runs_dir / name).is_dir() or Path(name).is_dir():
+        folders, shown = [run_folder(runs_dir, name)], None
+    else:
+        _, members = set_members(runs_dir, name)
+        folders, shown = [members[key] for key in sorted(members)], f"{name} ({len(members)} runs)"
+    target = pick_device(device)
+    runs = [load_run(folder) for folder in folders]
+    for run in runs:
+        run.model.to(target)
+    return predict_files(runs, paths, top, shown)
+
+
+def predict_files(
+    runs: Run | list[Run], paths: list[Path], top: int = 5, name: str | None = None
+) -> Predictions:
+    """Score every file with a run, or a set of runs (their scores' mean); one file that cannot be
+    read is recorded and the others are still scored."""
+    runs = [runs] if isinstance(runs, Run) else runs
+    run = runs[0]
+    _require_one_front_end(runs)
     audio = run.record.inputs.audio
     frames_of = frames_maker(audio)  # log-mel, a transformers encoder or a units run
-    _require_same_encoder(run, frames_of)
+    for member in runs:
+        _require_same_encoder(member, frames_of)
     window = frames_of.max_samples
     single = run.record.loss == "ce"
     pooling = f"{'mean' if single else 'max'} over {audio.clip_seconds:g} s windows"
-    result = Predictions(str(run.directory), pooling + " (softmax: sums to 1)" * single)
-    merges = run.preprocessing.get("merges")
-    merger = Merges.from_array(merges) if merges is not None else None  # parsed once, not per window
+    pooling += f", then the mean over the set's {len(runs)} runs" * (len(runs) > 1)
+    result = Predictions(name or str(run.directory), pooling + " (softmax: sums to 1)" * single)
+    mergers = [_merger(member) for member in runs]  # parsed once, not per window
     splits = _store_splits(run)
-    run.model.eval()
+    for member in runs:
+        member.model.eval()
     for path in paths:
         try:
             if not path.is_file():
@@ -85,11 +113,14 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
                 s for s in range(0, len(samples), window) if s == 0 or len(samples) - s >= audio.sample_rate
             ]
             windows = frames_of.many([samples[s : s + window] for s in starts], [str(path)] * len(starts))
-            scores = np.stack([_score(run, _or_raise(frames), merger) for frames in windows])
+            frames = [_or_raise(one) for one in windows]
         except DataError as exc:
             result.failed[str(path)] = str(exc)
             continue
-        pooled = scores.mean(axis=0) if single else scores.max(axis=0)
+        pooled = np.mean(
+            [_pooled(member, frames, merger, single) for member, merger in zip(runs, mergers, strict=True)],
+            axis=0,
+        )
         best = np.argsort(-pooled)[:top]
         names = run.classes.names
         seconds = round(len(samples) / audio.sample_rate, 2)
@@ -98,6 +129,32 @@ def predict_files(run: Run, paths: list[Path], top: int = 5) -> Predictions:
             FilePrediction(str(path), len(starts), seconds, top_labels, splits(path.resolve()))
         )
     return result
+
+
+def _pooled(run: Run, windows: list[np.ndarray], merger: Merges | None, single: bool) -> np.ndarray:
+    """One run's scores of a file: its windows' mean (softmax) or maximum (sigmoids)."""
+    scores = np.stack([_score(run, frames, merger) for frames in windows])
+    return scores.mean(axis=0) if single else scores.max(axis=0)
+
+
+def _merger(run: Run) -> Merges | None:
+    merges = run.preprocessing.get("merges")
+    return Merges.from_array(merges) if merges is not None else None
+
+
+def _require_one_front_end(runs: list[Run]) -> None:
+    """A set's runs read one front end (the same audio settings, loss and classes): each file is
+    featurized once for all of them, and their scores average class by class."""
+    first = runs[0]
+    for run in runs[1:]:
+        same = (run.record.inputs.audio, run.record.loss, run.classes.mids) == (
+            first.record.inputs.audio, first.record.loss, first.classes.mids,
+        )  # fmt: skip
+        if not same:
+            raise MismatchError(
+                f"runs {first.directory.name} and {run.directory.name} read other audio settings, losses "
+                "or classes; predict with one run at a time"
+            )
 
 
 def _store_splits(run: Run) -> Callable[[Path], str | None]:

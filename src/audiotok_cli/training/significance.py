@@ -100,6 +100,18 @@ def side(runs_dir: Path, name: str, split: str) -> Side:
     if (runs_dir / name).is_dir() or Path(name).is_dir():
         directory = run_folder(runs_dir, name)
         return Side(name, "run", {(0, 0): read_predictions(directory, split)}, [directory.name])
+    unit, found = set_members(runs_dir, name)
+    return Side(
+        name,
+        unit,
+        {index: read_predictions(directory, split) for index, directory in sorted(found.items())},
+        [directory.name for _, directory in sorted(found.items())],
+    )
+
+
+def set_members(runs_dir: Path, name: str) -> tuple[str, dict[tuple[int, int], Path]]:
+    """The runs of the set `name` (`NAME-seedS`, `NAME-foldN[-seedS]`) by (fold, seed), and whether it
+    is a set of seeds or of folds; a name that is neither a run nor a set is refused, listing the runs."""
     members: dict[str, dict[tuple[int, int], Path]] = {}
     for directory, _ in find_runs(runs_dir):
         match = MEMBER.match(directory.name)
@@ -110,14 +122,8 @@ def side(runs_dir: Path, name: str, split: str) -> Side:
     if not members:
         run_folder(runs_dir, name)  # refuses, listing the runs there
     if len(members) > 1:
-        raise SettingsError(f"{name!r} names both seeds and folds in {runs_dir}; compare one set")
-    unit, found = next(iter(members.items()))
-    return Side(
-        name,
-        unit,
-        {index: read_predictions(directory, split) for index, directory in sorted(found.items())},
-        [directory.name for _, directory in sorted(found.items())],
-    )
+        raise SettingsError(f"{name!r} names both seeds and folds in {runs_dir}; name one set")
+    return next(iter(members.items()))
 
 
 def _metrics(first: Side) -> tuple[str, ...]:
