@@ -108,3 +108,22 @@ def test_a_stratified_drawn_test_keeps_its_ratio_in_the_split_record(cli, tmp_pa
     assert cli("split", "--test-ratio", "0.3").exit_code == 0
     record = Store.open(load_settings({}).store_path).split
     assert record.stratify and record.test_ratio == 0.3  # what `train --cv` puts back is this split
+
+
+def test_a_class_held_only_in_test_is_named_in_one_warning(cli, tmp_path):
+    root = tmp_path / "calls"
+    rows = []
+    for name, takes in (("crow", range(8)), ("gull", range(8)), ("owl", range(2))):
+        for take in takes:
+            path = folders(tmp_path / "made", classes=(name,), per_class=take + 1) / name / f"take{take}.wav"
+            where = f"{'test' if name == 'owl' or take >= 6 else 'train'}/{name}-{take}.wav"
+            (root / where).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, root / where)
+            rows.append((where, name))
+    manifest = root / "calls.csv"
+    manifest.write_text("path,labels,source\n" + "".join(f"{p},{n},{p.split('/')[0]}\n" for p, n in rows))
+    assert cli("import", str(root), "--manifest", str(manifest)).exit_code == 0
+    result = cli("split")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "train holds no clip of classes that val or test hold (1: owl): no model can learn them" in said

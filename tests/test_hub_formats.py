@@ -102,3 +102,42 @@ def test_a_datasets_parquet_with_audio_bytes_and_an_arrow_save_import_with_their
     arrow = cli("import", str(saved), "--name", "saved", "--store", str(tmp_path / "other.zarr"))
     assert arrow.exit_code == 0, arrow.output
     assert "18 clips added" in arrow.stdout
+
+
+def test_a_dataset_dict_saved_to_disk_keeps_each_split_as_a_source(cli, tmp_path):
+    """`save_to_disk` names every split's file `data-00000-of-00001.arrow` in a folder of its own:
+    each row is imported once, under its split's source, whatever order its labels come in."""
+    from datasets import DatasetDict
+
+    def split(takes: range, order: list[int]) -> Dataset:
+        audio = [
+            {"bytes": _wav(label, take), "path": f"{CLASSES[label]}-{take}.wav"}
+            for label in order
+            for take in takes
+        ]
+        labels = [label for label in order for _ in takes]
+        data = Dataset.from_dict({"audio": audio, "label": labels})
+        return data.cast_column("label", ClassLabel(names=list(CLASSES))).cast_column(
+            "audio", Audio(decode=False)
+        )
+
+    saved = tmp_path / "saved"
+    DatasetDict({"train": split(range(6), [0, 1, 2]), "test": split(range(6, 8), [2, 0, 1])}).save_to_disk(
+        str(saved)
+    )
+    imported = cli("import", str(saved), "--name", "dict")
+    assert imported.exit_code == 0, imported.output
+    assert "24 clips added" in imported.stdout
+    store = _store()
+    sources = dict(zip(*np.unique(store.sources(), return_counts=True), strict=True))
+    assert {store.source_names[code]: int(count) for code, count in sources.items()} == {
+        "train": 18,
+        "test": 6,
+    }
+    test_clips = [
+        clip
+        for clip, code in zip(store.ytids(), store.sources(), strict=True)
+        if store.source_names[code] == "test"
+    ]
+    first = store.row_of[sorted(test_clips)[0]]
+    assert store.classes.mids[int(np.flatnonzero(store.labels()[first])[0])] == "ocarina"  # test's own rows

@@ -107,3 +107,18 @@ def test_a_mixed_runs_folder_is_compared_split_by_split_and_never_described_fals
     assert "- fold1-tokens: no frame run was scored on its test clips" in compared
     assert "| simple | baseline | all (" in compared
     assert _cells(markdown, "fold1-tokens")[4] == "fold 1" and _cells(markdown, "fold1-tokens")[-1] == ""
+
+    (tmp_path / "out" / "report.md").write_text("edited by hand")
+    again = cli("report", str(tmp_path / "out"), "--resamples", "100")
+    assert again.exit_code == 7
+    assert "report.md already exists (edits made to it would be lost); pass --overwrite" in again.stderr
+    assert (tmp_path / "out" / "report.md").read_text() == "edited by hand"
+    assert cli("report", str(tmp_path / "out"), "--resamples", "100", "--overwrite").exit_code == 0
+    (tmp_path / "a-file").write_text("not a folder")
+    into_a_file = cli("report", str(tmp_path / "a-file"))
+    assert (
+        into_a_file.exit_code == 3 and "a-file is a file; give a folder for report.md" in into_a_file.stderr
+    )
+    runs_a_file = cli("report", str(tmp_path / "elsewhere"), "--runs-dir", str(tmp_path / "a-file"))
+    assert runs_a_file.exit_code == 3
+    assert "paths.runs_dir:" in runs_a_file.stderr and "a-file is a file, not a folder" in runs_a_file.stderr

@@ -148,3 +148,14 @@ def test_layers_read_one_or_several_and_one_is_written_as_before(monkeypatch):
     monkeypatch.setenv("AUDIOTOK_AUDIO__LAYER", "3,3")
     with pytest.raises(SettingsError, match=r"layers \[3, 3\]: one or more distinct layers"):
         load_settings()
+
+
+def test_a_dotenv_line_that_is_not_name_equals_value_is_one_line_naming_the_file_and_line(cli):
+    Path(".env").write_text("AUDIOTOK_SEED=3\n# a comment\nAUDIOTOK_VOCAB__NITER 7\n")
+    result = cli("config")
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines() == [
+        f"error: {Path('.env').resolve()} line 3 is not NAME=VALUE ('AUDIOTOK_VOCAB__NITER 7'); fix it or "
+        "comment it out with #"
+    ]
+    assert "python-dotenv" not in result.output

@@ -135,3 +135,42 @@ def test_runs_measure_against_the_best_frame_set_mean_and_filter_by_name(cli, tw
     assert (tmp_path / "slow.png").read_bytes()[:4] == b"\x89PNG"
     none = cli("runs", "--only", "nothing-*")
     assert none.exit_code == 4 and "no runs matching 'nothing-*'" in none.stderr
+
+
+def test_scores_changed_after_eval_are_refused_by_compare_and_named_by_verify_and_runs(cli, two_recipes):
+    """predictions.safetensors and eval.json are under digests (eval.json keeps them): a seed's
+    damaged test scores no longer move an interval without a word."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    path = two_recipes / "fast-seed1" / "predictions.safetensors"
+    with safe_open(path, framework="np") as handle:  # the metadata (clip ids) kept, the scores damaged
+        metadata = handle.metadata()
+    tensors = load_file(path)
+    tensors["test.scores"][:40] = tensors["test.scores"][:40, ::-1]
+    save_file(tensors, path, metadata=metadata)
+
+    refused = cli("compare", "fast", "slow", "--resamples", "200")
+    assert refused.exit_code == 5
+    assert "fast-seed1/predictions.safetensors: its content differs from the digest in eval.json" in (
+        refused.stderr
+    )
+    assert "run `audiotok eval --run fast-seed1` again" in refused.stderr
+    verified = cli("verify", "--runs")
+    assert (
+        verified.exit_code == 5 and "fast-seed1/predictions.safetensors" in verified.stdout + verified.stderr
+    )
+
+    report = two_recipes / "slow-seed2" / "eval.json"
+    edited = json.loads(report.read_text())
+    edited["splits"]["test"]["accuracy"] = 0.99  # a figure edited by hand
+    report.write_text(json.dumps(edited))
+    listed = cli("runs")
+    assert listed.exit_code == 0 and "slow-seed2 is damaged" in " ".join(listed.stderr.split())
+    assert "differs from its digest" in " ".join(listed.stderr.split())
+
+    assert (
+        cli("eval", "--run", "fast-seed1").exit_code == 0
+        and cli("eval", "--run", "slow-seed2").exit_code == 0
+    )
+    assert cli("compare", "fast", "slow", "--resamples", "200").exit_code == 0  # the repair named works

@@ -112,6 +112,9 @@ def test_verify_mirror_checks_fetched_files_and_repair_makes_fetch_download_them
     mirror = tmp_path / "mirror"
     shutil.copytree(shards_env.mirror_dir, mirror)
     files = sorted(path for path in (mirror / "data").rglob("*") if path.is_file())
+    unrecorded = cli("verify", "--mirror", "--mirror-dir", str(mirror))  # no file fetch verified
+    assert unrecorded.exit_code == 0 and "hashed 0 mirror files" in " ".join(unrecorded.stdout.split())
+    assert "holds no file `fetch` verified: nothing to hash" in " ".join(unrecorded.stderr.split())
     manifest = load_manifest(mirror)
     for path in files:  # as fetch records a verified LFS file
         stat = path.stat()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -491,6 +492,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     naming the setting and where its value came from."""
     overrides = prune_none(overrides or {})
     try:
+        _require_parsable_env_file()
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -510,6 +512,23 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
             f"invalid setting {name}{_from(name, overrides)}: not a JSON object; set its values one by one "
             f"({ENV_PREFIX}{name.upper()}__NAME=VALUE) or give JSON such as '{{\"n_mels\": 64}}'"
         ) from None
+
+
+def _require_parsable_env_file() -> None:
+    """A `.env` line python-dotenv cannot parse is refused in one line naming the file and the line
+    (python-dotenv would warn, naming neither, once for every settings group that reads the file)."""
+    path = Path(ENV_FILE)
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as handle:
+        for binding in parse_stream(handle):
+            if binding.error:
+                line = binding.original.string.strip()
+                shown = line if len(line) <= 40 else line[:40] + "..."
+                raise SettingsError(
+                    f"{path.resolve()} line {binding.original.line} is not NAME=VALUE ({shown!r}); "
+                    "fix it or comment it out with #"
+                )
 
 
 def origin(name: str, overrides: dict[str, Any]) -> tuple[str, str | None]:

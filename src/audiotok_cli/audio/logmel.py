@@ -38,6 +38,9 @@ def audio_path(audio_dir: Path, source: str, ytid: str) -> Path:
     return audio_dir / source / ytid[:2] / f"{ytid}.flac"
 
 
+MAX_AMPLITUDE = 1e4  # full scale is 1.0; float files may overshoot a little, never by this much
+
+
 def decode(
     source: Path | bytes, sample_rate: int, name: str = "", fix: str = REPAIR, warned: list[str] | None = None
 ) -> np.ndarray:
@@ -64,6 +67,12 @@ def decode(
             warned.append(warning)
     if not np.isfinite(samples).all():  # a float WAV or FLAC payload can hold NaN or inf
         raise DataError(f"{label} holds non-finite samples (NaN or inf); {fix}")
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak > MAX_AMPLITUDE:  # a float payload of 1e30: its power overflows to inf, its log-mel to NaN
+        raise DataError(
+            f"{label} holds samples up to {peak:.3g}, far beyond full scale (1.0): its spectrum would "
+            f"overflow; {fix}"
+        )
     if samples.shape[1] == 2:
         mono = (samples[:, 0] + samples[:, 1]) * 0.5  # ~7x faster than mean(axis=1)
     else:

@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from audiotok_cli.cli.app import cli_overrides, command, command_settings, console
+from audiotok_cli.cli.app import cli_overrides, command, command_settings, console, err_console
 from audiotok_cli.cli.options import MirrorOpt, RunsOpt, StoreOpt
 from audiotok_cli.settings import setting_sources
 
@@ -133,7 +133,7 @@ def _render_last_verify(last: dict[str, Any] | None) -> None:
 
 def _render_verify(r) -> None:
     read = f"read {r.shards} shards and {r.arrays} clip columns and vocabularies"
-    read += f", hashed {r.mirror_files} mirror files" if r.mirror_files else ""
+    read += f", hashed {r.mirror_files} mirror files" if r.mirror is not None else ""
     read += f", checked {r.runs} run folders" if r.runs else ""
     if not r.damaged:
         console.print(f"{r.store}: nothing damaged ({read})")
@@ -148,6 +148,8 @@ def _render_verify(r) -> None:
             console.print(
                 f"{'to redo what --repair marked' if done else 'to repair'}: {escape(same[0].shown_fix)}"
             )
+    if r.mirror_empty:
+        err_console.print(f"[yellow]warning: {escape(r.mirror_empty)}")
     if r.rewritten:
         console.print(
             f"rewrote {len(r.rewritten)} arrays with a checksum on every chunk: {', '.join(r.rewritten)}"

@@ -701,13 +701,15 @@ def report_cmd(
     ] = 9999,
     store: StoreOpt = None,
     runs_dir: RunsOpt = None,
+    overwrite: OverwriteOpt = False,
 ):
     """One Markdown report with its figures: the data and split protocol, the runs with intervals, each
-    token recipe against the best frame recipe (compare's figures), recipes, curves, confusions."""
+    token recipe against the best frame recipe (compare's figures), recipes, Methods, curves,
+    confusions."""
     from audiotok_cli.experiments.report import write_report
 
     settings = command_settings(paths={"store": store, "runs_dir": runs_dir})
-    return write_report(settings.resolved_paths, out_dir, only, resamples, settings.seed)
+    return write_report(settings.resolved_paths, out_dir, only, resamples, settings.seed, overwrite)
 
 
 def _render_predictions(result) -> None:

@@ -91,9 +91,9 @@ def dataset_files(root: Path) -> list[Path]:
 
 def dataset_to_audiofolder(root: Path, target: Path, label_column: str | None = None) -> Path:
     """A `datasets` export with an `audio` column (bytes, or a path next to the file) written out as an
-    audiofolder under `target`: a folder per split (from the file's name: `train-00000-of-00001`)
-    with its audio files and a metadata.csv naming each file's labels (a `ClassLabel`'s names).
-    Files already written are kept; the metadata is written last, whole."""
+    audiofolder under `target`: a folder per split (from the file's name, `train-00000-of-00001`, or
+    its `save_to_disk` folder, `test/`) with its audio files and a metadata.csv naming each file's
+    labels (a `ClassLabel`'s names). Files already written are kept; the metadata is written last."""
     column = label_column or DEFAULT_LABEL
     rows: dict[str, list[tuple[str, str]]] = {}
     for file in dataset_files(root):
@@ -106,7 +106,7 @@ def dataset_to_audiofolder(root: Path, target: Path, label_column: str | None = 
                 "pass --label-column for another label column"
             )
         names = _class_names(table, column)
-        split = next((s for s in SPLIT_NAMES if file.stem.startswith(s)), "train")
+        split = _split_of(file, root)
         folder = target / split
         folder.mkdir(parents=True, exist_ok=True)
         for index, (audio, label) in enumerate(
@@ -123,6 +123,15 @@ def dataset_to_audiofolder(root: Path, target: Path, label_column: str | None = 
             writer.writerows([("file_name", DEFAULT_LABEL), *listed])
         partial.replace(target / split / "metadata.csv")
     return target
+
+
+def _split_of(file: Path, root: Path) -> str:
+    """A file's split: from its name as the hub names Parquet shards (`test-00000-of-00001`), else
+    from the folder `save_to_disk` gives each split of a DatasetDict (`test/data-00000-of-00001.arrow`),
+    else train."""
+    named = next((split for split in SPLIT_NAMES if file.stem.startswith(split)), None)
+    folders = file.parent.relative_to(root).parts if root.is_dir() and file.is_relative_to(root) else ()
+    return named or next((part for part in reversed(folders) if part in SPLIT_NAMES), "train")
 
 
 def _table(file: Path) -> pa.Table:

@@ -17,7 +17,7 @@ import numpy as np
 
 from audiotok_cli.errors import AlreadyTrained
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick
+from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.compare import Spread, spread
 from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores
 from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
@@ -70,6 +70,7 @@ def train_scored(
 ) -> TrainResult:
     """`train`, then `eval` of its run, as `--seeds` scores each of its runs: one command, the test
     figure too (under torchrun, rank 0 scores)."""
+    warn_if_left_by_cv(paths)
     trained = train(paths, model, settings, seed, pick, overwrite, on_epoch, init)
     if int(os.environ.get("RANK", "0")) == 0:
         trained.scores = headline_scores(evaluate(paths, trained.run_dir.name).splits)
@@ -90,6 +91,7 @@ def train_seeds(
     """Train and score `{name}-seed{S}` for the seeds S = seed .. seed + seeds - 1. A seed whose run
     of these very settings is finished is kept; runs of other settings are never taken for them
     (see `repeat_base`)."""
+    warn_if_left_by_cv(paths)
     planned = {s: plan_run(paths, model, settings, s, pick, init) for s in range(seed, seed + seeds)}
     wanted = {f"seed{s}": plan.record for s, plan in planned.items()}
     default = planned[seed].default_name
@@ -151,6 +153,18 @@ def pretrain_seeds(
         history = read_record(paths.runs_dir / run).history
         result.masked_accuracy[run] = max(epoch["val_accuracy"] for epoch in history)
     return result
+
+
+def warn_if_left_by_cv(paths: Paths) -> None:
+    """Say so where the store's split is a fold's, left by a `train --cv` that was interrupted: a run
+    trained now would be scored on that fold, not on the split the user made."""
+    store = Store.open(paths.store, mode="r")
+    if store.clips_record.split_before_cv is not None and store.split is not None:
+        log.warning(
+            "the store's split is one fold's (test: %s), left by an interrupted `train --cv`: run that "
+            "`train --cv` again to finish it and put the store's split back, or `audiotok split`",
+            store.split.test_rule,
+        )
 
 
 def _seed_runs(base: str, seeds: list[int]) -> Iterator[tuple[int, str]]:

@@ -6,7 +6,6 @@ never copied from a log."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -15,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from audiotok_cli.atomic import write_atomic
-from audiotok_cli.errors import AudiotokError
+from audiotok_cli.atomic import naming_full_disk, write_atomic
+from audiotok_cli.errors import AudiotokError, OutputExistsError, SettingsError
 from audiotok_cli.experiments.methods import Rebuilt, methods
 from audiotok_cli.settings import Paths
 from audiotok_cli.stages.inspect_vocab import VocabReport, inspect_vocab
 from audiotok_cli.store import SPLITS, Pick, Store, split_code
 from audiotok_cli.training.compare import RunRow, best_frames, by_split, compare_runs, plot_runs
 from audiotok_cli.training.figures import plot_confusion, plot_validation
-from audiotok_cli.training.runs import read_record
+from audiotok_cli.training.runs import read_record, read_report
 from audiotok_cli.training.significance import Comparison, compare
 
 log = logging.getLogger(__name__)
@@ -42,12 +41,36 @@ class ReportResult:
 
 
 def write_report(
-    paths: Paths, out_dir: Path, only: str | None = None, resamples: int = 9999, seed: int = 0
+    paths: Paths,
+    out_dir: Path,
+    only: str | None = None,
+    resamples: int = 9999,
+    seed: int = 0,
+    overwrite: bool = False,
 ) -> ReportResult:
-    """Write `out_dir/report.md` and its PNGs (see the module's docstring)."""
+    """Write `out_dir/report.md` and its PNGs (see the module's docstring); a report already there
+    (perhaps edited by hand) is replaced only with `overwrite`."""
+    _require_writable(out_dir, overwrite)
     rows = compare_runs(paths.runs_dir, "name", only)
-    out_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(paths.store, mode="r")
+    with naming_full_disk(out_dir):
+        return _write(paths, store, rows, out_dir, only, resamples, seed)
+
+
+def _require_writable(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SettingsError(f"{out_dir} is a file; give a folder for report.md and its figures")
+    if (out_dir / REPORT).exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out_dir / REPORT} already exists (edits made to it would be lost); pass --overwrite, or "
+            "another folder"
+        )
+
+
+def _write(
+    paths: Paths, store: Store, rows: list[RunRow], out_dir: Path, only: str | None, resamples: int, seed: int
+) -> ReportResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
     result = ReportResult(out_dir / REPORT, sum(not row.folds and not row.seeds for row in rows), 0)
     comparisons = _token_vs_frames(paths.runs_dir, rows, resamples, seed)
     result.comparisons = sum(len(group.comparisons) for group in comparisons)
@@ -427,10 +450,9 @@ def _members(rows: list[RunRow]) -> dict[str, list[str]]:
 def _summed_confusion(runs_dir: Path, runs: list[str]) -> np.ndarray | None:
     total = None
     for run in runs:
-        report = runs_dir / run / "eval.json"
-        if not report.exists():
+        if not (runs_dir / run / "eval.json").exists():
             return None
-        single = json.loads(report.read_text())["splits"].get("test", {}).get("single_label")
+        single = read_report(runs_dir / run)["splits"].get("test", {}).get("single_label")
         if single is None:
             return None
         matrix = np.asarray(single["confusion"])

@@ -325,7 +325,9 @@ class _ShardBlock:
     def put(self, decoded: list[tuple[int, np.ndarray, str]], frames_of: LogMel | EncoderFrames) -> None:
         """The frames of a batch of decoded clips `(offset, samples, name)`, or why not, into the block."""
         frames = frames_of.many([samples for _, samples, _ in decoded], [name for _, _, name in decoded])
-        for (offset, _, _), clip in zip(decoded, frames, strict=True):
+        for (offset, _, name), clip in zip(decoded, frames, strict=True):
+            if not isinstance(clip, DataError) and not np.isfinite(clip).all():  # never marked done
+                clip = DataError(f"{name}: its frames are not finite (NaN or inf); check the audio file")
             if isinstance(clip, DataError):
                 self.failed(offset, clip)
                 continue

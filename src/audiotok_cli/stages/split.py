@@ -138,6 +138,13 @@ def split(store_path: Path, settings: SplitSettings, seed: int) -> SplitResult:
             "%s holds no clip of %d of train's classes (%s): its mAP averages over the others",
             name, len(absent), ", ".join(absent[:5]) + ", ..." * (len(absent) > 5),
         )  # fmt: skip
+    untrained = [names[c] for c in np.flatnonzero((present["val"] | present["test"]) & ~present["train"])]
+    if untrained:
+        log.warning(
+            "train holds no clip of classes that val or test hold (%d: %s): no model can learn them, yet "
+            "they count against every model alike; move clips into train (another --seed or protocol)",
+            len(untrained), ", ".join(untrained[:5]) + ", ..." * (len(untrained) > 5),
+        )  # fmt: skip
     if record.leaked_sets:
         log.warning(
             "%d sets of copies (%s) lie on more than one side of train/val/test: %d of %d test clips have "

@@ -203,6 +203,8 @@ def tokenize_shard(
     ids = np.full((len(lengths), *tokens.data.shape[1:]), PAD_TOKEN, dtype=tokens.data.dtype)
     if valid.any():
         vectors = (transforms or FrameTransforms()).valid_frames(frames, lengths)
+        if not np.isfinite(vectors).all():  # a NaN frame would become a token without a word
+            features.require_finite(shard, frames, lengths)
         if frame_map is not None:
             vectors = frame_map(vectors)
         ids[valid] = encode(quantizer, codebooks, vectors)

@@ -14,9 +14,10 @@ verify, and `info` shows it.
 from __future__ import annotations
 
 import errno
+import os
 import shlex
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,8 @@ class VerifyResult:
     shards: int = 0  # shards read
     arrays: int = 0  # clip columns and vocabularies read
     mirror_files: int = 0  # mirror files hashed
+    mirror: str | None = None  # the mirror verified (`--mirror`), and why none of its files was hashed
+    mirror_empty: str | None = None
     runs: int = 0  # run folders checked (`verify --runs`)
     damaged: list[Damage] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # arrays without checksums (an older audiotok's)
@@ -96,7 +99,10 @@ def verify(
         if rewrite_unchecked:
             _rewrite_unchecked(store, result)
         if mirror_dir is not None:
-            with WriterLock(mirror_dir, "verify"):
+            result.mirror = str(mirror_dir)
+            # reading takes no lock where none can be made (a read-only mount); a repair writes
+            locked = repair or os.access(mirror_dir, os.W_OK)
+            with WriterLock(mirror_dir, "verify") if locked else nullcontext():
                 _verify_mirror(mirror_dir, repair, result)
         if writable:
             store.save_verify(
@@ -151,7 +157,9 @@ def _verify_padded(store: Store, kind: str, name: str, repair: bool, result: Ver
         for shard in range(n_shards):
             result.shards += 1
             try:
-                padded.read_shard(shard)
+                data, lengths = padded.read_shard(shard)
+                if data.dtype.kind == "f":  # frames: numbers, not only bytes that match their checksum
+                    padded.require_finite(shard, data, lengths)
             except Damaged as damage:
                 rows = padded.shard_rows(shard)
                 where = f"{kind}/{name} shard {shard} (rows {rows.start}-{rows.stop - 1})"
@@ -215,6 +223,8 @@ def _rewrite_unchecked(store: Store, result: VerifyResult) -> None:
 
 def _verify_mirror(mirror_dir: Path, repair: bool, result: VerifyResult) -> None:
     files = load_manifest(mirror_dir)["files"]
+    if not files:
+        result.mirror_empty = f"{mirror_dir} holds no file `fetch` verified: nothing to hash"
     damaged = []
     with progress("verify mirror", len(files), "files") as advance:
         for relative, entry in sorted(files.items()):

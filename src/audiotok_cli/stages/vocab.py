@@ -156,6 +156,7 @@ def sample_frames(
             shards, read_ahead(features.read_shard, shards, workers), strict=True
         ):
             span = features.shard_rows(shard)
+            features.require_finite(shard, block, np.where(rows[span], block_lengths, -1))
             valid = np.arange(block.shape[1]) < block_lengths[:, None]
             valid &= rows[span][:, None]
             if transforms:

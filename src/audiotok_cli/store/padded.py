@@ -149,6 +149,18 @@ class PaddedSet(Generic[R]):
                 raise self._damaged(shard, f"{missing}, but its clips are marked done")
         return self._checked(shard, lambda: self.data[self.shard_rows(shard)])
 
+    def require_finite(self, shard: int, data: np.ndarray, lengths: np.ndarray) -> None:
+        """Refuse a shard whose done clips hold NaN or inf frames (features an older audiotok made from
+        overflowing audio: their checksums are valid, their numbers are not), naming its rows and the
+        repair. Readers call it where a non-finite value would pass silently (vocab, tokenize, verify)."""
+        valid = np.arange(data.shape[1]) < lengths[:, None]
+        finite = np.isfinite(data).reshape(len(data), data.shape[1], -1).all(axis=2)
+        bad = np.flatnonzero((valid & ~finite).any(axis=1))
+        if len(bad):
+            start = self.shard_rows(shard).start
+            rows = ", ".join(str(start + row) for row in bad[:5]) + ", ..." * (len(bad) > 5)
+            raise self._damaged(shard, f"rows {rows} hold NaN or inf values")
+
     def _missing_data(self, shard: int) -> str | None:
         """Why the shard's data file cannot hold its rows (gone, empty, cut inside its index)."""
         store, key = self.data.store_path.store, self._shard_key(shard)

@@ -5,16 +5,15 @@ has its answer in one place."""
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.errors import AudiotokError, MissingInputError, SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.store import fingerprint
-from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, recipe_key, settings_key
+from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, read_report, recipe_key, settings_key
 
 LEAK_FREE = ("test_mAP_leak_free", "test_accuracy_leak_free")
 SORT_KEYS = ("name", "test_accuracy", "test_mAP", "val_mAP", "parameters", "train_seconds")
@@ -99,7 +98,9 @@ def _rows(runs_dir: Path, names: set[str] | None = None) -> list[RunRow]:
             continue
         try:
             rows.append(_row(directory, record))
-        except (ValueError, KeyError, OSError) as error:  # a damaged eval.json: the run is still listed
+        except AudiotokError as error:  # eval.json not as `eval` wrote it: the run is still listed
+            damaged[directory] = str(error)
+        except (ValueError, KeyError, OSError) as error:  # a report of another shape
             damaged[directory] = f"{directory / REPORT} is damaged ({type(error).__name__}); run `eval` again"
     rows += [
         _damaged_row(directory, why)
@@ -163,9 +164,8 @@ def _row(directory: Path, record: RunRecord) -> RunRow:
     test = prior = accuracy = None
     leak_free: dict = {}
     leaked = 0
-    report = directory / REPORT
-    if report.exists():
-        splits = json.loads(report.read_text()).get("splits", {})
+    if (directory / REPORT).exists():
+        splits = read_report(directory).get("splits", {})
         if "test" in splits:
             test, prior = splits["test"]["mAP"], splits["test"]["prior_mAP"]
             accuracy = splits["test"].get("accuracy")

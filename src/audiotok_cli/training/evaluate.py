@@ -30,7 +30,16 @@ from audiotok_cli.training.metrics import (
     tune_thresholds,
 )
 from audiotok_cli.training.monitor import has_board, write_hparams
-from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, load_run, pick_device, save_tensors
+from audiotok_cli.training.runs import (
+    REPORT,
+    RunRecord,
+    find_runs,
+    load_run,
+    pick_device,
+    save_tensors,
+    scored_files_changed,
+    seal_report,
+)
 
 SHOWN_CLASSES = 10
 PREDICTIONS, CONFUSION = "predictions.safetensors", "confusion.png"
@@ -140,13 +149,13 @@ def evaluate(
     }
     result = EvalReport(directory, directory / REPORT, results, store.split.test_rule)
     try:
-        write_predictions(directory, predictions)
+        scored = {PREDICTIONS: write_predictions(directory, predictions)}
         if "single_label" in results.get("test", {}):
             matrix = results["test"]["single_label"]["confusion"]
             accuracy = results["test"]["accuracy"]
             title = f"{directory.name}: test ({store.split.test_rule}), accuracy {accuracy:.3f}"
             result.confusion = plot_confusion(matrix, list(names), directory / CONFUSION, title)
-        write_json(directory / REPORT, report)
+        write_json(directory / REPORT, seal_report(report, scored))  # last: it vouches for the others
         if has_board(directory):
             write_hparams(directory, hparams_of(record), headline_scores(results))
     except OSError as denied:  # a read-only run folder or mount: the scores are still worth showing
@@ -201,24 +210,34 @@ class SplitPredictions:
         return SplitPredictions(clips, self.labels[kept], self.scores[kept], self.leaked[kept])
 
 
-def write_predictions(directory: Path, predictions: dict[str, SplitPredictions]) -> None:
-    """`predictions.safetensors`: per split its labels and scores, the clip ids in the metadata."""
+def write_predictions(directory: Path, predictions: dict[str, SplitPredictions]) -> str:
+    """`predictions.safetensors`: per split its labels and scores, the clip ids in the metadata;
+    returns its digest (eval.json keeps it)."""
     tensors, metadata = {}, {}
     for split, scored in predictions.items():
         tensors[f"{split}.labels"] = torch.from_numpy(scored.labels.astype(np.uint8))
         tensors[f"{split}.scores"] = torch.from_numpy(np.ascontiguousarray(scored.scores, dtype=np.float32))
         tensors[f"{split}.leaked"] = torch.from_numpy(scored.leaked.astype(np.uint8))
         metadata[f"{split}.clips"] = json.dumps(scored.clips)
-    save_tensors(directory / PREDICTIONS, tensors, metadata)
+    return save_tensors(directory / PREDICTIONS, tensors, metadata)
 
 
 def read_predictions(directory: Path, split: str = "test") -> SplitPredictions:
-    """The scores the run's last `eval` wrote for `split`; none is refused naming the fix."""
+    """The scores the run's last `eval` wrote for `split`; none, or a file not as `eval` wrote it,
+    is refused naming the fix."""
     path = directory / PREDICTIONS
     if not path.exists():
         raise MissingInputError(
             f"{directory} has no scored clips; run `audiotok eval --run {directory.name}`"
         )
+    again = f"run `audiotok eval --run {directory.name}` again"
+    changed = scored_files_changed(directory)
+    if REPORT in changed:
+        raise DataError(changed[REPORT])
+    if PREDICTIONS in changed:
+        raise DataError(f"{path}: {changed[PREDICTIONS]}; {again}")
+    if not (directory / REPORT).exists():
+        raise DataError(f"{path} has no eval.json beside it to vouch for its scores; {again}")
     try:
         with safe_open(path, framework="np") as handle:
             metadata = handle.metadata() or {}

@@ -241,6 +241,55 @@ def digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def seal_report(report: dict[str, Any], scored: dict[str, str]) -> dict[str, Any]:
+    """eval.json as written: the report, the digests of the files `eval` wrote with it (`scored`:
+    predictions.safetensors, what `compare` and `report` compute from) and its own digest, so a
+    figure changed in either file after `eval` is found (restic's rule: every object under its hash)."""
+    sealed = {**report, "digests": scored}
+    return {**sealed, "digest": digest(_canonical(sealed))}
+
+
+def read_report(directory: Path) -> dict[str, Any]:
+    """The run's last `eval` report, refused where it is not as `eval` wrote it (reports from before
+    digests were recorded are read as they are)."""
+    path = directory / REPORT
+    again = f"run `audiotok eval --run {directory.name}` again"
+    if not path.exists():
+        raise MissingInputError(f"{directory} is not scored yet; run `audiotok eval --run {directory.name}`")
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{path} is damaged (not JSON); {again}") from None
+    if not isinstance(report, dict):
+        raise DataError(f"{path} is damaged (not a report); {again}")
+    recorded = report.pop("digest", None)
+    if recorded is not None and digest(_canonical(report)) != recorded:
+        raise DataError(f"{path} differs from its digest: changed or damaged since `eval` wrote it; {again}")
+    return report
+
+
+def scored_files_changed(directory: Path) -> dict[str, str]:
+    """eval.json and the files scored with it that are not as `eval` wrote them (file -> why)."""
+    if not (directory / REPORT).exists():
+        return {}
+    try:
+        report = read_report(directory)
+    except DataError as damaged:
+        return {REPORT: str(damaged)}
+    changed = {}
+    for name, wanted in report.get("digests", {}).items():
+        path = directory / name
+        if not path.exists():
+            changed[name] = "missing"
+        elif digest(path.read_bytes()) != wanted:
+            changed[name] = "its content differs from the digest in eval.json: changed or damaged since"
+    return changed
+
+
+def _canonical(report: dict[str, Any]) -> bytes:
+    return json.dumps(report, sort_keys=True, separators=(",", ":")).encode()
+
+
 def changed_files(directory: Path, record: RunRecord) -> dict[str, str]:
     """The run's files that are not as training wrote them (file -> why): edited, damaged, gone.
     Runs from before digests were recorded have none to check."""
@@ -573,7 +622,7 @@ def damaged_runs(runs_dir: Path) -> dict[Path, str]:
     read, or a file that differs from its digest) -> why."""
     damaged: dict[Path, str] = {}
     for directory, record in find_runs(runs_dir, damaged):
-        for name, why in changed_files(directory, record).items():
+        for name, why in (changed_files(directory, record) | scored_files_changed(directory)).items():
             damaged.setdefault(directory / name, why)
     return damaged
 
