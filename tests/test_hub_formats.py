@@ -10,6 +10,8 @@ import io
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import soundfile as sf
 from datasets import Audio, ClassLabel, Dataset
 
@@ -141,3 +143,59 @@ def test_a_dataset_dict_saved_to_disk_keeps_each_split_as_a_source(cli, tmp_path
     ]
     first = store.row_of[sorted(test_clips)[0]]
     assert store.classes.mids[int(np.flatnonzero(store.labels()[first])[0])] == "ocarina"  # test's own rows
+
+
+def _parquet(path, audio: list[dict], labels: list[int], names=CLASSES) -> None:
+    data = Dataset.from_dict({"audio": audio, "label": labels})
+    data = data.cast_column("label", ClassLabel(names=list(names))).cast_column("audio", Audio(decode=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.to_parquet(path)
+
+
+def test_an_export_s_faults_are_one_line_naming_the_users_rows(cli, tmp_path):
+    """The written-out files are audiotok's; what a line names is the user's own file, row and split."""
+    no_audio = tmp_path / "no-audio" / "data" / "train-00000-of-00001.parquet"
+    no_audio.parent.mkdir(parents=True)
+    Dataset.from_dict({"sound": ["a"], "label": [0]}).to_parquet(no_audio)
+    refused = cli("import", str(tmp_path / "no-audio"), "--name", "a")
+    assert refused.exit_code == 5 and "has no audio column (it has sound, label)" in refused.stderr
+    assert "--label-column" not in refused.stderr
+
+    outside = tmp_path / "outside" / "data" / "test-00000-of-00001.parquet"
+    audio = [{"bytes": _wav(0, take), "path": f"bell-{take}.wav"} for take in range(2)]
+    _parquet(outside, audio, [0, 1])
+    table = pq.read_table(outside)  # a label index past the ClassLabel's names, as a bad edit leaves it
+    labels = table.column("label").to_pylist()
+    labels[1] = 7
+    pq.write_table(table.set_column(1, "label", pa.array(labels, pa.int64())), outside)
+    bad = cli("import", str(tmp_path / "outside"), "--name", "b")
+    assert bad.exit_code == 5
+    assert (
+        "test-00000-of-00001.parquet row 1 (split test, bell-1.wav): label 7 is outside its ClassLabel's 3"
+        in (" ".join(bad.stderr.split()))
+    )
+
+
+def test_a_reexport_with_new_audio_of_the_same_size_is_imported_as_changed(cli, tmp_path):
+    exported = tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"
+    audio = [{"bytes": _wav(label, 0), "path": f"{name}.wav"} for label, name in enumerate(CLASSES)]
+    _parquet(exported, audio, [0, 1, 2])
+    assert cli("import", str(tmp_path / "hub"), "--name", "hub").exit_code == 0
+    audio[1] = {"bytes": _wav(1, 5), "path": "kalimba.wav"}  # other samples, the very same byte size
+    assert len(audio[1]["bytes"]) == len(_wav(1, 0))
+    _parquet(exported, audio, [0, 1, 2])
+    again = cli("import", str(tmp_path / "hub"), "--name", "hub", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["files_changed"] == ["train/train-00000-of-00001-000001.wav"]
+
+
+def test_an_audiofolder_file_in_no_metadata_row_is_named(cli, tmp_path):
+    root = tmp_path / "folder"
+    for take in range(3):
+        write(root / "train" / f"take{take}.wav", tone(0, group=take))
+    (root / "train" / "metadata.csv").write_text("file_name,label\ntake0.wav,bell\ntake1.wav,bell\n")
+    imported = cli("import", str(root))
+    assert imported.exit_code == 0 and "2 clips added" in imported.stdout
+    assert "1 audio files of" in imported.stderr and "are named by no metadata row (train/take2.wav)" in (
+        " ".join(imported.stderr.split())
+    )

@@ -91,3 +91,34 @@ def test_a_manifest_giving_one_file_two_label_sets_is_refused_naming_both_rows(c
         in line
     )
     assert not load_settings().store_path.exists()  # nothing written
+
+
+def test_a_manifest_giving_one_file_two_folds_or_groups_is_refused_naming_both_rows(cli, tmp_path):
+    root = tmp_path / "mine"
+    write(root / "a.wav", tone(0), RATE)
+    manifest = tmp_path / "labels.csv"
+    for column, first, second in (("fold", "1", "2"), ("group", "ann", "bob")):
+        with manifest.open("w", newline="") as handle:
+            csv.writer(handle).writerows(
+                [("path", "labels", column), ("a.wav", "dog", first), ("a.wav", "dog", second)]
+            )
+        result = cli("import", str(root), "--manifest", str(manifest))
+        assert result.exit_code == 5
+        said = " ".join(result.stderr.split())
+        assert (
+            f"a.wav is listed twice with different {column}s: {manifest} line 2 ({first}) and {manifest} "
+            f"line 3 ({second}); keep the row that is right"
+        ) in said
+    assert not load_settings().store_path.exists()  # nothing written
+
+
+def test_a_manifest_path_not_found_says_it_is_read_from_the_current_folder(cli, tmp_path):
+    root = tmp_path / "mine"
+    write(root / "a.wav", tone(0), RATE)
+    (root / "labels.csv").write_text("path,labels\na.wav,dog\n")
+    result = cli("import", str(root), "--manifest", "labels.csv")  # the test runs in tmp_path
+    assert result.exit_code == 4
+    assert " ".join(result.stderr.split()) == (
+        f"error: no manifest {tmp_path / 'labels.csv'} (--manifest is a path from the current folder, not "
+        f"the collection's root); did you mean {root / 'labels.csv'}?"
+    )

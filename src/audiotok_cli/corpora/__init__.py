@@ -56,13 +56,20 @@ def read_collection(
 ) -> tuple[str, list[Entry]]:
     """The collection's layout (detected unless given) and its entries, sorted by path; a file
     listed twice is one clip, as its first line describes it, and refused where the two lines give
-    it different labels (which one would be right?)."""
+    it different labels, folds, groups or sources (which one would be right?)."""
     if not root.is_dir():
         raise MissingInputError(f"{root} is not a folder; pass the collection's root folder")
     if layout is not None and layout not in LAYOUTS:
         raise SettingsError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     if layout == "manifest" and manifest is None:
         raise SettingsError("--layout manifest needs --manifest FILE.csv")
+    if manifest is not None and not manifest.is_file():  # a path given by the user, from where they are
+        beside = root / manifest
+        hint = f"; did you mean {beside}?" if not manifest.is_absolute() and beside.is_file() else ""
+        raise MissingInputError(
+            f"no manifest {manifest.resolve()} (--manifest is a path from the current folder, not the "
+            f"collection's root){hint}"
+        )
     layout = layout or detect_layout(root, manifest)
     entries = {}
     chosen = LAYOUTS[layout]
@@ -71,10 +78,16 @@ def read_collection(
     options = (label_column,) if chosen.label_column else ()
     for entry in chosen.read(root, manifest, *options):
         first = entries.setdefault(entry.path, entry)
-        if set(first.labels) != set(entry.labels):
-            raise DataError(
-                f"{entry.path} is listed twice with different labels: {first.where or 'once'} "
-                f"({';'.join(first.labels) or 'none'}) and {entry.where or 'again'} "
-                f"({';'.join(entry.labels) or 'none'}); keep the row that is right"
-            )
+        for what, mine, theirs in (
+            ("labels", ";".join(sorted(first.labels)), ";".join(sorted(entry.labels))),
+            ("folds", first.fold, entry.fold),
+            ("groups", first.group, entry.group),
+            ("sources", first.source, entry.source),
+        ):
+            if mine != theirs:
+                raise DataError(
+                    f"{entry.path} is listed twice with different {what}: {first.where or 'once'} "
+                    f"({mine or 'none'}) and {entry.where or 'again'} ({theirs or 'none'}); keep the row "
+                    "that is right"
+                )
     return layout, sorted(entries.values(), key=lambda entry: entry.path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path, PurePosixPath
 
@@ -16,7 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiotok_cli.corpora.entries import Entry, read_rows, relative
+from audiotok_cli.corpora.generic import AUDIO_SUFFIXES
 from audiotok_cli.errors import DataError
+
+log = logging.getLogger(__name__)
 
 METADATA = ("metadata.csv", "metadata.jsonl")
 DEFAULT_LABEL = "label"
@@ -34,7 +38,8 @@ def read_audiofolder(
     list (JSON Lines), or `;`-separated names."""
     column = label_column or DEFAULT_LABEL
     entries = []
-    for metadata in audiofolder_metadata(root):
+    metadata_files = audiofolder_metadata(root)
+    for metadata in metadata_files:
         folder = PurePosixPath(metadata.parent.relative_to(root).as_posix())
         rows = _rows(metadata)
         if rows and column not in rows[0]:
@@ -54,7 +59,26 @@ def read_audiofolder(
                     where=where,
                 )
             )
+    _say_unlisted(root, metadata_files, {entry.path for entry in entries})
     return entries
+
+
+def _say_unlisted(root: Path, metadata_files: list[Path], listed: set[str]) -> None:
+    """Audio files under a metadata file's folder that no row names are left out, as `datasets`
+    leaves them: said in one warning, counted and named, never silently."""
+    unlisted = sorted(
+        relative_path
+        for folder in {metadata.parent for metadata in metadata_files}
+        for path in folder.rglob("*")
+        if path.suffix.lower() in AUDIO_SUFFIXES
+        and (relative_path := path.relative_to(root).as_posix()) not in listed
+    )
+    if unlisted:
+        shown = ", ".join(unlisted[:3]) + ", ..." * (len(unlisted) > 3)
+        log.warning(
+            "%d audio files of %s are named by no metadata row (%s): left out; add rows for them to import "
+            "them", len(unlisted), root, shown,
+        )  # fmt: skip
 
 
 def _rows(metadata: Path) -> list[dict]:
@@ -98,13 +122,14 @@ def dataset_to_audiofolder(root: Path, target: Path, label_column: str | None = 
     rows: dict[str, list[tuple[str, str]]] = {}
     for file in dataset_files(root):
         table = _table(file)
-        if "audio" not in table.column_names or column not in table.column_names:
-            columns = ", ".join(table.column_names)
+        columns = ", ".join(table.column_names)
+        if "audio" not in table.column_names:
             raise DataError(
-                f"{file} has no {'audio' if 'audio' not in table.column_names else 'label'} column "
-                f"{'audio' if 'audio' not in table.column_names else repr(column)} (it has {columns}); "
-                "pass --label-column for another label column"
+                f"{file} has no audio column (it has {columns}); export the dataset with its audio "
+                "(`datasets`' Audio feature, decode=False keeps the bytes)"
             )
+        if column not in table.column_names:
+            raise DataError(f"{file} has no label column {column!r} (it has {columns}); pass --label-column")
         names = _class_names(table, column)
         split = _split_of(file, root)
         folder = target / split
@@ -112,10 +137,11 @@ def dataset_to_audiofolder(root: Path, target: Path, label_column: str | None = 
         for index, (audio, label) in enumerate(
             zip(table["audio"].to_pylist(), table[column].to_pylist(), strict=True)
         ):
-            where = f"{file} row {index}"
+            named = f", {audio['path']}" if audio.get("path") else ""
+            where = f"{file} row {index} (split {split}{named})"  # the user's row, not a file written
             file_name = f"{file.stem}-{index:06d}{_suffix(audio)}"
             _write_audio(audio, file.parent, folder / file_name, where)
-            rows.setdefault(split, []).append((file_name, ";".join(_named(label, names))))
+            rows.setdefault(split, []).append((file_name, ";".join(_named(label, names, where))))
     for split, listed in rows.items():
         partial = target / split / ".metadata.csv.partial"
         with partial.open("w", newline="", encoding="utf-8") as handle:
@@ -153,10 +179,17 @@ def _class_names(table: pa.Table, column: str) -> list[str] | None:
     return feature.get("names") if feature.get("_type") == "ClassLabel" else None
 
 
-def _named(label: object, names: list[str] | None) -> list[str]:
-    values = label if isinstance(label, list) else [label]
-    return [names[value] if names is not None and isinstance(value, int) and value >= 0 else str(value)
-            for value in values if value is not None and value != -1]  # fmt: skip
+def _named(label: object, names: list[str] | None, where: str) -> list[str]:
+    """A row's label(s) by name: a `ClassLabel` index as its name, anything else as written."""
+    values = [value for value in (label if isinstance(label, list) else [label]) if value not in (None, -1)]
+    if names is None:
+        return [str(value) for value in values]
+    outside = [value for value in values if isinstance(value, int) and not 0 <= value < len(names)]
+    if outside:
+        raise DataError(
+            f"{where}: label {outside[0]} is outside its ClassLabel's {len(names)} names; export it again"
+        )
+    return [names[value] if isinstance(value, int) else str(value) for value in values]
 
 
 def _suffix(audio: dict) -> str:
@@ -167,7 +200,7 @@ def _suffix(audio: dict) -> str:
 def _write_audio(audio: dict, home: Path, target: Path, where: str) -> None:
     """The row's audio as a file: its bytes, or the file its path names (next to the export)."""
     if audio.get("bytes"):
-        if not target.exists() or target.stat().st_size != len(audio["bytes"]):
+        if not target.exists() or target.read_bytes() != audio["bytes"]:  # a re-export's new audio
             target.write_bytes(audio["bytes"])
         return
     source = home / (audio.get("path") or "")

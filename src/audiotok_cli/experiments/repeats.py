@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from audiotok_cli.errors import AlreadyTrained
+from audiotok_cli.errors import AlreadyTrained, AudiotokError
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.compare import Spread, spread
@@ -158,7 +158,10 @@ def pretrain_seeds(
 def warn_if_left_by_cv(paths: Paths) -> None:
     """Say so where the store's split is a fold's, left by a `train --cv` that was interrupted: a run
     trained now would be scored on that fold, not on the split the user made."""
-    store = Store.open(paths.store, mode="r")
+    try:
+        store = Store.open(paths.store, mode="r")
+    except AudiotokError:  # no store (yet): training says so itself, after the settings' own checks
+        return
     if store.clips_record.split_before_cv is not None and store.split is not None:
         log.warning(
             "the store's split is one fold's (test: %s), left by an interrupted `train --cv`: run that "
