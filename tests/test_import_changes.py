@@ -122,3 +122,25 @@ def test_a_manifest_path_not_found_says_it_is_read_from_the_current_folder(cli, 
         f"error: no manifest {tmp_path / 'labels.csv'} (--manifest is a path from the current folder, not "
         f"the collection's root); did you mean {root / 'labels.csv'}?"
     )
+
+
+def test_a_label_corrected_in_the_manifest_is_relabeled_on_reimport(cli, tmp_path):
+    root = tmp_path / "mine"
+    for name in ("a", "b", "c"):
+        write(root / f"{name}.wav", tone(0), RATE)
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("path,labels\na.wav,dog\nb.wav,cat\nc.wav,dog\n")
+    assert cli("import", str(root), "--manifest", str(manifest)).exit_code == 0
+    manifest.write_text("path,labels\na.wav,dog\nb.wav,dog;cat\nc.wav,cat\n")  # two corrected
+    again = cli("import", str(root), "--manifest", str(manifest), "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["relabeled"] == ["b.wav", "c.wav"]
+    store = Store.open(load_settings().store_path)
+    names = [name.lower() for name in store.classes.names]  # dog and cat are AudioSet's Dog and Cat
+    labels = {
+        clip: sorted(names[c] for c in np.flatnonzero(row))
+        for clip, row in zip(store.ytids(), store.labels(), strict=True)
+    }
+    assert labels == {"mine/a.wav": ["dog"], "mine/b.wav": ["cat", "dog"], "mine/c.wav": ["cat"]}
+    shown = cli("import", str(root), "--manifest", str(manifest))  # nothing more to change
+    assert shown.exit_code == 0 and "relabeled" not in shown.stdout

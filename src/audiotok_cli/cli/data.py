@@ -202,6 +202,12 @@ def _render_import(r) -> None:
             f"{escape(_first(r.files_changed))}; {r.rows_pending} rows of their features and tokens are "
             "pending again: run `audiotok featurize`, then `audiotok tokenize`"
         )
+    if r.relabeled:
+        console.print(
+            f"[yellow]{counted(len(r.relabeled), 'clip')} relabeled as the collection now labels them: "
+            f"{escape(_first(r.relabeled))}; the split and the runs were made with the old labels: run "
+            "`audiotok split`, then train again"
+        )
     if r.duplicate_files:
         console.print(
             f"{counted(r.duplicate_files, 'clip')} of the store have an identical copy ({r.dedupe}: "

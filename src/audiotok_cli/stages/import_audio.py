@@ -64,6 +64,7 @@ class ImportResult:
     files_gone: list[str] = field(default_factory=list)  # imported before, missing now
     files_changed: list[str] = field(default_factory=list)  # imported before, other content now
     rows_pending: int = 0  # features and tokens rows of changed files marked for their stage to redo
+    relabeled: list[str] = field(default_factory=list)  # imported before, other labels in the metadata now
 
 
 def import_collection(
@@ -125,6 +126,7 @@ def import_collection(
                 result.rows_pending = store.mark_clips_pending(
                     np.array([store.row_of[f"{name}/{path}"] for path in changed])
                 )
+            _relabel(store, name, entries, classes, ids, result)
             for entry in new:
                 if copy_to is not None:
                     _copy(root / entry.path, home / entry.path)
@@ -230,6 +232,32 @@ def _keep_copies_together(store: Store, result: ImportResult) -> None:
     for digest, fold in zip(digests[known], folds[known], strict=True):
         fold_sets.setdefault(digest, set()).add(int(fold))
     result.copies_across_folds = sum(len(folds_of) > 1 for folds_of in fold_sets.values())
+
+
+def _relabel(
+    store: Store,
+    name: str,
+    entries: list[Entry],
+    classes: ClassIndex,
+    ids: dict[str, int],
+    result: ImportResult,
+) -> None:
+    """Clips already in the store whose labels the collection now gives otherwise (a corrected
+    metadata file, a re-export) take the new ones: a re-import is a diff, never the old labels kept."""
+    row_of = store.row_of
+    known = [(row_of[f"{name}/{entry.path}"], entry) for entry in entries if f"{name}/{entry.path}" in row_of]
+    if not known:
+        return
+    stored = store.sparse_labels()
+    rows, labels = [], []
+    for row, entry in known:
+        wanted = sorted(ids[label] for label in entry.labels)
+        if stored[row].indices.tolist() != wanted:
+            rows.append(row)
+            labels.append(np.isin(np.arange(len(classes)), wanted))
+            result.relabeled.append(entry.path)
+    if rows:
+        store.relabel(np.array(rows), np.array(labels))
 
 
 def _mixed(clip_id: str) -> bytes:

@@ -467,6 +467,20 @@ class Store:
         write_record(self.root, self.record.model_copy(update={"n_clips": stop}))
         self.__dict__.pop("row_of", None)
 
+    def relabel(self, rows: np.ndarray, labels: np.ndarray) -> None:
+        """New labels for existing clips (a collection re-imported with corrected labels), written
+        a chunk of the labels column at a time."""
+        array = self._clips["labels"]
+        order = np.argsort(rows)
+        rows, labels = np.asarray(rows)[order], np.asarray(labels)[order]
+        chunk = array.chunks[0]
+        for start in np.unique(rows // chunk) * chunk:
+            stop = min(start + chunk, array.shape[0])
+            block = array[start:stop]
+            inside = (rows >= start) & (rows < stop)
+            block[rows[inside] - start] = labels[inside]
+            array[start:stop] = block
+
     def _listed_code(self, field: str, name: str) -> int:
         """`name`'s index in the clips record's list `field` (sources, mirror files), appending it the
         first time: an imported collection's source, a newly expanded mirror file."""
