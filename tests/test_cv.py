@@ -169,9 +169,11 @@ def test_a_cv_killed_mid_fold_puts_back_the_stores_own_split_when_it_runs_again(
     killed = Store.open(three_folds.store_path)
     assert killed.split.test_fold == 2 and killed.clips_record.split_before_cv == before
     plain = cli("train", "--model", "baseline", "--epochs", "1", "--run-name", "meanwhile")
-    assert plain.exit_code == 0 and "the store's split is one fold's (test: fold 2), left by an " in (
-        " ".join(plain.stderr.split())
-    )
+    scored = cli("eval", "--run", "meanwhile")
+    for said in (plain, scored):  # the store knows: said before any figure is made on that fold
+        assert said.exit_code == 0 and "the store's split is one fold's (test: fold 2), left by an " in (
+            " ".join(said.stderr.split())
+        )
 
     again = cli(*command)
     assert again.exit_code == 0, again.output

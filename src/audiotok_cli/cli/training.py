@@ -461,6 +461,7 @@ def eval_cmd(
         Pick(vocab, k, features),
         settings.train.device,
         settings.train.batch_size,
+        on_its_own=True,
     )
 
 

@@ -19,7 +19,7 @@ from audiotok_cli.errors import AlreadyTrained, AudiotokError
 from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import Pick, Store
 from audiotok_cli.training.compare import Spread, spread
-from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores
+from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores, warn_of_fold_split
 from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
 from audiotok_cli.training.monitor import board_from_log
 from audiotok_cli.training.runs import RunRecord, read_record, repeat_base
@@ -156,18 +156,12 @@ def pretrain_seeds(
 
 
 def warn_if_left_by_cv(paths: Paths) -> None:
-    """Say so where the store's split is a fold's, left by a `train --cv` that was interrupted: a run
-    trained now would be scored on that fold, not on the split the user made."""
+    """`evaluate.warn_of_fold_split` before a plain `train` or `train --seeds` (never inside `--cv`)."""
     try:
         store = Store.open(paths.store, mode="r")
     except AudiotokError:  # no store (yet): training says so itself, after the settings' own checks
         return
-    if store.clips_record.split_before_cv is not None and store.split is not None:
-        log.warning(
-            "the store's split is one fold's (test: %s), left by an interrupted `train --cv`: run that "
-            "`train --cv` again to finish it and put the store's split back, or `audiotok split`",
-            store.split.test_rule,
-        )
+    warn_of_fold_split(store)
 
 
 def _seed_runs(base: str, seeds: list[int]) -> Iterator[tuple[int, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from audiotok_cli.training.runs import (
     seal_report,
 )
 
+log = logging.getLogger(__name__)
 SHOWN_CLASSES = 10
 PREDICTIONS, CONFUSION = "predictions.safetensors", "confusion.png"
 
@@ -95,14 +97,18 @@ def evaluate(
     pick: Pick | None = None,
     device: str = "auto",
     batch_size: int = 32,
+    on_its_own: bool = False,
 ) -> EvalReport:
     """Score the chosen run (see `choose_run`) on what it reads from the store. F1 is reported at 0.5
-    and at per-class thresholds tuned on val; per-class AP names the best and worst classes."""
+    and at per-class thresholds tuned on val; per-class AP names the best and worst classes.
+    `on_its_own`: the `eval` command, not a step of `--cv`, so a split a killed `--cv` left is said."""
     target = pick_device(device)
     directory = choose_run(paths.runs_dir, run, model, pick or Pick())
     loaded = load_run(directory)
     record = loaded.record
     store = Store.open(paths.store)
+    if on_its_own:
+        warn_of_fold_split(store)
     inputs = inputs_for_run(store, loaded)
     loaded.model.to(target)
     lengths = inputs.padded.all_lengths()
@@ -163,6 +169,17 @@ def evaluate(
             raise
         result.not_saved = denied.strerror
     return result
+
+
+def warn_of_fold_split(store: Store) -> None:
+    """Say so where the store's split is a fold's, left by a `train --cv` that was interrupted: a run
+    trained or scored now would be on that fold, not on the split the user made."""
+    if store.clips_record.split_before_cv is not None and store.split is not None:
+        log.warning(
+            "the store's split is one fold's (test: %s), left by an interrupted `train --cv`: run that "
+            "`train --cv` again to finish it and put the store's split back, or `audiotok split`",
+            store.split.test_rule,
+        )
 
 
 def hparams_of(record: RunRecord) -> dict[str, object]:
