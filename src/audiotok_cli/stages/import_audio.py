@@ -248,16 +248,20 @@ def _relabel(
     known = [(row_of[f"{name}/{entry.path}"], entry) for entry in entries if f"{name}/{entry.path}" in row_of]
     if not known:
         return
-    stored = store.sparse_labels()
-    rows, labels = [], []
-    for row, entry in known:
-        wanted = sorted(ids[label] for label in entry.labels)
-        if stored[row].indices.tolist() != wanted:
-            rows.append(row)
-            labels.append(np.isin(np.arange(len(classes)), wanted))
-            result.relabeled.append(entry.path)
-    if rows:
-        store.relabel(np.array(rows), np.array(labels))
+    rows = np.array([row for row, _ in known])
+    wanted = _label_rows([entry for _, entry in known], len(classes), ids)
+    differ = (store.sparse_labels()[rows].toarray() != wanted).any(axis=1)
+    if differ.any():
+        store.relabel(rows[differ], wanted[differ])
+        result.relabeled += [entry.path for (_, entry), moved in zip(known, differ, strict=True) if moved]
+
+
+def _label_rows(entries: list[Entry], n_classes: int, ids: dict[str, int]) -> np.ndarray:
+    """The entries' labels as rows of the store's labels column ([entries, classes] bool)."""
+    labels = np.zeros((len(entries), n_classes), dtype=bool)
+    for row, entry in enumerate(entries):
+        labels[row, [ids[label] for label in entry.labels]] = True
+    return labels
 
 
 def _mixed(clip_id: str) -> bytes:
@@ -308,9 +312,7 @@ def _append(
     """Commit a batch of clip rows, one call per source (a row's source is one code)."""
     for source in sorted({entry.source or name for entry in entries}):
         batch = [entry for entry in entries if (entry.source or name) == source]
-        labels = np.zeros((len(batch), len(classes)), dtype=bool)
-        for row, entry in enumerate(batch):
-            labels[row, [ids[label] for label in entry.labels]] = True
+        labels = _label_rows(batch, len(classes), ids)
         store.append_clips(
             [f"{name}/{entry.path}" for entry in batch],
             source,

@@ -24,10 +24,6 @@ class Leaks:
     test: np.ndarray  # mask over clips: test clips with a copy in train or val
     val: np.ndarray  # mask over clips: val clips with a copy in train
 
-    @property
-    def any(self) -> bool:
-        return bool(self.sets)
-
 
 def find_leaks(digests: np.ndarray, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Leaks:
     """The leaks of a split given as masks over clips, and each clip's content digest ("" unknown:

@@ -276,14 +276,7 @@ def scored_files_changed(directory: Path) -> dict[str, str]:
         report = read_report(directory)
     except DataError as damaged:
         return {REPORT: str(damaged)}
-    changed = {}
-    for name, wanted in report.get("digests", {}).items():
-        path = directory / name
-        if not path.exists():
-            changed[name] = "missing"
-        elif digest(path.read_bytes()) != wanted:
-            changed[name] = "its content differs from the digest in eval.json: changed or damaged since"
-    return changed
+    return _differing(directory, report.get("digests", {}), "eval.json")
 
 
 def _canonical(report: dict[str, Any]) -> bytes:
@@ -293,15 +286,18 @@ def _canonical(report: dict[str, Any]) -> bytes:
 def changed_files(directory: Path, record: RunRecord) -> dict[str, str]:
     """The run's files that are not as training wrote them (file -> why): edited, damaged, gone.
     Runs from before digests were recorded have none to check."""
+    return _differing(directory, record.digests, "the run's record")
+
+
+def _differing(directory: Path, digests: dict[str, str], kept_in: str) -> dict[str, str]:
+    """The files of `directory` that differ from their `digests` (kept in `kept_in`) -> why."""
     changed = {}
-    for name, wanted in record.digests.items():
+    for name, wanted in digests.items():
         path = directory / name
         if not path.exists():
             changed[name] = "missing"
         elif digest(path.read_bytes()) != wanted:
-            changed[name] = (
-                "its content differs from the digest in the run's record: changed or damaged since"
-            )
+            changed[name] = f"its content differs from the digest in {kept_in}: changed or damaged since"
     return changed
 
 
