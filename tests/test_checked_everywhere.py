@@ -149,6 +149,23 @@ def test_a_root_record_counting_more_clips_than_its_columns_hold_is_refused_and_
     assert info.exit_code == 0 and "48 clips" in info.stdout
 
 
+def test_a_root_record_counting_fewer_clips_than_its_groups_hold_is_refused_and_set_back(cli, tokenized):
+    root = tokenized.store_path / "zarr.json"
+    metadata = json.loads(root.read_text())
+    metadata["attributes"]["audiotok"]["n_clips"] = 28
+    root.write_text(json.dumps(metadata))
+    for command in (["info"], ["train", "--model", "baseline", "--epochs", "1"]):
+        result = cli(*command)
+        assert result.exit_code == 5
+        assert (
+            "is damaged: its record counts 28 clips, features 'logmel' holds 48 rows; set it back: "
+            "`audiotok verify --repair`"
+        ) in _one_line(result)
+    run_printed(cli, "audiotok verify --repair")
+    info = cli("info")
+    assert info.exit_code == 0 and "48 clips" in info.stdout and "-20" not in info.stdout
+
+
 def test_a_group_record_that_disagrees_with_its_arrays_is_named_with_the_command_that_remakes_it(
     cli, tokenized
 ):

@@ -144,3 +144,37 @@ def test_a_label_corrected_in_the_manifest_is_relabeled_on_reimport(cli, tmp_pat
     assert labels == {"mine/a.wav": ["dog"], "mine/b.wav": ["cat", "dog"], "mine/c.wav": ["cat"]}
     shown = cli("import", str(root), "--manifest", str(manifest))  # nothing more to change
     assert shown.exit_code == 0 and "relabeled" not in shown.stdout
+
+
+def test_a_fold_or_group_corrected_in_the_manifest_moves_the_clip_on_reimport(cli, tmp_path):
+    root = tmp_path / "mine"
+    for name, seed in (("a", 0), ("b", 1), ("c", 2), ("d", 2)):  # c and d: copies, one group joined
+        write(root / f"{name}.wav", tone(seed), RATE)
+    manifest = tmp_path / "labels.csv"
+
+    def listing(rows: list[tuple[str, str, str]]) -> None:
+        with manifest.open("w", newline="") as handle:
+            csv.writer(handle).writerows([("path", "labels", "fold", "group"), *rows])
+
+    listing([("a.wav", "dog", "1", "ann"), ("b.wav", "cat", "1", "bob"), ("c.wav", "dog", "2", "cy"),
+             ("d.wav", "dog", "2", "")])  # fmt: skip
+    assert cli("import", str(root), "--manifest", str(manifest)).exit_code == 0
+    assert cli("import", str(root), "--manifest", str(manifest), "--json").stdout.count('"moved": []') == 1
+    listing([("a.wav", "dog", "2", "ann"), ("b.wav", "cat", "1", "bea"), ("c.wav", "dog", "2", "cy"),
+             ("d.wav", "dog", "2", "")])  # fmt: skip
+    again = cli("import", str(root), "--manifest", str(manifest))
+    assert again.exit_code == 0, again.output
+    assert "2 clips moved to the fold or group the collection now gives them: a.wav" in " ".join(
+        again.stdout.split()
+    )
+    store = _store()
+    places = zip(store.folds().tolist(), store.groups().tolist(), strict=True)
+    by_clip = dict(zip(store.ytids(), places, strict=True))
+    assert by_clip == {
+        "mine/a.wav": (2, "ann"),
+        "mine/b.wav": (1, "bea"),
+        "mine/c.wav": (2, "cy"),  # d, its copy, joined c's group: still as the metadata gives it
+        "mine/d.wav": (2, "cy"),
+    }
+    moved = json.loads(cli("import", str(root), "--manifest", str(manifest), "--json").stdout)["moved"]
+    assert moved == []

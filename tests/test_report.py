@@ -122,3 +122,12 @@ def test_a_mixed_runs_folder_is_compared_split_by_split_and_never_described_fals
     runs_a_file = cli("report", str(tmp_path / "elsewhere"), "--runs-dir", str(tmp_path / "a-file"))
     assert runs_a_file.exit_code == 3
     assert "paths.runs_dir:" in runs_a_file.stderr and "a-file is a file, not a folder" in runs_a_file.stderr
+    full = tmp_path / "full"  # a disk that fills as the figures are written: /dev/full
+    full.mkdir()
+    (full / "runs.png").symlink_to("/dev/full")
+    filled = cli("report", str(full), "--resamples", "100")
+    assert filled.exit_code == 10, filled.output
+    assert " ".join(filled.stderr.split()) == (
+        f"error: disk full writing {full}; free space and run the command again: finished work is kept"
+    )
+    assert not (full / "report.md").exists()

@@ -124,6 +124,30 @@ def test_units_learn_from_unlabelled_clips_too_and_never_from_val_or_test(cli, t
     assert history[0]["step"] == batches > math.ceil(store.split_rows(lengths, "train").sum() / 8)
 
 
+def test_features_of_a_units_run_trained_again_are_stale_and_refused_by_vocab(cli, units_run):
+    assert cli("featurize", "--encoder", "units-logmel-k16", "--layer", "1", "--name", "units").exit_code == 0
+    assert "stale" not in cli("info").stdout
+    again = cli("pretrain", "--input", "frames", "--targets", "logmel-k16", "--epochs", "2", "--seed", "1",
+                "--overwrite", *SMALL)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    shown = " ".join(cli("info").stdout.split())
+    assert (
+        f"stale features 'units': the weights {units_run.resolve() / 'model.safetensors'} that made them "
+        "changed since (trained again?)"
+    ) in shown
+    refused = cli("vocab", "--features", "units", "--k", "8")
+    assert refused.exit_code == 6, refused.output
+    assert " ".join(refused.stderr.split()).endswith(
+        f"make them again: `audiotok featurize --encoder {units_run.resolve()} --layer 1 --name units "
+        "--overwrite`"
+    )
+    remade = cli("featurize", "--encoder", "units-logmel-k16", "--layer", "1", "--name", "units",
+                 "--overwrite")  # fmt: skip
+    assert remade.exit_code == 0, remade.output
+    assert "stale" not in cli("info").stdout
+    assert cli("vocab", "--features", "units", "--k", "8").exit_code == 0
+
+
 def test_a_frame_classifier_fine_tunes_the_units_encoder(cli, units_run):
     tuned = cli(
         "train", "--model", "bert", "--input", "frames", "--init", "units-logmel-k16", "--epochs", "1",

@@ -183,6 +183,31 @@ def test_a_signal_during_a_store_read_still_ends_in_one_line(tmp_path):
     assert done.stderr.strip() == line
 
 
+def test_ctrl_c_landing_in_a_weakref_callback_is_not_swallowed(tmp_path):
+    """Round 4: Ctrl-C during `report` landed in a library's weakref callback; Python printed it as
+    "Exception ignored" with a traceback and the command went on to exit 0. A real SIGINT, raised
+    where Python cannot pass it on."""
+    script = tmp_path / "swallowed.py"
+    script.write_text(
+        "import os, signal, time, weakref\n"
+        "from audiotok_cli.cli.app import app, command\n"
+        "class Thing: pass\n"
+        "@command('swallowed')\n"
+        "def swallowed():\n"
+        "    def callback(ref):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(1)  # the handler runs here, inside the callback\n"
+        "    thing = Thing()\n"
+        "    ref = weakref.ref(thing, callback)\n"
+        "    del thing\n"
+        "    print('finished')\n"
+        "app(['swallowed'])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "interrupted: finished work is kept; run the command again to resume"
+
+
 def test_inputs_a_run_reads_cannot_be_replaced_under_it(tokenized, cli):
     """vocab + tokenize --overwrite during a train switched the run to new token ids mid-training
     while it kept the old centroids. Now the overwrite is refused naming the run; a reader that

@@ -174,8 +174,10 @@ def command(
             obj.update({key: value for key, value in root_options.items() if value is not None})
             try:
                 _configure(load_settings(obj))
-                with _sigterm_as_interrupt():
+                with _signals_as_interrupt() as caught:
                     result = function(**kwargs)
+                    if caught:  # swallowed on its way up (a weakref callback): the command did not finish
+                        raise caught[0]
                 if as_json:
                     sys.stdout.write(json.dumps(result, indent=2, default=_jsonable) + "\n")
                 elif not quiet and render is not None:
@@ -214,18 +216,31 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> Iterator[list[KeyboardInterrupt]]:
+    """Ctrl-C and SIGTERM raised as KeyboardInterrupt (Terminated), and kept: one that lands where
+    Python cannot pass it on (a weakref callback or `__del__` of a library's object) is not printed
+    as "Exception ignored" but raised once the command returns, so it is never swallowed."""
+    caught: list[KeyboardInterrupt] = []
+
     def stop(signum: int, frame: Any) -> None:
-        raise Terminated
+        caught.append(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+        raise caught[-1]
+
+    def unraisable(hook: Any) -> None:
+        if not isinstance(hook.exc_value, KeyboardInterrupt):  # ours is in `caught`
+            before_hook(hook)
 
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
+        yield caught  # signal handlers belong to the main thread
         return
-    before = signal.signal(signal.SIGTERM, stop)
+    before = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    before_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
-        yield
+        yield caught
     finally:
-        signal.signal(signal.SIGTERM, before)
+        sys.unraisablehook = before_hook
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _as_audiotok_error(exc: Exception) -> AudiotokError:

@@ -208,6 +208,12 @@ def _render_import(r) -> None:
             f"{escape(_first(r.relabeled))}; the split and the runs were made with the old labels: run "
             "`audiotok split`, then train again"
         )
+    if r.moved:
+        console.print(
+            f"[yellow]{counted(len(r.moved), 'clip')} moved to the fold or group the collection now gives "
+            f"them: {escape(_first(r.moved))}; the split and the runs were made with the old ones: run "
+            "`audiotok split`, then train again"
+        )
     if r.duplicate_files:
         console.print(
             f"{counted(r.duplicate_files, 'clip')} of the store have an identical copy ({r.dedupe}: "

@@ -65,7 +65,8 @@ def _render_store(info: dict[str, Any]) -> None:
     console.print(table)
     groups = Table("kind", "name", "done", "pending", "made from", title="features, vocabularies and tokens")
     for g in info["features"]:
-        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), escape(g["front_end"]))
+        made = escape(g["front_end"]) + (" [red](stale)" if g["stale"] else "")
+        groups.add_row("features", g["name"], str(g["done"]), str(g["pending"]), made)
     for g in info["vocab"]:
         r = g["record"]
         heldout = r.get("heldout_inertia")
@@ -77,9 +78,10 @@ def _render_store(info: dict[str, Any]) -> None:
         made = f"vocab {g['record']['vocab']!r}" + (" [red](stale)" if g["stale"] else "")
         groups.add_row("tokens", g["name"], str(g["done"]), str(g["pending"]), made)
     console.print(groups)
-    for g in info["tokens"]:  # problems print as whole lines: a table cell would wrap the fix
-        if g["stale"]:
-            console.print(f"[red]stale tokens {g['name']!r}:[/] {escape(g['stale'])}")
+    for kind in ("features", "tokens"):  # problems print as whole lines: a table cell would wrap the fix
+        for g in info[kind]:
+            if g["stale"]:
+                console.print(f"[red]stale {kind} {g['name']!r}:[/] {escape(g['stale'])}")
     for g in info["damaged"]:
         console.print(f"[red]damaged {g['kind']} {g['name']!r}:[/] {escape(g['problem'])}")
     _render_last_verify(info.get("last_verify"))

@@ -184,6 +184,7 @@ def _encoder_record(frames_of: LogMel | EncoderFrames) -> EncoderRecord | None:
         sample_rate=frames_of.sample_rate,
         frames_per_second=frames_of.frames_per_second,
         digest=frames_of.digest,
+        weights_file=getattr(frames_of, "weights_file", None),
     )
 
 

@@ -65,6 +65,7 @@ class ImportResult:
     files_changed: list[str] = field(default_factory=list)  # imported before, other content now
     rows_pending: int = 0  # features and tokens rows of changed files marked for their stage to redo
     relabeled: list[str] = field(default_factory=list)  # imported before, other labels in the metadata now
+    moved: list[str] = field(default_factory=list)  # imported before, another fold or group in it now
 
 
 def import_collection(
@@ -127,6 +128,7 @@ def import_collection(
                     np.array([store.row_of[f"{name}/{path}"] for path in changed])
                 )
             _relabel(store, name, entries, classes, ids, result)
+            _move(store, name, entries, result)
             for entry in new:
                 if copy_to is not None:
                     _copy(root / entry.path, home / entry.path)
@@ -254,6 +256,36 @@ def _relabel(
     if differ.any():
         store.relabel(rows[differ], wanted[differ])
         result.relabeled += [entry.path for (_, entry), moved in zip(known, differ, strict=True) if moved]
+
+
+def _move(store: Store, name: str, entries: list[Entry], result: ImportResult) -> None:
+    """Clips already in the store whose fold or group the collection now gives otherwise take the
+    new ones (copies are joined again afterwards)."""
+    row_of = store.row_of
+    known = [(row_of[f"{name}/{entry.path}"], entry) for entry in entries if f"{name}/{entry.path}" in row_of]
+    if not known:
+        return
+    folds, groups, digests = store.folds(), store.groups(), store.content_digests()
+    values, counts = np.unique(digests[digests != ""], return_counts=True)
+    copied = np.isin(digests, values[counts > 1])
+    moved = []
+    for row, entry in known:
+        fold, group = -1 if entry.fold is None else entry.fold, entry.group or ""
+        if folds[row] != fold or not _group_agrees(str(groups[row]), group, bool(copied[row])):
+            folds[row], groups[row] = fold, group
+            moved.append(entry.path)
+    if moved:
+        store.set_folds(folds)
+        store.set_groups(groups)
+        result.moved += moved
+
+
+def _group_agrees(stored: str, wanted: str, has_copy: bool) -> bool:
+    """Whether a clip's stored group is the one its metadata gives, or, for a clip with a copy, one
+    that joining copies made of it (`a+b` from `a`; any group from none: its copy's)."""
+    if stored == wanted or not has_copy:
+        return stored == wanted
+    return not wanted or wanted in stored.split("+")
 
 
 def _label_rows(entries: list[Entry], n_classes: int, ids: dict[str, int]) -> np.ndarray:

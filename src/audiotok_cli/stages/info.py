@@ -104,9 +104,11 @@ def describe_store(store_path: Path) -> dict[str, Any]:
 
 
 def _staleness(store: Store, kind: str, name: str) -> str | None:
-    """Why readers would refuse tokens (a rebuilt vocabulary, a re-split store), or None."""
-    if kind != "tokens":
-        return None
+    """Why readers would refuse tokens (a rebuilt vocabulary, a re-split store) or features (a units
+    run trained again since), or None."""
+    if kind == "features":
+        encoder = store.features(name).record.encoder
+        return encoder and encoder.changed()
     try:
         store.tokens(Pick(name))
     except (MismatchError, MissingInputError) as exc:

@@ -25,7 +25,7 @@ from sklearn.cluster import kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 from audiotok_cli.audio.transforms import FrameTransforms
-from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.errors import MismatchError, MissingInputError, SettingsError
 from audiotok_cli.parallel import read_ahead
 from audiotok_cli.progress import progress
 from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
@@ -60,6 +60,18 @@ def vocab_name(
     return f"{features}-{transforms.tag()}-{last}" if transforms else f"{features}-{last}"
 
 
+def _require_current(frames: FeatureSet) -> None:
+    """Features of a units run trained again since are refused: they are no longer its states."""
+    encoder = frames.record.encoder
+    stale = encoder and encoder.changed()
+    if stale:
+        layers = " ".join(f"--layer {layer}" for layer in encoder.layer)
+        raise MismatchError(
+            f"features {frames.name!r} are stale: {stale}; make them again: `audiotok featurize "
+            f"--encoder {frames.record.audio.encoder} {layers} --name {frames.name} --overwrite`"
+        )
+
+
 def build_vocab(
     store_path: Path,
     settings: VocabSettings,
@@ -74,6 +86,7 @@ def build_vocab(
     existing vocabulary is refused before any clustering."""
     with Store.writing(store_path, "vocab") as store:
         frames = store.features(features)
+        _require_current(frames)
         k = settings.n_clusters
         transforms = FrameTransforms(settings.transforms)
         name = name or vocab_name(frames.name, k, transforms, settings.quantizer)

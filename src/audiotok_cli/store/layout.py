@@ -293,10 +293,16 @@ class Store:
     # -- the root record against the arrays, checksums ---------------------------------------
     def extent_problem(self) -> str | None:
         """Why the root record's clip count cannot be right: a column holds fewer rows (columns grow
-        before `n_clips` moves, so they may hold more, never fewer)."""
+        before `n_clips` moves, so they may hold more, never fewer), or a features or tokens group
+        more (they grow to `n_clips`, never past it)."""
         rows = min((array.shape[0] for _, array in self._clip_columns()), default=0)
         if self.n_clips > rows:
             return f"its record counts {self.n_clips} clips, its clip columns hold {rows} rows"
+        for kind in ("features", "tokens"):
+            for name, group in self.root[kind].groups():
+                grown = group["lengths"].shape[0] if "lengths" in group else 0
+                if grown > self.n_clips:
+                    return f"its record counts {self.n_clips} clips, {kind} {name!r} holds {grown} rows"
         return None
 
     def repair_extent(self) -> int:
@@ -561,6 +567,10 @@ class Store:
             for kind in ("features", "tokens")
             for name in self.names(kind)
         )
+
+    def set_folds(self, folds: np.ndarray) -> None:
+        """Every clip's fold at once (a re-import whose metadata moved clips to other folds)."""
+        self._clips["fold"][: self.n_clips] = np.asarray(folds, dtype=np.int16)
 
     def set_groups(self, groups: np.ndarray) -> None:
         """Every clip's group at once (import joins copies of one recording into one group)."""

@@ -7,7 +7,9 @@ a group without a valid record is incomplete (a crash mid-creation) and no reade
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -137,6 +139,24 @@ class EncoderRecord(BaseModel):
     sample_rate: int
     frames_per_second: float
     digest: str = Field(description="sha256 of its configuration and weights: which encoder it was.")
+    weights_file: str | None = Field(
+        None, description="A units run's weights file, whose sha256 begins with `digest` as it was then."
+    )
+
+    def changed(self) -> str | None:
+        """Why features made by this encoder are stale: its weights file rewritten since (a units run
+        trained again with --overwrite), or gone; None where they still hold, or cannot be told."""
+        if self.weights_file is None:
+            return None
+        path = Path(self.weights_file)
+        try:
+            with path.open("rb") as handle:
+                now = hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError:
+            return f"the weights {path} that made them are gone"
+        if not now.startswith(self.digest):
+            return f"the weights {path} that made them changed since (trained again?)"
+        return None
 
 
 class FeaturesRecord(BaseModel):

@@ -261,6 +261,7 @@ class UnitFrames:
         self.dim, self.model_type = record.model.hidden_size * len(self.layers), MODEL_TYPE
         self.frames_per_second = inner.sample_rate / inner.hop_length
         self.digest = record.digests.get(WEIGHTS, "")[:16]
+        self.weights_file = str(directory / WEIGHTS)  # a retrained run makes these features stale
 
     def many(self, clips: list[np.ndarray], names: list[str]) -> list[np.ndarray | DataError]:
         out: list[np.ndarray | DataError] = []
