@@ -107,3 +107,66 @@ def test_a_set_of_runs_predicts_the_mean_of_its_runs_probabilities(cli, tokenize
     scores = [dict(run["files"][0]["top"]) for run in each]
     for name, probability in result["files"][0]["top"]:
         assert probability == pytest.approx((scores[0][name] + scores[1][name]) / 2, abs=1e-6)
+
+
+def _peak_mb_predicting(run, path) -> float:
+    """Peak resident memory (MB) of a process that predicts `path` with `run` (VmHWM: getrusage's
+    maxrss keeps the forking parent's peak across exec)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import re, sys\n"
+        "from audiotok_cli.cli.app import app\n"
+        "try:\n"
+        "    app(['predict', sys.argv[1], sys.argv[2], '--json'])\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) / 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(run), str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_long_file_streams_through_predict_in_flat_memory_with_the_in_memory_scores(
+    cli, featurized, tmp_path
+):
+    """A file is read, resampled (soxr's stream: the very samples of resampling it whole) and scored a
+    block at a time: the scores are those of the whole file decoded and cut in memory, and a
+    10-minute file peaks within 1.1x the memory of a 1-minute one (it held the whole file before)."""
+    import torch
+
+    from audiotok_cli.audio.logmel import LogMel, decode
+    from audiotok_cli.training.predict import _score
+    from audiotok_cli.training.runs import load_run
+
+    assert cli("train", "--model", "baseline", "--epochs", "1").exit_code == 0
+    run_dir = featurized.runs_dir / "baseline-logmel"
+    rng = np.random.default_rng(3)
+    clip = synthesize_clip(rng, (next(iter(DEMO_CLASSES)),), 44100, 10.0, channels=2)
+    minute, ten = tmp_path / "minute.wav", tmp_path / "ten.wav"
+    sf.write(minute, np.tile(clip, (6, 1))[: 44100 * 60 - 777], 44100)  # odd length: a short last window
+    sf.write(ten, np.tile(clip, (60, 1)), 44100)
+
+    predicted = json.loads(cli("predict", str(run_dir), str(minute), "--json", "--top", "5").stdout)
+    run = load_run(run_dir)
+    run.model.eval()
+    audio = run.record.inputs.audio
+    samples = decode(minute, audio.sample_rate)  # the whole file at once, as predict read it before
+    window = LogMel(audio).max_samples
+    starts = [s for s in range(0, len(samples), window) if s == 0 or len(samples) - s >= audio.sample_rate]
+    with torch.no_grad():
+        scores = np.max([_score(run, LogMel(audio)(samples[s : s + window])) for s in starts], axis=0)
+    (scored,) = predicted["files"]
+    assert scored["windows"] == len(starts) == 6 and scored["seconds"] == round(
+        len(samples) / audio.sample_rate, 2
+    )
+    for name, score in scored["top"]:
+        assert score == pytest.approx(float(scores[run.classes.names.index(name)]), abs=1e-6), name
+
+    small, large = _peak_mb_predicting(run_dir, minute), _peak_mb_predicting(run_dir, ten)
+    assert large <= 1.1 * small, (small, large)

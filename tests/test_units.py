@@ -148,6 +148,28 @@ def test_features_of_a_units_run_trained_again_are_stale_and_refused_by_vocab(cl
     assert cli("vocab", "--features", "units", "--k", "8").exit_code == 0
 
 
+def test_units_features_are_the_same_to_the_bit_read_from_the_store_or_decoded_at_any_batch(
+    cli, tokenized, units_run, monkeypatch
+):
+    """featurize --encoder RUN reads the log-mel frames the store holds for the run and puts clips of
+    one length through one forward; decoding the audio again, or one clip a forward, gives the very
+    same values (and `--workers 2` too: the test above)."""
+    from audiotok_cli.training import unit_frames as units
+
+    def made(name: str) -> np.ndarray:
+        units._units.cache_clear()  # a fresh front end, built as patched
+        done = cli("featurize", "--encoder", "units-logmel-k16", "--layer", "2", "--name", name)
+        assert done.exit_code == 0, done.output
+        return Store.open(tokenized.store_path).features(name).data[:]
+
+    batched = made("batched")
+    monkeypatch.setattr(units, "FRAMES_A_FORWARD", 1)
+    assert np.array_equal(made("one-a-forward"), batched)
+    monkeypatch.setattr(units.UnitFrames, "stored_frames", lambda self, store: None)
+    assert np.array_equal(made("decoded"), batched)
+    assert (batched != 0).any()
+
+
 def test_a_frame_classifier_fine_tunes_the_units_encoder(cli, units_run):
     tuned = cli(
         "train", "--model", "bert", "--input", "frames", "--init", "units-logmel-k16", "--epochs", "1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,17 @@ def decode(
             log.warning(warning)
         else:
             warned.append(warning)
+    mono = _mono(samples, label, fix)
+    if rate != sample_rate and len(mono):
+        mono = soxr.resample(mono, rate, sample_rate)
+    if len(mono) == 0:  # none at all, or too few to leave one at the target rate
+        raise DataError(f"{label} holds no audio samples at {sample_rate} Hz; {fix}")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _mono(samples: np.ndarray, label: str, fix: str) -> np.ndarray:
+    """Decoded `[sample, channel]` float32 as one channel; samples no spectrum can be made of are
+    refused naming the file."""
     if not np.isfinite(samples).all():  # a float WAV or FLAC payload can hold NaN or inf
         raise DataError(f"{label} holds non-finite samples (NaN or inf); {fix}")
     peak = float(np.abs(samples).max()) if samples.size else 0.0
@@ -74,14 +86,67 @@ def decode(
             f"overflow; {fix}"
         )
     if samples.shape[1] == 2:
-        mono = (samples[:, 0] + samples[:, 1]) * 0.5  # ~7x faster than mean(axis=1)
-    else:
-        mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if rate != sample_rate and len(mono):
-        mono = soxr.resample(mono, rate, sample_rate)
-    if len(mono) == 0:  # none at all, or too few to leave one at the target rate
-        raise DataError(f"{label} holds no audio samples at {sample_rate} Hz; {fix}")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        return (samples[:, 0] + samples[:, 1]) * 0.5  # ~7x faster than mean(axis=1)
+    return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+
+
+class Windows:
+    """A file's windows of `window` samples at `sample_rate`, read, mixed and resampled a block at a
+    time (soxr's stream gives the very samples of resampling it whole), so a 10-hour file takes the
+    memory of a 1-minute one. As `decode` and cutting at every `window` samples would give them: a
+    window starting less than one second before the end is dropped, unless it is the first.
+    `seconds` counts the whole file once read."""
+
+    BLOCK_SECONDS = 30
+
+    def __init__(self, path: Path, sample_rate: int, window: int, fix: str) -> None:
+        self.path, self.sample_rate, self.window, self.fix = path, sample_rate, window, fix
+        self.samples = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        pending, first = np.zeros(0, dtype=np.float32), True
+        for chunk in self._resampled():
+            self.samples += len(chunk)
+            pending = np.concatenate([pending, chunk])
+            while len(pending) >= max(self.window, self.sample_rate):  # at least 1 s from its start
+                yield np.ascontiguousarray(pending[: self.window])
+                pending, first = pending[self.window :], False
+        if self.samples == 0:
+            raise DataError(f"{self.path} holds no audio samples at {self.sample_rate} Hz; {self.fix}")
+        while len(pending) and (first or len(pending) >= self.sample_rate):
+            yield np.ascontiguousarray(pending[: self.window])
+            pending, first = pending[self.window :], False
+
+    def _resampled(self) -> Iterator[np.ndarray]:
+        label = str(self.path)
+        notes: list[str] = []
+        try:
+            with sf.SoundFile(self.path) as handle:
+                rate = handle.samplerate
+                stream = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="float32")
+                while True:
+                    with decoder_notes() as said:
+                        block = handle.read(rate * self.BLOCK_SECONDS, dtype="float32", always_2d=True)
+                    notes += said
+                    last = len(block) < rate * self.BLOCK_SECONDS
+                    mono = np.ascontiguousarray(_mono(block, label, self.fix), dtype=np.float32)
+                    yield mono if rate == self.sample_rate else stream.resample_chunk(mono, last=last)
+                    if last:
+                        break
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            reason = getattr(exc, "error_string", None) or str(exc)
+            raise DataError(f"cannot decode {label} ({reason}); {self.fix}") from None
+        if notes:
+            log.warning(
+                "%s: its decoder skipped data it could not read (%s); decoded anyway, but the audio near "
+                "there may be missing: re-encode the file (to FLAC, say) if that matters",
+                label,
+                summary(notes),
+            )
 
 
 def unreadable(path: Path) -> str | None:

@@ -24,7 +24,7 @@ def featurize_frames(
     run = _units_run(audio.encoder, runs_dir)
     if run is None:
         return featurize(store_path, audio_dir, audio, layout, **options)
-    from audiotok_cli.training.units import frames_maker  # imports torch
+    from audiotok_cli.training.unit_frames import frames_maker  # imports torch
 
     audio = audio.model_copy(update={"encoder": str(run)})
     return featurize(store_path, audio_dir, audio, layout, frames_maker=frames_maker, **options)

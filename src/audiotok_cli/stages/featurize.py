@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode, front_end
 from audiotok_cli.audioset.mirror import detect_layout, iter_audio, source_files
@@ -109,10 +111,14 @@ def featurize(
         task = partial(
             _featurize_task, store_path, audio_dir, mirror, audio, frames_maker, features.name, todo
         )
-        with progress(f"featurize {features.name}", int(todo.sum())) as advance:
+        # a units run's states from the frames the store holds: a batched forward a shard, no decoding,
+        # on threads (torch releases the GIL), so no worker process pays torch's import at start-up
+        on_threads = _stored_frames(frames_of, store) is not None
+        with progress(f"featurize {features.name}", int(todo.sum())) as advance, _one_blas_thread(on_threads):
             per_clip = dask is None  # Dask's bar moves per shard
             shards = features.shards_with(todo)
-            for shard, outcome in run_shards(task, shards, workers, dask, advance if per_clip else None):
+            report_to = advance if per_clip else None
+            for shard, outcome in run_shards(task, shards, workers, dask, report_to, threads=on_threads):
                 rows = features.shard_rows(shard)
                 _remember(features, store.ytids(rows)[todo[rows]], outcome.failures)
                 result.clips_done += len(outcome.done)
@@ -124,6 +130,24 @@ def featurize(
     for message in [*result.warned.values(), *result.failures.values()]:
         log.warning(message)
     return result
+
+
+def _stored_frames(frames_of: FrameMaker, store: Store) -> FeatureSet | None:
+    """The features group whose frames the front end reads instead of audio (a units run's: the
+    frames it was trained on), where the store holds it; None for front ends that read audio."""
+    stored = getattr(frames_of, "stored_frames", None)
+    return stored(store) if stored is not None else None
+
+
+@contextmanager
+def _one_blas_thread(on_threads: bool) -> Iterator[None]:
+    """Tasks on threads of this process share its BLAS: one thread for all of them, as a worker
+    process has (a clip they decode gets the values it gets in any worker)."""
+    if not on_threads:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _known_sources(store: Store, sources: list[str] | None) -> list[str]:
@@ -279,6 +303,9 @@ def featurize_shard(
     else:
         block, lengths = features.read_shard(shard)
     out = _ShardBlock(block, lengths, store.ytids(rows))
+    source = _stored_frames(frames_of, store)
+    if source is not None:
+        todo = out.put_from_frames(*source.read_rows(rows), todo, frames_of)
     collections = store.collections
     decoded: list[tuple[int, np.ndarray, str]] = []  # a batch for the front end
     for offset, source in _clip_audio(audio_dir, mirror, store, rows, out.ytids, np.flatnonzero(todo)):
@@ -327,16 +354,31 @@ class _ShardBlock:
         """The frames of a batch of decoded clips `(offset, samples, name)`, or why not, into the block."""
         frames = frames_of.many([samples for _, samples, _ in decoded], [name for _, _, name in decoded])
         for (offset, _, name), clip in zip(decoded, frames, strict=True):
-            if not isinstance(clip, DataError) and not np.isfinite(clip).all():  # never marked done
-                clip = DataError(f"{name}: its frames are not finite (NaN or inf); check the audio file")
-            if isinstance(clip, DataError):
-                self.failed(offset, clip)
-                continue
-            self.block[offset] = 0
-            self.block[offset, : len(clip)] = clip
-            self.lengths[offset] = len(clip)
-            self.done.append(self.ytids[offset])
-            report()  # one unit of the bar per clip, done or failed
+            self._place(offset, clip, name)
+
+    def put_from_frames(
+        self, frames: np.ndarray, lengths: np.ndarray, todo: np.ndarray, frames_of: FrameMaker
+    ) -> np.ndarray:
+        """The states of the `todo` clips whose frames another group holds (`frames`, `lengths`: its
+        rows of this shard); the clips still to decode."""
+        stored = np.flatnonzero(todo & (lengths > 0))
+        states = frames_of.from_frames([frames[offset, : lengths[offset]] for offset in stored])
+        for offset, clip in zip(stored, states, strict=True):
+            self._place(offset, clip, f"{self.ytids[offset]} (from its stored frames)")
+        return todo & ~(lengths > 0)
+
+    def _place(self, offset: int, clip: np.ndarray | DataError, name: str) -> None:
+        """A clip's frames into the block, or why it has none; non-finite frames are never marked done."""
+        if not isinstance(clip, DataError) and not np.isfinite(clip).all():
+            clip = DataError(f"{name}: its frames are not finite (NaN or inf); check the audio file")
+        if isinstance(clip, DataError):
+            self.failed(offset, clip)
+            return
+        self.block[offset] = 0
+        self.block[offset, : len(clip)] = clip
+        self.lengths[offset] = len(clip)
+        self.done.append(self.ytids[offset])
+        report()  # one unit of the bar per clip, done or failed
 
     def failed(self, offset: int, error: DataError) -> None:
         self.failures[self.ytids[offset]] = str(error)

@@ -149,6 +149,16 @@ class PaddedSet(Generic[R]):
                 raise self._damaged(shard, f"{missing}, but its clips are marked done")
         return self._checked(shard, lambda: self.data[self.shard_rows(shard)])
 
+    def read_rows(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The data and lengths of a range of rows, each shard it touches read (and checked) whole:
+        another group's shard, where the two are sharded alike, is one of this group's."""
+        first, last = rows.start // self.rows_per_shard, (rows.stop - 1) // self.rows_per_shard
+        parts = [self.read_shard(shard) for shard in range(first, last + 1)]
+        data = np.concatenate([part for part, _ in parts]) if len(parts) > 1 else parts[0][0]
+        lengths = np.concatenate([part for _, part in parts]) if len(parts) > 1 else parts[0][1]
+        start = rows.start - first * self.rows_per_shard
+        return data[start : start + rows.stop - rows.start], lengths[start : start + rows.stop - rows.start]
+
     def require_finite(self, shard: int, data: np.ndarray, lengths: np.ndarray) -> None:
         """Refuse a shard whose done clips hold NaN or inf frames (features an older audiotok made from
         overflowing audio: their checksums are valid, their numbers are not), naming its rows and the

@@ -3,10 +3,12 @@ decoded and featurized with the run's own audio settings, tokenized with its own
 models) or standardised with its own statistics (frame models), and scored.
 
 A file longer than the run's clip length (`clip_seconds`, 10 s for AudioSet) is cut into windows of
-that length, as the model saw clips in training. A multi-label (BCE) run scores each class by its
-maximum over the windows (the usual pooling for "does this sound occur anywhere in the file"); a
-single-label (softmax) run by the mean of the windows' probabilities, which still sum to 1. A last
-window shorter than one second is dropped unless it is the only one.
+that length, as the model saw clips in training; it is read, resampled and scored a block at a time,
+so memory stays flat however long the file (a 10-hour recording takes what a minute takes). A
+multi-label (BCE) run scores each class by its maximum over the windows (the usual pooling for
+"does this sound occur anywhere in the file"); a single-label (softmax) run by the mean of the
+windows' probabilities, which still sum to 1. A last window shorter than one second is dropped
+unless it is the only one.
 
 A set of runs (`train --seeds N`, `--cv`) predicts as one: each file is decoded and featurized once,
 each run scores it as above, and the set's scores are the mean of its runs' (an ensemble, as a set's
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from audiotok_cli.audio.logmel import LogMel, decode
+from audiotok_cli.audio.logmel import LogMel, Windows
 from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError
 from audiotok_cli.quantizers import encode
@@ -33,10 +36,13 @@ from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import Run, load_run, pick_device, run_folder
 from audiotok_cli.training.significance import set_members
-from audiotok_cli.training.units import frames_maker
+from audiotok_cli.training.unit_frames import frames_maker
 
 if TYPE_CHECKING:
     from audiotok_cli.audio.encoder import EncoderFrames
+    from audiotok_cli.training.unit_frames import UnitFrames
+
+    FrameMaker = LogMel | EncoderFrames | UnitFrames
 
 UNREADABLE = "give a FLAC, WAV, MP3 or OGG file"
 
@@ -94,7 +100,6 @@ def predict_files(
     frames_of = frames_maker(audio)  # log-mel, a transformers encoder or a units run
     for member in runs:
         _require_same_encoder(member, frames_of)
-    window = frames_of.max_samples
     single = run.record.loss == "ce"
     pooling = f"{'mean' if single else 'max'} over {audio.clip_seconds:g} s windows"
     pooling += f", then the mean over the set's {len(runs)} runs" * (len(runs) > 1)
@@ -108,33 +113,46 @@ def predict_files(
             if not path.is_file():
                 result.missing.append(str(path))
                 raise DataError(f"{path} does not exist or is not a file")
-            samples = decode(path, frames_of.sample_rate, fix=UNREADABLE)
-            starts = [
-                s for s in range(0, len(samples), window) if s == 0 or len(samples) - s >= audio.sample_rate
-            ]
-            windows = frames_of.many([samples[s : s + window] for s in starts], [str(path)] * len(starts))
-            frames = [_or_raise(one) for one in windows]
+            windows = Windows(path, frames_of.sample_rate, frames_of.max_samples, UNREADABLE)
+            scores = _window_scores(runs, mergers, frames_of, windows)
         except DataError as exc:
             result.failed[str(path)] = str(exc)
             continue
-        pooled = np.mean(
-            [_pooled(member, frames, merger, single) for member, merger in zip(runs, mergers, strict=True)],
-            axis=0,
-        )
+        pooled = np.mean([_pooled(kept, single) for kept in scores], axis=0)
         best = np.argsort(-pooled)[:top]
         names = run.classes.names
-        seconds = round(len(samples) / audio.sample_rate, 2)
         top_labels = [(names[c], float(pooled[c])) for c in best]
         result.files.append(
-            FilePrediction(str(path), len(starts), seconds, top_labels, splits(path.resolve()))
+            FilePrediction(
+                str(path), len(scores[0]), round(windows.seconds, 2), top_labels, splits(path.resolve())
+            )
         )
     return result
 
 
-def _pooled(run: Run, windows: list[np.ndarray], merger: Merges | None, single: bool) -> np.ndarray:
+def _window_scores(
+    runs: list[Run], mergers: list[Merges | None], frames_of: FrameMaker, windows: Windows
+) -> list[list[np.ndarray]]:
+    """Each run's scores of each window, windows featurized `frames_of.batch` at a time as the file
+    streams by: only the scores are kept, never the file's samples or frames."""
+    scores: list[list[np.ndarray]] = [[] for _ in runs]
+    batch: list[np.ndarray] = []
+    for samples in chain(windows, [None]):
+        if samples is not None:
+            batch.append(samples)
+        if batch and (samples is None or len(batch) == frames_of.batch):
+            for frames in frames_of.many(batch, [str(windows.path)] * len(batch)):
+                frames = _or_raise(frames)
+                for member, merger, kept in zip(runs, mergers, scores, strict=True):
+                    kept.append(_score(member, frames, merger))
+            batch = []
+    return scores
+
+
+def _pooled(scores: list[np.ndarray], single: bool) -> np.ndarray:
     """One run's scores of a file: its windows' mean (softmax) or maximum (sigmoids)."""
-    scores = np.stack([_score(run, frames, merger) for frames in windows])
-    return scores.mean(axis=0) if single else scores.max(axis=0)
+    stacked = np.stack(scores)
+    return stacked.mean(axis=0) if single else stacked.max(axis=0)
 
 
 def _merger(run: Run) -> Merges | None:

@@ -12,18 +12,15 @@ loss picks the best epoch, and its accuracy is the run's figure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from audiotok_cli.audio.encoder import chosen_layers
-from audiotok_cli.audio.logmel import LogMel, front_end
 from audiotok_cli.audio.transforms import FrameTransforms
-from audiotok_cli.errors import DataError, MissingInputError, SettingsError
-from audiotok_cli.settings import AudioSettings, ModelSettings, Paths, TrainSettings
+from audiotok_cli.errors import MissingInputError, SettingsError
+from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import PaddedSet, Pick, Store
 from audiotok_cli.training.data import Batch, BatchReader, ModelInputs, frame_statistics
 from audiotok_cli.training.inputs import frame_run_inputs
@@ -32,10 +29,10 @@ from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
-from audiotok_cli.training.runs import RECORD, WEIGHTS, load_pretraining, read_record, run_directory
+from audiotok_cli.training.runs import read_record, run_directory
+from audiotok_cli.training.unit_frames import MODEL_TYPE
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
-MODEL_TYPE = "audiotok-units"  # the features record's encoder type for a units run's states
 
 
 def span_mask(lengths: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -187,24 +184,6 @@ def units_run_name(targets: str) -> str:
     return f"units-{targets}"
 
 
-def is_units_run(encoder: str | None) -> bool:
-    """Whether `--encoder` names a units run folder (else a transformers encoder, or log-mel)."""
-    return encoder is not None and (Path(encoder) / RECORD).is_file()
-
-
-def frames_maker(audio: AudioSettings) -> LogMel | UnitFrames:
-    """What turns a clip's samples into frames: a units run's layer (`--encoder RUN`), or log-mel
-    or a transformers encoder (audio/logmel.front_end). Picklable: featurize's workers call it."""
-    if is_units_run(audio.encoder):
-        return _units(audio.model_dump_json(), _weights_stamp(audio.encoder))
-    return front_end(audio)
-
-
-@lru_cache(maxsize=2)
-def _units(audio_json: str, _stamp: tuple) -> UnitFrames:
-    return UnitFrames(AudioSettings.model_validate_json(audio_json))
-
-
 def _own_transforms(
     store: Store, vocab_transforms: list[str], target_features: str, frames: str
 ) -> tuple[str, ...]:
@@ -219,66 +198,3 @@ def _own_transforms(
         return ()
     run = read_record(Path(made.audio.encoder))
     return tuple(run.inputs.transforms) if run and run.inputs.features == frames else ()
-
-
-def _weights_stamp(folder: str) -> tuple:
-    weights = Path(folder) / WEIGHTS
-    return (weights.stat().st_mtime_ns, weights.stat().st_size) if weights.exists() else ()
-
-
-class UnitFrames:
-    """A units run's layer-L states `[frame, hidden]` of a clip (several layers: side by side):
-    its log-mel frames (rounded to float16, as the store keeps them), its transforms and
-    statistics, its encoder; one clip a forward on one thread, as featurize's tasks run, so the
-    values do not depend on the worker count. The states are rounded to float16 too, so a file
-    predicted gives the store's values."""
-
-    def __init__(self, audio: AudioSettings) -> None:
-        directory = Path(audio.encoder)
-        record, weights, preprocessing = load_pretraining(directory)
-        if record.model.target_k == 0:
-            raise SettingsError(
-                f"{directory} pretrained on tokens, so it reads no audio; use a units run (`audiotok "
-                "pretrain --input frames --targets VOCAB`)"
-            )
-        self.model = FrameMaskedUnits(record.model).eval()
-        self.model.load_state_dict(weights)
-        self.mean, self.std = preprocessing["mean"], preprocessing["std"]
-        self.transforms = FrameTransforms(tuple(record.inputs.transforms))
-        self.n_layers = record.model.num_layers
-        self.layers = chosen_layers(
-            audio.layer, self.n_layers, f"units run {directory} has states 0 (its projected frames)"
-        )
-        if record.inputs.encoder is not None:
-            raise SettingsError(f"units run {directory} reads encoder features; featurize from log-mel runs")
-        self.logmel = LogMel(record.inputs.audio)
-        inner = record.inputs.audio
-        self.settings = audio.model_copy(
-            update={**inner.model_dump(exclude={"encoder", "layer"}), "layer": self.layers}
-        )
-        self.sample_rate, self.max_samples = self.logmel.sample_rate, self.logmel.max_samples
-        self.max_frames, self.batch, self.device = self.logmel.max_frames, 1, "cpu"
-        self.dim, self.model_type = record.model.hidden_size * len(self.layers), MODEL_TYPE
-        self.frames_per_second = inner.sample_rate / inner.hop_length
-        self.digest = record.digests.get(WEIGHTS, "")[:16]
-        self.weights_file = str(directory / WEIGHTS)  # a retrained run makes these features stale
-
-    def many(self, clips: list[np.ndarray], names: list[str]) -> list[np.ndarray | DataError]:
-        out: list[np.ndarray | DataError] = []
-        for frames in self.logmel.many(clips, names):
-            out.append(frames if isinstance(frames, DataError) else self.states(frames))
-        return out
-
-    @torch.no_grad()
-    def states(self, log_mel: np.ndarray) -> np.ndarray:
-        """One clip's states of the chosen layers from its log-mel frames (as the store holds them)."""
-        frames = self.transforms(log_mel.astype(np.float16).astype(np.float32))
-        frames = torch.from_numpy((frames - self.mean) / self.std)[None]
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            hidden = self.model.hidden_states(frames, torch.tensor([len(log_mel)]))
-            states = torch.cat([hidden[layer] for layer in self.layers], dim=-1)
-        finally:
-            torch.set_num_threads(threads)
-        return states[0, 1:].numpy().astype(np.float16).astype(np.float32)
