@@ -9,7 +9,7 @@ import torch
 
 import audiotok_cli.training.data as data_module
 import audiotok_cli.training.loop as loop
-from audiotok_cli.settings import ModelSettings, TrainSettings
+from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
 from audiotok_cli.store import Store
 from audiotok_cli.training.data import BatchReader, ModelInputs, frame_statistics, reader_workers
 from training_helpers import assert_same_tensors
@@ -80,3 +80,43 @@ def test_ranks_on_one_machine_share_its_cores_between_their_readers(monkeypatch)
     assert reader_workers(None, gpu, ranks_here=8) == 1  # 2 cores a rank: one for training
     assert reader_workers(None, gpu, ranks_here=16) == 0
     assert reader_workers(None, cpu, ranks_here=1) == 0 and reader_workers(3, gpu, ranks_here=8) == 3
+
+
+def test_bucketing_reads_every_row_once_in_batches_of_similar_length_and_masks_what_it_pads(cli, tmp_path):
+    """`--bucket-by-length`: each epoch still reads each train clip once, batches hold clips of
+    similar length (so far fewer padded steps are computed), and a clip's states are those it gets
+    alone, padded or not (attention masks the padding), within float32 rounding."""
+    from audiotok_cli.training.models.bert import FrameMaskedUnits
+    from audiotok_cli.training.models.spec import ModelSpec
+    from collections_kit import tone, write
+
+    root = tmp_path / "lengths"
+    for take in range(48):  # 0.3 s to 3.1 s
+        write(root / f"c{take % 3}" / f"take{take}.wav", tone(take % 3, take, seconds=0.3 + 0.06 * take))
+    for step in (["import", str(root)], ["split", "--val-ratio", "0.2", "--test-ratio", "0.2"]):
+        assert cli(*step).exit_code == 0
+    assert cli("featurize", "--clip-seconds", "4").exit_code == 0
+    store = Store.open(load_settings().store_path)
+    reader = BatchReader(store, _inputs(store, "frames"))
+    train = store.split_rows(reader.lengths, "train")
+
+    def padded_steps(bucket: bool) -> tuple[int, list[int]]:
+        batches = list(reader.batches(train, 4, np.random.default_rng(0), bucket=bucket))
+        rows = sorted(int(row) for batch in batches for row in batch.rows)
+        return sum(batch.inputs.shape[0] * batch.inputs.shape[1] for batch in batches), rows
+
+    bucketed, rows = padded_steps(True)
+    plain, same_rows = padded_steps(False)
+    assert rows == same_rows == sorted(np.flatnonzero(train & (reader.lengths > 0)).tolist())
+    assert bucketed < 0.8 * plain, (bucketed, plain)
+
+    shape = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "embed_dim": 8, "dropout": 0.0}
+    spec = ModelSpec(input="frames", n_mels=64, max_frames=200, n_classes=3, target_k=8, target_codebooks=1,
+                     kind="bert", **shape)  # fmt: skip
+    model = FrameMaskedUnits(spec).eval()
+    frames, lengths = torch.randn(3, 50, 64), torch.tensor([50, 31, 7])
+    with torch.no_grad():
+        together = model.hidden_states(frames, lengths)[-1]
+        for row, n in enumerate(lengths.tolist()):
+            alone = model.hidden_states(frames[row : row + 1, :n], lengths[row : row + 1])[-1][0]
+            assert torch.allclose(together[row, : n + 1], alone, atol=1e-5)

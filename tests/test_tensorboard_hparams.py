@@ -76,7 +76,7 @@ def test_tensorboard_asked_of_finished_runs_writes_their_events_and_trains_nothi
     assert "is already trained with these settings; its TensorBoard event files are in" in single.stderr
 
 
-def test_a_record_from_when_tensorboard_was_a_setting_keeps_its_identity(tokenized, cli):
+def test_a_record_from_when_tensorboard_was_a_setting_and_bucketing_none_keeps_its_identity(tokenized, cli):
     from audiotok_cli.store import fingerprint
     from audiotok_cli.training.runs import _identity, parse_record, read_record
 
@@ -84,8 +84,13 @@ def test_a_record_from_when_tensorboard_was_a_setting_keeps_its_identity(tokeniz
     record = read_record(tokenized.runs_dir / "old")
     raw = record.model_dump(mode="json")
     raw["train"]["tensorboard"] = False  # as an older audiotok wrote it, its key made with it
+    del raw["train"]["bucket_by_length"]  # not a setting yet: it trained without bucketing
     raw["resume_key"] = fingerprint({**_identity(record), "train": raw["train"]})
     assert raw["resume_key"] != record.resume_key
     assert (
         parse_record(tokenized.runs_dir / "old" / "run.json", json.dumps(raw)).resume_key == record.resume_key
     )
+    bucketed = cli("train", *QUICK, "--run-name", "bucketed", "--bucket-by-length")
+    assert bucketed.exit_code == 0, bucketed.output
+    assert read_record(tokenized.runs_dir / "bucketed").train["bucket_by_length"] is True
+    assert read_record(tokenized.runs_dir / "bucketed").resume_key != record.resume_key

@@ -365,6 +365,12 @@ class TrainSettings(_Group):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16."
     )
+    bucket_by_length: bool = Field(
+        False,
+        description="Batches of clips of similar length (sorted within each shard read, batches then "
+        "shuffled), so padding past a batch's longest clip is never computed: for collections whose "
+        "clips vary in length.",
+    )
     loss: Literal["auto", "ce", "bce"] = Field(
         "auto",
         description="ce: softmax cross-entropy (one class a clip); bce: multi-label binary cross-entropy; "

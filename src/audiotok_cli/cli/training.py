@@ -59,6 +59,10 @@ PatienceOpt = _flag(TrainSettings, "patience", int)
 AccumulateOpt = _flag(TrainSettings, "accumulate", int)
 ClipOpt = _flag(TrainSettings, "clip_grad_norm", float)
 PrecisionOpt = _flag(TrainSettings, "precision", str)
+BucketOpt = Annotated[
+    bool | None,
+    setting(TrainSettings, "bucket_by_length", "--bucket-by-length/--no-bucket-by-length", panel=TRAINING),
+]
 AverageOpt = _flag(TrainSettings, "average_last", int)
 TensorboardOpt = Annotated[
     bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard", panel=RUNNING)
@@ -203,6 +207,7 @@ def train_cmd(
     accumulate: AccumulateOpt = None,
     clip_grad_norm: ClipOpt = None,
     precision: PrecisionOpt = None,
+    bucket_by_length: BucketOpt = None,
     loss: _flag(TrainSettings, "loss", str) = None,
     sampler: _flag(TrainSettings, "sampler", str, AUGMENTATION) = None,
     mixup: _flag(TrainSettings, "mixup", float, AUGMENTATION) = None,
@@ -286,6 +291,7 @@ def pretrain_cmd(
     accumulate: AccumulateOpt = None,
     clip_grad_norm: ClipOpt = None,
     precision: PrecisionOpt = None,
+    bucket_by_length: BucketOpt = None,
     average_last: AverageOpt = None,
     tensorboard: TensorboardOpt = None,
     hidden_size: HiddenOpt = None,

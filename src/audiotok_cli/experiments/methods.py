@@ -148,6 +148,8 @@ def train_command(row: Rebuilt) -> str:
 
 def _flag(key: str, value: object) -> str:
     flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+    if isinstance(value, bool):  # a switch: --bucket-by-length or --no-bucket-by-length
+        return flag if value else "--no-" + flag.removeprefix("--")
     if isinstance(value, list | tuple):
         value = ",".join(map(str, value))
     elif isinstance(value, float):

@@ -207,12 +207,14 @@ class BatchReader:
         rng: np.random.Generator | None = None,
         weights: np.ndarray | None = None,
         part: tuple[int, int] = (0, 1),
+        bucket: bool = False,
     ) -> Iterator[Batch]:
         """Batches of the selected rows (a boolean mask), each once; shuffled shard and row order
         when `rng` is given. With `weights`, as many rows are drawn with replacement, in proportion
         to their weights, and still read shard by shard. `part` (rank, world) reads one rank's
         share of the plan. Rows left at a shard's end join the next shard's, so only the last
-        batch is short."""
+        batch is short. `bucket` (with `rng`): a shard's batches hold clips of similar length, as
+        lhotse's bucketing samplers make them, in shuffled order."""
         if self._loader is None:
             raise RuntimeError("this BatchReader is closed")
         items = self._items(rows, rng, weights)
@@ -224,8 +226,11 @@ class BatchReader:
             if pending is not None:  # only the few rows left from the last shard are copied again
                 fresh = _joined(pending, fresh)
             whole = len(fresh.rows) // batch_size * batch_size
-            for start in range(0, whole, batch_size):
-                yield _batch(fresh, slice(start, start + batch_size))
+            batches = [slice(start, start + batch_size) for start in range(0, whole, batch_size)]
+            if bucket and rng is not None and whole:
+                batches = _buckets(fresh.lengths[:whole], batch_size, rng)
+            for part_rows in batches:
+                yield _batch(fresh, part_rows)
             pending = _batch_rows(fresh, slice(whole, None))
         if pending is not None and len(pending.rows):
             yield _batch(pending, slice(None))
@@ -280,6 +285,14 @@ def _share(items: list[tuple[int, np.ndarray]], rank: int, world: int) -> list[t
     ]
 
 
+def _buckets(lengths: torch.Tensor, batch_size: int, rng: np.random.Generator) -> list[torch.Tensor]:
+    """Batches of rows (already in random order) sorted by length, in shuffled order: each batch's
+    clips are of similar length, so little padding is computed."""
+    by_length = torch.from_numpy(np.argsort(lengths.numpy(), kind="stable"))
+    batches = list(by_length.reshape(-1, batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def _joined(first: ShardRows, second: ShardRows) -> ShardRows:
     """Rows of two shards as one (every shard is padded to the set's full width)."""
     return ShardRows(
@@ -295,7 +308,7 @@ def _batch_rows(rows: ShardRows, part: slice) -> ShardRows:
     return ShardRows(rows.inputs[part], rows.lengths[part], rows.labels[part], rows.rows[part], 0.0)
 
 
-def _batch(rows: ShardRows, part: slice) -> Batch:
+def _batch(rows: ShardRows, part: slice | torch.Tensor) -> Batch:
     lengths = rows.lengths[part]
     longest = int(lengths.max())
     return Batch(

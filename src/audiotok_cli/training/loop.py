@@ -490,7 +490,9 @@ class _Fit:
         expected = -(-self.rows_per_rank // cfg.batch_size)  # batches, the same on every rank
         with progress(f"epoch {epoch}/{cfg.epochs}", self.rows_per_rank) as advance:
             for index, batch in enumerate(
-                self.reader.batches(self.rows[0], cfg.batch_size, rng, self.weights, part)
+                self.reader.batches(
+                    self.rows[0], cfg.batch_size, rng, self.weights, part, cfg.bucket_by_length
+                )
             ):
                 steps = (index + 1) % cfg.accumulate == 0 or index + 1 == expected
                 with self._gradients(synced=steps):

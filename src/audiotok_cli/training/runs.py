@@ -43,6 +43,7 @@ from audiotok_cli.training.models.spec import ModelSpec
 
 RUN_FORMAT = 3  # 2: four reserved token ids, self-contained folders; 3: frame models, preprocessing
 RECORD, WEIGHTS, CHECKPOINT = "run.json", "model.safetensors", "last.safetensors"
+ADDED_SETTINGS = {"bucket_by_length": False}  # training settings added since runs were first recorded
 RETRAIN = "train the run again with --overwrite"
 PREPROCESSING, CLASSES, REPORT = "preprocessing.safetensors", "classes.csv", "eval.json"
 
@@ -203,8 +204,12 @@ def parse_record(path: Path, text: str | None) -> RunRecord:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise DataError(f"{path} is damaged ({where}: {error['msg']}); {RETRAIN}") from None
-    if "tensorboard" in record.train:  # recorded as a setting before it stopped being one (loop.NOT_IDENTITY)
-        del record.train["tensorboard"]
+    before = dict(record.train)
+    record.train.pop(
+        "tensorboard", None
+    )  # recorded as a setting before it stopped being one (loop.NOT_IDENTITY)
+    record.train = {**ADDED_SETTINGS, **record.train}  # trained as these say, before they were settings
+    if record.train != before:
         record.resume_key = settings_key(record, with_seed=True)
     return record
 

@@ -27,6 +27,7 @@ def bert_config(spec: ModelSpec) -> BertConfig:
         pad_token_id=PAD_ID,
         hidden_dropout_prob=spec.dropout,
         attention_probs_dropout_prob=spec.dropout,
+        attn_implementation="sdpa",  # torch's fused attention: flash or memory-efficient kernels on GPU
     )
 
 
