@@ -188,7 +188,7 @@ def test_verify_reads_a_store_whose_lock_cannot_be_written_and_says_it_recorded_
     """As on a read-only mount or a snapshot (tests run as root, whom permissions do not stop)."""
     import errno
 
-    from audiotok_cli.store import lock
+    from audiotok_cli import lock
 
     def read_only(self):
         raise OSError(errno.EROFS, "Read-only file system", str(self.path))

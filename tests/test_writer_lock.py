@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from audiotok_cli.errors import BusyError
+from audiotok_cli.lock import WriterLock, holder_of
 from audiotok_cli.store import PENDING, Store
-from audiotok_cli.store.lock import WriterLock, holder_of
 from audiotok_cli.training.runs import read_record
 
 
@@ -212,7 +212,7 @@ def test_inputs_a_run_reads_cannot_be_replaced_under_it(tokenized, cli):
     """vocab + tokenize --overwrite during a train switched the run to new token ids mid-training
     while it kept the old centroids. Now the overwrite is refused naming the run; a reader that
     died no longer counts."""
-    from audiotok_cli.store.lock import readers_of
+    from audiotok_cli.lock import readers_of
 
     store_path = tokenized.store_path
     trainer = _start("train", "--model", "simple", "--epochs", "500", "--run-name", "long", "--quiet")

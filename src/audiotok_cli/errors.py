@@ -5,7 +5,8 @@ Exit codes (documented in the README):
     3 invalid settings, 4 missing input, 5 corrupt or unreadable data,
     6 artifact made with other settings, 7 output exists (use --overwrite), 8 network,
     9 busy: another audiotok process is writing the same store, mirror or run,
-    10 disk full, 11 a worker process died.
+    10 disk full, 11 a worker process died, 12 a file or folder is not writable (a read-only store,
+    mirror or run folder).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import soundfile as sf
 from audiotok_cli.audioset.classes import class_index
 from audiotok_cli.audioset.mirror import LAYOUTS, SEGMENT_CSVS, data_dir
 from audiotok_cli.errors import OutputExistsError, SettingsError
-from audiotok_cli.store.lock import WriterLock
+from audiotok_cli.lock import WriterLock
 
 Synth = Callable[[np.random.Generator, int, int], np.ndarray]
 YTID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))

@@ -35,8 +35,8 @@ from audiotok_cli.audioset.classes import checked_sources
 from audiotok_cli.audioset.manifest import load_manifest, parse_shards, record_listing, save_manifest
 from audiotok_cli.audioset.mirror import is_metadata_file, is_source_file, layout_of
 from audiotok_cli.errors import DataError, MissingInputError, NetworkError, SettingsError
+from audiotok_cli.lock import WriterLock
 from audiotok_cli.progress import progress
-from audiotok_cli.store.lock import WriterLock
 
 DEFAULT_REPO = "agkphysics/AudioSet"
 PARTIAL_DIR = ".audiotok-partial"

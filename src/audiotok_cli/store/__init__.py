@@ -1,6 +1,7 @@
 """The store: the Zarr layout, typed records of every group and the writer lock. Nothing outside
 this package reads or writes Zarr paths or attributes."""
 
+from audiotok_cli.lock import ReaderLease, WriterLock
 from audiotok_cli.store.layout import (
     CLIP_TABLE_REPAIR,
     PENDING,
@@ -18,7 +19,6 @@ from audiotok_cli.store.layout import (
     require_same,
     split_code,
 )
-from audiotok_cli.store.lock import ReaderLease, WriterLock
 from audiotok_cli.store.records import (
     CollectionRecord,
     EncoderRecord,

@@ -43,9 +43,9 @@ from audiotok_cli.errors import (
     OutputExistsError,
     SettingsError,
 )
+from audiotok_cli.lock import WriterLock, readers_of
 from audiotok_cli.settings import NAME_PATTERN
 from audiotok_cli.store.leaks import Leaks, find_leaks
-from audiotok_cli.store.lock import WriterLock, readers_of
 from audiotok_cli.store.padded import (
     CHECKSUMMED,
     COMPRESSED,
