@@ -125,6 +125,9 @@ def test_cv_with_seeds_scores_each_fold_as_the_mean_of_its_seeds(cli, three_fold
         assert [seed["run"] for seed in fold["seeds"]] == [
             f"baseline-logmel-fold{fold['index']}-seed{s}" for s in (0, 1)
         ]
+        for seed in (0, 1):  # each run's record names its set, fold and seed (run_sets.py)
+            member = read_record(runs / f"baseline-logmel-fold{fold['index']}-seed{seed}").member
+            assert (member.name, member.fold, member.seed) == ("baseline-logmel", fold["index"], seed)
         assert fold["test_accuracy"] == pytest.approx(
             np.mean([seed["test_accuracy"] for seed in fold["seeds"]])
         )

@@ -97,3 +97,27 @@ def test_a_named_set_of_seeds_with_other_settings_is_refused_naming_them(cli, to
     assert replaced.exit_code == 0
     record = json.loads((tokenized.runs_dir / "mine-seed1" / "run.json").read_text())
     assert record["train"]["learning_rate"] == 0.003
+
+
+def test_a_sets_runs_are_known_by_their_records_not_their_folder_names(cli, tokenized):
+    """`train --seeds` records each run's set and seed; `runs`, `compare` and `predict` read the set
+    from the records, so its runs keep their set when their folders are renamed (no name is parsed
+    for a seed, but an older audiotok's record's, which names no set)."""
+    from audiotok_cli.training.runs import read_record
+
+    assert cli("train", *QUICK, "--seeds", "2", "--run-name", "mine").exit_code == 0
+    runs = tokenized.runs_dir
+    assert [read_record(runs / f"mine-seed{seed}").member.model_dump() for seed in (0, 1)] == [
+        {"name": "mine", "fold": None, "seed": 0},
+        {"name": "mine", "fold": None, "seed": 1},
+    ]
+    for seed, new in ((0, "first"), (1, "second")):
+        (runs / f"mine-seed{seed}").rename(runs / new)
+    assert cli("train", *QUICK, "--seed", "7", "--lr", "0.01", "--run-name", "other").exit_code == 0
+    assert cli("eval", "--run", "other").exit_code == 0
+    rows = {row["name"]: row for row in json.loads(cli("runs", "--json").stdout)}
+    assert rows["mine (seeds)"]["seeds"] == 2
+    assert rows["first"]["member_of"] == rows["second"]["member_of"] == "mine (seeds)"
+    compared = cli("compare", "mine", "other", "--json")
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(compared.stdout)["a_runs"] == ["first", "second"]

@@ -228,6 +228,9 @@ def test_pretraining_under_seeds_gives_each_its_run_and_the_spread_and_keeps_fin
     runs = [tokenized.runs_dir / f"units-logmel-k16-seed{seed}" for seed in (0, 1)]
     records = [json.loads((run / "run.json").read_text()) for run in runs]
     assert [record["seed"] for record in records] == [0, 1] and all(r["complete"] for r in records)
+    assert [record["member"] for record in records] == [
+        {"name": "units-logmel-k16", "fold": None, "seed": seed} for seed in (0, 1)
+    ]
     weights = [(run / "model.safetensors").read_bytes() for run in runs]
     assert weights[0] != weights[1]  # each seed its own encoder
 

@@ -29,7 +29,7 @@ from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
 from audiotok_cli.training.evaluate import evaluate
 from audiotok_cli.training.loop import EpochCallback, Planned, plan_run, train
-from audiotok_cli.training.runs import read_record, recipe_key, repeat_base
+from audiotok_cli.training.runs import SetMember, read_record, recipe_key, repeat_base
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,12 @@ def cross_validate(
                 base = repeat_base(paths.runs_dir, settings.run_name, default, wanted, recipe_key, overwrite)
             scores = [
                 _fold_run(
-                    plan, f"{base}-{_suffix(fold, each, seeds)}", fold, each, pick, planned[each], overwrite
+                    plan,
+                    f"{base}-{_suffix(fold, each, seeds)}",
+                    SetMember(name=base, fold=fold, seed=each if seeds > 1 else None),
+                    pick,
+                    planned[each],
+                    overwrite,
                 )
                 for each in seeded
             ]
@@ -137,11 +142,11 @@ def _prepare_fold(plan: _Plan, fold: int, seeds: range) -> tuple[Pick, dict[int,
 
 
 def _fold_run(
-    plan: _Plan, run: str, fold: int, seed: int, pick: Pick, planned: Planned, overwrite: bool
+    plan: _Plan, run: str, member: SetMember, pick: Pick, planned: Planned, overwrite: bool
 ) -> RepeatScore:
     """The fold's run: kept where it is finished with these very inputs, trained (or resumed) else;
     a run of this recipe on another split or vocabulary of the fold is trained again."""
-    paths = plan.paths
+    paths, fold = plan.paths, member.fold
     if not overwrite and finished(paths, run, planned.record):
         log.info("fold %d: %s is trained with these settings; kept", fold, run)
         return repeat_score(fold, run, evaluate(paths, run))
@@ -150,7 +155,7 @@ def _fold_run(
         log.warning("fold %d: %s was trained on another split or vocabulary; training it again", fold, run)
         overwrite = True
     settings = plan.settings.model_copy(update={"run_name": run})
-    train(paths, plan.model, settings, seed, pick, overwrite, plan.on_epoch)
+    train(paths, plan.model, settings, planned.record.seed, pick, overwrite, plan.on_epoch, member=member)
     return repeat_score(fold, run, evaluate(paths, run))
 
 

@@ -22,7 +22,7 @@ from audiotok_cli.training.compare import Spread, spread
 from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores, warn_of_fold_split
 from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
 from audiotok_cli.training.monitor import board_from_log
-from audiotok_cli.training.runs import RunRecord, read_record, repeat_base
+from audiotok_cli.training.runs import RunRecord, SetMember, read_record, repeat_base
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def train_seeds(
     for repeat_seed, run in _seed_runs(base, list(planned)):
         if overwrite or not finished(paths, run, planned[repeat_seed].record):
             repeat = settings.model_copy(update={"run_name": run})
-            train(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), init)
+            member = SetMember(name=base, seed=repeat_seed)
+            train(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), init, member)
         else:
             log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
             if settings.tensorboard:
@@ -147,7 +148,9 @@ def pretrain_seeds(
     for repeat_seed, run in _seed_runs(base, list(range(seed, seed + seeds))):
         repeat = settings.model_copy(update={"run_name": run})
         try:
-            pretraining(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), **options)
+            member = SetMember(name=base, seed=repeat_seed)
+            on_this = _naming(on_epoch, run)
+            pretraining(paths, model, repeat, repeat_seed, pick, overwrite, on_this, member=member, **options)
         except AlreadyTrained:
             log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
         history = read_record(paths.runs_dir / run).history

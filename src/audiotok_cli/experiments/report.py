@@ -252,9 +252,9 @@ def _runs(rows: list[RunRow], chart: Path, result: ReportResult) -> str:
 def _name(row: RunRow) -> str:
     """A row's name, a set's with its size: `bert-logmel (3 seeds)`."""
     if row.seeds:
-        return row.name.removesuffix(" (seeds)") + f" ({row.seeds} seeds)"
+        return (row.set_name or row.name.removesuffix(" (seeds)")) + f" ({row.seeds} seeds)"
     if row.folds:
-        return row.name.removesuffix(" (cv)") + f" ({row.folds} folds)"
+        return f"{row.set_name} ({row.folds} folds)"
     return row.name
 
 
@@ -268,8 +268,7 @@ def _base(row: RunRow) -> str | None:
     """What `compare` calls a row: a run's name, or a set's `NAME` (None for a set of runs named by hand)."""
     if not (row.seeds or row.folds):
         return row.name
-    suffix = " (seeds)" if row.seeds else " (cv)"
-    return row.name.removesuffix(suffix) if " on " not in row.name else None
+    return row.set_name or None
 
 
 @dataclass

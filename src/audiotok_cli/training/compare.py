@@ -13,13 +13,11 @@ from pathlib import Path
 from audiotok_cli.errors import AudiotokError, MissingInputError, SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.store import fingerprint
+from audiotok_cli.training.run_sets import member_of
 from audiotok_cli.training.runs import REPORT, RunRecord, find_runs, read_report, recipe_key, settings_key
 
 LEAK_FREE = ("test_mAP_leak_free", "test_accuracy_leak_free")
 SORT_KEYS = ("name", "test_accuracy", "test_mAP", "val_mAP", "parameters", "train_seconds")
-FOLD_RUN = re.compile(r"^(?P<base>.+)-fold(?P<fold>\d+)(-seed\d+)?$")  # the runs of `train --cv [--seeds N]`
-SEED_RUN = re.compile(r"-seed\d+$")  # the runs of `train --seeds N`
-FOLD_VOCABULARY = re.compile(r"-fold\d+")  # a cross-validation's per-fold tokens
 SEED = re.compile(r"(, )?seed \d+$")  # the seed at the end of a recipe
 SEEDS = re.compile(r"(, )?seeds [\d,]+$")  # the seeds at the end of a set's recipe
 
@@ -45,6 +43,8 @@ class RunRow:
     gap_to_best_frames: float | None = None  # the headline (accuracy, else mAP) minus the best frame row's
     gap_metric: str = ""  # which: "accuracy" or "mAP"
     member_of: str = ""  # the (seeds) or (cv) row this run is summed up in
+    set_name: str = ""  # a member's: the set it was planned in (run_sets.py); a set's row: its own name
+    fold: int | None = None  # a cross-validation member's fold
     val_mlm_loss: float | None = None  # pretraining runs: the best epoch's masked-token loss
     val_mlm_accuracy: float | None = None  # and its accuracy on the masked tokens
     recipe: str = ""  # how it was trained, where that differs from the defaults: "lr 0.003, seed 2"
@@ -97,11 +97,16 @@ def _rows(runs_dir: Path, names: set[str] | None = None) -> list[RunRow]:
         if names is not None and directory.name not in names:
             continue
         try:
-            rows.append(_row(directory, record))
+            row = _row(directory, record)
         except AudiotokError as error:  # eval.json not as `eval` wrote it: the run is still listed
             damaged[directory] = str(error)
         except (ValueError, KeyError, OSError) as error:  # a report of another shape
             damaged[directory] = f"{directory / REPORT} is damaged ({type(error).__name__}); run `eval` again"
+            continue
+        member = member_of(directory.name, record)
+        if member is not None:
+            row.set_name, row.fold = member.name, member.fold
+        rows.append(row)
     rows += [
         _damaged_row(directory, why)
         for directory, why in damaged.items()
@@ -264,14 +269,12 @@ def cross_validation_rows(rows: list[RunRow]) -> list[RunRow]:
     """One row per set of fold runs (`NAME-fold1`, `NAME-fold2`, ... all scored on test)."""
     sets: dict[tuple[str, str], list[RunRow]] = {}
     for row in rows:
-        match = FOLD_RUN.match(row.name)
-        if match and row.test_mAP is not None:
-            sets.setdefault((match["base"], row.recipe_key), []).append(row)
+        if row.fold is not None and row.test_mAP is not None:
+            sets.setdefault((row.set_name, row.recipe_key), []).append(row)
     summaries = []
     for (base, _), runs in sets.items():
-        folds = {FOLD_RUN.match(row.name)["fold"] for row in runs}
-        if len(folds) > 1:
-            summaries.append(_summary_row(f"{base} (cv)", runs, "folds"))
+        if len({row.fold for row in runs}) > 1:
+            summaries.append(_summary_row(base, runs, "folds"))
     return summaries
 
 
@@ -286,10 +289,11 @@ def seed_rows(rows: list[RunRow]) -> list[RunRow]:
     for by_seed in sets.values():
         if len(by_seed) > 1:
             runs = list(by_seed.values())
-            bases = {SEED_RUN.sub("", row.name) for row in runs}
-            summary = _summary_row("", runs, "seeds")
+            bases = {row.set_name or row.name for row in runs}
+            shared = bases.pop() if len(bases) == 1 else ""
             # one name for the set where its runs share one (`--seeds`); else its settings say what it is
-            summary.name = f"{bases.pop() if len(bases) == 1 else _described(summary)} (seeds)"
+            summary = _summary_row(shared, runs, "seeds")
+            summary.name = f"{shared or _described(summary)} (seeds)"
             for row in runs:
                 row.member_of = summary.name
             summaries.append(summary)
@@ -302,10 +306,11 @@ def _described(row: RunRow) -> str:
     return f"{row.model} on {row.input}" + (f", {recipe}" if recipe else "")
 
 
-def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
-    """The mean of `runs`' scores, with their standard deviation and 95% interval beside it; the
-    runs are marked as its members."""
+def _summary_row(base: str, runs: list[RunRow], unit: str) -> RunRow:
+    """The mean of `runs`' scores, with their standard deviation and 95% interval beside it, as the
+    set `base` ("" for runs named by hand); the runs are marked as its members."""
     first = runs[0]
+    name = f"{base} ({'cv' if unit == 'folds' else 'seeds'})"
     for row in runs:
         row.member_of = name
     units = _units(runs, unit)  # a fold under several seeds is one unit: the mean of its seeds
@@ -324,7 +329,7 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
     return RunRow(
         name=name,
         model=first.model,
-        input=first.input.split("-fold")[0],
+        input=_any_fold(first.input, first.fold),
         parameters=first.parameters,
         epochs=round(statistics.fmean(row.epochs for row in runs)),
         train_seconds=round(sum(row.train_seconds for row in runs), 1),
@@ -340,7 +345,7 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         test_accuracy_ci95=accuracy.ci95 if accuracy else None,
         recipe=recipe,
         front_end=first.front_end,
-        vocabulary=FOLD_VOCABULARY.sub("-foldN", first.vocabulary) if unit == "folds" else first.vocabulary,
+        vocabulary=_any_fold(first.vocabulary, first.fold, "-foldN"),
         loss=first.loss,
         still_improving=any(row.still_improving for row in runs),
         split_key=first.split_key if unit == "seeds" else fingerprint(sorted({r.split_key for r in runs})),
@@ -348,16 +353,23 @@ def _summary_row(name: str, runs: list[RunRow], unit: str) -> RunRow:
         leaked_clips=leaked,
         test_mAP_leak_free=free_mAP.mean if free_mAP else None,
         test_accuracy_leak_free=free_accuracy.mean if free_accuracy else None,
+        set_name=base,
     )
+
+
+def _any_fold(text: str, fold: int | None, instead: str = "") -> str:
+    """A fold member's inputs as its set's: its fold's tokens (`{vocab}-fold{N}`, cv.py) named for
+    every fold."""
+    return text if fold is None else text.replace(f"-fold{fold}", instead)
 
 
 def _units(runs: list[RunRow], unit: str) -> list[list[RunRow]]:
     """The runs a summary's spread is over: each run, or for folds each fold's runs (its seeds)."""
     if unit != "folds":
         return [[row] for row in runs]
-    by_fold: dict[str, list[RunRow]] = {}
+    by_fold: dict[int | None, list[RunRow]] = {}
     for row in runs:
-        by_fold.setdefault(FOLD_RUN.match(row.name)["fold"], []).append(row)
+        by_fold.setdefault(row.fold, []).append(row)
     return list(by_fold.values())
 
 
@@ -433,4 +445,4 @@ def plot_runs(rows: list[RunRow], path: Path) -> Path:
 
 def _label(row: RunRow) -> str:
     count = f" [{row.seeds} seeds]" if row.seeds else f" [{row.folds} folds]" if row.folds else ""
-    return row.name.removesuffix(" (seeds)").removesuffix(" (cv)") + count
+    return (row.set_name or row.name.removesuffix(" (seeds)") if count else row.name) + count

@@ -51,6 +51,7 @@ from audiotok_cli.training.runs import (
     AveragedWeights,
     RunInputs,
     RunRecord,
+    SetMember,
     average_weights,
     init_encoder,
     keep_recent_weights,
@@ -200,14 +201,16 @@ def train(
     overwrite: bool = False,
     on_epoch: EpochCallback | None = None,
     init: str | None = None,
+    member: SetMember | None = None,
 ) -> TrainResult:
     """Train on what `pick` chooses (default: the store's only tokens, or only features for frame
     models) into `{runs_dir}/{run_name or model-input}`, or resume an interrupted run with the same
     settings from its last finished epoch. `init` names a pretraining run whose encoder the model
-    starts from."""
+    starts from; `member`, the set that planned the run (its record keeps it: run_sets.py)."""
     pick_device(settings.device)  # a missing GPU is refused before any work
     planned = plan_run(paths, model, settings, seed, pick, init)
     record, store, rows = planned.record, planned.store, planned.rows
+    record.member = member
     augment = Augment.of(settings, planned.model.input)
     directory = run_directory(paths.runs_dir, settings.run_name, planned.default_name, record, overwrite)
     encoder = init_encoder(paths.runs_dir, init, record) if init else None

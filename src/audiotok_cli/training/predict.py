@@ -34,8 +34,8 @@ from audiotok_cli.store import SPLITS, Store
 from audiotok_cli.token_merges import Merges
 from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
+from audiotok_cli.training.run_sets import set_members
 from audiotok_cli.training.runs import Run, load_run, pick_device, run_folder
-from audiotok_cli.training.significance import set_members
 from audiotok_cli.training.unit_frames import frames_maker
 
 if TYPE_CHECKING:

@@ -89,6 +89,14 @@ class AveragedWeights(BaseModel):
     score: float = Field(description="Its val score: val mAP, or val MLM loss for pretraining.")
 
 
+class SetMember(BaseModel):
+    """The set of runs a run was planned in (`train --seeds N`, `--cv`, `pretrain --seeds N`)."""
+
+    name: str = Field(description="The set's name: what `compare`, `predict` and `report` call it.")
+    fold: int | None = Field(None, description="Its fold, for a cross-validation's run.")
+    seed: int | None = Field(None, description="Its seed, where the set repeats seeds.")
+
+
 class RunRecord(BaseModel):
     format: int = RUN_FORMAT
     model: ModelSpec
@@ -109,6 +117,9 @@ class RunRecord(BaseModel):
     digests: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 of the run's files as written (model, preprocessing, classes).",
+    )
+    member: SetMember | None = Field(
+        None, description="The set it was planned in; None for a run of its own (see run_sets.py)."
     )
 
     @property

@@ -13,7 +13,6 @@ seed of another). With one member a side there is nothing to say there.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,9 @@ import numpy as np
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.training.evaluate import SplitPredictions, read_predictions
 from audiotok_cli.training.metrics import accuracy, fast_mean_average_precision
-from audiotok_cli.training.runs import find_runs, run_folder
+from audiotok_cli.training.run_sets import set_members
+from audiotok_cli.training.runs import run_folder
 
-MEMBER = re.compile(r"^(?P<base>.+?)(?:-fold(?P<fold>\d+))?(?:-seed(?P<seed>\d+))?$")  # a set's runs
 METRICS = ("accuracy", "mAP")
 
 
@@ -107,23 +106,6 @@ def side(runs_dir: Path, name: str, split: str) -> Side:
         {index: read_predictions(directory, split) for index, directory in sorted(found.items())},
         [directory.name for _, directory in sorted(found.items())],
     )
-
-
-def set_members(runs_dir: Path, name: str) -> tuple[str, dict[tuple[int, int], Path]]:
-    """The runs of the set `name` (`NAME-seedS`, `NAME-foldN[-seedS]`) by (fold, seed), and whether it
-    is a set of seeds or of folds; a name that is neither a run nor a set is refused, listing the runs."""
-    members: dict[str, dict[tuple[int, int], Path]] = {}
-    for directory, _ in find_runs(runs_dir):
-        match = MEMBER.match(directory.name)
-        if match and match["base"] == name and (match["fold"] or match["seed"]):
-            unit = "fold" if match["fold"] else "seed"
-            key = (int(match["fold"] or 0), int(match["seed"] or 0))
-            members.setdefault(unit, {})[key] = directory
-    if not members:
-        run_folder(runs_dir, name)  # refuses, listing the runs there
-    if len(members) > 1:
-        raise SettingsError(f"{name!r} names both seeds and folds in {runs_dir}; name one set")
-    return next(iter(members.items()))
 
 
 def _metrics(first: Side) -> tuple[str, ...]:

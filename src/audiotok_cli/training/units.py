@@ -29,7 +29,7 @@ from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
-from audiotok_cli.training.runs import read_record, run_directory
+from audiotok_cli.training.runs import SetMember, read_record, run_directory
 from audiotok_cli.training.unit_frames import MODEL_TYPE
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
@@ -117,6 +117,7 @@ def pretrain_units(
     overwrite: bool = False,
     on_epoch: EpochCallback | None = None,
     targets: str | None = None,
+    member: SetMember | None = None,
 ) -> TrainResult:
     """Train a frame BERT to predict the ids of tokens `targets` (a vocabulary's) at masked spans of
     frames, into `{runs_dir}/{run_name or units-TARGETS}`; or resume it. The frames are those the
@@ -170,6 +171,7 @@ def pretrain_units(
         update={"targets": tokens.name, "targets_fingerprint": tokens.record.vocab_fingerprint}
     )
     record = start_record(run_inputs, spec, settings, seed, "pretrain")
+    record.member = member  # the set `pretrain --seeds` planned it in
     name = units_run_name(tokens.name)
     directory = run_directory(paths.runs_dir, settings.run_name, name, record, overwrite)
     job = Job(
