@@ -1,6 +1,6 @@
 """Typed errors. The library raises these; the CLI turns each into one red line and an exit code.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/errors.md):
     0 success, 1 unexpected bug, 2 usage error (Typer),
     3 invalid settings, 4 missing input, 5 corrupt or unreadable data,
     6 artifact made with other settings, 7 output exists (use --overwrite), 8 network,
