@@ -23,11 +23,11 @@ import faiss
 import numpy as np
 
 from audiotok_cli.parallel import available_cores
-from audiotok_cli.quantizers import parse_quantizer
 from audiotok_cli.settings import VocabSettings
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab
 from audiotok_cli.store import Pick, Store
+from audiotok_cli.tokenizer.quantizers import parse_quantizer
 
 
 def raw_faiss(store_path: Path, vocab: str) -> tuple[str, float, float]:

@@ -29,16 +29,11 @@ import faiss
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from audiotok_cli.quantizers import parse_quantizer
 from audiotok_cli.settings import VocabSettings
-from audiotok_cli.stages.vocab import (
-    kmeans,
-    mean_distance,
-    reconstruction_error,
-    sample_frames,
-    train_codebooks,
-)
+from audiotok_cli.stages.vocab import kmeans, mean_distance, reconstruction_error, sample_frames
 from audiotok_cli.store import Store
+from audiotok_cli.tokenizer import Tokenizer
+from audiotok_cli.tokenizer.quantizers import parse_quantizer, quantizer_of, train_quantizer
 
 NITER = 20
 
@@ -83,7 +78,7 @@ def codebook_methods(frames: np.ndarray, k: int, quantizer: str) -> dict:
         rng = np.random.default_rng(0)
         budget = k * settings.max_points_per_centroid
         sample = frames[np.sort(rng.permutation(len(frames))[:budget])]
-        return train_codebooks(sample, settings, 0, rng)[0]
+        return train_quantizer(quantizer, sample, lambda part: kmeans(part, settings, 0, rng)[0]).codebooks
 
     def faiss_own() -> np.ndarray:
         if kind == "pq":
@@ -126,7 +121,7 @@ def main() -> None:
                 started = time.perf_counter()
                 books = np.asarray(fit(), dtype=np.float32)
                 seconds = time.perf_counter() - started
-                error = reconstruction_error(args.quantizer, books, frames)
+                error = reconstruction_error(Tokenizer(quantizer_of(args.quantizer, books)), frames)
                 print(f"{args.quantizer} {name:24} {seconds:8.1f} s   reconstruction error {error:10.3f}")
             return
         results = {}

@@ -51,6 +51,10 @@ def test_a_stage_never_imports_another_stage_the_cli_or_training(path):
             "corpora",
             ("audiotok_cli.stages", "audiotok_cli.training", "audiotok_cli.cli", "audiotok_cli.store"),
         ),
+        (
+            "tokenizer",
+            ("audiotok_cli.stages", "audiotok_cli.training", "audiotok_cli.cli", "audiotok_cli.store"),
+        ),
         ("training", ("audiotok_cli.stages", "audiotok_cli.cli", "audiotok_cli.experiments")),
         ("experiments", ("audiotok_cli.cli",)),
     ],
@@ -69,7 +73,7 @@ def test_only_the_store_touches_zarr():
 
 
 GROUND_FLOOR = (
-    "settings.py", "errors.py", "progress.py", "atomic.py", "model_families.py", "token_ids.py",
+    "settings.py", "errors.py", "progress.py", "atomic.py", "model_families.py",
     "class_lists.py", "lock.py",
 )  # fmt: skip
 
@@ -77,7 +81,7 @@ GROUND_FLOOR = (
 @pytest.mark.parametrize("module", GROUND_FLOOR)
 def test_the_ground_floor_imports_no_room(module):
     """Settings validate `--model` against the family table beside them, not against `training/`
-    (a transform's or quantizer's name against its registry in `audio/` or `quantizers.py`: the two
+    (a transform's or quantizer's name against its registry in `audio/` or `tokenizer/`: the two
     small imports up, inside their validators)."""
     rooms = ("cli", "stages", "training", "experiments", "store", "audioset", "corpora")
     for name in _imports(PACKAGE / module):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.token_merges import FIRST_CHARACTER, Merges, train_merges
+from audiotok_cli.tokenizer.merges import FIRST_CHARACTER, Merges, train_merges
 from audiotok_cli.training.runs import load_run
 from training_helpers import assert_predict_scores_the_store_tokens
 

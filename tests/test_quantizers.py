@@ -12,9 +12,18 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertModel
 
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import SettingsError
-from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
 from audiotok_cli.store import Pick, Store
+from audiotok_cli.tokenizer import Tokenizer
+from audiotok_cli.tokenizer.quantizers import (
+    QUANTIZERS,
+    FlatKMeans,
+    nearest,
+    parse_quantizer,
+    quantizer_of,
+    quantizer_tag,
+)
 from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID, embed_steps, to_model_ids
 from audiotok_cli.training.runs import load_run
 from training_helpers import assert_predict_scores_the_store_tokens
@@ -24,19 +33,21 @@ def test_product_and_residual_codes_are_what_their_codebooks_say():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(500, 8)).astype(np.float32)
     books = rng.normal(size=(2, 16, 4)).astype(np.float32)
-    codes = encode("pq:2", books, vectors)
+    codes = quantizer_of("pq:2", books).encode(vectors)
     assert codes.shape == (500, 2)
     assert np.array_equal(codes[:, 1], nearest(books[1], vectors[:, 4:]))  # each part its own codebook
-    assert np.allclose(decode("pq:2", books, codes)[:, :4], books[0][codes[:, 0]])
+    assert np.allclose(quantizer_of("pq:2", books).decode(codes)[:, :4], books[0][codes[:, 0]])
 
     residual_books = [rng.normal(size=(16, 8)).astype(np.float32) * scale for scale in (1.0, 0.5, 0.25)]
     stacked = np.stack(residual_books)
     errors = [
-        ((vectors - decode(f"rvq:{n}", stacked[:n], encode(f"rvq:{n}", stacked[:n], vectors))) ** 2).sum()
-        for n in (2, 3)
+        ((vectors - quantizer.decode(quantizer.encode(vectors))) ** 2).sum()
+        for quantizer in (quantizer_of(f"rvq:{n}", stacked[:n]) for n in (2, 3))
     ]
     first = vectors - residual_books[0][nearest(residual_books[0], vectors)]
-    assert np.array_equal(encode("rvq:3", stacked, vectors)[:, 1], nearest(residual_books[1], first))
+    assert np.array_equal(
+        quantizer_of("rvq:3", stacked).encode(vectors)[:, 1], nearest(residual_books[1], first)
+    )
     assert errors[1] <= errors[0]  # a codebook more never reconstructs worse
     assert quantizer_tag("pq:8", 256) == "pq8x256" and quantizer_tag("kmeans", 64) == "k64"
     for bad in ("pq", "pq:1", "vq:4"):
@@ -67,7 +78,8 @@ def test_pq_vocab_tokens_train_and_predict_the_same_way(cli, tokenized):
     assert ids.shape[2] == 4 and tokens.record.codebooks == 4
     for row in range(3):
         assert np.array_equal(
-            ids[row, : lengths[row]], encode("pq:4", vocab.centroids, frames[row, : lengths[row]])
+            ids[row, : lengths[row]],
+            quantizer_of("pq:4", vocab.centroids).encode(frames[row, : lengths[row]]),
         )
     assert (ids[0, lengths[0] :] == -1).all()
 
@@ -135,3 +147,24 @@ def _exported_bert_reads_summed_steps(cli, run_dir, input_ids: list[list[int]]) 
         cls = encoder(inputs_embeds=embeds).last_hidden_state[:, 0]
         logits = cls @ head["head.weight"].T + head["head.bias"]
         assert torch.allclose(logits, run(ids, torch.tensor([len(input_ids)])), atol=1e-5)
+
+
+def test_a_new_quantizer_is_a_class_and_a_registry_line(monkeypatch):
+    """The registry is the quantizers' one list: a class with train, encode and decode, added to
+    QUANTIZERS, is parsed, trained and encoded by name (here: k-means on the frame's sign-folded
+    magnitude, a made-up one), and the Tokenizer round-trips it through its arrays."""
+
+    class Folded(FlatKMeans):
+        def encode(self, vectors):
+            return super().encode(np.abs(vectors))
+
+    monkeypatch.setitem(QUANTIZERS, "folded", Folded)
+    rng = np.random.default_rng(1)
+    sample = rng.normal(size=(400, 6)).astype(np.float32)
+    assert parse_quantizer("folded:2") == ("folded", 2)
+    tokenizer = Tokenizer.fit(sample, FrameTransforms(), "folded:2", lambda points: points[:8].copy())
+    assert isinstance(tokenizer.quantizer, Folded)
+    again = Tokenizer.from_arrays("folded:2", tokenizer.transforms, tokenizer.to_arrays())
+    assert np.array_equal(again.encode(sample), nearest(sample[:8], np.abs(sample)))
+    with pytest.raises(SettingsError, match="unknown quantizer 'opq:2'"):
+        parse_quantizer("opq:2")

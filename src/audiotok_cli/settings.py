@@ -255,7 +255,7 @@ class VocabSettings(_Group):
     @field_validator("quantizer")
     @classmethod
     def _known_quantizer(cls, spec: str) -> str:
-        from audiotok_cli.quantizers import parse_quantizer
+        from audiotok_cli.tokenizer.quantizers import parse_quantizer
 
         try:
             parse_quantizer(spec)

@@ -32,7 +32,7 @@ from audiotok_cli.atomic import naming_full_disk
 from audiotok_cli.errors import OutputExistsError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.store import SPLITS, Pick, Store
-from audiotok_cli.token_ids import SCHEME, STEPS_SCHEME, input_ids, step_input_ids
+from audiotok_cli.tokenizer.ids import SCHEME, STEPS_SCHEME, input_ids, step_input_ids
 
 NO_LABEL = -1  # `datasets`' ClassLabel value for "none"
 FORMATS = ("parquet", "datasets")

@@ -14,15 +14,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
-from audiotok_cli.quantizers import encode, parse_quantizer
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
-from audiotok_cli.token_merges import Merges, train_merges
-
-PAD_TOKEN = PENDING
+from audiotok_cli.tokenizer import PAD_TOKEN, Tokenizer, parse_quantizer
+from audiotok_cli.tokenizer.merges import Merges, train_merges
 
 
 @dataclass
@@ -88,16 +86,9 @@ def tokenize(
         token_lengths = tokens.all_lengths()
         todo = (feature_lengths >= 0) & (token_lengths == PENDING)
         transforms = FrameTransforms(tuple(vocab.record.transforms))
-        task = partial(
-            _tokenize_task,
-            store_path,
-            features.name,
-            tokens.name,
-            vocab.record.quantizer,
-            vocab.centroids,
-            transforms,
-            LinearMap.from_arrays(vocab.fitted),
-        )
+        arrays = {"centroids": vocab.centroids, **vocab.fitted}
+        tokenizer = Tokenizer.from_arrays(vocab.record.quantizer, transforms, arrays)
+        task = partial(_tokenize_task, store_path, features.name, tokens.name, tokenizer)
         with progress(f"tokenize {vocab.name}", int(todo.sum())) as advance:
             for _, clips in run_shards(task, tokens.shards_with(todo), workers, dask, threads=True):
                 advance(clips)
@@ -162,51 +153,25 @@ def _sequences(tokens: TokenSet, rows: np.ndarray) -> Iterator[np.ndarray]:
             yield ids[row, : lengths[row]]
 
 
-def _tokenize_task(
-    store_path: Path,
-    features: str,
-    tokens: str,
-    quantizer: str,
-    codebooks: np.ndarray,
-    transforms: FrameTransforms,
-    frame_map: LinearMap | None,
-    shard: int,
-) -> int:
+def _tokenize_task(store_path: Path, features: str, tokens: str, tokenizer: Tokenizer, shard: int) -> int:
     """One shard's work, in whichever thread or process runs it; only the shard's own tokens are
     written. faiss's thread count is the calling thread's OpenMP setting: one here, restored after."""
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
         store = Store.open(store_path)
-        tokens_set = store.padded("tokens", tokens)
-        return tokenize_shard(
-            quantizer, codebooks, store.features(features), tokens_set, shard, transforms, frame_map
-        )
+        return tokenize_shard(tokenizer, store.features(features), store.padded("tokens", tokens), shard)
     finally:
         faiss.omp_set_num_threads(threads)
 
 
-def tokenize_shard(
-    quantizer: str,
-    codebooks: np.ndarray,
-    features: FeatureSet,
-    tokens: TokenSet,
-    shard: int,
-    transforms: FrameTransforms | None = None,
-    frame_map: LinearMap | None = None,
-) -> int:
+def tokenize_shard(tokenizer: Tokenizer, features: FeatureSet, tokens: TokenSet, shard: int) -> int:
     """Give every valid frame of one shard its ids (each clip's frames transformed first, and
-    mapped, as its vocabulary's were); write the whole token shard."""
+    mapped, as its vocabulary's were); write the whole token shard. A non-finite frame is refused
+    naming its clip: it would become a token without a word."""
     frames, lengths = features.read_shard(shard)
-    steps = transforms.lengths(lengths) if transforms else lengths  # pool:M: one token per M frames
-    valid = np.arange(frames.shape[1]) < steps[:, None]
-    ids = np.full((len(lengths), *tokens.data.shape[1:]), PAD_TOKEN, dtype=tokens.data.dtype)
-    if valid.any():
-        vectors = (transforms or FrameTransforms()).valid_frames(frames, lengths)
-        if not np.isfinite(vectors).all():  # a NaN frame would become a token without a word
-            features.require_finite(shard, frames, lengths)
-        if frame_map is not None:
-            vectors = frame_map(vectors)
-        ids[valid] = encode(quantizer, codebooks, vectors)
+    if not np.isfinite(frames).all():  # padding is zeros: only a clip's own frames can be at fault
+        features.require_finite(shard, frames, lengths)
+    ids, steps = tokenizer.encode_block(frames, lengths, tokens.data.dtype)
     tokens.write_shard(shard, ids, steps)
     return int((lengths >= 0).sum())

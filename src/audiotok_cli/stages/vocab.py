@@ -28,9 +28,10 @@ from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MismatchError, MissingInputError, SettingsError
 from audiotok_cli.parallel import read_ahead
 from audiotok_cli.progress import progress
-from audiotok_cli.quantizers import decode, encode, nearest, parse_quantizer, quantizer_tag
 from audiotok_cli.settings import VocabSettings
 from audiotok_cli.store import FeatureSet, Store, VocabRecord, fingerprint
+from audiotok_cli.tokenizer import Tokenizer, parse_quantizer, quantizer_tag
+from audiotok_cli.tokenizer.quantizers import FlatKMeans
 
 log = logging.getLogger(__name__)
 KMEANS_PP_POINTS_PER_CENTROID = 32  # k-means++ runs on a subsample: its cost grows with n * k
@@ -104,12 +105,20 @@ def build_vocab(
         sample, heldout = sample_frames(frames, train, budget, rng, workers, transforms)
         if len(sample) < k:
             raise SettingsError(f"only {len(sample)} train frames for k={k} clusters; lower --k")
-        frame_map = transforms.fit(sample)  # cmvn, pca:D: fitted on the train sample alone
-        if frame_map is not None:
-            sample, heldout = frame_map(sample), frame_map(heldout)
-        centroids, inertia = train_codebooks(sample, settings, seed, rng)
-        fitted = frame_map.arrays() if frame_map else {}
-        heldout_inertia = reconstruction_error(settings.quantizer, centroids, heldout)
+        inertias: list[float] = []  # faiss's own, for flat k-means
+
+        def cluster(points: np.ndarray) -> np.ndarray:
+            centroids, inertia = kmeans(points, settings, seed, rng)
+            inertias.append(inertia)
+            return centroids
+
+        tokenizer = Tokenizer.fit(sample, transforms, settings.quantizer, cluster)  # cmvn, pca:D: on train
+        sample, heldout = tokenizer.mapped(sample), tokenizer.mapped(heldout)
+        flat = parse_quantizer(settings.quantizer)[0] == "kmeans"
+        inertia = inertias[0] if flat else float(tokenizer.squared_errors(sample).sum())
+        arrays = tokenizer.to_arrays()
+        centroids, fitted = arrays.pop("centroids"), arrays
+        heldout_inertia = reconstruction_error(tokenizer, heldout)
         record = VocabRecord(
             features=frames.name,
             audio=frames.record.audio,
@@ -184,45 +193,13 @@ def sample_frames(
     return np.concatenate(parts), np.concatenate(heldout)
 
 
-def train_codebooks(
-    sample: np.ndarray, settings: VocabSettings, seed: int, rng: np.random.Generator
-) -> tuple[np.ndarray, float]:
-    """The quantizer's codebooks (quantizers.py), each k-means over its part of the frames (pq) or
-    over what the codebooks before it left (rvq); returns them and the summed squared error."""
-    kind, count = parse_quantizer(settings.quantizer)
-    if kind == "kmeans":
-        return kmeans(sample, settings, seed, rng)
-    if kind == "pq" and sample.shape[1] % count:
-        raise SettingsError(
-            f"pq:{count} cuts each frame into {count} equal parts, and its {sample.shape[1]} dimensions do "
-            f"not divide; add --transform pca:D with D a multiple of {count}"
-        )
-    books = []
-    if kind == "pq":
-        books = [kmeans(part, settings, seed, rng)[0] for part in np.split(sample, count, axis=1)]
-    else:
-        residual = sample
-        for _ in range(count):
-            book = kmeans(residual, settings, seed, rng)[0]
-            residual = residual - book[nearest(book, residual)]
-            books.append(book)
-    codebooks = np.stack(books)
-    return codebooks, float(_squared_errors(settings.quantizer, codebooks, sample).sum())
-
-
-def reconstruction_error(quantizer: str, codebooks: np.ndarray, frames: np.ndarray) -> float:
-    """Mean squared distance of `frames` to what their ids stand for (nan without frames)."""
-    if parse_quantizer(quantizer)[0] == "kmeans":
-        return mean_distance(codebooks, frames)
+def reconstruction_error(tokenizer: Tokenizer, frames: np.ndarray) -> float:
+    """Mean squared distance of (mapped) `frames` to what their ids stand for (nan without frames)."""
+    if isinstance(tokenizer.quantizer, FlatKMeans):
+        return mean_distance(tokenizer.quantizer.codebooks, frames)
     if not len(frames):
         return float("nan")
-    return float(_squared_errors(quantizer, codebooks, frames).mean())
-
-
-def _squared_errors(quantizer: str, codebooks: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Each frame's squared distance to what its ids stand for (float64)."""
-    error = frames - decode(quantizer, codebooks, encode(quantizer, codebooks, frames))
-    return (error.astype(np.float64) ** 2).sum(axis=1)
+    return float(tokenizer.squared_errors(frames).mean())
 
 
 def mean_distance(centroids: np.ndarray, frames: np.ndarray) -> float:

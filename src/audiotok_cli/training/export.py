@@ -18,7 +18,7 @@ from transformers.utils import logging as hf_logging
 
 from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import OutputExistsError, SettingsError
-from audiotok_cli.token_ids import SCHEME, STEPS_SCHEME
+from audiotok_cli.tokenizer.ids import SCHEME, STEPS_SCHEME
 from audiotok_cli.training.runs import CLASSES, PREPROCESSING, load_run, save_tensors
 
 

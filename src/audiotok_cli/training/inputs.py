@@ -133,7 +133,7 @@ def _merges(merges_json: str | None) -> dict[str, np.ndarray]:
     """Merged tokens' tokenizer, for a run's preprocessing: predict merges a new file's ids with it."""
     if not merges_json:
         return {}
-    from audiotok_cli.token_merges import Merges
+    from audiotok_cli.tokenizer.merges import Merges
 
     return {"merges": Merges(merges_json).as_array()}
 

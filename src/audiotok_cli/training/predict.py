@@ -27,11 +27,10 @@ import numpy as np
 import torch
 
 from audiotok_cli.audio.logmel import LogMel, Windows
-from audiotok_cli.audio.transforms import FrameTransforms, LinearMap
+from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError
-from audiotok_cli.quantizers import encode
 from audiotok_cli.store import SPLITS, Store
-from audiotok_cli.token_merges import Merges
+from audiotok_cli.tokenizer import Tokenizer
 from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.run_sets import set_members
@@ -104,7 +103,7 @@ def predict_files(
     pooling = f"{'mean' if single else 'max'} over {audio.clip_seconds:g} s windows"
     pooling += f", then the mean over the set's {len(runs)} runs" * (len(runs) > 1)
     result = Predictions(name or str(run.directory), pooling + " (softmax: sums to 1)" * single)
-    mergers = [_merger(member) for member in runs]  # parsed once, not per window
+    tokenizers = [_tokenizer(member) for member in runs]  # built once, not per window
     splits = _store_splits(run)
     for member in runs:
         member.model.eval()
@@ -114,7 +113,7 @@ def predict_files(
                 result.missing.append(str(path))
                 raise DataError(f"{path} does not exist or is not a file")
             windows = Windows(path, frames_of.sample_rate, frames_of.max_samples, UNREADABLE)
-            scores = _window_scores(runs, mergers, frames_of, windows)
+            scores = _window_scores(runs, tokenizers, frames_of, windows)
         except DataError as exc:
             result.failed[str(path)] = str(exc)
             continue
@@ -131,7 +130,7 @@ def predict_files(
 
 
 def _window_scores(
-    runs: list[Run], mergers: list[Merges | None], frames_of: FrameMaker, windows: Windows
+    runs: list[Run], tokenizers: list[Tokenizer | None], frames_of: FrameMaker, windows: Windows
 ) -> list[list[np.ndarray]]:
     """Each run's scores of each window, windows featurized `frames_of.batch` at a time as the file
     streams by: only the scores are kept, never the file's samples or frames."""
@@ -143,8 +142,8 @@ def _window_scores(
         if batch and (samples is None or len(batch) == frames_of.batch):
             for frames in frames_of.many(batch, [str(windows.path)] * len(batch)):
                 frames = _or_raise(frames)
-                for member, merger, kept in zip(runs, mergers, scores, strict=True):
-                    kept.append(_score(member, frames, merger))
+                for member, tokenizer, kept in zip(runs, tokenizers, scores, strict=True):
+                    kept.append(_score(member, frames, tokenizer))
             batch = []
     return scores
 
@@ -155,9 +154,12 @@ def _pooled(scores: list[np.ndarray], single: bool) -> np.ndarray:
     return stacked.mean(axis=0) if single else stacked.max(axis=0)
 
 
-def _merger(run: Run) -> Merges | None:
-    merges = run.preprocessing.get("merges")
-    return Merges.from_array(merges) if merges is not None else None
+def _tokenizer(run: Run) -> Tokenizer | None:
+    """A token run's tokenizer, from its preprocessing (None for a frame run): built once a file set."""
+    if run.record.inputs.input != "tokens":
+        return None
+    transforms = FrameTransforms(tuple(run.record.inputs.transforms))
+    return Tokenizer.from_arrays(run.record.inputs.quantizer, transforms, run.preprocessing)
 
 
 def _require_one_front_end(runs: list[Run]) -> None:
@@ -215,20 +217,16 @@ def _or_raise(frames: np.ndarray | DataError) -> np.ndarray:
 
 
 @torch.no_grad()
-def _score(run: Run, frames: np.ndarray, merger: Merges | None = None) -> np.ndarray:
-    """Class probabilities of one window's frames, prepared as the run's model reads them
-    (`merger`: the run's merges, for merged tokens)."""
-    vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
+def _score(run: Run, frames: np.ndarray, tokenizer: Tokenizer | None = None) -> np.ndarray:
+    """Class probabilities of one window's frames, prepared as the run's model reads them: a token
+    run's through its tokenizer (`tokenizer`, else built from the run), as tokenize made the store's."""
     if run.record.inputs.input == "tokens":
-        codebooks = run.preprocessing["centroids"]
-        frame_map = LinearMap.from_arrays(run.preprocessing)  # the vocabulary's cmvn, pca:D
-        if frame_map is not None:
-            vectors = frame_map(vectors)
-        ids = encode(run.record.inputs.quantizer, codebooks, vectors)  # as tokenize encodes the store
-        if merger is not None:  # merged tokens: the tokenizer that merged the store's
-            ids = merger([ids])[0]
-        inputs = to_model_ids(torch.from_numpy(ids[None].astype(np.int64)), codebooks.shape[-2])
+        tokenizer = tokenizer or _tokenizer(run)
+        ids = tokenizer.encode(frames)
+        k = tokenizer.quantizer.codebooks.shape[-2]
+        inputs = to_model_ids(torch.from_numpy(ids[None].astype(np.int64)), k)
     else:
+        vectors = FrameTransforms(tuple(run.record.inputs.transforms))(frames)  # per clip, as in training
         inputs = torch.from_numpy(((vectors - run.preprocessing["mean"]) / run.preprocessing["std"])[None])
     device = next(run.model.parameters()).device
     logits = run.model(inputs.to(device), torch.tensor([inputs.shape[1]], device=device))  # merged: fewer

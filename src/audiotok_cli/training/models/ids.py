@@ -1,4 +1,4 @@
-"""Model token ids (the scheme lives in `audiotok_cli.token_ids`, which `export-tokens` shares):
+"""Model token ids (the scheme lives in `audiotok_cli.tokenizer.ids`, which `export-tokens` shares):
 four reserved ids before the centroids, fixed for every run format-2 model.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiotok_cli.token_ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
+from audiotok_cli.tokenizer.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, SEP_ID
 
 __all__ = [
     "CLS_ID", "MASK_ID", "N_SPECIAL", "PAD_ID", "SEP_ID",
