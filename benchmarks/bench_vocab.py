@@ -32,8 +32,8 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from audiotok_cli.settings import VocabSettings
 from audiotok_cli.stages.vocab import kmeans, mean_distance, reconstruction_error, sample_frames
 from audiotok_cli.store import Store
-from audiotok_cli.tokenizer import Tokenizer
 from audiotok_cli.tokenizer.quantizers import parse_quantizer, quantizer_of, train_quantizer
+from audiotok_cli.tokenizer.tokenizer import Tokenizer
 
 NITER = 20
 

@@ -15,7 +15,6 @@ from transformers import BertModel
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.store import Pick, Store
-from audiotok_cli.tokenizer import Tokenizer
 from audiotok_cli.tokenizer.quantizers import (
     QUANTIZERS,
     FlatKMeans,
@@ -24,6 +23,7 @@ from audiotok_cli.tokenizer.quantizers import (
     quantizer_of,
     quantizer_tag,
 )
+from audiotok_cli.tokenizer.tokenizer import Tokenizer
 from audiotok_cli.training.models.ids import CLS_ID, N_SPECIAL, PAD_ID, embed_steps, to_model_ids
 from audiotok_cli.training.runs import load_run
 from training_helpers import assert_predict_scores_the_store_tokens

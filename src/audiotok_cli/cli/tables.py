@@ -43,3 +43,10 @@ def folded(name: str, width: int) -> str:
             lines.append("")
         lines[-1] += part
     return "\n".join(line.rstrip() for line in lines)
+
+
+def score_cell(value: float | None, spread: float | None = None, digits: int = 4) -> str:
+    """A figure as tables show it: `0.7080 ± 0.0720`, or `-` where there is none."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" + ("" if spread is None else f" ± {spread:.{digits}f}")

@@ -19,8 +19,9 @@ from audiotok_cli.errors import SettingsError
 from audiotok_cli.parallel import check_dask, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.store import PENDING, FeatureSet, Pick, Store, TokenSet, TokensRecord, require_same
-from audiotok_cli.tokenizer import PAD_TOKEN, Tokenizer, parse_quantizer
 from audiotok_cli.tokenizer.merges import Merges, train_merges
+from audiotok_cli.tokenizer.quantizers import parse_quantizer
+from audiotok_cli.tokenizer.tokenizer import PAD_TOKEN, Tokenizer
 
 
 @dataclass

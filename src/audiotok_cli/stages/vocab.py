@@ -30,8 +30,8 @@ from audiotok_cli.parallel import read_ahead
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import VocabSettings
 from audiotok_cli.store import FeatureSet, Store, VocabRecord, fingerprint
-from audiotok_cli.tokenizer import Tokenizer, parse_quantizer, quantizer_tag
-from audiotok_cli.tokenizer.quantizers import FlatKMeans
+from audiotok_cli.tokenizer.quantizers import FlatKMeans, parse_quantizer, quantizer_tag
+from audiotok_cli.tokenizer.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 KMEANS_PP_POINTS_PER_CENTROID = 32  # k-means++ runs on a subsample: its cost grows with n * k

@@ -30,7 +30,7 @@ from audiotok_cli.audio.logmel import LogMel, Windows
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError
 from audiotok_cli.store import SPLITS, Store
-from audiotok_cli.tokenizer import Tokenizer
+from audiotok_cli.tokenizer.tokenizer import Tokenizer
 from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.run_sets import set_members
