@@ -29,7 +29,8 @@ from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
 from audiotok_cli.training.evaluate import evaluate
 from audiotok_cli.training.loop import EpochCallback, Planned, plan_run, train
-from audiotok_cli.training.runs import SetMember, read_record, recipe_key, repeat_base
+from audiotok_cli.training.run_names import repeat_base
+from audiotok_cli.training.runs import SetMember, read_record, recipe_key
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from audiotok_cli.training.compare import Spread, spread
 from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores, warn_of_fold_split
 from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
 from audiotok_cli.training.monitor import board_from_log
-from audiotok_cli.training.runs import RunRecord, SetMember, read_record, repeat_base
+from audiotok_cli.training.run_names import repeat_base
+from audiotok_cli.training.runs import RunRecord, SetMember, read_record
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
-"""The store: the Zarr layout, typed records of every group and the writer lock. Nothing outside
-this package reads or writes Zarr paths or attributes."""
+"""The store: the Zarr layout (a `Store` holding its clip table and its integrity checks) and the
+typed records of every group. Nothing outside this package reads or writes Zarr paths or attributes."""
 
+from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.lock import ReaderLease, WriterLock
+from audiotok_cli.store.clips import CLIP_TABLE_REPAIR, SPLITS, split_code
 from audiotok_cli.store.layout import (
-    CLIP_TABLE_REPAIR,
     PENDING,
-    SOURCES,
-    SPLITS,
     Damaged,
     FeatureSet,
     PaddedSet,
@@ -17,7 +16,6 @@ from audiotok_cli.store.layout import (
     fingerprint,
     only_candidate,
     require_same,
-    split_code,
 )
 from audiotok_cli.store.records import (
     CollectionRecord,

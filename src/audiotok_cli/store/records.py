@@ -222,3 +222,6 @@ class TokensRecord(BaseModel):
     merges: int = Field(0, description="Merges asked for (`tokenize --merges N`); 0: one id per frame.")
     merges_json: str | None = Field(None, description="The trained Hugging Face tokenizer that merged them.")
     made: Stamp = Field(default_factory=Stamp)
+
+
+KINDS: dict[str, type[BaseModel]] = {"features": FeaturesRecord, "vocab": VocabRecord, "tokens": TokensRecord}

@@ -44,6 +44,7 @@ from audiotok_cli.training.metrics import accuracy, mean_average_precision
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.monitor import RunMonitor, board_from_log
+from audiotok_cli.training.run_names import run_directory
 from audiotok_cli.training.runs import (
     CHECKPOINT,
     REPORT,
@@ -58,7 +59,6 @@ from audiotok_cli.training.runs import (
     load_checkpoint,
     pick_device,
     read_record,
-    run_directory,
     save_best,
     save_checkpoint,
     settings_differences,

@@ -22,7 +22,7 @@ from audiotok_cli.training.data import Batch, BatchReader
 from audiotok_cli.training.inputs import inputs_for_training
 from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, cls_then_steps, step_ids
-from audiotok_cli.training.runs import run_directory
+from audiotok_cli.training.run_names import run_directory
 
 MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
 IGNORED = -100  # the label of every position the loss skips (transformers' convention)

@@ -29,7 +29,8 @@ from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
-from audiotok_cli.training.runs import SetMember, read_record, run_directory
+from audiotok_cli.training.run_names import run_directory
+from audiotok_cli.training.runs import SetMember, read_record
 from audiotok_cli.training.unit_frames import MODEL_TYPE
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
