@@ -37,7 +37,7 @@ demo: $(INSTALLED)
 	AUDIOTOK_DATA_DIR=$(DEMO_DIR) $(BIN)/audiotok runs --plot $(DEMO_DIR)/runs.png
 	@echo "A matched pair: the same BERT ($(DEMO_BERT)), epochs, learning rate and seed read the"
 	@echo "k=64 tokens (bert-logmel-k64) and the log-mel frames they come from (bert-logmel)."
-	@echo "One seed on synthetic tones: add --seeds 3 to both for a spread; real recordings in README."
+	@echo "One seed on synthetic tones: add --seeds 3 to both for a spread; real recordings in docs/results.md."
 	@echo "The demo's store, runs and runs.png are in $(DEMO_DIR). To look further:"
 	@echo "  . $(BIN)/activate && export AUDIOTOK_DATA_DIR=$(DEMO_DIR) && audiotok runs"
 
