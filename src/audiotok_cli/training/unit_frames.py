@@ -59,9 +59,9 @@ class UnitFrames:
     its log-mel frames (float16, as the store keeps them), its transforms and statistics, and its
     encoder cut after the last layer asked for. `featurize` reads the frames the store already holds
     for the run (`stored_frames`) and decodes audio only for clips it lacks; clips of one length
-    share a forward, which gives each the very values it gets alone, so neither the worker count nor
-    `frames_a_forward` moves a bit. The states are rounded to float16 too, so a file predicted gives
-    the store's values."""
+    share a forward, which gave each the very values it gets alone (tested: neither the worker count
+    nor `frames_a_forward` moves a bit; padded batches would move a few float16 values by one ulp).
+    The states are rounded to float16 too, so a file predicted gives the store's values."""
 
     def __init__(self, audio: AudioSettings) -> None:
         directory = Path(audio.encoder)
