@@ -166,15 +166,17 @@ def _write_mirror(
     rng = np.random.default_rng(seed)
     n_eval = max(2, int(clips * EVAL_SHARE))
     result = DemoResult(mirror_dir, layout)
+    writer = _write_parquet if layout == "parquet" else _write_tar
     for source, count in (("bal_train", clips - n_eval), ("eval", n_eval)):
-        rows = [_demo_row(rng, seconds) for _ in range(count)]
-        result.labels[source] = {row["video_id"]: tuple(row["labels"]) for row in rows}
-        writer = _write_parquet if layout == "parquet" else _write_tar
+        written: list[dict] = []  # a file's rows at a time hold audio: memory is a file's, not the mirror's
         for index, start in enumerate(range(0, count, clips_per_file)):
-            result.files.append(writer(root, source, index, rows[start : start + clips_per_file]))
+            rows = [_demo_row(rng, seconds) for _ in range(min(clips_per_file, count - start))]
+            result.files.append(writer(root, source, index, rows))
+            written += [{key: value for key, value in row.items() if key != "flac"} for row in rows]
+        result.labels[source] = {row["video_id"]: tuple(row["labels"]) for row in written}
         if layout == "tar":
             missing = [_demo_row(rng, seconds, audio=False) for _ in range(int(count * MISSING_AUDIO_SHARE))]
-            _write_segments(root / SEGMENT_CSVS[source], rows + missing)
+            _write_segments(root / SEGMENT_CSVS[source], written + missing)
     _write_ontology(root / "ontology.json" if layout == "tar" else mirror_dir / "ontology.json")
     return result
 
