@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from audiotok_cli.training import significance
 from audiotok_cli.training.evaluate import read_predictions
 from audiotok_cli.training.metrics import fast_mean_average_precision, mean_average_precision
 from collections_kit import folders
@@ -36,7 +37,7 @@ def _correct(runs, name):
     return labels[np.arange(len(labels)), scores.argmax(axis=1)].astype(float)
 
 
-def test_two_runs_are_compared_clip_by_clip_as_scipy_does(cli, two_recipes):
+def test_two_runs_are_compared_clip_by_clip_as_scipy_does(cli, two_recipes, monkeypatch):
     result = cli("compare", "fast-seed0", "slow-seed0", "--resamples", "999", "--json")
     assert result.exit_code == 0, result.output
     compared = json.loads(result.stdout)
@@ -67,6 +68,17 @@ def test_two_runs_are_compared_clip_by_clip_as_scipy_does(cli, two_recipes):
     )
     assert accuracy["clips_p_value"] == pytest.approx(test.pvalue)
     assert accuracy["runs_ci95"] is None  # one run a side: nothing over runs
+    assert compared["clips_method"] == "paired bootstrap over clips (BCa), paired permutation test"
+
+    # past BCA_MAX_CLIPS clips the percentile interval: BCa's jackknife costs a metric a clip
+    monkeypatch.setattr(significance, "BCA_MAX_CLIPS", len(a) - 1)
+    many = json.loads(cli("compare", "fast-seed0", "slow-seed0", "--resamples", "999", "--json").stdout)
+    percentile = stats.bootstrap(
+        (clips,), difference, n_resamples=999, method="percentile", vectorized=False,
+        random_state=np.random.default_rng(0),
+    ).confidence_interval  # fmt: skip
+    assert many["differences"][0]["clips_ci95"] == pytest.approx([percentile.low, percentile.high])
+    assert "(percentile)" in many["clips_method"]
 
     shown = cli("compare", "fast-seed0", "slow-seed0", "--resamples", "999")
     assert (

@@ -23,7 +23,7 @@ from audiotok_cli.store import SPLITS, Pick, Store, split_code
 from audiotok_cli.training.compare import RunRow, best_frames, by_split, compare_runs, plot_runs
 from audiotok_cli.training.figures import plot_confusion, plot_validation
 from audiotok_cli.training.runs import read_record, read_report
-from audiotok_cli.training.significance import Comparison, compare
+from audiotok_cli.training.significance import BCA_MAX_CLIPS, Comparison, compare
 
 log = logging.getLogger(__name__)
 REPORT = "report.md"
@@ -313,7 +313,8 @@ def _comparisons(groups: list[SplitComparisons], resamples: int, seed: int) -> s
         "## Tokens against the best frame recipe",
         "",
         f"Paired over the same test clips: the difference tokens - frames, its 95% interval (scipy's "
-        f"bootstrap over clips, BCa) and p-value (scipy's paired permutation test), {resamples} resamples, "
+        f"bootstrap over clips: BCa up to {BCA_MAX_CLIPS:,} clips, percentile past them) and p-value "
+        f"(scipy's paired permutation test), {resamples} resamples, "
         f"seed {seed}; for sets, over the runs too (Welch's t over seeds, paired t over folds). The frame "
         "recipe is the frame run or set of best **val** mAP on the same test clips: test is reported, "
         "never used to choose.",
