@@ -127,14 +127,16 @@ class Windows:
         try:
             with sf.SoundFile(self.path) as handle:
                 rate = handle.samplerate
-                stream = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="float32")
+                stream = None  # the file is at the run's rate already
+                if rate != self.sample_rate:
+                    stream = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="float32")
                 while True:
                     with decoder_notes() as said:
                         block = handle.read(rate * self.BLOCK_SECONDS, dtype="float32", always_2d=True)
                     notes += said
                     last = len(block) < rate * self.BLOCK_SECONDS
                     mono = np.ascontiguousarray(_mono(block, label, self.fix), dtype=np.float32)
-                    yield mono if rate == self.sample_rate else stream.resample_chunk(mono, last=last)
+                    yield mono if stream is None else stream.resample_chunk(mono, last=last)
                     if last:
                         break
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:

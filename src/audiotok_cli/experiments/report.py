@@ -252,9 +252,9 @@ def _runs(rows: list[RunRow], chart: Path, result: ReportResult) -> str:
 def _name(row: RunRow) -> str:
     """A row's name, a set's with its size: `bert-logmel (3 seeds)`."""
     if row.seeds:
-        return (row.set_name or row.name.removesuffix(" (seeds)")) + f" ({row.seeds} seeds)"
+        return f"{row.label} ({row.seeds} seeds)"
     if row.folds:
-        return f"{row.set_name} ({row.folds} folds)"
+        return f"{row.label} ({row.folds} folds)"
     return row.name
 
 

@@ -303,9 +303,9 @@ def featurize_shard(
     else:
         block, lengths = features.read_shard(shard)
     out = _ShardBlock(block, lengths, store.ytids(rows))
-    source = _stored_frames(frames_of, store)
-    if source is not None:
-        todo = out.put_from_frames(*source.read_rows(rows), todo, frames_of)
+    stored = _stored_frames(frames_of, store)
+    if stored is not None:
+        todo = out.put_from_frames(*stored.read_rows(rows), todo, frames_of)
     collections = store.collections
     decoded: list[tuple[int, np.ndarray, str]] = []  # a batch for the front end
     for offset, source in _clip_audio(audio_dir, mirror, store, rows, out.ytids, np.flatnonzero(todo)):

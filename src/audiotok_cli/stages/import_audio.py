@@ -246,8 +246,7 @@ def _relabel(
 ) -> None:
     """Clips already in the store whose labels the collection now gives otherwise (a corrected
     metadata file, a re-export) take the new ones: a re-import is a diff, never the old labels kept."""
-    row_of = store.row_of
-    known = [(row_of[f"{name}/{entry.path}"], entry) for entry in entries if f"{name}/{entry.path}" in row_of]
+    known = _known_rows(store, name, entries)
     if not known:
         return
     rows = np.array([row for row, _ in known])
@@ -261,8 +260,7 @@ def _relabel(
 def _move(store: Store, name: str, entries: list[Entry], result: ImportResult) -> None:
     """Clips already in the store whose fold or group the collection now gives otherwise take the
     new ones (copies are joined again afterwards)."""
-    row_of = store.row_of
-    known = [(row_of[f"{name}/{entry.path}"], entry) for entry in entries if f"{name}/{entry.path}" in row_of]
+    known = _known_rows(store, name, entries)
     if not known:
         return
     folds, groups, digests = store.folds(), store.groups(), store.content_digests()
@@ -286,6 +284,12 @@ def _group_agrees(stored: str, wanted: str, has_copy: bool) -> bool:
     if stored == wanted or not has_copy:
         return stored == wanted
     return not wanted or wanted in stored.split("+")
+
+
+def _known_rows(store: Store, name: str, entries: list[Entry]) -> list[tuple[int, Entry]]:
+    """The entries whose clips the store holds already, each with its clip's row."""
+    row_of = store.row_of
+    return [(row_of[f"{name}/{entry.path}"], entry) for entry in entries if f"{name}/{entry.path}" in row_of]
 
 
 def _label_rows(entries: list[Entry], n_classes: int, ids: dict[str, int]) -> np.ndarray:

@@ -63,6 +63,14 @@ class RunRow:
     test_mAP_leak_free: float | None = None  # the test figures without them
     test_accuracy_leak_free: float | None = None
 
+    @property
+    def label(self) -> str:
+        """Its name without a set's `(seeds)` or `(cv)` mark: the set's name, or, for runs trained
+        by hand under names of their own, what they share."""
+        if not (self.seeds or self.folds):
+            return self.name
+        return self.set_name or self.name.removesuffix(" (seeds)")
+
 
 def compare_runs(runs_dir: Path, sort: str = "test_mAP", only: str | None = None) -> list[RunRow]:
     """One row per run and one per set of seeds or folds, each set followed by its runs; best first
@@ -445,4 +453,4 @@ def plot_runs(rows: list[RunRow], path: Path) -> Path:
 
 def _label(row: RunRow) -> str:
     count = f" [{row.seeds} seeds]" if row.seeds else f" [{row.folds} folds]" if row.folds else ""
-    return (row.set_name or row.name.removesuffix(" (seeds)") if count else row.name) + count
+    return row.label + count
