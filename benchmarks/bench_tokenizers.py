@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
+from audiotok_cli.results.runs import spread
 from audiotok_cli.stages.vocab import vocab_name
-from audiotok_cli.training.compare import spread
 
 
 def audiotok(env: dict[str, str], *args: str) -> tuple[float, str]:

@@ -2,7 +2,8 @@
 of real recordings, through the commands a user types:
 
   iteration 0  k-means (k) over log-mel frames with the recipe's transforms: the first targets
-  iteration 1  `pretrain --input frames --targets IT0` -> `featurize --encoder RUN --layer L` -> k-means
+  iteration 1  `pretrain --objective masked-units --targets IT0` -> `featurize --encoder RUN --layer L`
+               -> k-means (or `--units-quantizer pq:M`: several codebooks over the units)
   iteration 2  `vocab --k K2` over iteration 1's units -> `pretrain --features logmel --targets` those
                (log-mel read with iteration 1's transforms: audiotok's default) -> `featurize
                --encoder` again (`--layer2`) -> k-means (k)
@@ -26,7 +27,11 @@ Usage (a store already imported, split and featurized, e.g. the spoken digits of
   python benchmarks/bench_units.py --data-dir DIR [--k 256] [--k2 256] [--layer 2] [--layer2 1]
                                    [--pretrain-epochs 20] [--pretrain-seeds 3] [--recipe pq:3]
                                    [--epochs 30] [--tune-epochs 10] [--iterations 2] [--seeds 3]
-                                   [--transforms clip-mean,deltas] [--json FILE]
+                                   [--transforms clip-mean,deltas] [--units-quantizer pq:8] [--json FILE]
+
+For sound (issue 36: one codebook of units lost to log-mel pq:8 on street sounds), the candidates are
+`--recipe pq:8 --units-quantizer pq:8` with `--layer 2` or `--layer 2,4` (layers side by side), and
+`--iterations 2`; each prints its rows beside the frame MLP and the log-mel recipe, with the claims.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from audiotok_cli.training.compare import spread
+from audiotok_cli.results.runs import spread
 
 ENCODER = ["--hidden-size", "128", "--num-layers", "4", "--num-heads", "4", "--batch-size", "32"]
 
@@ -88,8 +93,8 @@ def pretrain(
     where = ["--features", features] if features else []
     command = [
         "pretrain",
-        "--input",
-        "frames",
+        "--objective",
+        "masked-units",
         "--targets",
         targets,
         *where,
@@ -169,8 +174,13 @@ def main() -> None:
     parser.add_argument("--features", default="logmel")
     parser.add_argument("--k", type=int, default=256, help="k of every iteration's tokens")
     parser.add_argument("--k2", type=int, default=256, help="k of iteration 2's targets (HuBERT: 500)")
-    parser.add_argument("--layer", type=int, default=2, help="the units run's layer (HuBERT base: 6 of 12)")
-    parser.add_argument("--layer2", type=int, default=1, help="iteration 2's layer made into units")
+    parser.add_argument(
+        "--layer", default="2", help="the units run's layer (HuBERT base: 6 of 12); 2,4: side by side"
+    )
+    parser.add_argument("--layer2", default="1", help="iteration 2's layer made into units")
+    parser.add_argument(
+        "--units-quantizer", help="how units are quantized (default k-means; pq:8: a codebook per eighth)"
+    )
     parser.add_argument("--transforms", default="clip-mean,deltas", help="the log-mel recipe's")
     parser.add_argument("--recipe", default="pq:3", help="the log-mel recipe's quantizer (speech: pq:3)")
     parser.add_argument("--pretrain-epochs", type=int, default=20)
@@ -208,9 +218,11 @@ def main() -> None:
 
     print("iteration 1: units of a model predicting iteration 0's ids", flush=True)
     ((run1, masked1),) = pretrain(data, it0, args.pretrain_epochs, 1).items()
-    audiotok(data, "featurize", "--encoder", run1, "--layer", str(args.layer), "--name", "it1", "-q")
-    it1 = vocabulary(data, "it1", args.k, [])
-    units1 = f"iteration 1 units, layer {args.layer}"
+    audiotok(data, "featurize", "--encoder", run1, "--layer", args.layer, "--name", "it1", "-q")
+    it1 = vocabulary(data, "it1", args.k, [], args.units_quantizer)
+    units1 = f"iteration 1 units, layer {args.layer}" + (
+        f", {args.units_quantizer}" * bool(args.units_quantizer)
+    )
     rows[units1] = {"masked": masked1, "information": information(data, it1)}
     units, final = [bag(units1, it1)], units1
     if args.tune_epochs:
@@ -225,8 +237,8 @@ def main() -> None:
         units, seeded = [], []
         for run2, masked2 in runs2.items():
             name = f"it2s{run2.rsplit('-seed', 1)[1]}" if "-seed" in run2 else "it2"
-            audiotok(data, "featurize", "--encoder", run2, "--layer", str(args.layer2), "--name", name, "-q")
-            it2 = vocabulary(data, name, args.k, [])
+            audiotok(data, "featurize", "--encoder", run2, "--layer", args.layer2, "--name", name, "-q")
+            it2 = vocabulary(data, name, args.k, [], args.units_quantizer)
             row = f"iteration 2 units, layer {args.layer2}" + (
                 f", pretraining seed {name[4:]}" if name[4:] else ""
             )

@@ -69,7 +69,7 @@ def audiotok(work: Path, *arguments: str) -> str:
 
 def leaked_accuracy(runs: Path, name: str, seeds: int) -> float:
     """The set's mean test accuracy over the leaked clips alone (from each run's predictions)."""
-    from audiotok_cli.training.evaluate import read_predictions
+    from audiotok_cli.results.evaluate import read_predictions
 
     values = []
     for seed in range(seeds):

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import audiotok_cli.training.loop as loop
 from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.units import pretrain_units
 
 
@@ -50,13 +51,13 @@ def main(data_dir: str, run_name: str, out: str, die_in_epoch: int) -> None:
     if run_name.startswith("units"):
         model = ModelSettings(kind="bert", hidden_size=16, num_layers=1, num_heads=2)
         train = TrainSettings(epochs=2, batch_size=4, run_name=run_name)
-        pretrain_units(settings.resolved_paths, model, train, seed=0, targets="logmel-k16")
+        pretrain_units(RunRequest(settings.resolved_paths, model, train, seed=0), targets="logmel-k16")
         return
     model = ModelSettings(kind="simple", embed_dim=8, dropout=0.1)
     train = TrainSettings(
         epochs=3, batch_size=4, accumulate=64, run_name=run_name, schedule="cosine", mixup=0.3
     )  # one partial accumulation an epoch: DDP must sync its last micro-batch (no_sync before it)
-    loop.train(settings.resolved_paths, model, train, seed=0)
+    loop.train(RunRequest(settings.resolved_paths, model, train, seed=0))
 
 
 if __name__ == "__main__":

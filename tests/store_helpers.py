@@ -6,12 +6,14 @@ import re
 import shlex
 from pathlib import Path
 
-from audiotok_cli.store import Store
+from audiotok_cli.audioset.classes import SOURCES
+from audiotok_cli.class_lists import audioset_classes
+from audiotok_cli.store import NewStore, Store
 
 
 def new_store(path: Path) -> Store:
     """An empty store at `path`, created under the writer lock like `expand` creates one."""
-    with Store.writing(path, "test", create=True) as store:
+    with Store.writing(path, "test", create=NewStore(audioset_classes(), SOURCES)) as store:
         return store
 
 

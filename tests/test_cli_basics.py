@@ -122,6 +122,27 @@ def test_help_names_the_choices(cli, command, flag, shown):
     assert " ".join(shown.split()) in " ".join(entry.split()), entry
 
 
+def test_help_lists_everything_the_registries_hold(cli):
+    """Layouts, transforms, quantizers and pretraining objectives are spelled in the help from their
+    registries: a line added to one is in the help with no other edit (a list written by hand would
+    miss it, and this test with it)."""
+    from audiotok_cli.audio.transforms import TRANSFORMS
+    from audiotok_cli.corpora import LAYOUTS
+    from audiotok_cli.tokenizer.quantizers import QUANTIZERS
+    from audiotok_cli.training.objectives import OBJECTIVES
+
+    helps = {name: _option_help(cli(name, "--help").output) for name in ("import", "vocab", "pretrain")}
+    shown = {
+        ("import", "--layout"): list(LAYOUTS),
+        ("vocab", "--transform"): [f"{n}:{t.argument}" if t.argument else n for n, t in TRANSFORMS.items()],
+        ("vocab", "--quantizer"): [f"{n}:{q.ARGUMENT}" if q.ARGUMENT else n for n, q in QUANTIZERS.items()],
+        ("pretrain", "--objective"): [f"{o.name}: {o.summary}" for o in OBJECTIVES.values()],
+    }
+    for (command, flag), names in shown.items():
+        text = " ".join(helps[command][flag].replace("- ", "-").split())
+        assert all(name in text for name in names), (flag, names, text)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from audiotok_cli.audioset.classes import class_index
+from audiotok_cli.audioset.classes import SOURCES
+from audiotok_cli.class_lists import audioset_classes
 from audiotok_cli.settings import load_settings
-from audiotok_cli.store import SOURCES, Store
+from audiotok_cli.store import Store
 
 
 @pytest.mark.parametrize("layout", ["parquet", "tar"])
@@ -24,7 +25,7 @@ def test_every_stage_through_the_cli(cli, layout):
     store = Store.open(settings.store_path)
     assert store.n_clips == 64
     truth = _generator_labels(settings.mirror_dir, layout)
-    index = class_index()
+    index = audioset_classes()
     for row, ytid in enumerate(store.ytids()):
         expected, _ = index.multi_hot(list(truth[SOURCES[store.sources()[row]]][ytid]))
         assert np.array_equal(store.labels(slice(row, row + 1))[0], expected), ytid

@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 
 from audio_helpers import flac_bytes
 from audiotok_cli.audio.logmel import audio_path
+from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.audioset.demo import write_demo_mirror
 from audiotok_cli.settings import load_settings
-from audiotok_cli.store import SOURCES, Store
+from audiotok_cli.store import Store
 
 SPEECH, MUSIC = "/m/09x0r", "/m/04rlf"
 

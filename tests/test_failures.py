@@ -20,6 +20,7 @@ from audiotok_cli.settings import ModelSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab
 from audiotok_cli.store import PENDING, Store
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.runs import CHECKPOINT, RECORD, WEIGHTS
 
 
@@ -115,7 +116,7 @@ def run_dir(featurized):
     build_vocab(featurized.store_path, VocabSettings(n_clusters=16), seed=0)
     tokenize(featurized.store_path)
     model, settings = ModelSettings(kind="simple", embed_dim=8), TrainSettings(epochs=2, batch_size=16)
-    return loop.train(featurized.resolved_paths, model, settings, seed=0).run_dir
+    return loop.train(RunRequest(featurized.resolved_paths, model, settings, seed=0)).run_dir
 
 
 def _one_error_line(result) -> str:
@@ -210,7 +211,9 @@ def test_a_kill_between_checkpoint_and_run_json_never_trains_an_epoch_twice(feat
 
     def run(name: str):
         return loop.train(
-            featurized.resolved_paths, model, settings.model_copy(update={"run_name": name}), seed=0
+            RunRequest(
+                featurized.resolved_paths, model, settings.model_copy(update={"run_name": name}), seed=0
+            )
         )
 
     whole = run("whole")
@@ -290,7 +293,7 @@ def test_a_read_only_file_is_one_line_naming_it_and_eval_still_shows_its_scores(
     """Tests run as root, whom permissions do not stop: the writes fail as on a read-only mount."""
     import errno
 
-    import audiotok_cli.training.evaluate as evaluate
+    import audiotok_cli.results.evaluate as evaluate
 
     assert cli("train", "--model", "baseline", "--epochs", "1").exit_code == 0
 

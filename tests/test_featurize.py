@@ -9,7 +9,7 @@ import soundfile as sf
 from audio_helpers import flac_bytes
 from audiotok_cli.atomic import write_atomic
 from audiotok_cli.audio.logmel import LogMel, audio_path, decode
-from audiotok_cli.audioset.classes import N_CLASSES
+from audiotok_cli.class_lists import AUDIOSET_N_CLASSES
 from audiotok_cli.errors import DataError, MismatchError
 from audiotok_cli.settings import AudioSettings, load_settings
 from audiotok_cli.stages.featurize import featurize
@@ -31,7 +31,7 @@ def _store_with_clips(settings, clips: dict[str, bytes]) -> Store:
     store = new_store(settings.store_path)
     for ytid, payload in clips.items():
         write_atomic(audio_path(settings.audio_dir, "bal_train", ytid), payload)
-    store.append_clips(list(clips), "bal_train", np.zeros((len(clips), N_CLASSES), dtype=bool))
+    store.append_clips(list(clips), "bal_train", np.zeros((len(clips), AUDIOSET_N_CLASSES), dtype=bool))
     return store
 
 

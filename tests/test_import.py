@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiotok_cli.audioset.classes import class_index, is_audioset
+from audiotok_cli.class_lists import audioset_classes, is_audioset
 from audiotok_cli.settings import load_settings
 from audiotok_cli.store import Store, split_code
 from collections_kit import RATE, esc50, folders, mp3_in_wav, tone, urbansound8k, write
@@ -104,7 +104,7 @@ def test_a_manifest_of_every_format_joins_audioset_classes_and_skips_what_cannot
     assert "WARNING:" not in result.stderr  # the level once, not logging's own LEVEL:name: prefix too
     store = _store()
     assert is_audioset(store.classes)
-    dog, bark = (class_index().mid_to_index[mid] for mid in ("/m/0bt9lr", "/m/05tny_"))
+    dog, bark = (audioset_classes().mid_to_index[mid] for mid in ("/m/0bt9lr", "/m/05tny_"))
     labels = store.labels()
     assert labels[:, dog].sum() == 5 and labels[:, bark].sum() == 3
     assert labels[store.row_of["mine/alaw.wav"], [dog, bark]].all() and labels.sum() == 8

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import BertModel
 
-from audiotok_cli.audioset.classes import SOURCES, class_index
+from audiotok_cli.audioset.classes import SOURCES
+from audiotok_cli.class_lists import audioset_classes
 from audiotok_cli.store import SPLITS, Store
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.runs import load_run
@@ -65,7 +66,7 @@ def test_exported_tokens_read_back_equal_to_the_store(cli, tokenized, tmp_path):
     store = Store.open(tokenized.store_path)
     tokens = store.tokens()
     ids, lengths = tokens.data[:], tokens.all_lengths()
-    mids = class_index().mids
+    mids = audioset_classes().mids
     assert [row["clip"] for row in table] == list(store.ytids())
     for row, record in enumerate(table):
         assert (
@@ -124,7 +125,7 @@ def test_tokens_export_as_a_datasets_dataset_dict_with_the_splits_as_its_splits(
     for name, split in hub.items():
         if split in loaded:  # each split's rows, in the store's order, as the Parquet table holds them
             assert loaded[split].to_list() == [row for row in table if row["split"] == name]
-    assert loaded["train"].features["labels"].feature.names == list(class_index().mids)
+    assert loaded["train"].features["labels"].feature.names == list(audioset_classes().mids)
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no leftovers
     again = cli("export-tokens", str(tmp_path / "dataset"), "--format", "datasets")
     assert again.exit_code == 7 and "already exists; pass --overwrite" in again.stderr

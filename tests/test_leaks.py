@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from audiotok_cli.results.evaluate import read_predictions
 from audiotok_cli.settings import load_settings
 from audiotok_cli.store import Store, split_code
 from audiotok_cli.store.leaks import find_leaks
-from audiotok_cli.training.evaluate import read_predictions
 from collections_kit import tone, write
 
 CLASSES = ("bell", "kalimba", "ocarina")

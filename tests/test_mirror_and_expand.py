@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from audiotok_cli.audio.logmel import audio_path
-from audiotok_cli.audioset.classes import class_index
+from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.audioset.mirror import iter_clips, read_segments
+from audiotok_cli.class_lists import audioset_classes
 from audiotok_cli.errors import DataError
 from audiotok_cli.settings import load_settings
 from audiotok_cli.stages.expand import expand
-from audiotok_cli.store import SOURCES, Store
+from audiotok_cli.store import Store
 
 
 def test_segment_csv_with_comments_spaces_and_quoted_labels(tmp_path):
@@ -41,7 +42,7 @@ def test_expand_writes_every_clip_and_its_labels(small_mirrors, layout, tmp_path
         len(demo.labels["eval"]),
     ]
     store = Store.open(settings.store_path)
-    index = class_index()
+    index = audioset_classes()
     for row, ytid in enumerate(store.ytids()):
         source = SOURCES[store.sources()[row]]
         expected, _ = index.multi_hot(list(demo.labels[source][ytid]))

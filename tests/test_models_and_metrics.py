@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiotok_cli.audioset.classes import N_CLASSES
+from audiotok_cli.class_lists import AUDIOSET_N_CLASSES
 from audiotok_cli.training.metrics import (
     classification_metrics,
     d_prime,
@@ -62,7 +62,7 @@ def test_padding_never_changes_a_frame_models_prediction(kind, options):
         short = model(frames, lengths)
         padded = model(torch.cat([frames, torch.zeros(3, 29, 12)], dim=1), lengths)
         alone = model(frames[2:, :9], lengths[2:])
-    assert short.shape == (3, N_CLASSES)
+    assert short.shape == (3, AUDIOSET_N_CLASSES)
     assert torch.allclose(short, padded, atol=1e-4)
     assert torch.allclose(short[2:], alone, atol=1e-4)
     (model.train()(frames, lengths) ** 2).mean().backward()  # gradients reach every layer
@@ -95,7 +95,7 @@ def test_padding_never_changes_a_prediction(kind):
         short = model(to_model_ids(stored), lengths)
         padded = model(to_model_ids(torch.cat([stored, torch.full((3, 30), -1)], dim=1)), lengths)
         alone = model(to_model_ids(stored[2:, :5]), lengths[2:])
-    assert short.shape == (3, N_CLASSES)
+    assert short.shape == (3, AUDIOSET_N_CLASSES)
     assert torch.allclose(short, padded, atol=1e-5)
     assert torch.allclose(short[2:], alone, atol=1e-5)
 
@@ -112,10 +112,10 @@ def test_bert_sees_every_frame_of_a_full_clip():
 
 
 def test_map_averages_only_classes_with_positives():
-    labels = np.zeros((4, N_CLASSES), dtype=bool)
+    labels = np.zeros((4, AUDIOSET_N_CLASSES), dtype=bool)
     labels[[0, 1], 0] = True
     labels[[2], 1] = True
-    scores = np.zeros((4, N_CLASSES))
+    scores = np.zeros((4, AUDIOSET_N_CLASSES))
     scores[:, 0] = [0.9, 0.8, 0.1, 0.2]  # AP 1.0
     scores[:, 1] = [0.9, 0.1, 0.5, 0.2]  # positive ranked 2nd: AP 0.5
     assert mean_average_precision(labels, scores) == pytest.approx(0.75)
@@ -125,18 +125,18 @@ def test_map_averages_only_classes_with_positives():
 
 def test_label_prior_map_equals_mean_prevalence():
     rng = np.random.default_rng(0)
-    labels = rng.random((200, N_CLASSES)) < 0.05
-    train = rng.random((300, N_CLASSES)) < 0.05
+    labels = rng.random((200, AUDIOSET_N_CLASSES)) < 0.05
+    train = rng.random((300, AUDIOSET_N_CLASSES)) < 0.05
     prior = mean_average_precision(labels, prior_scores(train.mean(axis=0), len(labels)))
     present = labels.any(axis=0)
     assert prior == pytest.approx(labels[:, present].mean(axis=0).mean())
 
 
 def test_auc_d_prime_tuned_f1_and_per_class_ap_match_hand_computed_values():
-    labels = np.zeros((4, N_CLASSES), dtype=bool)
+    labels = np.zeros((4, AUDIOSET_N_CLASSES), dtype=bool)
     labels[[0, 1], 0] = True
     labels[[2], 1] = True
-    scores = np.zeros((4, N_CLASSES))
+    scores = np.zeros((4, AUDIOSET_N_CLASSES))
     scores[:, 0] = [0.9, 0.8, 0.1, 0.2]  # perfectly ranked: AUC 1, AP 1
     scores[:, 1] = [0.9, 0.1, 0.5, 0.2]  # the positive beats 2 of 3 negatives: AUC 2/3; AP 1/2
     assert per_class_ap(labels, scores) == pytest.approx({0: 1.0, 1: 0.5})
@@ -150,7 +150,7 @@ def test_auc_d_prime_tuned_f1_and_per_class_ap_match_hand_computed_values():
     assert metrics["f1_micro_0.5"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 0))
     assert metrics["f1_macro_0.5"] == pytest.approx((1.0 + 2 * 1 / (2 * 1 + 1)) / 2)
     assert metrics["f1_macro_tuned"] == pytest.approx((1.0 + 2 / 3) / 2)
-    assert metrics["hamming_loss"] == pytest.approx(1 / (4 * N_CLASSES))
+    assert metrics["hamming_loss"] == pytest.approx(1 / (4 * AUDIOSET_N_CLASSES))
     assert d_prime(0.5) == pytest.approx(0.0)
 
 
@@ -177,7 +177,7 @@ def test_every_family_has_one_output_per_class_of_the_store(kind, input):
     lengths = torch.tensor([20, 11])
     inputs = torch.randint(4, 12, (2, 20)) if input == "tokens" else torch.randn(2, 20, 12)
     assert model(inputs, lengths).shape == (2, 3)
-    assert _model(kind, input=input)(inputs, lengths).shape == (2, N_CLASSES)  # AudioSet's by default
+    assert _model(kind, input=input)(inputs, lengths).shape == (2, AUDIOSET_N_CLASSES)  # AudioSet by default
 
 
 def test_accuracy_is_reported_for_single_label_clips_only():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiotok_cli.audioset.classes import class_index
 from audiotok_cli.audioset.demo import DEMO_CLASSES, synthesize_clip
+from audiotok_cli.class_lists import audioset_classes
 
 
 def test_predict_names_the_generators_class_for_every_format_from_a_copied_run(cli, featurized, tmp_path):
@@ -19,7 +19,7 @@ def test_predict_names_the_generators_class_for_every_format_from_a_copied_run(c
     assert trained.exit_code == 0, trained.output
     report = json.loads(cli("eval", "--run", "baseline-logmel", "--json").stdout)
     best = report["splits"]["test"]["best_classes"][0]  # a class this small model has learned
-    mid = class_index().mids[class_index().names.index(best)]
+    mid = audioset_classes().mids[audioset_classes().names.index(best)]
     assert mid in DEMO_CLASSES
 
     rng = np.random.default_rng(5)

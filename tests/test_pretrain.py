@@ -16,6 +16,7 @@ from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import IGNORED, MASK_SHARE, _masked_lm, mask_tokens, pretrain
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.runs import WEIGHTS
 
 SMALL = ["--hidden-size", "32", "--num-heads", "2", "--num-layers", "1"]
@@ -68,6 +69,7 @@ def test_pretrain_then_train_init_loads_every_encoder_weight(cli, tokenized):
     run_dir = tokenized.runs_dir / "pretrain-bert-logmel-k16"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["task"] == "pretrain" and [e["epoch"] for e in record["history"]] == [1, 2]
+    assert record["objective"] == "masked-tokens"  # what --input tokens, the default, names
     assert all(0 <= e["val_accuracy"] <= 1 and e["val_loss"] > 0 for e in record["history"])
 
     weights = load_file(run_dir / WEIGHTS)
@@ -80,7 +82,7 @@ def test_pretrain_then_train_init_loads_every_encoder_weight(cli, tokenized):
     from audiotok_cli.training.runs import RunRecord, init_encoder
 
     fine = RunRecord.model_validate_json((tokenized.runs_dir / "bert-logmel-k16" / "run.json").read_text())
-    assert fine.init == "pretrain-bert-logmel-k16"
+    assert fine.init == "pretrain-bert-logmel-k16" and fine.objective == "classification"
     encoder = init_encoder(tokenized.runs_dir, "pretrain-bert-logmel-k16", fine)
     fresh = build_model(fine.model)
     result = fresh.load_state_dict(encoder, strict=False)
@@ -144,13 +146,15 @@ def test_init_and_pretrain_refuse_what_does_not_fit(cli, tokenized):
 
     with pytest.raises(SettingsError, match="--sampler, --mixup shape classifier training"):
         pretrain(
-            tokenized.resolved_paths,
-            ModelSettings(kind="bert"),
-            TrainSettings(sampler="balanced", mixup=0.2),
-            0,
+            RunRequest(
+                tokenized.resolved_paths,
+                ModelSettings(kind="bert"),
+                TrainSettings(sampler="balanced", mixup=0.2),
+                0,
+            ),
         )
     with pytest.raises(SettingsError, match="pretrain trains --model bert on tokens, not 'lstm'"):
-        pretrain(tokenized.resolved_paths, ModelSettings(kind="lstm"), TrainSettings(), 0)
+        pretrain(RunRequest(tokenized.resolved_paths, ModelSettings(kind="lstm"), TrainSettings(), 0))
 
 
 def test_several_codebooks_a_step_are_masked_and_predicted_step_by_step():

@@ -12,6 +12,7 @@ import audiotok_cli.training.loop as loop
 from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings
 from audiotok_cli.store import Store
 from audiotok_cli.training.data import BatchReader, ModelInputs, frame_statistics, reader_workers
+from audiotok_cli.training.request import RunRequest
 from training_helpers import assert_same_tensors
 
 
@@ -66,7 +67,7 @@ def test_training_with_reader_workers_equals_training_without(small_shards):
     def run(name: str, workers: int):
         settings = TrainSettings(epochs=2, batch_size=8, run_name=name, loader_workers=workers)
         model = ModelSettings(kind="simple", embed_dim=8)
-        return loop.train(small_shards.resolved_paths, model, settings, seed=0)
+        return loop.train(RunRequest(small_shards.resolved_paths, model, settings, seed=0))
 
     alone, helped = run("alone", 0), run("helped", 2)
     assert [e["val_mAP"] for e in alone.history] == [e["val_mAP"] for e in helped.history]

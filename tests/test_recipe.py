@@ -13,6 +13,7 @@ import audiotok_cli.training.loop as loop
 from audiotok_cli.errors import OutputExistsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.store import Store
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.runs import CHECKPOINT, RECORD, WEIGHTS
 from audiotok_cli.training.schedule import lr_factor, warmup_steps
 from training_helpers import assert_same_tensors, killed_in_epoch_two
@@ -31,7 +32,9 @@ def test_schedules_follow_their_formulas():
 
 def _train(settings, name: str, **options):
     train = TrainSettings(batch_size=8, run_name=name, **options)
-    return loop.train(settings.resolved_paths, ModelSettings(kind="simple", embed_dim=8), train, seed=0)
+    return loop.train(
+        RunRequest(settings.resolved_paths, ModelSettings(kind="simple", embed_dim=8), train, seed=0)
+    )
 
 
 def test_the_learning_rate_of_each_epoch_is_the_schedules(tokenized):
@@ -75,7 +78,7 @@ def test_a_resumed_frame_model_run_equals_an_uninterrupted_one(tokenized, monkey
     def run(name: str):
         model = ModelSettings(kind="baseline", hidden_size=16)
         train = TrainSettings(batch_size=8, run_name=name, epochs=3, schedule="cosine", warmup_steps=1)
-        return loop.train(tokenized.resolved_paths, model, train, seed=0)
+        return loop.train(RunRequest(tokenized.resolved_paths, model, train, seed=0))
 
     whole = run("frames-whole")
     killed_in_epoch_two(monkeypatch, lambda: run("frames-cut"))

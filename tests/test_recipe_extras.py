@@ -19,6 +19,7 @@ from audiotok_cli.training.augment import Augment, _Mix, mixing_embeddings
 from audiotok_cli.training.data import BatchReader, ModelInputs, balanced_weights
 from audiotok_cli.training.models.ids import MASK_ID, PAD_ID
 from audiotok_cli.training.models.pooled import MeanPoolClassifier
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.runs import CHECKPOINT, WEIGHTS
 from training_helpers import assert_same_tensors, killed_in_epoch_two
 
@@ -132,7 +133,9 @@ def test_masks_for_the_other_input_kind_are_refused(cli, tokenized):
 
 def _train(settings, name: str, **options):
     train = TrainSettings(batch_size=8, run_name=name, **options)
-    return loop.train(settings.resolved_paths, ModelSettings(kind="simple", embed_dim=8), train, seed=0)
+    return loop.train(
+        RunRequest(settings.resolved_paths, ModelSettings(kind="simple", embed_dim=8), train, seed=0)
+    )
 
 
 RECIPE = {
@@ -221,11 +224,13 @@ def test_training_runs_on_the_threads_asked_and_gives_the_process_its_own_back(t
     before, seen = torch.get_num_threads(), []
     train = TrainSettings(epochs=2, batch_size=8, run_name="one-thread", threads=1)
     run = loop.train(
-        tokenized.resolved_paths,
-        ModelSettings(kind="simple", embed_dim=8),
-        train,
-        seed=0,
-        on_epoch=lambda *epoch: seen.append(torch.get_num_threads()),
+        RunRequest(
+            tokenized.resolved_paths,
+            ModelSettings(kind="simple", embed_dim=8),
+            train,
+            seed=0,
+            on_epoch=lambda *epoch: seen.append(torch.get_num_threads()),
+        ),
     )
     assert seen == [1, 1] and torch.get_num_threads() == before
     record = json.loads((run.run_dir / "run.json").read_text())

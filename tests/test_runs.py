@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from audiotok_cli.audioset.classes import N_CLASSES, class_index
+from audiotok_cli.class_lists import AUDIOSET_N_CLASSES, audioset_classes
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings, VocabSettings, load_settings
 from audiotok_cli.stages.tokenize import tokenize
@@ -23,6 +23,7 @@ from audiotok_cli.store import Store
 from audiotok_cli.training.loop import train
 from audiotok_cli.training.models import FAMILIES, MODEL_NAMES
 from audiotok_cli.training.models.ids import to_model_ids
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.runs import CHECKPOINT, RECORD, load_run
 
 
@@ -31,10 +32,12 @@ def trained(featurized):
     build_vocab(featurized.store_path, VocabSettings(n_clusters=16), seed=0)
     tokenize(featurized.store_path)
     result = train(
-        featurized.resolved_paths,
-        ModelSettings(kind="lstm", embed_dim=8, hidden_size=8),
-        TrainSettings(epochs=1),
-        0,
+        RunRequest(
+            featurized.resolved_paths,
+            ModelSettings(kind="lstm", embed_dim=8, hidden_size=8),
+            TrainSettings(epochs=1),
+            0,
+        ),
     )
     return featurized, result.run_dir
 
@@ -54,13 +57,13 @@ def test_a_run_folder_copied_elsewhere_loads_without_the_store(trained, tmp_path
     assert loaded.record.model.kind == "lstm" and loaded.record.inputs.tokens == "logmel-k16"
     assert loaded.record.inputs.audio == settings.audio  # featurize a new file the same way
     assert np.array_equal(loaded.preprocessing["centroids"], centroids)  # tokenize it the same way
-    assert loaded.classes == class_index()  # and name its 527 outputs
+    assert loaded.classes == audioset_classes()  # and name its 527 outputs
     batch = to_model_ids(torch.from_numpy(ids[:4].astype(np.int64)))
     true = torch.from_numpy(lengths[:4].astype(np.int64))
     with torch.no_grad():
         scores = loaded.model.eval()(batch, true)
         assert torch.equal(scores, original.model.eval()(batch, true))
-    assert scores.shape == (4, N_CLASSES)
+    assert scores.shape == (4, AUDIOSET_N_CLASSES)
 
 
 def test_a_run_of_an_older_format_is_refused_with_the_fix(trained, cli):
@@ -99,8 +102,9 @@ def test_training_the_simple_model_never_imports_transformers_librosa_or_faiss(t
         "import sys\n"
         "from audiotok_cli.settings import ModelSettings, TrainSettings, load_settings\n"
         "from audiotok_cli.training.loop import train\n"
+        "from audiotok_cli.training.request import RunRequest\n"
         "paths = load_settings().resolved_paths\n"
-        "train(paths, ModelSettings(kind='simple'), TrainSettings(epochs=1, run_name='probe'), 0)\n"
+        "train(RunRequest(paths, ModelSettings(kind='simple'), TrainSettings(epochs=1, run_name='p'), 0))\n"
         "print(*(name in sys.modules for name in ('transformers', 'librosa', 'faiss')))\n"
     )
     env = {**os.environ, "AUDIOTOK_PATHS__STORE": str(settings.store_path)}

@@ -56,7 +56,7 @@ def test_audioset_keeps_bce(cli, tokenized):
 def test_eval_of_a_single_label_run_leads_with_accuracy_and_draws_its_confusion(cli, instruments, tmp_path):
     from sklearn.metrics import f1_score, precision_score
 
-    from audiotok_cli.training.evaluate import read_predictions
+    from audiotok_cli.results.evaluate import read_predictions
 
     assert cli("train", *QUICK, "--run-name", "ce").exit_code == 0
     shown = cli("eval", "--run", "ce")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
-from audiotok_cli.audioset.classes import N_CLASSES
+from audiotok_cli.class_lists import AUDIOSET_N_CLASSES
 from audiotok_cli.errors import MismatchError, MissingInputError, OutputExistsError
 from audiotok_cli.settings import AudioSettings, load_settings
 from audiotok_cli.stages.split import split
@@ -15,8 +15,8 @@ from store_helpers import new_store
 def _labels(n: int, seed: int = 0) -> np.ndarray:
     """Random multi-hot rows, each with at least one label."""
     rng = np.random.default_rng(seed)
-    labels = rng.random((n, N_CLASSES)) < 0.01
-    labels[np.arange(n), rng.integers(N_CLASSES, size=n)] = True
+    labels = rng.random((n, AUDIOSET_N_CLASSES)) < 0.01
+    labels[np.arange(n), rng.integers(AUDIOSET_N_CLASSES, size=n)] = True
     return labels
 
 

@@ -10,6 +10,7 @@ from audiotok_cli.errors import MismatchError, OutputExistsError
 from audiotok_cli.settings import ModelSettings, TrainSettings, VocabSettings
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.runs import CHECKPOINT, RECORD
 from training_helpers import assert_same_tensors, killed_in_epoch_two
 
@@ -21,11 +22,13 @@ def _tokenized(featurized):
 
 def train(featurized, run_name: str, overwrite: bool = False, **train_settings):
     return train_module.train(
-        featurized.resolved_paths,
-        ModelSettings(kind="simple", embed_dim=16),
-        TrainSettings(epochs=3, batch_size=8, run_name=run_name, **train_settings),
-        seed=0,
-        overwrite=overwrite,
+        RunRequest(
+            featurized.resolved_paths,
+            ModelSettings(kind="simple", embed_dim=16),
+            TrainSettings(epochs=3, batch_size=8, run_name=run_name, **train_settings),
+            seed=0,
+            overwrite=overwrite,
+        ),
     )
 
 

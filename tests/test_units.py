@@ -48,6 +48,7 @@ def test_masked_unit_prediction_learns_and_its_layer_is_features_every_stage_use
     assert best < math.log(16)  # below guessing among k ids
     assert max(epoch["val_accuracy"] for epoch in record["history"]) > 2 / 16
     assert record["inputs"]["targets"] == "logmel-k16" and record["task"] == "pretrain"
+    assert record["objective"] == "masked-units"
     listed = json.loads(cli("runs", "--only", "units-*", "--json").stdout)
     assert [(row["model"], row["input"]) for row in listed] == [
         ("bert (masked units pretraining)", "frames logmel -> logmel-k16")
@@ -194,6 +195,29 @@ def test_units_pretraining_without_targets_is_one_line(cli, tokenized):
     assert result.exit_code == 4 and "no tokens 'nope'" in result.stderr
 
 
+def test_the_objective_is_chosen_by_name_or_by_the_older_input_spelling_and_recorded(cli, units_run):
+    weights = (units_run / "model.safetensors").read_bytes()
+    named = cli(
+        "pretrain", "--objective", "masked-units", "--targets", "logmel-k16", "--epochs", "6", *SMALL
+    )  # fmt: skip
+    assert named.exit_code == 0, named.output
+    assert (units_run / "model.safetensors").read_bytes() == weights  # the same run: kept, not trained again
+    record = json.loads((units_run / "run.json").read_text())
+    del record["objective"]  # a run recorded before records named it reads as what it learned
+    (units_run / "run.json").write_text(json.dumps(record))
+    assert load_pretraining(units_run)[0].objective == "masked-units"
+
+    unknown = cli("pretrain", "--objective", "contrastive", "--targets", "logmel-k16")
+    assert unknown.exit_code == 3
+    assert "unknown --objective 'contrastive'; choose from masked-tokens, masked-units" in unknown.stderr
+    clash = cli("pretrain", "--objective", "masked-tokens", "--input", "frames")
+    assert (
+        clash.exit_code == 3 and "--objective masked-tokens reads tokens, not --input frames" in clash.stderr
+    )
+    stray = cli("pretrain", "--objective", "masked-tokens", "--targets", "logmel-k16")
+    assert stray.exit_code == 3 and "--targets names what masked-units predicts" in stray.stderr
+
+
 def test_the_next_iteration_reads_the_frames_as_the_first_did(cli, tokenized):
     """HuBERT's iteration 2 learns from the same input as iteration 1: a units run whose targets are
     another units run's states of these frames reads them with that run's transforms by default."""
@@ -245,5 +269,5 @@ def test_pretraining_under_seeds_gives_each_its_run_and_the_spread_and_keeps_fin
     tokens = cli("pretrain", "--vocab", "logmel-k16", "--epochs", "1", "--seeds", "2")
     assert (
         tokens.exit_code == 3
-        and "--seeds repeats masked unit prediction (--input frames) only" in tokens.stderr
+        and "--seeds repeats masked-units pretraining only, not masked-tokens" in tokens.stderr
     )

@@ -14,6 +14,7 @@ from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab
 from audiotok_cli.store import Pick, Store
+from audiotok_cli.training.request import RunRequest
 
 
 def _vocab(settings, overwrite: bool = False, seed: int = 0, **vocab):
@@ -107,7 +108,7 @@ def test_tokens_of_a_vocabulary_built_on_another_split_are_refused(featurized):
 
 
 def test_clips_appended_after_tokenizing_wait_for_featurize_without_breaking_later_stages(featurized):
-    from audiotok_cli.audioset.classes import N_CLASSES
+    from audiotok_cli.class_lists import AUDIOSET_N_CLASSES
     from audiotok_cli.settings import ModelSettings, TrainSettings
     from audiotok_cli.training.loop import train
 
@@ -115,13 +116,15 @@ def test_clips_appended_after_tokenizing_wait_for_featurize_without_breaking_lat
     tokenize(featurized.store_path)
     with Store.writing(featurized.store_path, "test") as store:
         store.append_clips(
-            [f"late{i:07d}" for i in range(20)], "unbal_train", np.zeros((20, N_CLASSES), dtype=bool)
+            [f"late{i:07d}" for i in range(20)], "unbal_train", np.zeros((20, AUDIOSET_N_CLASSES), dtype=bool)
         )
     _split(featurized)
     featurized_train = int((Store.open(featurized.store_path).splits()[:48] == 1).sum())
     assert _vocab(featurized, overwrite=True).n_train_clips == featurized_train
     tokenize(featurized.store_path, overwrite=True)
-    run = train(featurized.resolved_paths, ModelSettings(kind="simple"), TrainSettings(epochs=1), seed=0)
+    run = train(
+        RunRequest(featurized.resolved_paths, ModelSettings(kind="simple"), TrainSettings(epochs=1), seed=0)
+    )
     assert len(run.history) == 1
     assert Store.open(featurized.store_path).tokens().n_rows == 48
 

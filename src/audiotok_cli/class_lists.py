@@ -1,6 +1,12 @@
 """Class lists: which class each column of a store's labels is, for AudioSet's 527 and for any
-imported collection's own classes alike (`audioset/classes.py` ships AudioSet's). A run folder
-keeps its list as `classes.csv` in the official file's columns, so either reads back the same."""
+imported collection's own classes alike. AudioSet's is the official `class_labels_indices.csv`,
+shipped as package data: the list a store's record names by leaving its classes out, so it lives on
+the ground floor with the store's other lists (the store never imports `audioset/`). A run folder
+keeps its list as `classes.csv` in the official file's columns, so either reads back the same.
+
+The seed used the 543 ontology nodes; published AudioSet mAP is over these 527 classes, so an
+AudioSet store's multi-hot vectors have exactly this index. An imported collection whose labels are
+not all AudioSet classes has its own class list (sorted label names), kept in its store."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import csv
 import io
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 
 import numpy as np
 
@@ -75,3 +82,30 @@ def own_classes(labels: list[str]) -> ClassIndex:
     """A collection's own class list: its label names, sorted, each its own id."""
     names = tuple(sorted(set(labels)))
     return ClassIndex(names, names)
+
+
+AUDIOSET_N_CLASSES = 527
+
+
+@cache
+def audioset_classes() -> ClassIndex:
+    """AudioSet's 527 classes, in the official file's order."""
+    return parse_audioset_classes(audioset_classes_csv())
+
+
+def audioset_classes_csv() -> str:
+    """The official `class_labels_indices.csv`, as shipped."""
+    return resources.files("audiotok_cli").joinpath("data/class_labels_indices.csv").read_text()
+
+
+def parse_audioset_classes(text: str) -> ClassIndex:
+    """AudioSet's class index from the CSV's text; refused unless it is the 527 classes in order."""
+    index = parse_class_csv(text, "a class_labels_indices.csv")
+    if len(index) != AUDIOSET_N_CLASSES:
+        raise DataError("a class_labels_indices.csv is damaged: it must list the 527 classes in order")
+    return index
+
+
+def is_audioset(index: ClassIndex) -> bool:
+    """Whether a class list is AudioSet's 527, in order."""
+    return index.mids == audioset_classes().mids

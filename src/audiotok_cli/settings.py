@@ -237,14 +237,12 @@ class VocabSettings(_Group):
     init: Literal["kmeans++", "random"] = Field("kmeans++", description="Centroid start: kmeans++ or random.")
     transforms: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
-        description="Frame transforms before k-means, in order: clip-mean, clip-norm, deltas, context:N; "
-        "then, fitted on the train frames: cmvn, pca:D.",
+        description="Frame transforms before k-means, in order (`audiotok vocab --help` lists them).",
     )
 
     quantizer: str = Field(
         "kmeans",
-        description="How a frame becomes ids: kmeans (one id), pq:M (product quantization, M codebooks of k) "
-        "or rvq:R (residual quantization, R codebooks of k).",
+        description="How a frame becomes ids: kmeans, or M codebooks a frame (`audiotok vocab --help`).",
     )
 
     @field_validator("transforms", mode="before")

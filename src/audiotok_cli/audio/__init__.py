@@ -1,1 +1,2 @@
-"""Audio on disk: where expanded clips live, decoding, and the log-mel front end."""
+"""Audio on disk and the frames made from it: where expanded clips live, decoding, log-mel and
+pretrained encoder front ends, frame transforms."""

@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
@@ -22,9 +21,6 @@ import soxr
 from audiotok_cli.audio.decoder_notes import decoder_notes, summary
 from audiotok_cli.errors import DataError
 from audiotok_cli.settings import AudioSettings
-
-if TYPE_CHECKING:
-    from audiotok_cli.audio.encoder import EncoderFrames
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +157,6 @@ def unreadable(path: Path) -> str | None:
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         return getattr(exc, "error_string", None) or str(exc).split(": ", 1)[-1]
     return None if info.frames > 0 else "it holds no audio samples"
-
-
-def front_end(audio: AudioSettings) -> LogMel | EncoderFrames:
-    """What turns samples into frames: log-mel, or the pretrained encoder `audio.encoder` names."""
-    if audio.encoder is None:
-        return LogMel(audio)
-    from audiotok_cli.audio.encoder import encoder_frames  # imports torch and transformers
-
-    return encoder_frames(audio)
 
 
 class LogMel:

@@ -116,7 +116,7 @@ def _fit_pca(frames: np.ndarray, d: int) -> LinearMap:
 class Transform:
     apply: Callable[[np.ndarray, int], np.ndarray] | None  # per clip; None for a fitted one
     widen: Callable[[int, int], int]  # (dim, argument) -> dim after
-    takes_argument: bool = False
+    argument: str = ""  # the letter its help writes its number with (`context:N`); "": it takes none
     fit: Callable[[np.ndarray, int], LinearMap] | None = None  # on the train frames, for a fitted one
     shorten: Callable[[np.ndarray, int], np.ndarray] | None = None  # (lengths, argument) -> lengths after
     least: int = 0  # the smallest argument that means something
@@ -126,12 +126,23 @@ TRANSFORMS: dict[str, Transform] = {
     "clip-mean": Transform(_clip_mean, lambda dim, _: dim),
     "clip-norm": Transform(_clip_norm, lambda dim, _: dim),
     "deltas": Transform(_deltas, lambda dim, _: 3 * dim),
-    "context": Transform(_context, lambda dim, n: (2 * n + 1) * dim, takes_argument=True),
-    "pool": Transform(_pool, lambda dim, _: dim, takes_argument=True, shorten=_pooled_length, least=1),
+    "context": Transform(_context, lambda dim, n: (2 * n + 1) * dim, argument="N"),
+    "pool": Transform(_pool, lambda dim, _: dim, argument="M", shorten=_pooled_length, least=1),
     "cmvn": Transform(None, lambda dim, _: dim, fit=_fit_cmvn),
-    "pca": Transform(None, lambda _, d: d, takes_argument=True, fit=_fit_pca),
+    "pca": Transform(None, lambda _, d: d, argument="D", fit=_fit_pca),
 }
-CHOICES = "clip-mean, clip-norm, deltas, context:N, pool:M, cmvn, pca:D"
+
+
+def spelled(names: list[str]) -> str:
+    """Transforms as a user writes them: `deltas, context:N`."""
+    return ", ".join(
+        name + (f":{TRANSFORMS[name].argument}" if TRANSFORMS[name].argument else "") for name in names
+    )
+
+
+PER_CLIP = spelled([name for name, transform in TRANSFORMS.items() if transform.fit is None])
+FITTED = spelled([name for name, transform in TRANSFORMS.items() if transform.fit is not None])
+CHOICES = spelled(list(TRANSFORMS))
 
 
 def parse(spec: str) -> tuple[str, int]:
@@ -141,12 +152,12 @@ def parse(spec: str) -> tuple[str, int]:
     if transform is None:
         raise SettingsError(f"unknown transform {spec!r}; choose from {CHOICES}")
     if (
-        transform.takes_argument != bool(argument)
+        bool(transform.argument) != bool(argument)
         or (argument and not argument.isdigit())
         or int(argument or 0) < transform.least
     ):
         whole = f"a whole number from {transform.least}" if transform.least else "a whole number"
-        form = f"{name}:N with N {whole}" if transform.takes_argument else name
+        form = f"{name}:N with N {whole}" if transform.argument else name
         raise SettingsError(f"transform {spec!r}: write it {form}")
     return name, int(argument or 0)
 

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from audiotok_cli.audioset.classes import class_index
 from audiotok_cli.audioset.mirror import LAYOUTS, SEGMENT_CSVS, data_dir
+from audiotok_cli.class_lists import audioset_classes
 from audiotok_cli.errors import OutputExistsError, SettingsError
 from audiotok_cli.lock import WriterLock
 
@@ -197,8 +197,8 @@ def _demo_row(rng: np.random.Generator, seconds: float, audio: bool = True) -> d
 
 
 def _write_parquet(root: Path, source: str, index: int, rows: list[dict]) -> Path:
-    names = class_index().names
-    lookup = class_index().mid_to_index
+    names = audioset_classes().names
+    lookup = audioset_classes().mid_to_index
     table = pa.table(
         {
             "video_id": [r["video_id"] for r in rows],
@@ -237,7 +237,7 @@ def _write_segments(path: Path, rows: list[dict]) -> None:
 
 
 def _write_ontology(path: Path) -> None:
-    index = class_index()
+    index = audioset_classes()
     nodes = [
         {
             "id": mid,

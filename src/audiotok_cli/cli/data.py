@@ -7,6 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from audiotok_cli import corpora
 from audiotok_cli.audioset.mirror import LAYOUTS
 from audiotok_cli.cli.app import command, command_settings, console, counted, err_console
 from audiotok_cli.cli.options import (
@@ -256,9 +257,7 @@ def import_cmd(
     ] = None,
     layout: Annotated[
         str | None,
-        option(
-            "--layout", help="One of esc50, urbansound8k, audiofolder, manifest, folders.", default="detected"
-        ),
+        option("--layout", help=f"One of {', '.join(corpora.LAYOUTS)}.", default="detected"),
     ] = None,
     label_column: Annotated[
         str | None,

@@ -20,11 +20,14 @@ def option(*flags: str, help: str, default: str, panel: str | None = None) -> An
     )
 
 
-def setting(group: type[BaseModel], field: str, *flags: str, panel: str | None = None) -> Any:
-    """An option for `group.field`: its help and shown default come from the setting itself."""
+def setting(
+    group: type[BaseModel], field: str, *flags: str, panel: str | None = None, help: str | None = None
+) -> Any:
+    """An option for `group.field`: its help (unless given: a list a registry spells) and shown
+    default come from the setting itself."""
     info = group.model_fields[field]
     default = info.default
-    return option(*flags, help=info.description or field, default=_shown(default), panel=panel)
+    return option(*flags, help=help or info.description or field, default=_shown(default), panel=panel)
 
 
 def _shown(default: Any) -> str:

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from audiotok_cli.audio import transforms
 from audiotok_cli.cli.app import command, command_settings, console, counted, err_console
 from audiotok_cli.cli.options import (
     AudioDirOpt,
@@ -25,6 +26,7 @@ from audiotok_cli.cli.options import (
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.parallel import available_cores
 from audiotok_cli.settings import AudioSettings, FeaturesSettings, SplitSettings, VocabSettings
+from audiotok_cli.tokenizer import quantizers
 
 
 def _render_split(r) -> None:
@@ -147,8 +149,9 @@ def featurize_cmd(
     overwrite: OverwriteOpt = False,
 ):
     """Audio files -> log-mel frames in the store (or an encoder's states: a transformers audio
-    encoder, or a units run of `pretrain --input frames`), shard by shard; reruns do only pending clips."""
-    from audiotok_cli.experiments.units import featurize_frames
+    encoder, or a units run of `pretrain --objective masked-units`), shard by shard; reruns do only
+    pending clips."""
+    from audiotok_cli.stages.featurize import featurize
 
     audio = {
         "sample_rate": sample_rate,
@@ -165,18 +168,18 @@ def featurize_cmd(
         audio=audio,
         features={"name": name},
     )
-    return featurize_frames(
+    return featurize(
         settings.store_path,
         settings.audio_dir,
         settings.audio,
         settings.features,
-        settings.runs_dir,
         sources=source,
         overwrite=overwrite,
         workers=workers or available_cores(),
         dask=dask,
         mirror_dir=settings.mirror_dir,
         from_mirror=from_mirror,
+        runs_dir=settings.runs_dir,
     )
 
 
@@ -202,12 +205,20 @@ def vocab_cmd(
         option(
             "--transform",
             help="Transform each clip's frames before k-means (and tokenize, predict), in order; "
-            "repeatable: clip-mean, clip-norm, deltas, context:N, pool:M; then, fitted on the train frames "
-            "and kept with the vocabulary: cmvn, pca:D. Recommended recipes: README, 'Which tokenizer'.",
+            f"repeatable: {transforms.PER_CLIP}; then, fitted on the train frames and kept with the "
+            f"vocabulary: {transforms.FITTED}. Recommended recipes: README, 'Which tokenizer'.",
             default="none",
         ),
     ] = None,
-    quantizer: Annotated[str | None, setting(VocabSettings, "quantizer", "--quantizer")] = None,
+    quantizer: Annotated[
+        str | None,
+        setting(
+            VocabSettings,
+            "quantizer",
+            "--quantizer",
+            help=f"How a frame becomes ids: {quantizers.DESCRIBED}.",
+        ),
+    ] = None,
     features: FeaturesOpt = None,
     workers: WorkersOpt = None,
     store: StoreOpt = None,

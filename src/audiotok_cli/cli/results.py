@@ -167,7 +167,7 @@ def runs_cmd(
     runs_dir: RunsOpt = None,
 ):
     """Every run in one table: tokens against spectrogram frames, beside the label prior."""
-    from audiotok_cli.training.compare import compare_runs, plot_runs
+    from audiotok_cli.results.runs import compare_runs, plot_runs
 
     settings = command_settings(paths={"runs_dir": runs_dir})
     rows = compare_runs(settings.runs_dir, sort, only)
@@ -228,7 +228,7 @@ def compare_cmd(
 ):
     """The difference A - B in accuracy and mAP, paired over the same clips: its 95% interval and
     p-value (for sets of seeds or folds, over the runs too). Both must have been `eval`ed."""
-    from audiotok_cli.training.significance import compare
+    from audiotok_cli.results.compare import compare
 
     if split not in ("test", "val"):
         raise SettingsError(f"--split {split!r}: choose test or val")
@@ -260,7 +260,7 @@ def report_cmd(
     """One Markdown report with its figures: the data and split protocol, the runs with intervals, each
     token recipe against the best frame recipe (compare's figures), recipes, Methods, curves,
     confusions."""
-    from audiotok_cli.experiments.report import write_report
+    from audiotok_cli.results.report import write_report
 
     settings = command_settings(paths={"store": store, "runs_dir": runs_dir})
     return write_report(settings.resolved_paths, out_dir, only, resamples, settings.seed, overwrite)

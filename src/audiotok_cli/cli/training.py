@@ -23,6 +23,7 @@ from audiotok_cli.cli.options import (
 from audiotok_cli.cli.tables import print_fitting, score_cell
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import ModelSettings, TrainSettings
+from audiotok_cli.training.objectives import OBJECTIVES, chosen_objective
 
 # `train --help` groups its fifty options under these headings (the rest under "Options")
 MODEL, TRAINING, AUGMENTATION, RUNNING = "Model", "Optimisation", "Augmentation and sampling", "Running"
@@ -83,12 +84,18 @@ def _fields(group: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fit(
-    stage: Callable[..., Any], flags: dict[str, Any], model: dict[str, Any], cv: bool = False, **extra: Any
+    stage: Callable[..., Any],
+    flags: dict[str, Any],
+    model: dict[str, Any],
+    cv: bool = False,
+    init: str | None = None,
+    **extra: Any,
 ) -> Any:
     """`train` or `pretrain` with the command's flags as settings (its parameters are named after
-    the fields they set, plus the pick: vocab, k, features); with `cv`, the stage also gets the
-    split and vocab settings it applies per fold."""
+    the fields they set, plus the pick: vocab, k, features), as one `RunRequest`; with `cv`, the
+    stage also gets the split and vocab settings it applies per fold."""
     from audiotok_cli.store import Pick
+    from audiotok_cli.training.request import RunRequest
 
     settings = command_settings(
         paths={"store": flags["store"], "runs_dir": flags["runs_dir"]},
@@ -98,7 +105,7 @@ def _fit(
     )
     if cv:
         extra |= {"split_settings": settings.split, "vocab_settings": settings.vocab}
-    return stage(
+    request = RunRequest(
         settings.resolved_paths,
         settings.model,
         settings.train,
@@ -106,8 +113,9 @@ def _fit(
         Pick(flags["vocab"], flags["k"], flags["features"]),
         flags["overwrite"],
         on_epoch=None if quiet_or_json() else _epoch_line,
-        **extra,
+        init=init,
     )
+    return stage(request, **extra)
 
 
 def _epoch_line(entry: dict, total: int) -> None:
@@ -297,20 +305,29 @@ def pretrain_cmd(
     num_layers: LayersOpt = None,
     num_heads: HeadsOpt = None,
     dropout: DropoutOpt = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            "--objective",
+            help="What the encoder learns: "
+            + "; ".join(f"{o.name}: {o.summary}" for o in OBJECTIVES.values())
+            + ". Default: the one that reads --input.",
+        ),
+    ] = None,
     input: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--input",
-            help="tokens: masked-token modelling of a vocabulary's ids; frames: HuBERT-style masked unit "
-            "prediction, a frame encoder predicting the --targets ids at masked spans of frames.",
+            help="What the encoder reads: tokens (masked-tokens) or frames (masked-units); the older "
+            "spelling of --objective.",
         ),
-    ] = "tokens",
+    ] = None,
     targets: Annotated[
         str | None,
         option(
             "--targets",
-            help="With --input frames: the tokens (a vocabulary's name) to predict; then `featurize "
-            "--encoder RUN --layer L` makes units of the run's layer L.",
+            help="With masked-units (--input frames): the tokens (a vocabulary's name) to predict; then "
+            "`featurize --encoder RUN --layer L` makes units of the run's layer L.",
             default="none",
         ),
     ] = None,
@@ -326,7 +343,7 @@ def pretrain_cmd(
         int,
         typer.Option(
             "--seeds",
-            help="With --input frames: pretrain under this many seeds, NAME-seedS from --seed on; then "
+            help="With masked-units: pretrain under this many seeds, NAME-seedS from --seed on; then "
             "the val masked accuracy's mean and 95% interval (an encoder's seed moves its units).",
             min=1,
         ),
@@ -336,28 +353,25 @@ def pretrain_cmd(
     overwrite: OverwriteOpt = False,
 ):
     """Pretrain BERT, labels unused, on every clip outside val and test: masked-token modelling over
-    tokens, or masked unit prediction over frames (--input frames --targets VOCAB); then `train
-    --model bert --init RUN` fine-tunes it."""
+    tokens, or masked unit prediction over frames (--objective masked-units --targets VOCAB); then
+    `train --model bert --init RUN` fine-tunes it."""
     flags = dict(locals())
     flags["frame_transforms"] = _joined(frame_transforms)
-    if input == "frames":
-        from audiotok_cli.training.units import pretrain_units, units_run_name
-
-        frames = {"kind": "bert", "input": "frames"}
-        if seeds > 1:
-            from audiotok_cli.experiments.repeats import pretrain_seeds
-
-            default = units_run_name(targets or "")  # no targets: pretrain_units refuses in one line
-            repeated = {"pretraining": pretrain_units, "seeds": seeds, "default": default}
-            return _fit(pretrain_seeds, flags, frames, targets=targets, **repeated)
-        return _fit(pretrain_units, flags, frames, targets=targets)
+    chosen = chosen_objective(objective, input)
+    if targets is not None and not chosen.targets:
+        raise SettingsError(f"--targets names what masked-units predicts; {chosen.name} needs none")
+    if seeds > 1 and not chosen.seeds:
+        raise SettingsError(f"--seeds repeats masked-units pretraining only, not {chosen.name}")
+    model = {"kind": "bert", "input": chosen.reads}
+    extra = {"targets": targets} if chosen.targets else {}
     if seeds > 1:
-        raise SettingsError("--seeds repeats masked unit prediction (--input frames) only")
-    if targets is not None:
-        raise SettingsError("--targets names what --input frames predicts; masked-token modelling needs none")
-    from audiotok_cli.training.pretrain import pretrain
+        from audiotok_cli.experiments.repeats import pretrain_seeds
+        from audiotok_cli.training.units import units_run_name  # masked-units: the one it repeats
 
-    return _fit(pretrain, flags, {"kind": "bert", "input": "tokens"})
+        default = units_run_name(targets or "")  # no targets: pretrain_units refuses in one line
+        repeated = {"pretraining": chosen.pretraining(), "seeds": seeds, "default": default}
+        return _fit(pretrain_seeds, flags, model, **extra, **repeated)
+    return _fit(chosen.pretraining(), flags, model, **extra)
 
 
 _SINGLE_LABEL_HEADLINE = (("accuracy", "accuracy", 4), ("macro F1", "macro_f1", 4))
@@ -456,8 +470,8 @@ def eval_cmd(
         model={"kind": model},
         train={"device": device, "batch_size": batch_size},
     )
+    from audiotok_cli.results.evaluate import evaluate
     from audiotok_cli.store import Pick
-    from audiotok_cli.training.evaluate import evaluate
 
     return evaluate(
         settings.resolved_paths,

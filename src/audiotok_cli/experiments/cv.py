@@ -16,19 +16,20 @@ store's split is put back at the end.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
 from audiotok_cli.experiments.repeats import RepeatedRuns, RepeatScore, finished, fold_mean, repeat_score
-from audiotok_cli.settings import ModelSettings, Paths, SplitSettings, TrainSettings, VocabSettings
+from audiotok_cli.results.evaluate import evaluate
+from audiotok_cli.settings import SplitSettings, VocabSettings
 from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
-from audiotok_cli.training.evaluate import evaluate
-from audiotok_cli.training.loop import EpochCallback, Planned, plan_run, train
+from audiotok_cli.training.loop import Planned, plan_run, train
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.run_names import repeat_base
 from audiotok_cli.training.runs import SetMember, read_record, recipe_key
 
@@ -36,21 +37,21 @@ log = logging.getLogger(__name__)
 
 
 def cross_validate(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    init: str | None = None,
+    request: RunRequest,
     split_settings: SplitSettings | None = None,
     vocab_settings: VocabSettings | None = None,
     seeds: int = 1,
 ) -> RepeatedRuns:
     """Train and score one run per fold of the store's clips (see the module's docstring); with
     `seeds` > 1, `NAME-foldN-seedS` per fold and seed, a fold scoring as the mean of its seeds."""
-    if init is not None:
+    paths, model, settings, seed, pick = (
+        request.paths,
+        request.model,
+        request.train,
+        request.seed,
+        request.pick,
+    )
+    if request.init is not None:
         raise SettingsError("--cv with --init: a pretraining run saw every fold; fine-tune per fold by hand")
     if pick.name is not None:
         raise SettingsError(
@@ -69,7 +70,7 @@ def cross_validate(
         vocab_settings.quantizer,
     )
     default = f"{model.kind}-{vocab if model.input == 'tokens' else features}"
-    plan = _Plan(paths, model, settings, seed, features, vocab, on_epoch, split_settings, vocab_settings)
+    plan = _Plan(request, features, vocab, split_settings, vocab_settings)
     original = store.clips_record.split_before_cv
     if original is not None:  # a cross-validation killed mid-fold: the store's own split is this one
         log.warning("an earlier --cv was interrupted; its folds resume, and the split before it is put back")
@@ -86,7 +87,9 @@ def cross_validate(
                 wanted = {
                     _suffix(number, each, seeds): planned[each].record for number in folds for each in seeded
                 }
-                base = repeat_base(paths.runs_dir, settings.run_name, default, wanted, recipe_key, overwrite)
+                base = repeat_base(
+                    paths.runs_dir, settings.run_name, default, wanted, recipe_key, request.overwrite
+                )
             scores = [
                 _fold_run(
                     plan,
@@ -94,7 +97,6 @@ def cross_validate(
                     SetMember(name=base, fold=fold, seed=each if seeds > 1 else None),
                     pick,
                     planned[each],
-                    overwrite,
                 )
                 for each in seeded
             ]
@@ -110,13 +112,9 @@ def cross_validate(
 class _Plan:
     """What every fold shares: the options of the run and of its per-fold split and vocabulary."""
 
-    paths: Paths
-    model: ModelSettings
-    settings: TrainSettings
-    seed: int
+    request: RunRequest  # the run asked for; each fold's and seed's is a copy
     features: str
     vocab: str  # token models: vocabularies (and tokens) are `{vocab}-fold{N}`
-    on_epoch: EpochCallback | None
     split_settings: SplitSettings
     vocab_settings: VocabSettings
 
@@ -129,25 +127,23 @@ def _suffix(fold: int, seed: int, seeds: int) -> str:
 def _prepare_fold(plan: _Plan, fold: int, seeds: range) -> tuple[Pick, dict[int, Planned]]:
     """The store split with `fold` as test, the fold's vocabulary and tokens (one for every seed of
     the model: the tokenizer is the fold's), and the run each seed makes."""
-    paths = plan.paths
+    request = plan.request
     fold_split = plan.split_settings.model_copy(
         update={"test_fold": fold, "test_groups": (), "test_sources": ()}
     )
-    split(paths.store, fold_split, plan.seed)
+    split(request.paths.store, fold_split, request.seed)
     pick = Pick(features=plan.features)
-    if plan.model.input == "tokens":
+    if request.model.input == "tokens":
         name = f"{plan.vocab}-fold{fold}"
-        _fold_vocab(paths.store, plan.vocab_settings, plan.seed, plan.features, name)
+        _fold_vocab(request.paths.store, plan.vocab_settings, request.seed, plan.features, name)
         pick = Pick(name=name)
-    return pick, {seed: plan_run(paths, plan.model, plan.settings, seed, pick) for seed in seeds}
+    return pick, {seed: plan_run(replace(request, seed=seed, pick=pick)) for seed in seeds}
 
 
-def _fold_run(
-    plan: _Plan, run: str, member: SetMember, pick: Pick, planned: Planned, overwrite: bool
-) -> RepeatScore:
+def _fold_run(plan: _Plan, run: str, member: SetMember, pick: Pick, planned: Planned) -> RepeatScore:
     """The fold's run: kept where it is finished with these very inputs, trained (or resumed) else;
     a run of this recipe on another split or vocabulary of the fold is trained again."""
-    paths, fold = plan.paths, member.fold
+    paths, fold, overwrite = plan.request.paths, member.fold, plan.request.overwrite
     if not overwrite and finished(paths, run, planned.record):
         log.info("fold %d: %s is trained with these settings; kept", fold, run)
         return repeat_score(fold, run, evaluate(paths, run))
@@ -155,8 +151,8 @@ def _fold_run(
     if previous is not None and previous.resume_key != planned.record.resume_key and not overwrite:
         log.warning("fold %d: %s was trained on another split or vocabulary; training it again", fold, run)
         overwrite = True
-    settings = plan.settings.model_copy(update={"run_name": run})
-    train(paths, plan.model, settings, planned.record.seed, pick, overwrite, plan.on_epoch, member=member)
+    fold_request = plan.request.as_member(planned.record.seed, run, member)
+    train(replace(fold_request, pick=pick, overwrite=overwrite))
     return repeat_score(fold, run, evaluate(paths, run))
 
 

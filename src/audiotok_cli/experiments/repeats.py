@@ -1,6 +1,6 @@
 """Repeated runs of one recipe, summarised as one figure and its spread: `train --seeds N` (the same
 run under N seeds: how much of a difference between two models is the luck of one seed) and
-`pretrain --input frames --seeds N` here, and
+`pretrain --objective masked-units --seeds N` here, and
 `train --cv` (one run per fold) in cv.py. Each repeat is a run of its own (`{name}-seed{S}`,
 `{name}-fold{N}`), trained and scored on test; a repeat already trained with the very same settings
 is kept (and scored again), so an interrupted set resumes."""
@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from audiotok_cli.errors import AlreadyTrained, AudiotokError
-from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, Store
-from audiotok_cli.training.compare import Spread, spread
-from audiotok_cli.training.evaluate import EvalReport, evaluate, headline_scores, warn_of_fold_split
-from audiotok_cli.training.loop import EpochCallback, TrainResult, plan_run, train
+from audiotok_cli.results.evaluate import EvalReport, evaluate, headline_scores, warn_of_fold_split
+from audiotok_cli.results.runs import Spread, spread
+from audiotok_cli.settings import Paths
+from audiotok_cli.store import Store
+from audiotok_cli.training.loop import TrainResult, plan_run, train
 from audiotok_cli.training.monitor import board_from_log
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.run_names import repeat_base
 from audiotok_cli.training.runs import RunRecord, SetMember, read_record
 
@@ -59,52 +60,37 @@ class RepeatedRuns:
         return spread([getattr(repeat, key) for repeat in self.repeats])
 
 
-def train_scored(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    init: str | None = None,
-) -> TrainResult:
+def train_scored(request: RunRequest) -> TrainResult:
     """`train`, then `eval` of its run, as `--seeds` scores each of its runs: one command, the test
     figure too (under torchrun, rank 0 scores)."""
-    warn_if_left_by_cv(paths)
-    trained = train(paths, model, settings, seed, pick, overwrite, on_epoch, init)
+    warn_if_left_by_cv(request.paths)
+    trained = train(request)
     if int(os.environ.get("RANK", "0")) == 0:
-        trained.scores = headline_scores(evaluate(paths, trained.run_dir.name).splits)
+        trained.scores = headline_scores(evaluate(request.paths, trained.run_dir.name).splits)
     return trained
 
 
-def train_seeds(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    init: str | None = None,
-    seeds: int = 1,
-) -> RepeatedRuns:
+def train_seeds(request: RunRequest, seeds: int = 1) -> RepeatedRuns:
     """Train and score `{name}-seed{S}` for the seeds S = seed .. seed + seeds - 1. A seed whose run
     of these very settings is finished is kept; runs of other settings are never taken for them
     (see `repeat_base`)."""
+    paths, settings, seed = request.paths, request.train, request.seed
     warn_if_left_by_cv(paths)
-    planned = {s: plan_run(paths, model, settings, s, pick, init) for s in range(seed, seed + seeds)}
+    planned = {s: plan_run(replace(request, seed=s)) for s in range(seed, seed + seeds)}
     wanted = {f"seed{s}": plan.record for s, plan in planned.items()}
     default = planned[seed].default_name
     base = repeat_base(
-        paths.runs_dir, settings.run_name, default, wanted, lambda record: record.resume_key, overwrite
+        paths.runs_dir,
+        settings.run_name,
+        default,
+        wanted,
+        lambda record: record.resume_key,
+        request.overwrite,
     )
     result = RepeatedRuns(base, "seed")
     for repeat_seed, run in _seed_runs(base, list(planned)):
-        if overwrite or not finished(paths, run, planned[repeat_seed].record):
-            repeat = settings.model_copy(update={"run_name": run})
-            member = SetMember(name=base, seed=repeat_seed)
-            train(paths, model, repeat, repeat_seed, pick, overwrite, _naming(on_epoch, run), init, member)
+        if request.overwrite or not finished(paths, run, planned[repeat_seed].record):
+            train(request.as_member(repeat_seed, run, SetMember(name=base, seed=repeat_seed)))
         else:
             log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
             if settings.tensorboard:
@@ -128,14 +114,7 @@ class PretrainedSeeds:
 
 
 def pretrain_seeds(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    *,
+    request: RunRequest,
     pretraining: Callable[..., TrainResult],
     seeds: int = 1,
     default: str = "",
@@ -144,17 +123,16 @@ def pretrain_seeds(
     """`pretraining` as `{name}-seed{S}` for S = seed .. seed + seeds - 1 (`name`: the
     --run-name, else `default`). A seed's run finished with these very settings is kept; an
     interrupted one resumes; one of other settings is refused, naming the differences."""
-    base = settings.run_name or default
+    base = request.train.run_name or default
     result = PretrainedSeeds(base)
-    for repeat_seed, run in _seed_runs(base, list(range(seed, seed + seeds))):
-        repeat = settings.model_copy(update={"run_name": run})
+    for repeat_seed, run in _seed_runs(base, list(range(request.seed, request.seed + seeds))):
         try:
-            member = SetMember(name=base, seed=repeat_seed)
-            on_this = _naming(on_epoch, run)
-            pretraining(paths, model, repeat, repeat_seed, pick, overwrite, on_this, member=member, **options)
+            pretraining(
+                request.as_member(repeat_seed, run, SetMember(name=base, seed=repeat_seed)), **options
+            )
         except AlreadyTrained:
             log.info("seed %d: %s is trained with these settings; kept", repeat_seed, run)
-        history = read_record(paths.runs_dir / run).history
+        history = read_record(request.paths.runs_dir / run).history
         result.masked_accuracy[run] = max(epoch["val_accuracy"] for epoch in history)
     return result
 
@@ -174,13 +152,6 @@ def _seed_runs(base: str, seeds: list[int]) -> Iterator[tuple[int, str]]:
         run = f"{base}-seed{repeat_seed}"
         log.info("seed %d of %d: %s", count, len(seeds), run)
         yield repeat_seed, run
-
-
-def _naming(on_epoch: EpochCallback | None, run: str) -> EpochCallback | None:
-    """The epoch callback with the run's name in each entry it is shown: which seed is training."""
-    if on_epoch is None:
-        return None
-    return lambda entry, total: on_epoch({**entry, "run": run}, total)
 
 
 def finished(paths: Paths, run: str, wanted: RunRecord) -> bool:

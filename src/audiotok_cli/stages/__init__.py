@@ -1,2 +1,3 @@
-"""The stages: one library function each (expand, split, featurize, vocab, tokenize, prune, info),
-talking only through the store. A stage never imports another stage."""
+"""The stages: one library function each (expand, import, split, featurize, vocab, tokenize, prune,
+info, inspect, export-tokens, verify), talking only through the store. A stage never imports another
+stage."""

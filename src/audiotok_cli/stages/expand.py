@@ -15,7 +15,7 @@ import numpy as np
 
 from audiotok_cli.atomic import write_atomic
 from audiotok_cli.audio.logmel import audio_path
-from audiotok_cli.audioset.classes import SOURCES, checked_sources, class_index, is_audioset
+from audiotok_cli.audioset.classes import SOURCES, checked_sources
 from audiotok_cli.audioset.mirror import (
     LAYOUTS,
     available_sources,
@@ -25,10 +25,11 @@ from audiotok_cli.audioset.mirror import (
     read_segments,
     source_files,
 )
+from audiotok_cli.class_lists import audioset_classes, is_audioset
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import Paths
-from audiotok_cli.store import Store
+from audiotok_cli.store import NewStore, Store
 
 log = logging.getLogger(__name__)
 ROWS_PER_COMMIT = 512
@@ -104,7 +105,7 @@ def expand(
         raise SettingsError(f"invalid layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     layout = layout or detect_layout(paths.mirror_dir)
     sources = sources or available_sources(paths.mirror_dir, layout)
-    with Store.writing(paths.store, "expand", create=True) as store:
+    with Store.writing(paths.store, "expand", create=NewStore(audioset_classes(), SOURCES)) as store:
         if not is_audioset(store.classes):
             raise MismatchError(
                 f"the store {store.path} holds a collection with its own {len(store.classes)} classes; "
@@ -174,7 +175,7 @@ def _expand_file(
     overwrite: bool,
     result: ExpandResult,
 ) -> None:
-    index = class_index()
+    index = audioset_classes()
     pending = _PendingRows(store, source, path.name)
     rows, sources = store.row_of, store.sources()
     added: set[str] = set()

@@ -14,28 +14,23 @@ reads each of its mirror files once, a batch at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode, front_end
+from audiotok_cli.audio.front_ends import FrameMaker, frames_maker, resolve_encoder
+from audiotok_cli.audio.logmel import REPAIR, LogMel, audio_path, decode
 from audiotok_cli.audioset.mirror import detect_layout, iter_audio, source_files
 from audiotok_cli.errors import DataError, MissingInputError, SettingsError
 from audiotok_cli.parallel import check_dask, report, run_shards
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import AudioSettings, FeaturesSettings
 from audiotok_cli.store import PENDING, EncoderRecord, FeatureSet, FeaturesRecord, Store, require_same
-
-if TYPE_CHECKING:
-    from audiotok_cli.audio.encoder import EncoderFrames
-
-    FrameMaker = LogMel | EncoderFrames  # or a front end with their attributes and `many` (a units run's)
 
 log = logging.getLogger(__name__)
 IMPORTED = (
@@ -84,13 +79,14 @@ def featurize(
     dask: str | None = None,
     mirror_dir: Path | None = None,
     from_mirror: bool = False,
-    frames_maker: Callable[[AudioSettings], FrameMaker] = front_end,
+    runs_dir: Path | None = None,
 ) -> FeaturizeResult:
     """Featurize the pending clips of `sources` (default: all the store holds) into
     `features/{layout.name}`, a shard per task on `workers` processes or a Dask cluster (`dask`: an
-    address, or "local"); the result is the same to the bit for any count. `frames_maker` builds
-    the front end from `audio` in each task (a picklable function: a units run's, say)."""
+    address, or "local"); the result is the same to the bit for any count. The front end is the one
+    `audio.encoder` names (`audio/front_ends.py`; a units run may be named under `runs_dir`)."""
     check_dask(dask)
+    audio = audio.model_copy(update={"encoder": resolve_encoder(audio.encoder, runs_dir)})
     mirror = _mirror_audio(mirror_dir, from_mirror)
     with Store.writing(store_path, "featurize") as store:
         if store.n_clips == 0:
@@ -108,9 +104,7 @@ def featurize(
         result = FeaturizeResult(
             features.name, features.record.front_end(), clips_already_done=int((wanted & ~todo).sum())
         )
-        task = partial(
-            _featurize_task, store_path, audio_dir, mirror, audio, frames_maker, features.name, todo
-        )
+        task = partial(_featurize_task, store_path, audio_dir, mirror, audio, features.name, todo)
         # a units run's states from the frames the store holds: a batched forward a shard, no decoding,
         # on threads (torch releases the GIL), so no worker process pays torch's import at start-up
         on_threads = _stored_frames(frames_of, store) is not None
@@ -171,7 +165,7 @@ def _remember(features: FeatureSet, attempted: np.ndarray, failures: dict[str, s
 
 
 def _open_or_create(
-    store: Store, frames_of: LogMel | EncoderFrames, layout: FeaturesSettings, overwrite: bool
+    store: Store, frames_of: FrameMaker, layout: FeaturesSettings, overwrite: bool
 ) -> FeatureSet:
     """The features group to fill: new, or an existing one made with exactly these audio settings
     (and, for encoder features, the very same encoder)."""
@@ -196,7 +190,7 @@ def _open_or_create(
     return features
 
 
-def _encoder_record(frames_of: LogMel | EncoderFrames) -> EncoderRecord | None:
+def _encoder_record(frames_of: FrameMaker) -> EncoderRecord | None:
     """What the features record keeps of an encoder; None for log-mel."""
     if isinstance(frames_of, LogMel):
         return None
@@ -229,7 +223,6 @@ def _featurize_task(
     audio_dir: Path,
     mirror: MirrorAudio | None,
     audio: AudioSettings,
-    frames_maker: Callable[[AudioSettings], FrameMaker],
     name: str,
     todo: np.ndarray,
     shard: int,
@@ -291,7 +284,7 @@ def featurize_shard(
     features: FeatureSet,
     shard: int,
     todo: np.ndarray,
-    frames_of: LogMel | EncoderFrames,
+    frames_of: FrameMaker,
     mirror: MirrorAudio | None = None,
 ) -> ShardOutcome:
     """Compute the `todo` clips of one shard and write the whole shard; returns what became of each
@@ -350,7 +343,7 @@ class _ShardBlock:
     failures: dict[str, str] = field(default_factory=dict)
     warned: dict[str, str] = field(default_factory=dict)
 
-    def put(self, decoded: list[tuple[int, np.ndarray, str]], frames_of: LogMel | EncoderFrames) -> None:
+    def put(self, decoded: list[tuple[int, np.ndarray, str]], frames_of: FrameMaker) -> None:
         """The frames of a batch of decoded clips `(offset, samples, name)`, or why not, into the block."""
         frames = frames_of.many([samples for _, samples, _ in decoded], [name for _, _, name in decoded])
         for (offset, _, name), clip in zip(decoded, frames, strict=True):

@@ -28,15 +28,15 @@ import numpy as np
 import soundfile as sf
 
 from audiotok_cli.audio.logmel import unreadable
-from audiotok_cli.audioset.classes import audioset_ids, class_index, is_audioset
-from audiotok_cli.class_lists import ClassIndex, own_classes
+from audiotok_cli.audioset.classes import SOURCES, audioset_ids
+from audiotok_cli.class_lists import ClassIndex, audioset_classes, is_audioset, own_classes
 from audiotok_cli.corpora import Entry, read_collection
 from audiotok_cli.corpora.duplicates import DEDUPE_MODES, content_digest, join_copies
 from audiotok_cli.corpora.hub import dataset_files, dataset_to_audiofolder
 from audiotok_cli.errors import MismatchError, SettingsError
 from audiotok_cli.progress import progress
 from audiotok_cli.settings import NAME_PATTERN
-from audiotok_cli.store import CollectionRecord, FileStamp, Store
+from audiotok_cli.store import CollectionRecord, FileStamp, NewStore, Store
 
 log = logging.getLogger(__name__)
 ROWS_PER_COMMIT = 512
@@ -97,8 +97,8 @@ def import_collection(
     home = root if copy_to is None else copy_to.resolve() / name
     labels = {label for entry in entries for label in entry.labels}
     as_mids = audioset_ids(labels)
-    wanted = class_index() if as_mids is not None else own_classes(sorted(labels))
-    with Store.writing(store_path, "import", create=True, classes=wanted) as store:
+    wanted = audioset_classes() if as_mids is not None else own_classes(sorted(labels))
+    with Store.writing(store_path, "import", create=NewStore(wanted, SOURCES)) as store:
         classes = store.classes
         ids = _label_ids(store, classes, labels, as_mids)
         known = store.collections.get(name)

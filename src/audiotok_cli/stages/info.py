@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from audiotok_cli.audioset.classes import is_audioset
 from audiotok_cli.audioset.mirror import available_sources, clip_ids, detect_layout, source_files
+from audiotok_cli.class_lists import is_audioset
 from audiotok_cli.errors import DataError, MismatchError, MissingInputError
 from audiotok_cli.lock import holder_of
 from audiotok_cli.store import SPLITS, Pick, Store

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.errors import SettingsError
 from audiotok_cli.settings import SplitSettings
-from audiotok_cli.store import SOURCES, SPLITS, SplitRecord, Store, split_code
+from audiotok_cli.store import SPLITS, SplitRecord, Store, split_code
 
 log = logging.getLogger(__name__)
 PUBLISHED_TEST = "test"  # a hub audiofolder's or `datasets` export's test split, imported as a source

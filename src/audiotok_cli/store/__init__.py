@@ -1,13 +1,13 @@
 """The store: the Zarr layout (a `Store` holding its clip table and its integrity checks) and the
 typed records of every group. Nothing outside this package reads or writes Zarr paths or attributes."""
 
-from audiotok_cli.audioset.classes import SOURCES
 from audiotok_cli.lock import ReaderLease, WriterLock
 from audiotok_cli.store.clips import CLIP_TABLE_REPAIR, SPLITS, split_code
 from audiotok_cli.store.layout import (
     PENDING,
     Damaged,
     FeatureSet,
+    NewStore,
     PaddedSet,
     Pick,
     Store,
@@ -32,7 +32,6 @@ from audiotok_cli.store.repairs import remake, repair_shard
 __all__ = [
     "CLIP_TABLE_REPAIR",
     "PENDING",
-    "SOURCES",
     "SPLITS",
     "CollectionRecord",
     "Damaged",
@@ -40,6 +39,7 @@ __all__ = [
     "FeatureSet",
     "FeaturesRecord",
     "FileStamp",
+    "NewStore",
     "PaddedSet",
     "Pick",
     "ReaderLease",

@@ -14,8 +14,7 @@ import numpy as np
 import zarr
 from scipy import sparse
 
-from audiotok_cli.audioset.classes import class_index
-from audiotok_cli.class_lists import ClassIndex
+from audiotok_cli.class_lists import ClassIndex, audioset_classes
 from audiotok_cli.errors import DataError
 from audiotok_cli.lock import WriterLock
 from audiotok_cli.store.leaks import Leaks, find_leaks
@@ -109,7 +108,7 @@ class ClipTable:
     def classes(self) -> ClassIndex:
         """The class list the labels' columns follow: AudioSet's 527, or an imported collection's own."""
         own = self.clips_record.classes
-        return class_index() if own is None else ClassIndex(tuple(own), tuple(own))
+        return audioset_classes() if own is None else ClassIndex(tuple(own), tuple(own))
 
     @property
     def source_names(self) -> list[str]:

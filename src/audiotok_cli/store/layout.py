@@ -29,8 +29,7 @@ import numpy as np
 import zarr
 from pydantic import BaseModel, ValidationError
 
-from audiotok_cli.audioset.classes import SOURCES, class_index, is_audioset
-from audiotok_cli.class_lists import ClassIndex
+from audiotok_cli.class_lists import ClassIndex, is_audioset
 from audiotok_cli.errors import (
     BusyError,
     DataError,
@@ -155,6 +154,15 @@ FeatureSet = PaddedSet[FeaturesRecord]
 TokenSet = PaddedSet[TokensRecord]
 
 
+@dataclass(frozen=True)
+class NewStore:
+    """What a store is made with, given by its maker (AudioSet's `expand`, a collection's `import`):
+    the class list its labels' columns follow and the sources its clips come from, in code order."""
+
+    classes: ClassIndex
+    sources: tuple[str, ...]
+
+
 @dataclass
 class Vocab:
     name: str
@@ -201,21 +209,20 @@ class Store(ClipTable, Integrity):
         cls,
         path: Path,
         command: str,
-        create: bool = False,
-        classes: ClassIndex | None = None,
+        create: NewStore | None = None,
         repairing: bool = False,
     ) -> Iterator[Store]:
-        """The store under its writer lock; `create` makes an empty one where none is complete, its
-        labels over `classes` (default: AudioSet's 527)."""
+        """The store under its writer lock; `create` makes an empty one where none is complete, with
+        the class list and sources its caller gives (the store knows no dataset of its own)."""
         with WriterLock(path, command):
             finish_rewrites(path)
-            if create:
-                yield cls._open_or_create(path, classes or class_index())
+            if create is not None:
+                yield cls._open_or_create(path, create)
             else:
                 yield cls.open(path, repairing=repairing)
 
     @classmethod
-    def _open_or_create(cls, path: Path, classes: ClassIndex) -> Store:
+    def _open_or_create(cls, path: Path, new: NewStore) -> Store:
         refuse_a_file(path)
         if (path / "zarr.json").exists():
             root = _open_root(path, "r")
@@ -232,14 +239,14 @@ class Store(ClipTable, Integrity):
         add_protocol_columns(clips, 0)
         clips.create_array(
             "labels",
-            shape=(0, len(classes)),
+            shape=(0, len(new.classes)),
             dtype="bool",
-            chunks=(CLIP_ROWS_PER_CHUNK, len(classes)),
+            chunks=(CLIP_ROWS_PER_CHUNK, len(new.classes)),
             fill_value=False,
             compressors=COMPRESSED,
         )
-        own = None if is_audioset(classes) else list(classes.mids)
-        write_record(clips, ClipsRecord(sources=list(SOURCES), splits=list(SPLITS), classes=own))
+        own = None if is_audioset(new.classes) else list(new.classes.mids)
+        write_record(clips, ClipsRecord(sources=list(new.sources), splits=list(SPLITS), classes=own))
         for kind in KINDS:
             root.create_group(kind)
         write_record(root, StoreRecord(format_version=FORMAT_VERSION))

@@ -17,9 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-import faiss
 import numpy as np
 
 from audiotok_cli.errors import SettingsError
@@ -38,6 +37,8 @@ class Quantizer(Protocol):
 
 def nearest(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Each vector's nearest centroid (exact L2, one search thread: see tokenize's docstring)."""
+    import faiss  # here, so the registry's names cost `--help` no faiss import
+
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     _, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
@@ -47,6 +48,9 @@ def nearest(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FlatKMeans:
     """One codebook `[k, dim]` over the whole frame: one id a frame, `[n]`."""
+
+    ARGUMENT: ClassVar[str] = ""  # takes no count
+    SUMMARY: ClassVar[str] = "one id a frame"
 
     codebooks: np.ndarray
 
@@ -64,6 +68,9 @@ class FlatKMeans:
 @dataclass(frozen=True)
 class ProductQuantizer:
     """A codebook `[k, dim / M]` for each of the frame's M equal parts: ids `[n, M]`."""
+
+    ARGUMENT: ClassVar[str] = "M"
+    SUMMARY: ClassVar[str] = "product quantization, a codebook of k for each of M equal parts of a frame"
 
     codebooks: np.ndarray
 
@@ -93,6 +100,9 @@ class ProductQuantizer:
 class ResidualQuantizer:
     """R codebooks `[k, dim]`, each over what the ones before it left: ids `[n, R]`."""
 
+    ARGUMENT: ClassVar[str] = "R"
+    SUMMARY: ClassVar[str] = "residual quantization, R codebooks of k, each over what the ones before left"
+
     codebooks: np.ndarray
 
     @classmethod
@@ -121,7 +131,10 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
     "pq": ProductQuantizer,
     "rvq": ResidualQuantizer,
 }
-CHOICES = "kmeans, pq:M, rvq:R"
+CHOICES = ", ".join(kind + (f":{q.ARGUMENT}" if q.ARGUMENT else "") for kind, q in QUANTIZERS.items())
+DESCRIBED = "; ".join(
+    kind + (f":{q.ARGUMENT}" if q.ARGUMENT else "") + f" ({q.SUMMARY})" for kind, q in QUANTIZERS.items()
+)
 
 
 def parse_quantizer(spec: str) -> tuple[str, int]:
@@ -130,7 +143,7 @@ def parse_quantizer(spec: str) -> tuple[str, int]:
         return "kmeans", 1
     match = re.fullmatch(r"([a-z]+):(\d+)", spec)
     if not match or match[1] not in QUANTIZERS or match[1] == "kmeans" or int(match[2]) < 2:
-        raise SettingsError(f"unknown quantizer {spec!r}; choose from {CHOICES} (M, R: 2 or more)")
+        raise SettingsError(f"unknown quantizer {spec!r}; choose from {CHOICES} (a count: 2 or more)")
     return match[1], int(match[2])
 
 

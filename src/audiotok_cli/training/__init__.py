@@ -1,2 +1,2 @@
-"""Training and scoring: batches from the store, the model registry, the epoch loop, run folders,
-evaluation and metrics."""
+"""Training: batches from the store, the model registry, the epoch loop and its tasks (classification,
+masked tokens, masked units), run folders and their names, the metrics the loop scores with."""

@@ -18,8 +18,8 @@ from torch import nn
 
 from audiotok_cli.errors import AlreadyTrained, MismatchError, MissingInputError, SettingsError
 from audiotok_cli.progress import progress
-from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, ReaderLease, Store, WriterLock
+from audiotok_cli.settings import ModelSettings, TrainSettings
+from audiotok_cli.store import ReaderLease, Store, WriterLock
 from audiotok_cli.training.augment import Augment, mixing_embeddings
 from audiotok_cli.training.data import (
     Batch,
@@ -44,6 +44,8 @@ from audiotok_cli.training.metrics import accuracy, mean_average_precision
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.monitor import RunMonitor, board_from_log
+from audiotok_cli.training.objectives import CLASSIFICATION
+from audiotok_cli.training.request import EpochCallback, RunRequest
 from audiotok_cli.training.run_names import run_directory
 from audiotok_cli.training.runs import (
     CHECKPOINT,
@@ -52,7 +54,6 @@ from audiotok_cli.training.runs import (
     AveragedWeights,
     RunInputs,
     RunRecord,
-    SetMember,
     average_weights,
     init_encoder,
     keep_recent_weights,
@@ -70,7 +71,6 @@ from audiotok_cli.training.runs import (
 from audiotok_cli.training.schedule import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
-EpochCallback = Callable[[dict[str, float], int], None]  # (history entry, total epochs)
 
 
 @dataclass
@@ -153,16 +153,9 @@ class Planned:
     model: ModelSettings  # as given, with the encoder sizes of an --init run filled in
 
 
-def plan_run(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick | None = None,
-    init: str | None = None,
-) -> Planned:
+def plan_run(request: RunRequest) -> Planned:
     """What `train` would train, without training: `--seeds` and `--cv` match finished runs by it."""
-    pick = pick or Pick()
+    paths, model, pick, init = request.paths, request.model, request.pick, request.init
     if None not in (model.vocab_size, pick.k) and model.vocab_size != pick.k:
         raise SettingsError(f"model.vocab_size {model.vocab_size} != --k {pick.k}; they must agree")
     if init:
@@ -179,8 +172,9 @@ def plan_run(
         raise MissingInputError(
             f"no {what} val clips in {store.path}; run `audiotok split` with a larger --val-ratio"
         )
-    settings = settings.model_copy(update={"loss": resolved_loss(settings.loss, store)})
-    record = start_record(chosen.record, chosen.spec(model), settings, seed, "classify", init)
+    settings = request.train.model_copy(update={"loss": resolved_loss(request.train.loss, store)})
+    record = start_record(chosen.record, chosen.spec(model), settings, request.seed, CLASSIFICATION, init)
+    record.member = request.member
     return Planned(record, default_run_name(model, padded.name), store, chosen, rows, model)
 
 
@@ -192,27 +186,19 @@ def resolved_loss(loss: str, store: Store) -> str:
     return "ce" if store.single_label() else "bce"
 
 
-def train(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick | None = None,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    init: str | None = None,
-    member: SetMember | None = None,
-) -> TrainResult:
-    """Train on what `pick` chooses (default: the store's only tokens, or only features for frame
-    models) into `{runs_dir}/{run_name or model-input}`, or resume an interrupted run with the same
-    settings from its last finished epoch. `init` names a pretraining run whose encoder the model
-    starts from; `member`, the set that planned the run (its record keeps it: run_sets.py)."""
+def train(request: RunRequest) -> TrainResult:
+    """Train on what `request.pick` chooses (default: the store's only tokens, or only features for
+    frame models) into `{runs_dir}/{run_name or model-input}`, or resume an interrupted run with the
+    same settings from its last finished epoch; `request.init` names a pretraining run whose encoder
+    the model starts from."""
+    paths, settings, init = request.paths, request.train, request.init
     pick_device(settings.device)  # a missing GPU is refused before any work
-    planned = plan_run(paths, model, settings, seed, pick, init)
+    planned = plan_run(request)
     record, store, rows = planned.record, planned.store, planned.rows
-    record.member = member
     augment = Augment.of(settings, planned.model.input)
-    directory = run_directory(paths.runs_dir, settings.run_name, planned.default_name, record, overwrite)
+    directory = run_directory(
+        paths.runs_dir, settings.run_name, planned.default_name, record, request.overwrite
+    )
     encoder = init_encoder(paths.runs_dir, init, record) if init else None
     prior = store.label_prior(rows[0])
     spec = record.model
@@ -230,7 +216,7 @@ def train(
 
     chosen = planned.chosen
     job = Job(directory, "train", record, store, chosen.model_inputs, rows, chosen.preprocessing, build)
-    return fit(job, Classification(augment, record.loss), settings, seed, overwrite, on_epoch)
+    return fit(job, Classification(augment, record.loss), request)
 
 
 def default_run_name(model: ModelSettings, inputs: str) -> str:
@@ -238,21 +224,17 @@ def default_run_name(model: ModelSettings, inputs: str) -> str:
     return f"{model.kind}-{inputs}"
 
 
-def fit(
-    job: Job,
-    task: Task,
-    settings: TrainSettings,
-    seed: int,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-) -> TrainResult:
+def fit(job: Job, task: Task, request: RunRequest) -> TrainResult:
     """Fit `job` for `task` in its run folder, or resume it from its last finished epoch; one
     rank of a DDP run under torchrun (see `distributed`)."""
+    settings = request.train
     device = pick_device(settings.device)
     with ranks(device) as here:
         # the DDP wrapper lives in _fit_rank's frame alone: it is gone before `ranks` destroys
         # the process group (see `distributed.ranks`)
-        history = _fit_rank(job, task, settings, seed, overwrite, on_epoch, here, device)
+        history = _fit_rank(
+            job, task, settings, request.seed, request.overwrite, request.on_epoch, here, device
+        )
     best = _best(history, task.score)
     if here.main and len(history) > 1 and best["epoch"] == history[-1]["epoch"]:
         log.warning(
@@ -361,13 +343,21 @@ NOT_IDENTITY = ("device", "run_name", "loader_workers", "threads", "tensorboard"
 
 
 def start_record(
-    inputs: RunInputs, spec: ModelSpec, settings: TrainSettings, seed: int, task: str, init: str | None = None
+    inputs: RunInputs,
+    spec: ModelSpec,
+    settings: TrainSettings,
+    seed: int,
+    objective: str,
+    init: str | None = None,
 ) -> RunRecord:
-    """What makes a run; a rerun resumes only a run whose `resume_key` matches."""
+    """What makes a run; a rerun resumes only a run whose `resume_key` matches. The objective is
+    named in the record; its identity is the task and inputs it implies."""
     shaping = settings.model_dump(exclude=set(NOT_IDENTITY))
+    task = "classify" if objective == CLASSIFICATION else "pretrain"
     record = RunRecord(
-        model=spec, inputs=inputs, train=shaping, seed=seed, task=task, init=init, resume_key=""
-    )
+        model=spec, inputs=inputs, train=shaping, seed=seed, task=task, init=init, resume_key="",
+        objective=objective,
+    )  # fmt: skip
     record.resume_key = settings_key(record, with_seed=True)
     return record
 

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from audiotok_cli.audio.logmel import LogMel, Windows
+from audiotok_cli.audio.front_ends import FrameMaker, frames_maker
+from audiotok_cli.audio.logmel import Windows
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import AudiotokError, DataError, MismatchError, MissingInputError
 from audiotok_cli.store import SPLITS, Store
@@ -35,13 +35,6 @@ from audiotok_cli.training.data import probabilities
 from audiotok_cli.training.models.ids import to_model_ids
 from audiotok_cli.training.run_sets import set_members
 from audiotok_cli.training.runs import Run, load_run, pick_device, run_folder
-from audiotok_cli.training.unit_frames import frames_maker
-
-if TYPE_CHECKING:
-    from audiotok_cli.audio.encoder import EncoderFrames
-    from audiotok_cli.training.unit_frames import UnitFrames
-
-    FrameMaker = LogMel | EncoderFrames | UnitFrames
 
 UNREADABLE = "give a FLAC, WAV, MP3 or OGG file"
 
@@ -200,10 +193,10 @@ def _store_splits(run: Run) -> Callable[[Path], str | None]:
     return split_of
 
 
-def _require_same_encoder(run: Run, frames_of: LogMel | EncoderFrames) -> None:
+def _require_same_encoder(run: Run, frames_of: FrameMaker) -> None:
     """An encoder run's encoder must be the one that made its features (same weights, not only name)."""
     recorded = run.record.inputs.encoder
-    if recorded is not None and recorded.digest != frames_of.digest:
+    if recorded is not None and recorded.digest != getattr(frames_of, "digest", None):
         raise MismatchError(
             f"encoder {run.record.inputs.audio.encoder!r} is not the one run {run.directory} was trained "
             f"on (weights digest {frames_of.digest}, the run's {recorded.digest}); put that one back there"

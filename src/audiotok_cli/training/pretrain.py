@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
-from audiotok_cli.store import Pick, Store
+from audiotok_cli.store import Store
 from audiotok_cli.training.data import Batch, BatchReader
 from audiotok_cli.training.inputs import inputs_for_training
-from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
+from audiotok_cli.training.loop import Job, TrainResult, fit, start_record
 from audiotok_cli.training.models.ids import CLS_ID, MASK_ID, N_SPECIAL, PAD_ID, cls_then_steps, step_ids
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.run_names import run_directory
 
 MASK_SHARE = 0.15  # of real tokens chosen per clip; of those 80% [MASK], 10% random, 10% kept
@@ -140,17 +140,10 @@ def masked_validation(
     return {"val_loss": loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
 
 
-def pretrain(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick | None = None,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-) -> TrainResult:
-    """Pretrain a BERT encoder on the tokens `pick` chooses into `{runs_dir}/{run_name or
+def pretrain(request: RunRequest) -> TrainResult:
+    """Pretrain a BERT encoder on the tokens `request.pick` chooses into `{runs_dir}/{run_name or
     pretrain-bert-{vocab}}`, or resume an interrupted pretraining run."""
+    paths, model, settings = request.paths, request.model, request.train
     if model.kind != "bert" or model.input != "tokens":
         raise SettingsError(
             f"pretrain trains --model bert on tokens, not {model.kind!r} on {model.input}; frame inputs "
@@ -163,7 +156,7 @@ def pretrain(
             f"{flags} shape classifier training; pretrain masks {MASK_SHARE:.0%} of tokens itself"
         )
     store = Store.open(paths.store)
-    chosen = inputs_for_training(store, model, pick or Pick())
+    chosen = inputs_for_training(store, model, request.pick)
     padded = chosen.model_inputs.padded
     lengths = padded.all_lengths()
     val, test = store.split_rows(lengths, "val"), store.split_rows(lengths, "test")
@@ -174,9 +167,9 @@ def pretrain(
             "run `audiotok split` and `audiotok tokenize`"
         )
     spec = chosen.spec(model)
-    record = start_record(chosen.record, spec, settings, seed, "pretrain")
+    record = start_record(chosen.record, spec, settings, request.seed, "masked-tokens")
     directory = run_directory(
-        paths.runs_dir, settings.run_name, f"pretrain-bert-{padded.name}", record, overwrite
+        paths.runs_dir, settings.run_name, f"pretrain-bert-{padded.name}", record, request.overwrite
     )
     from audiotok_cli.training.models.bert import build_masked_lm
 
@@ -184,4 +177,4 @@ def pretrain(
         directory, "pretrain", record, store, chosen.model_inputs, (train, val), chosen.preprocessing,
         lambda: build_masked_lm(spec),
     )  # fmt: skip
-    return fit(job, MaskedTokens(spec.n_tokens), settings, seed, overwrite, on_epoch)
+    return fit(job, MaskedTokens(spec.n_tokens), request)

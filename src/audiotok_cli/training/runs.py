@@ -37,6 +37,7 @@ from audiotok_cli.settings import AudioSettings, ModelSettings
 from audiotok_cli.store import EncoderRecord, SplitRecord, fingerprint
 from audiotok_cli.training.models import build_model
 from audiotok_cli.training.models.spec import ModelSpec
+from audiotok_cli.training.objectives import recorded_objective
 
 RUN_FORMAT = 3  # 2: four reserved token ids, self-contained folders; 3: frame models, preprocessing
 RECORD, WEIGHTS, CHECKPOINT = "run.json", "model.safetensors", "last.safetensors"
@@ -117,6 +118,9 @@ class RunRecord(BaseModel):
     )
     member: SetMember | None = Field(
         None, description="The set it was planned in; None for a run of its own (see run_sets.py)."
+    )
+    objective: str | None = Field(
+        None, description="What it learned: classification, or a pretraining objective (objectives.py)."
     )
 
     @property
@@ -219,6 +223,7 @@ def parse_record(path: Path, text: str | None) -> RunRecord:
     record.train = {**ADDED_SETTINGS, **record.train}  # trained as these say, before they were settings
     if record.train != before:
         record.resume_key = settings_key(record, with_seed=True)
+    record.objective = record.objective or recorded_objective(record.task, record.inputs.input)
     return record
 
 

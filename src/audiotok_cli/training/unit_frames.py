@@ -17,31 +17,24 @@ import numpy as np
 import torch
 
 from audiotok_cli.audio.encoder import chosen_layers
-from audiotok_cli.audio.logmel import LogMel, front_end
+from audiotok_cli.audio.logmel import LogMel
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import DataError, SettingsError
 from audiotok_cli.settings import AudioSettings
 from audiotok_cli.store import FeatureSet, Store
 from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.spec import ModelSpec
-from audiotok_cli.training.runs import RECORD, WEIGHTS, load_pretraining
+from audiotok_cli.training.runs import WEIGHTS, load_pretraining
 
 MODEL_TYPE = "audiotok-units"  # the features record's encoder type for a units run's states
 DECODED_A_BATCH = 64  # clips decoded before their states are made (where the store lacks their frames)
 FRAMES_A_FORWARD = 8192  # frames of equal-length clips in one forward: ~130 MB of attention at 1,000
 
 
-def is_units_run(encoder: str | None) -> bool:
-    """Whether `--encoder` names a units run folder (else a transformers encoder, or log-mel)."""
-    return encoder is not None and (Path(encoder) / RECORD).is_file()
-
-
-def frames_maker(audio: AudioSettings) -> LogMel | UnitFrames:
-    """What turns a clip's samples into frames: a units run's layer (`--encoder RUN`), or log-mel
-    or a transformers encoder (audio/logmel.front_end). Picklable: featurize's workers call it."""
-    if is_units_run(audio.encoder):
-        return _units(audio.model_dump_json(), _weights_stamp(audio.encoder))
-    return front_end(audio)
+def unit_frames(audio: AudioSettings) -> UnitFrames:
+    """The units run `audio.encoder` names, built once a process (FRONT_ENDS' "units"); a run
+    trained again since is loaded again."""
+    return _units(audio.model_dump_json(), _weights_stamp(audio.encoder))
 
 
 @lru_cache(maxsize=2)

@@ -20,17 +20,17 @@ from torch import nn
 
 from audiotok_cli.audio.transforms import FrameTransforms
 from audiotok_cli.errors import MissingInputError, SettingsError
-from audiotok_cli.settings import ModelSettings, Paths, TrainSettings
 from audiotok_cli.store import PaddedSet, Pick, Store
 from audiotok_cli.training.data import Batch, BatchReader, ModelInputs, frame_statistics
 from audiotok_cli.training.inputs import frame_run_inputs
-from audiotok_cli.training.loop import EpochCallback, Job, TrainResult, fit, start_record
+from audiotok_cli.training.loop import Job, TrainResult, fit, start_record
 from audiotok_cli.training.models.bert import FrameMaskedUnits
 from audiotok_cli.training.models.frames import time_mask
 from audiotok_cli.training.models.spec import ModelSpec
 from audiotok_cli.training.pretrain import NOT_FOR_PRETRAINING, masked_validation
+from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.run_names import run_directory
-from audiotok_cli.training.runs import SetMember, read_record
+from audiotok_cli.training.runs import read_record
 from audiotok_cli.training.unit_frames import MODEL_TYPE
 
 MASK_START, MASK_SPAN = 0.08, 10  # HuBERT's: about half the steps end up masked
@@ -109,22 +109,13 @@ class MaskedUnits:
         return self._predicted(model, frames, batch.lengths, masked, targets, device)
 
 
-def pretrain_units(
-    paths: Paths,
-    model: ModelSettings,
-    settings: TrainSettings,
-    seed: int,
-    pick: Pick | None = None,
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    targets: str | None = None,
-    member: SetMember | None = None,
-) -> TrainResult:
+def pretrain_units(request: RunRequest, targets: str | None = None) -> TrainResult:
     """Train a frame BERT to predict the ids of tokens `targets` (a vocabulary's) at masked spans of
     frames, into `{runs_dir}/{run_name or units-TARGETS}`; or resume it. The frames are those the
     targets were made from (with the vocabulary's per-clip transforms), or `pick.features`, of the
     same frame count (HuBERT's second iteration: log-mel frames, targets from the first's units)."""
-    if targets is None or (pick is not None and (pick.name or pick.k)):
+    paths, model, settings, pick = request.paths, request.model, request.train, request.pick
+    if targets is None or pick.name or pick.k:
         raise SettingsError(
             "pretrain --input frames predicts the ids of a vocabulary's tokens: name them with --targets "
             "VOCAB (not --vocab or --k); --features chooses its frames"
@@ -136,7 +127,7 @@ def pretrain_units(
     store = Store.open(paths.store)
     tokens = store.tokens(Pick(targets))
     vocab = store.vocab_record(tokens.record.vocab)
-    features = store.features((pick and pick.features) or tokens.record.features)
+    features = store.features(pick.features or tokens.record.features)
     own = _own_transforms(store, vocab.transforms, tokens.record.features, features.name)
     transforms = FrameTransforms(model.frame_transforms or own).per_clip
     if tokens.record.merges or transforms.shortens:
@@ -171,15 +162,15 @@ def pretrain_units(
     run_inputs = frame_run_inputs(store, features, transforms).model_copy(
         update={"targets": tokens.name, "targets_fingerprint": tokens.record.vocab_fingerprint}
     )
-    record = start_record(run_inputs, spec, settings, seed, "pretrain")
-    record.member = member  # the set `pretrain --seeds` planned it in
+    record = start_record(run_inputs, spec, settings, request.seed, "masked-units")
+    record.member = request.member  # the set `pretrain --seeds` planned it in
     name = units_run_name(tokens.name)
-    directory = run_directory(paths.runs_dir, settings.run_name, name, record, overwrite)
+    directory = run_directory(paths.runs_dir, settings.run_name, name, record, request.overwrite)
     job = Job(
         directory, "pretrain", record, store, inputs, (train, val), {"mean": mean, "std": std},
         lambda: FrameMaskedUnits(spec),
     )  # fmt: skip
-    return fit(job, MaskedUnits(spec.target_codebooks), settings, seed, overwrite, on_epoch)
+    return fit(job, MaskedUnits(spec.target_codebooks), request)
 
 
 def units_run_name(targets: str) -> str:

@@ -17,10 +17,10 @@ from safetensors import SafetensorError, safe_open
 
 from audiotok_cli.atomic import write_json
 from audiotok_cli.errors import DataError, MissingInputError, NotWritableError
+from audiotok_cli.results.figures import plot_confusion
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store, only_candidate
 from audiotok_cli.training.data import BatchReader, predict, reader_workers
-from audiotok_cli.training.figures import plot_confusion
 from audiotok_cli.training.inputs import inputs_for_run
 from audiotok_cli.training.metrics import (
     classification_metrics,

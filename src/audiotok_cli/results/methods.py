@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiotok_cli import __version__
+from audiotok_cli.results.runs import MODEL_SIZES, differs_from_default
 from audiotok_cli.settings import ModelSettings, TrainSettings
 from audiotok_cli.store import FeaturesRecord, SplitRecord, Store, TokensRecord, VocabRecord, remake
-from audiotok_cli.training.compare import MODEL_SIZES, differs_from_default
 from audiotok_cli.training.runs import RunRecord
 
 FLAGS = {"learning_rate": "--lr", "frame_transforms": "--frame-transform"}  # others: --field-name

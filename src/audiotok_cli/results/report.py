@@ -16,14 +16,14 @@ import numpy as np
 
 from audiotok_cli.atomic import naming_full_disk, write_atomic
 from audiotok_cli.errors import AudiotokError, OutputExistsError, SettingsError
-from audiotok_cli.experiments.methods import Rebuilt, methods
+from audiotok_cli.results.compare import BCA_MAX_CLIPS, Comparison, compare
+from audiotok_cli.results.figures import plot_confusion, plot_validation
+from audiotok_cli.results.methods import Rebuilt, methods
+from audiotok_cli.results.runs import RunRow, best_frames, by_split, compare_runs, plot_runs
 from audiotok_cli.settings import Paths
 from audiotok_cli.stages.inspect_vocab import VocabReport, inspect_vocab
 from audiotok_cli.store import SPLITS, Pick, Store, split_code
-from audiotok_cli.training.compare import RunRow, best_frames, by_split, compare_runs, plot_runs
-from audiotok_cli.training.figures import plot_confusion, plot_validation
 from audiotok_cli.training.runs import read_record, read_report
-from audiotok_cli.training.significance import BCA_MAX_CLIPS, Comparison, compare
 
 log = logging.getLogger(__name__)
 REPORT = "report.md"

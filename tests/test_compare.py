@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audiotok_cli.training import significance
-from audiotok_cli.training.evaluate import read_predictions
+from audiotok_cli.results import compare as compare_module
+from audiotok_cli.results.evaluate import read_predictions
 from audiotok_cli.training.metrics import fast_mean_average_precision, mean_average_precision
 from collections_kit import folders
 
@@ -71,7 +71,7 @@ def test_two_runs_are_compared_clip_by_clip_as_scipy_does(cli, two_recipes, monk
     assert compared["clips_method"] == "paired bootstrap over clips (BCa), paired permutation test"
 
     # past BCA_MAX_CLIPS clips the percentile interval: BCa's jackknife costs a metric a clip
-    monkeypatch.setattr(significance, "BCA_MAX_CLIPS", len(a) - 1)
+    monkeypatch.setattr(compare_module, "BCA_MAX_CLIPS", len(a) - 1)
     many = json.loads(cli("compare", "fast-seed0", "slow-seed0", "--resamples", "999", "--json").stdout)
     percentile = stats.bootstrap(
         (clips,), difference, n_resamples=999, method="percentile", vectorized=False,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from audiotok_cli.errors import MismatchError, SettingsError
-from audiotok_cli.training.evaluate import SplitPredictions, read_predictions
+from audiotok_cli.results.evaluate import SplitPredictions, read_predictions
 from audiotok_cli.training.metrics import accuracy, fast_mean_average_precision
 from audiotok_cli.training.run_sets import set_members
 from audiotok_cli.training.runs import run_folder

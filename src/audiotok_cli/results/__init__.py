@@ -1,0 +1,1 @@
+"""What runs scored and how they compare: `eval`, `runs`, `compare`, `report` and their figures."""
