@@ -34,7 +34,7 @@ from rich.markup import escape
 
 from audiotok_cli import __version__
 from audiotok_cli.cli.help import CommandList, GroupedOptions
-from audiotok_cli.cli.options import option
+from audiotok_cli.cli.options import OptionGroup, option
 from audiotok_cli.errors import AudiotokError, DiskFullError, NotWritableError
 from audiotok_cli.progress import show_bars, stderr_console
 from audiotok_cli.settings import LOG_LEVELS, Settings, load_settings
@@ -150,9 +150,16 @@ def command(
         globals_here = {key: kind for key, kind in _GLOBAL_OPTIONS.items() if seeded or key != "seed"}
         extra = {**globals_here, **_OUTPUT_OPTIONS}
         defaults = {"as_json": False, "quiet": False, "debug": False}
+        groups = {
+            p.name: p.default for p in signature.parameters.values() if isinstance(p.default, OptionGroup)
+        }
         parameters = [
             inspect.Parameter("_ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-            *signature.parameters.values(),
+            *(
+                shared
+                for p in signature.parameters.values()
+                for shared in (groups[p.name].parameters() if p.name in groups else [p])
+            ),
             *(
                 inspect.Parameter(
                     key, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(key), annotation=kind
@@ -164,6 +171,8 @@ def command(
         @functools.wraps(function)
         def wrapper(_ctx: typer.Context, **kwargs: Any) -> None:
             root_options = {key: kwargs.pop(key) for key in globals_here}
+            for group, options in groups.items():  # a shared group's options, as the one dict it names
+                kwargs[group] = {key: kwargs.pop(key) for key in options.options}
             as_json, quiet = kwargs.pop("as_json"), kwargs.pop("quiet")
             debug = kwargs.pop("debug") or _ctx.meta.get("audiotok.debug", False)
             ctx = _ctx

@@ -1,6 +1,8 @@
 """Options shared by several commands. Options bound to a setting default to None (so env and `.env`
 still apply) and show the setting's own default and description in `--help`."""
 
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,3 +91,17 @@ PickKOpt = Annotated[int | None, option("--k", help="Choose the vocabulary of th
 FeaturesOpt = Annotated[
     str | None, option("--features", help="Features group by name.", default="the only one")
 ]
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands share, declared once: a command names the group as a parameter
+    (`fitting: dict = FITTING`) where its options go in its help, and gets them as one dict."""
+
+    options: dict[str, tuple[Any, Any]]  # name -> (annotation, default)
+
+    def parameters(self) -> list[inspect.Parameter]:
+        return [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
+            for name, (kind, default) in self.options.items()
+        ]

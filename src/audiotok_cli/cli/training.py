@@ -12,6 +12,7 @@ from rich.table import Column, Table
 from audiotok_cli.cli.app import command, command_settings, console, counted, quiet_or_json
 from audiotok_cli.cli.options import (
     FeaturesOpt,
+    OptionGroup,
     OverwriteOpt,
     PickKOpt,
     RunsOpt,
@@ -41,36 +42,91 @@ def _flag(group: type[BaseModel], field: str, kind: type, panel: str | None = No
     return Annotated[kind | None, setting(group, field, flag, panel=panel or _PANELS.get(group))]
 
 
-# options shared by train and pretrain: the encoder's shape and the training loop
-VocabSizeOpt = _flag(ModelSettings, "vocab_size", int)
-HiddenOpt = _flag(ModelSettings, "hidden_size", int)
-LayersOpt = _flag(ModelSettings, "num_layers", int)
-HeadsOpt = _flag(ModelSettings, "num_heads", int)
-DropoutOpt = _flag(ModelSettings, "dropout", float)
-EpochsOpt = _flag(TrainSettings, "epochs", int)
-LearningRateOpt = Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr", panel=TRAINING)]
-WeightDecayOpt = _flag(TrainSettings, "weight_decay", float)
-ScheduleOpt = _flag(TrainSettings, "schedule", str)
-WarmupStepsOpt = _flag(TrainSettings, "warmup_steps", int)
-WarmupRatioOpt = _flag(TrainSettings, "warmup_ratio", float)
-PatienceOpt = _flag(TrainSettings, "patience", int)
-AccumulateOpt = _flag(TrainSettings, "accumulate", int)
-ClipOpt = _flag(TrainSettings, "clip_grad_norm", float)
-PrecisionOpt = _flag(TrainSettings, "precision", str)
-BucketOpt = Annotated[
-    bool | None,
-    setting(TrainSettings, "bucket_by_length", "--bucket-by-length/--no-bucket-by-length", panel=TRAINING),
-]
-AverageOpt = _flag(TrainSettings, "average_last", int)
-TensorboardOpt = Annotated[
-    bool | None, setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard", panel=RUNNING)
-]
-LoaderOpt = _flag(TrainSettings, "loader_workers", int, RUNNING)
-ThreadsOpt = _flag(TrainSettings, "threads", int, RUNNING)
-RunNameOpt = Annotated[
-    str | None,
-    option("--run-name", help="Run folder name.", default="MODEL-INPUT, then -2, -3, ...", panel=RUNNING),
-]
+# the options train and pretrain share, declared once: what a run reads, the encoder's shape and the
+# loop (`fitting`); where it runs and is written (`running`)
+FITTING = OptionGroup(
+    {
+        "vocab": (VocabOpt, None),
+        "k": (PickKOpt, None),
+        "features": (FeaturesOpt, None),
+        "vocab_size": (_flag(ModelSettings, "vocab_size", int), None),
+        "hidden_size": (_flag(ModelSettings, "hidden_size", int), None),
+        "num_layers": (_flag(ModelSettings, "num_layers", int), None),
+        "num_heads": (_flag(ModelSettings, "num_heads", int), None),
+        "dropout": (_flag(ModelSettings, "dropout", float), None),
+        "frame_transforms": (
+            Annotated[
+                list[str] | None,
+                setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL),
+            ],
+            None,
+        ),
+        "epochs": (_flag(TrainSettings, "epochs", int), None),
+        "batch_size": (BatchOpt, None),
+        "learning_rate": (
+            Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr", panel=TRAINING)],
+            None,
+        ),
+        "weight_decay": (_flag(TrainSettings, "weight_decay", float), None),
+        "schedule": (_flag(TrainSettings, "schedule", str), None),
+        "warmup_steps": (_flag(TrainSettings, "warmup_steps", int), None),
+        "warmup_ratio": (_flag(TrainSettings, "warmup_ratio", float), None),
+        "patience": (_flag(TrainSettings, "patience", int), None),
+        "accumulate": (_flag(TrainSettings, "accumulate", int), None),
+        "clip_grad_norm": (_flag(TrainSettings, "clip_grad_norm", float), None),
+        "precision": (_flag(TrainSettings, "precision", str), None),
+        "bucket_by_length": (
+            Annotated[
+                bool | None,
+                setting(
+                    TrainSettings,
+                    "bucket_by_length",
+                    "--bucket-by-length/--no-bucket-by-length",
+                    panel=TRAINING,
+                ),
+            ],
+            None,
+        ),
+        "average_last": (_flag(TrainSettings, "average_last", int), None),
+    }
+)
+RUNNING_OPTIONS = OptionGroup(
+    {
+        "tensorboard": (
+            Annotated[
+                bool | None,
+                setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard", panel=RUNNING),
+            ],
+            None,
+        ),
+        "device": (DeviceOpt, None),
+        "loader_workers": (_flag(TrainSettings, "loader_workers", int, RUNNING), None),
+        "threads": (_flag(TrainSettings, "threads", int, RUNNING), None),
+        "run_name": (
+            Annotated[
+                str | None,
+                option(
+                    "--run-name",
+                    help="Run folder name.",
+                    default="MODEL-INPUT, then -2, -3, ...",
+                    panel=RUNNING,
+                ),
+            ],
+            None,
+        ),
+        "store": (StoreOpt, None),
+        "runs_dir": (RunsOpt, None),
+        "overwrite": (OverwriteOpt, False),
+    }
+)
+
+
+def _flags(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A run command's options in one dict, the shared groups' spread out (named after the fields
+    they set); `--frame-transform`'s values as the comma list settings take."""
+    flags = {**parameters, **parameters.pop("fitting"), **parameters.pop("running")}
+    flags["frame_transforms"] = _joined(flags["frame_transforms"])
+    return flags
 
 
 def _joined(values: list[str] | None) -> str | None:
@@ -191,9 +247,6 @@ def _render_trained(r) -> None:
 @command("train", render=_render_trained, seeded=True)
 def train_cmd(
     model: ModelOpt = None,
-    vocab: VocabOpt = None,
-    k: PickKOpt = None,
-    features: FeaturesOpt = None,
     init: Annotated[
         str | None,
         option(
@@ -202,19 +255,11 @@ def train_cmd(
             default="unset",
         ),
     ] = None,
-    vocab_size: VocabSizeOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    learning_rate: LearningRateOpt = None,
-    weight_decay: WeightDecayOpt = None,
-    schedule: ScheduleOpt = None,
-    warmup_steps: WarmupStepsOpt = None,
-    warmup_ratio: WarmupRatioOpt = None,
-    patience: PatienceOpt = None,
-    accumulate: AccumulateOpt = None,
-    clip_grad_norm: ClipOpt = None,
-    precision: PrecisionOpt = None,
-    bucket_by_length: BucketOpt = None,
+    input: _flag(ModelSettings, "input", str, "Options") = None,
+    embed_dim: _flag(ModelSettings, "embed_dim", int) = None,
+    cnn_channels: _flag(ModelSettings, "cnn_channels", str) = None,
+    conv_kernels: _flag(ModelSettings, "conv_kernels", int) = None,
+    conv_size: _flag(ModelSettings, "conv_size", int) = None,
     loss: _flag(TrainSettings, "loss", str) = None,
     sampler: _flag(TrainSettings, "sampler", str, AUGMENTATION) = None,
     mixup: _flag(TrainSettings, "mixup", float, AUGMENTATION) = None,
@@ -222,25 +267,7 @@ def train_cmd(
     freq_mask: _flag(TrainSettings, "freq_mask", int, AUGMENTATION) = None,
     token_mask: _flag(TrainSettings, "token_mask", float, AUGMENTATION) = None,
     mask_span: _flag(TrainSettings, "mask_span", int, AUGMENTATION) = None,
-    average_last: AverageOpt = None,
-    tensorboard: TensorboardOpt = None,
-    embed_dim: _flag(ModelSettings, "embed_dim", int) = None,
-    hidden_size: HiddenOpt = None,
-    num_layers: LayersOpt = None,
-    num_heads: HeadsOpt = None,
-    dropout: DropoutOpt = None,
-    input: _flag(ModelSettings, "input", str, "Options") = None,
-    frame_transforms: Annotated[
-        list[str] | None,
-        setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL),
-    ] = None,
-    cnn_channels: _flag(ModelSettings, "cnn_channels", str) = None,
-    conv_kernels: _flag(ModelSettings, "conv_kernels", int) = None,
-    conv_size: _flag(ModelSettings, "conv_size", int) = None,
-    device: DeviceOpt = None,
-    loader_workers: LoaderOpt = None,
-    threads: ThreadsOpt = None,
-    run_name: RunNameOpt = None,
+    fitting: dict = FITTING,
     seeds: Annotated[
         int,
         typer.Option(
@@ -259,15 +286,12 @@ def train_cmd(
             "(with --seeds N, N runs a fold).",
         ),
     ] = False,
-    store: StoreOpt = None,
-    runs_dir: RunsOpt = None,
-    overwrite: OverwriteOpt = False,
+    running: dict = RUNNING_OPTIONS,
 ):
     """Train a token or frame model (softmax cross-entropy where each clip has one class, multi-label
     BCE for AudioSet); keeps the best val-mAP epoch, then scores it as `eval` does. With --cv, one
     run per fold."""
-    flags = dict(locals())  # the options, before any import adds a name here
-    flags["frame_transforms"] = _joined(frame_transforms)
+    flags = _flags(locals())  # the options, before any import adds a name here
     if cv:
         from audiotok_cli.experiments.cv import cross_validate
 
@@ -283,28 +307,6 @@ def train_cmd(
 
 @command("pretrain", render=_render_trained, seeded=True)
 def pretrain_cmd(
-    vocab: VocabOpt = None,
-    k: PickKOpt = None,
-    features: FeaturesOpt = None,
-    vocab_size: VocabSizeOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    learning_rate: LearningRateOpt = None,
-    weight_decay: WeightDecayOpt = None,
-    schedule: ScheduleOpt = None,
-    warmup_steps: WarmupStepsOpt = None,
-    warmup_ratio: WarmupRatioOpt = None,
-    patience: PatienceOpt = None,
-    accumulate: AccumulateOpt = None,
-    clip_grad_norm: ClipOpt = None,
-    precision: PrecisionOpt = None,
-    bucket_by_length: BucketOpt = None,
-    average_last: AverageOpt = None,
-    tensorboard: TensorboardOpt = None,
-    hidden_size: HiddenOpt = None,
-    num_layers: LayersOpt = None,
-    num_heads: HeadsOpt = None,
-    dropout: DropoutOpt = None,
     objective: Annotated[
         str | None,
         typer.Option(
@@ -331,14 +333,7 @@ def pretrain_cmd(
             default="none",
         ),
     ] = None,
-    frame_transforms: Annotated[
-        list[str] | None,
-        setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL),
-    ] = None,
-    device: DeviceOpt = None,
-    loader_workers: LoaderOpt = None,
-    threads: ThreadsOpt = None,
-    run_name: RunNameOpt = None,
+    fitting: dict = FITTING,
     seeds: Annotated[
         int,
         typer.Option(
@@ -348,15 +343,12 @@ def pretrain_cmd(
             min=1,
         ),
     ] = 1,
-    store: StoreOpt = None,
-    runs_dir: RunsOpt = None,
-    overwrite: OverwriteOpt = False,
+    running: dict = RUNNING_OPTIONS,
 ):
     """Pretrain BERT, labels unused, on every clip outside val and test: masked-token modelling over
     tokens, or masked unit prediction over frames (--objective masked-units --targets VOCAB); then
     `train --model bert --init RUN` fine-tunes it."""
-    flags = dict(locals())
-    flags["frame_transforms"] = _joined(frame_transforms)
+    flags = _flags(locals())
     chosen = chosen_objective(objective, input)
     if targets is not None and not chosen.targets:
         raise SettingsError(f"--targets names what masked-units predicts; {chosen.name} needs none")

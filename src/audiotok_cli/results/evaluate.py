@@ -20,7 +20,7 @@ from audiotok_cli.errors import DataError, MissingInputError, NotWritableError
 from audiotok_cli.results.figures import plot_confusion
 from audiotok_cli.settings import Paths
 from audiotok_cli.store import Pick, Store, only_candidate
-from audiotok_cli.training.data import BatchReader, predict, reader_workers
+from audiotok_cli.training.data import BatchReader, reader_workers, score_rows
 from audiotok_cli.training.inputs import inputs_for_run
 from audiotok_cli.training.metrics import (
     classification_metrics,
@@ -122,7 +122,7 @@ def evaluate(
         rows = store.split_rows(lengths, split)
         if not rows.any():
             continue
-        labels, scores = predict(loaded.model, reader, rows, batch_size, target, record.loss)
+        labels, scores = score_rows(loaded.model, reader, rows, batch_size, target, record.loss)
         leaked = (leaks.test if split == "test" else leaks.val)[rows]
         predictions[split] = SplitPredictions(clip_ids[rows].tolist(), labels, scores, leaked)
         if split == "val":

@@ -320,7 +320,7 @@ def _batch(rows: ShardRows, part: slice | torch.Tensor) -> Batch:
 
 
 @torch.no_grad()
-def predict(
+def score_rows(
     model: torch.nn.Module,
     reader: BatchReader,
     rows: np.ndarray,
@@ -332,7 +332,7 @@ def predict(
     model trained with softmax cross-entropy (`ce`), independent sigmoids for BCE."""
     model.eval()
     labels, scores, order = [], [], []
-    with progress("predict", int(rows.sum())) as advance:
+    with progress("score", int(rows.sum())) as advance:
         for batch in reader.batches(rows, batch_size):
             logits = model(batch.inputs.to(device), batch.lengths.to(device))
             scores.append(probabilities(logits, loss).cpu().numpy())

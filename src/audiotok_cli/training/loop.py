@@ -27,8 +27,8 @@ from audiotok_cli.training.data import (
     ModelInputs,
     balanced_weights,
     cpu_threads,
-    predict,
     reader_workers,
+    score_rows,
 )
 from audiotok_cli.training.distributed import (
     Ranks,
@@ -119,7 +119,7 @@ class Classification:
     def validate(
         self, model: nn.Module, reader: BatchReader, rows: np.ndarray, batch_size: int, device: torch.device
     ) -> dict[str, float]:
-        labels, scores = predict(model, reader, rows, batch_size, device, self.loss_name)
+        labels, scores = score_rows(model, reader, rows, batch_size, device, self.loss_name)
         top = accuracy(labels, scores)
         return {"val_mAP": mean_average_precision(labels, scores)} | (
             {} if top is None else {"val_accuracy": top}
