@@ -48,7 +48,8 @@ OBJECTIVES: dict[str, Objective] = {
     )
 }  # fmt: skip
 
-_BY_INPUT = {objective.reads: objective.name for objective in OBJECTIVES.values()}  # --input's spelling
+# the older spelling, `--input`, fixed: a new objective that reads frames too never takes it over
+_BY_INPUT = {"tokens": "masked-tokens", "frames": "masked-units"}
 
 
 def chosen_objective(objective: str | None, input: str | None) -> Objective:
