@@ -1,8 +1,8 @@
 """Options shared by several commands. Options bound to a setting default to None (so env and `.env`
 still apply) and show the setting's own default and description in `--help`."""
 
+import dataclasses
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,15 +93,22 @@ FeaturesOpt = Annotated[
 ]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class OptionGroup:
     """Options several commands share, declared once: a command names the group as a parameter
-    (`fitting: dict = FITTING`) where its options go in its help, and gets them as one dict."""
+    (`fitting: dict = FITTING`) where its options go in its help, and gets them as one dict. An
+    option is unset (None) unless `defaults` gives it a value."""
 
-    options: dict[str, tuple[Any, Any]]  # name -> (annotation, default)
+    options: dict[str, Any]  # name -> its annotation
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def parameters(self) -> list[inspect.Parameter]:
         return [
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
-            for name, (kind, default) in self.options.items()
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=self.defaults.get(name),
+                annotation=kind,
+            )
+            for name, kind in self.options.items()
         ]

@@ -36,9 +36,11 @@ BatchOpt = Annotated[int | None, setting(TrainSettings, "batch_size", "--batch-s
 
 
 def _flag(group: type[BaseModel], field: str, kind: type, panel: str | None = None) -> Any:
-    """An option setting `group.field`, named after it (`hidden_size` -> `--hidden-size`), listed
-    under `panel` (by default its group's)."""
+    """An option setting `group.field`, named after it (`hidden_size` -> `--hidden-size`; a switch
+    `--bucket-by-length/--no-bucket-by-length`), listed under `panel` (by default its group's)."""
     flag = "--" + field.replace("_", "-")
+    if kind is bool:
+        flag += "/--no-" + flag.removeprefix("--")
     return Annotated[kind | None, setting(group, field, flag, panel=panel or _PANELS.get(group))]
 
 
@@ -46,78 +48,51 @@ def _flag(group: type[BaseModel], field: str, kind: type, panel: str | None = No
 # loop (`fitting`); where it runs and is written (`running`)
 FITTING = OptionGroup(
     {
-        "vocab": (VocabOpt, None),
-        "k": (PickKOpt, None),
-        "features": (FeaturesOpt, None),
-        "vocab_size": (_flag(ModelSettings, "vocab_size", int), None),
-        "hidden_size": (_flag(ModelSettings, "hidden_size", int), None),
-        "num_layers": (_flag(ModelSettings, "num_layers", int), None),
-        "num_heads": (_flag(ModelSettings, "num_heads", int), None),
-        "dropout": (_flag(ModelSettings, "dropout", float), None),
-        "frame_transforms": (
-            Annotated[
-                list[str] | None,
-                setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL),
-            ],
-            None,
-        ),
-        "epochs": (_flag(TrainSettings, "epochs", int), None),
-        "batch_size": (BatchOpt, None),
-        "learning_rate": (
-            Annotated[float | None, setting(TrainSettings, "learning_rate", "--lr", panel=TRAINING)],
-            None,
-        ),
-        "weight_decay": (_flag(TrainSettings, "weight_decay", float), None),
-        "schedule": (_flag(TrainSettings, "schedule", str), None),
-        "warmup_steps": (_flag(TrainSettings, "warmup_steps", int), None),
-        "warmup_ratio": (_flag(TrainSettings, "warmup_ratio", float), None),
-        "patience": (_flag(TrainSettings, "patience", int), None),
-        "accumulate": (_flag(TrainSettings, "accumulate", int), None),
-        "clip_grad_norm": (_flag(TrainSettings, "clip_grad_norm", float), None),
-        "precision": (_flag(TrainSettings, "precision", str), None),
-        "bucket_by_length": (
-            Annotated[
-                bool | None,
-                setting(
-                    TrainSettings,
-                    "bucket_by_length",
-                    "--bucket-by-length/--no-bucket-by-length",
-                    panel=TRAINING,
-                ),
-            ],
-            None,
-        ),
-        "average_last": (_flag(TrainSettings, "average_last", int), None),
+        "vocab": VocabOpt,
+        "k": PickKOpt,
+        "features": FeaturesOpt,
+        "vocab_size": _flag(ModelSettings, "vocab_size", int),
+        "hidden_size": _flag(ModelSettings, "hidden_size", int),
+        "num_layers": _flag(ModelSettings, "num_layers", int),
+        "num_heads": _flag(ModelSettings, "num_heads", int),
+        "dropout": _flag(ModelSettings, "dropout", float),
+        "frame_transforms": Annotated[
+            list[str] | None, setting(ModelSettings, "frame_transforms", "--frame-transform", panel=MODEL)
+        ],
+        "epochs": _flag(TrainSettings, "epochs", int),
+        "batch_size": BatchOpt,
+        "learning_rate": Annotated[
+            float | None, setting(TrainSettings, "learning_rate", "--lr", panel=TRAINING)
+        ],
+        "weight_decay": _flag(TrainSettings, "weight_decay", float),
+        "schedule": _flag(TrainSettings, "schedule", str),
+        "warmup_steps": _flag(TrainSettings, "warmup_steps", int),
+        "warmup_ratio": _flag(TrainSettings, "warmup_ratio", float),
+        "patience": _flag(TrainSettings, "patience", int),
+        "accumulate": _flag(TrainSettings, "accumulate", int),
+        "clip_grad_norm": _flag(TrainSettings, "clip_grad_norm", float),
+        "precision": _flag(TrainSettings, "precision", str),
+        "bucket_by_length": _flag(TrainSettings, "bucket_by_length", bool),
+        "average_last": _flag(TrainSettings, "average_last", int),
     }
 )
 RUNNING_OPTIONS = OptionGroup(
     {
-        "tensorboard": (
-            Annotated[
-                bool | None,
-                setting(TrainSettings, "tensorboard", "--tensorboard/--no-tensorboard", panel=RUNNING),
-            ],
-            None,
-        ),
-        "device": (DeviceOpt, None),
-        "loader_workers": (_flag(TrainSettings, "loader_workers", int, RUNNING), None),
-        "threads": (_flag(TrainSettings, "threads", int, RUNNING), None),
-        "run_name": (
-            Annotated[
-                str | None,
-                option(
-                    "--run-name",
-                    help="Run folder name.",
-                    default="MODEL-INPUT, then -2, -3, ...",
-                    panel=RUNNING,
-                ),
-            ],
-            None,
-        ),
-        "store": (StoreOpt, None),
-        "runs_dir": (RunsOpt, None),
-        "overwrite": (OverwriteOpt, False),
-    }
+        "tensorboard": _flag(TrainSettings, "tensorboard", bool, RUNNING),
+        "device": DeviceOpt,
+        "loader_workers": _flag(TrainSettings, "loader_workers", int, RUNNING),
+        "threads": _flag(TrainSettings, "threads", int, RUNNING),
+        "run_name": Annotated[
+            str | None,
+            option(
+                "--run-name", help="Run folder name.", default="MODEL-INPUT, then -2, -3, ...", panel=RUNNING
+            ),
+        ],
+        "store": StoreOpt,
+        "runs_dir": RunsOpt,
+        "overwrite": OverwriteOpt,
+    },
+    defaults={"overwrite": False},
 )
 
 

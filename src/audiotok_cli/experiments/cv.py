@@ -28,7 +28,7 @@ from audiotok_cli.stages.split import split
 from audiotok_cli.stages.tokenize import tokenize
 from audiotok_cli.stages.vocab import build_vocab, vocab_name
 from audiotok_cli.store import Pick, SplitRecord, Store
-from audiotok_cli.training.loop import Planned, plan_run, train
+from audiotok_cli.training.loop import Planned, default_run_name, plan_run, train
 from audiotok_cli.training.request import RunRequest
 from audiotok_cli.training.run_names import repeat_base
 from audiotok_cli.training.runs import SetMember, read_record, recipe_key
@@ -44,13 +44,7 @@ def cross_validate(
 ) -> RepeatedRuns:
     """Train and score one run per fold of the store's clips (see the module's docstring); with
     `seeds` > 1, `NAME-foldN-seedS` per fold and seed, a fold scoring as the mean of its seeds."""
-    paths, model, settings, seed, pick = (
-        request.paths,
-        request.model,
-        request.train,
-        request.seed,
-        request.pick,
-    )
+    paths, pick = request.paths, request.pick
     if request.init is not None:
         raise SettingsError("--cv with --init: a pretraining run saw every fold; fine-tune per fold by hand")
     if pick.name is not None:
@@ -69,7 +63,7 @@ def cross_validate(
         FrameTransforms(vocab_settings.transforms),
         vocab_settings.quantizer,
     )
-    default = f"{model.kind}-{vocab if model.input == 'tokens' else features}"
+    default = default_run_name(request.model, vocab if request.model.input == "tokens" else features)
     plan = _Plan(request, features, vocab, split_settings, vocab_settings)
     original = store.clips_record.split_before_cv
     if original is not None:  # a cross-validation killed mid-fold: the store's own split is this one
@@ -79,7 +73,7 @@ def cross_validate(
         store.keep_split_for_cv(original)
     repeats: list[RepeatScore] = []
     base = None
-    seeded = range(seed, seed + seeds)
+    seeded = range(request.seed, request.seed + seeds)
     try:
         for fold in folds:
             pick, planned = _prepare_fold(plan, fold, seeded)
@@ -88,7 +82,7 @@ def cross_validate(
                     _suffix(number, each, seeds): planned[each].record for number in folds for each in seeded
                 }
                 base = repeat_base(
-                    paths.runs_dir, settings.run_name, default, wanted, recipe_key, request.overwrite
+                    paths.runs_dir, request.train.run_name, default, wanted, recipe_key, request.overwrite
                 )
             scores = [
                 _fold_run(

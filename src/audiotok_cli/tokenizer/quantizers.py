@@ -27,6 +27,8 @@ Cluster = Callable[[np.ndarray], np.ndarray]  # k-means over a sample: its k cen
 
 
 class Quantizer(Protocol):
+    ARGUMENT: ClassVar[str]  # the letter help writes its count with (`pq:M`); "": it takes none
+    SUMMARY: ClassVar[str]  # what `vocab --help` says of it
     codebooks: np.ndarray
 
     @classmethod
@@ -131,10 +133,16 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
     "pq": ProductQuantizer,
     "rvq": ResidualQuantizer,
 }
-CHOICES = ", ".join(kind + (f":{q.ARGUMENT}" if q.ARGUMENT else "") for kind, q in QUANTIZERS.items())
-DESCRIBED = "; ".join(
-    kind + (f":{q.ARGUMENT}" if q.ARGUMENT else "") + f" ({q.SUMMARY})" for kind, q in QUANTIZERS.items()
-)
+
+
+def spelled(kind: str) -> str:
+    """A quantizer as a user writes it: `kmeans`, `pq:M`."""
+    argument = QUANTIZERS[kind].ARGUMENT
+    return f"{kind}:{argument}" if argument else kind
+
+
+CHOICES = ", ".join(map(spelled, QUANTIZERS))
+DESCRIBED = "; ".join(f"{spelled(kind)} ({quantizer.SUMMARY})" for kind, quantizer in QUANTIZERS.items())
 
 
 def parse_quantizer(spec: str) -> tuple[str, int]:
